@@ -1,0 +1,193 @@
+"""The reverse-derivative functor ``R``, the forward derivative ``D`` derived from it, and optics.
+
+``R`` works on syntax by structural recursion over a term's boxes (MATH.md
+1.5, 2.3): copy the forward boxes once, then walk them backwards, asking each
+primitive for its reverse derivative *as a term* and adding up the cotangents
+of wires that fan out (the reverse derivative of copy). The forward wires the
+backward boxes read are the optic's residuals; nothing of the forward pass is
+recomputed, so ``R(f)`` has a number of boxes linear in that of ``f``.
+
+For a term ``f`` with parameters ``P``, input ``x`` and output ``y``:
+
+* ``R(f)`` takes ``(params, x, dy)`` and returns ``(dparams, dx)``;
+* ``D(f)`` takes ``(params, x, dparams, dx)`` and returns ``dy``; it is
+  ``pi_1 R(R(f))((x, 0), (dparams, dx))`` (MATH.md 1.4), not a second set of rules;
+* ``R(R(f))`` gives second derivatives: at ``((x, dy), (0, v))`` its ``dx``
+  output is the Hessian-vector product of ``dy . f`` along ``v``.
+
+>>> import paralens as pl
+>>> f = pl.nn.dense(3, 2) >> pl.nn.tanh()
+>>> pl.R(f).cod == pl.R(f).dom[:0] @ f.param_types['dense.W'] @ f.param_types['dense.b'] @ f.dom
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import prims as P
+from .terms import Builder, DictSig, Term
+from .types import ArrayType
+
+__all__ = ["R", "D", "value_and_R", "Optic", "optic"]
+
+
+def _arg_sig(term: Term):
+    """The calling convention of a term's inputs taken as one value."""
+    return term.in_sig[0] if len(term.in_sig) == 1 else tuple(term.in_sig)
+
+
+def _fit(b: Builder, d: int, target: int) -> int:
+    """Bring a cotangent to its wire's type: undo implicit broadcasts.
+
+    An operand broadcast along leading axes (a scalar, a bias) receives the sum
+    of its cotangent over them; an unbatched wire (a parameter) used by every example receives
+    the sum over the batch (the reverse derivative of copying it B times).
+    """
+    td, tt = b.type_of(d), b.type_of(target)
+    if td.shape != tt.shape:
+        lead = td.ndim - tt.ndim
+        if lead <= 0 or td.shape[lead:] != tt.shape:
+            raise AssertionError(f"cotangent of shape {td.shape} for a wire of shape {tt.shape}")
+        d = P.reduce_sum(b, d, range(lead))
+    if td.batched and not tt.batched:
+        d = b.emit1(P.BATCH_SUM, d)
+    elif tt.batched and not td.batched:
+        d = b.emit1(P.BATCH_BROADCAST, d, target)
+    return d
+
+
+def _reverse(f: Term):
+    """Build ``R(f)``; return the builder and the wires the optic split needs."""
+    b = Builder()
+    env: dict[int, int] = {}
+    for spec, w in zip(f.params, f.param_wires):
+        env[w] = b.param(spec.layer, spec.slot, spec.local, spec.type, spec.init)
+    xs = [b.input(t) for t in f.dom]
+    env.update(zip(f.inputs, xs))
+    for e in f.eqns:  # forward part: each box once
+        ins = tuple(env[w] for w in e.ins)
+        outs = []
+        for w in e.outs:
+            env[w] = b.new_wire(f.wires[w])
+            outs.append(env[w])
+        b.eqns.append(type(e)(e.prim, e.params, ins, tuple(outs)))
+    n_fwd = len(b.eqns)
+    ys = [env[w] for w in f.outputs]
+    dys = [b.input(t) for t in f.cod]
+
+    cot: dict[int, int] = {}  # forward wire of b -> its accumulated cotangent
+
+    def accumulate(w: int, d: int):
+        d = _fit(b, d, w)
+        cot[w] = P.add(b, cot[w], d) if w in cot else d
+
+    for y, dy in zip(ys, dys):
+        accumulate(y, dy)
+    for e in reversed(f.eqns):
+        outs = [env[w] for w in e.outs]
+        if not any(o in cot for o in outs):
+            continue  # no cotangent reaches this box
+        douts = [cot[o] if o in cot else P.zeros_like(b, o) for o in outs]
+        ins = [env[w] for w in e.ins]
+        dins = e.prim.rev(b, e.kwargs, ins, outs, douts)
+        for w, d in zip(ins, dins):
+            if d is not None:
+                accumulate(w, d)
+
+    def result(w):
+        return cot[w] if w in cot else P.zeros_like(b, w)
+
+    pw = [env[w] for w in f.param_wires]
+    dps = [result(w) for w in pw]
+    dxs = [result(w) for w in xs]
+    return b, n_fwd, pw, xs, ys, dys, dps, dxs
+
+
+def R(f: Term) -> Term:
+    """The reverse derivative of ``f``: ``(params, x, dy) -> (dparams, dx)``.
+
+    ``dparams`` is a dict keyed like ``f``'s parameters. ``R`` is a functor:
+    ``R(f >> g)`` computes what the lens composite of ``R(f)`` and ``R(g)`` does.
+
+    >>> import numpy as np, paralens as pl
+    >>> from paralens.backends import numpy as pnp
+    >>> f = pl.nn.dense(2, 1)
+    >>> params = {"dense.W": np.ones((2, 1)), "dense.b": np.zeros(1)}
+    >>> dparams, dx = pnp.compile(pl.R(f))(params, np.array([[1.0, 2.0]]), np.array([[1.0]]))
+    >>> dparams["dense.W"].ravel().tolist(), dx.tolist()
+    ([1.0, 2.0], [[1.0, 1.0]])
+    """
+    if not isinstance(f, Term):
+        raise TypeError(f"R takes a Term, got {type(f).__name__}")
+    b, _, _, xs, _, dys, dps, dxs = _reverse(f)
+    x_sig, y_sig = _arg_sig(f), f.out_sig
+    return b.build(xs + dys, dps + dxs, in_sig=(x_sig, y_sig),
+                   out_sig=(DictSig(f.param_names), x_sig), name=f"R({f.name})")
+
+
+def value_and_R(f: Term) -> Term:
+    """``R(f)`` that also returns the forward value: ``(params, x, dy) -> (y, dparams, dx)``.
+
+    The forward pass runs once and feeds both outputs (as ``jax.value_and_grad``).
+    """
+    b, _, _, xs, ys, dys, dps, dxs = _reverse(f)
+    x_sig = _arg_sig(f)
+    return b.build(xs + dys, ys + dps + dxs, in_sig=(x_sig, f.out_sig),
+                   out_sig=(f.out_sig, DictSig(f.param_names), x_sig), name=f"value_and_R({f.name})")
+
+
+def D(f: Term) -> Term:
+    """The forward derivative ``(params, x, dparams, dx) -> dy`` (a Jacobian-vector product).
+
+    Derived from ``R`` by the double-reverse identity
+    ``D[f](x, u) = pi_1 R[R[f]]((x, 0), u)`` (MATH.md 1.4).
+    """
+    rrf = R(R(f))
+    b = Builder()
+    pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in f.params]
+    xs = [b.input(t) for t in f.dom]
+    dps = [b.input(t) for t in f.param_types.values()]
+    dxs = [b.input(t) for t in f.dom]
+    zero_dy = b.emit(P.ZEROS, xs, types=tuple(f.cod)) if len(f.cod) else []
+    outs = b.inline(rrf, xs + zero_dy + dps + dxs, params=dict(zip(rrf.param_wires, pw)))
+    dy = outs[len(outs) - len(f.cod):]
+    x_sig = _arg_sig(f)
+    return b.build(xs + dps + dxs, dy, in_sig=(x_sig, DictSig(f.param_names), x_sig),
+                   out_sig=f.out_sig, name=f"D({f.name})")
+
+
+@dataclass(frozen=True)
+class Optic:
+    """``R(f)`` split at its residuals (MATH.md 2.3).
+
+    ``fwd: (params, x) -> (y, residuals)`` runs the forward pass once and keeps
+    what the backward pass needs; ``rev: ((), (residuals, dy)) -> (dparams, dx)``
+    consumes them. ``residuals`` lists the residual wires' types.
+    """
+
+    fwd: Term
+    rev: Term
+    residuals: tuple[ArrayType, ...]
+
+
+def optic(f: Term) -> Optic:
+    """Split ``R(f)`` into a forward part emitting residuals and a reverse part."""
+    b, n_fwd, pw, xs, ys, dys, dps, dxs = _reverse(f)
+    fwd_eqns, rev_eqns = b.eqns[:n_fwd], b.eqns[n_fwd:]
+    produced_by_rev = {w for e in rev_eqns for w in e.outs} | set(dys)
+    residuals = []
+    for w in [w for e in rev_eqns for w in e.ins] + dps + dxs:
+        if w not in produced_by_rev and w not in residuals:
+            residuals.append(w)
+
+    fb = Builder()
+    fb.wires, fb.params, fb.param_wires = list(b.wires), list(b.params), list(pw)
+    fb.eqns = fwd_eqns
+    fwd = fb.build(xs, ys + residuals, name=f"fwd({f.name})")
+
+    rb = Builder()
+    rb.wires, rb.eqns = list(b.wires), rev_eqns
+    rev = rb.build(residuals + dys, dps + dxs, out_sig=(DictSig(f.param_names), _arg_sig(f)),
+                   name=f"rev({f.name})")
+    return Optic(fwd, rev, tuple(b.wires[w] for w in residuals))

@@ -1,0 +1,442 @@
+"""The primitive boxes: each with a type rule and its reverse derivative as a term.
+
+Every reverse-derivative rule below builds its result out of primitives of this
+same module, so ``R`` applies again to its output (``R(R(f))``). A rule gets
+the forward input wires ``x`` and output wires ``y`` (the optic's residuals)
+and the output cotangents ``dy``; it returns one cotangent per input, or
+``None`` where the derivative is zero.
+
+Shapes are per example. Elementwise boxes broadcast trailing axes: operand
+shapes must be equal, or end the longest one (a scalar, a bias); batched and unbatched
+operands mix freely (an unbatched operand is shared by every example). ``R``
+reconciles such implicit broadcasts generically (sum over the batch, sum
+over the broadcast leading axes), so no rule here special-cases them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from .terms import Builder, Prim, register
+from .types import ArrayType
+
+__all__ = [
+    "PRIMS", "unary", "binary",
+    "NEG", "EXP", "LOG", "SQRT", "TANH", "SIGMOID", "SOFTPLUS", "RELU", "STEP", "SCALE", "SHIFT",
+    "POW", "ADD", "SUB", "MUL", "DIV", "GREATER", "EQUAL", "WHERE", "ZEROS", "CONST",
+    "STOP_GRADIENT", "REDUCE_SUM", "REDUCE_MAX", "BROADCAST", "RESHAPE", "TRANSPOSE", "EINSUM",
+    "SOFTMAX", "LOGSUMEXP", "PATCHES", "PATCHES_T", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
+]
+
+FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
+def _fail(name: str, types: Sequence[ArrayType], why: str):
+    raise TypeError(f"{name}: {why} (got {', '.join(map(repr, types)) or 'no inputs'})")
+
+
+def _arity(name, types, n):
+    if len(types) != n:
+        _fail(name, types, f"takes {n} input{'s' * (n != 1)}")
+
+
+# --------------------------------------------------------------------------- type rules
+
+
+def _unary_rule(name):
+    def rule(types, **_):
+        _arity(name, types, 1)
+        if types[0].dtype not in FLOATS:
+            _fail(name, types, "needs a floating-point input")
+        return [types[0]]
+    return rule
+
+
+def _broadcast_shapes(name, types):
+    """Operands broadcast as trailing axes: each shape must end the longest one."""
+    longest = max((t.shape for t in types), key=len)
+    if any(longest[len(longest) - t.ndim:] != t.shape for t in types):
+        _fail(name, types, "operand shapes must be equal or trailing parts of one another")
+    return longest
+
+
+def _elementwise_rule(name, n, out_dtype=None):
+    def rule(types, **_):
+        _arity(name, types, n)
+        shape = _broadcast_shapes(name, types)
+        dt = out_dtype or types[-1].dtype
+        return [ArrayType(shape, dt, any(t.batched for t in types))]
+    return rule
+
+
+# --------------------------------------------------------------------------- emitters
+# Small helpers so that reverse-derivative rules read like formulas.
+
+def neg(b, x): return b.emit1(NEG, x)
+def add(b, x, y): return b.emit1(ADD, x, y)
+def sub(b, x, y): return b.emit1(SUB, x, y)
+def mul(b, x, y): return b.emit1(MUL, x, y)
+def div(b, x, y): return b.emit1(DIV, x, y)
+def scale(b, x, c): return b.emit1(SCALE, x, c=float(c))
+def shift(b, x, c): return b.emit1(SHIFT, x, c=float(c))
+def zeros_like(b, x): return b.emit1(ZEROS, x, types=(b.type_of(x),))
+def reduce_sum(b, x, axes): return b.emit1(REDUCE_SUM, x, axes=tuple(axes))
+def reshape(b, x, shape): return b.emit1(RESHAPE, x, shape=tuple(shape))
+def broadcast(b, x, shape, dims): return b.emit1(BROADCAST, x, shape=tuple(shape), dims=tuple(dims))
+
+
+def _kept(ndim, axes):
+    return tuple(i for i in range(ndim) if i not in axes)
+
+
+# --------------------------------------------------------------------------- elementwise
+
+PRIMS: dict[str, Prim] = {}
+
+
+def _def(name, rule, rev, *, linear=False):
+    p = register(Prim(name, rule, rev, linear=linear))
+    PRIMS[name] = p
+    return p
+
+
+def unary(name, rev, *, linear=False):
+    return _def(name, _unary_rule(name), rev, linear=linear)
+
+
+def binary(name, rev, *, out_dtype=None, linear=False):
+    return _def(name, _elementwise_rule(name, 2, out_dtype), rev, linear=linear)
+
+
+NEG = unary("neg", lambda b, p, x, y, dy: [neg(b, dy[0])], linear=True)
+EXP = unary("exp", lambda b, p, x, y, dy: [mul(b, dy[0], y[0])])
+LOG = unary("log", lambda b, p, x, y, dy: [div(b, dy[0], x[0])])
+SQRT = unary("sqrt", lambda b, p, x, y, dy: [scale(b, div(b, dy[0], y[0]), 0.5)])
+TANH = unary("tanh", lambda b, p, x, y, dy: [mul(b, dy[0], shift(b, neg(b, mul(b, y[0], y[0])), 1.0))])
+SIGMOID = unary("sigmoid", lambda b, p, x, y, dy: [
+    mul(b, dy[0], mul(b, y[0], shift(b, neg(b, y[0]), 1.0)))])
+SOFTPLUS = unary("softplus", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(SIGMOID, x[0]))])
+#: ``step(x) = 1 if x > 0 else 0``: the derivative of relu (and itself of zero derivative).
+STEP = unary("step", lambda b, p, x, y, dy: [None])
+RELU = unary("relu", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(STEP, x[0]))])
+STOP_GRADIENT = unary("stop_gradient", lambda b, p, x, y, dy: [None])
+#: ``scale(x; c) = c * x`` and ``shift(x; c) = x + c`` for a Python constant ``c``.
+SCALE = unary("scale", lambda b, p, x, y, dy: [scale(b, dy[0], p["c"])], linear=True)
+SHIFT = unary("shift", lambda b, p, x, y, dy: [dy[0]])
+
+
+def _pow_rev(b, p, x, y, dy):
+    e = p["p"]
+    return [scale(b, mul(b, dy[0], b.emit1(POW, x[0], p=e - 1.0)), e)]
+
+
+POW = unary("pow", _pow_rev)
+
+ADD = binary("add", lambda b, p, x, y, dy: [dy[0], dy[0]], linear=True)
+SUB = binary("sub", lambda b, p, x, y, dy: [dy[0], neg(b, dy[0])], linear=True)
+MUL = binary("mul", lambda b, p, x, y, dy: [mul(b, dy[0], x[1]), mul(b, dy[0], x[0])])
+
+
+def _div_rev(b, p, x, y, dy):
+    d0 = div(b, dy[0], x[1])
+    return [d0, neg(b, mul(b, d0, y[0]))]
+
+
+DIV = binary("div", _div_rev)
+#: Comparisons give float masks (1.0 where true) so they compose with arithmetic.
+GREATER = binary("greater", lambda b, p, x, y, dy: [None, None])
+EQUAL = binary("equal", lambda b, p, x, y, dy: [None, None])
+
+
+def _where_rev(b, p, x, y, dy):
+    z = zeros_like(b, dy[0])
+    return [None, b.emit1(WHERE, x[0], dy[0], z), b.emit1(WHERE, x[0], z, dy[0])]
+
+
+WHERE = _def("where", _elementwise_rule("where", 3), _where_rev)
+
+
+# --------------------------------------------------------------------------- constants
+
+
+def _zeros_rule(ins, *, types):
+    if any(t.batched for t in types) and not any(t.batched for t in ins):
+        _fail("zeros", ins, "a batched zero needs a batched input to take its batch size from")
+    return list(types)
+
+
+#: ``zeros(*xs; types)``: zero arrays of ``types``, ignoring the inputs (the zero map).
+ZEROS = _def("zeros", _zeros_rule, lambda b, p, x, y, dy: [None] * len(x), linear=True)
+
+
+def _const_rule(types, *, value, shape, dtype):
+    if types:
+        _fail("const", types, "takes no inputs")
+    if len(value) != math.prod(shape):
+        raise TypeError(f"const: {len(value)} values do not fill shape {shape}")
+    return [ArrayType(tuple(shape), dtype, batched=False)]
+
+
+#: ``const(; value, shape, dtype)``: an unbatched constant (``value`` a flat tuple).
+CONST = _def("const", _const_rule, lambda b, p, x, y, dy: [])
+
+
+# --------------------------------------------------------------------------- reductions and shapes
+
+
+def _axes_ok(name, t, axes):
+    if len(set(axes)) != len(axes) or any(not 0 <= a < t.ndim for a in axes):
+        _fail(name, [t], f"axes {axes} out of range or repeated")
+
+
+def _reduce_rule(name):
+    def rule(types, *, axes):
+        _arity(name, types, 1)
+        t = types[0]
+        _axes_ok(name, t, axes)
+        return [t.with_shape(t.shape[i] for i in _kept(t.ndim, axes))]
+    return rule
+
+
+def _reduce_sum_rev(b, p, x, y, dy):
+    t = b.type_of(x[0])
+    return [broadcast(b, dy[0], t.shape, _kept(t.ndim, p["axes"]))]
+
+
+REDUCE_SUM = _def("reduce_sum", _reduce_rule("reduce_sum"), _reduce_sum_rev, linear=True)
+
+
+def _reduce_max_rev(b, p, x, y, dy):
+    t = b.type_of(x[0])
+    kept = _kept(t.ndim, p["axes"])
+    mask = b.emit1(EQUAL, x[0], broadcast(b, y[0], t.shape, kept))
+    count = reduce_sum(b, mask, p["axes"])
+    return [mul(b, broadcast(b, div(b, dy[0], count), t.shape, kept), mask)]
+
+
+REDUCE_MAX = _def("reduce_max", _reduce_rule("reduce_max"), _reduce_max_rev)
+
+
+def _broadcast_rule(types, *, shape, dims):
+    _arity("broadcast", types, 1)
+    t = types[0]
+    if len(dims) != t.ndim or any(not 0 <= d < len(shape) for d in dims) or list(dims) != sorted(set(dims)):
+        _fail("broadcast", types, f"dims {dims} must be increasing positions in {shape}, one per input axis")
+    if any(t.shape[i] not in (1, shape[d]) for i, d in enumerate(dims)):
+        _fail("broadcast", types, f"cannot broadcast to {shape} along {dims}")
+    return [t.with_shape(shape)]
+
+
+def _broadcast_rev(b, p, x, y, dy):
+    t = b.type_of(x[0])
+    shape, dims = p["shape"], p["dims"]
+    summed = [i for i in range(len(shape))
+              if i not in dims or (t.shape[dims.index(i)] == 1 and shape[i] != 1)]
+    r = reduce_sum(b, dy[0], summed) if summed else dy[0]
+    return [r if b.type_of(r).shape == t.shape else reshape(b, r, t.shape)]
+
+
+BROADCAST = _def("broadcast", _broadcast_rule, _broadcast_rev, linear=True)
+
+
+def _reshape_rule(types, *, shape):
+    _arity("reshape", types, 1)
+    if math.prod(shape) != types[0].size:
+        _fail("reshape", types, f"cannot reshape to {shape}")
+    return [types[0].with_shape(shape)]
+
+
+RESHAPE = _def("reshape", _reshape_rule,
+               lambda b, p, x, y, dy: [reshape(b, dy[0], b.type_of(x[0]).shape)], linear=True)
+
+
+def _transpose_rule(types, *, perm):
+    _arity("transpose", types, 1)
+    t = types[0]
+    if sorted(perm) != list(range(t.ndim)):
+        _fail("transpose", types, f"{perm} is not a permutation of the axes")
+    return [t.with_shape(t.shape[i] for i in perm)]
+
+
+def _transpose_rev(b, p, x, y, dy):
+    inv = tuple(sorted(range(len(p["perm"])), key=p["perm"].__getitem__))
+    return [b.emit1(TRANSPOSE, dy[0], perm=inv)]
+
+
+TRANSPOSE = _def("transpose", _transpose_rule, _transpose_rev, linear=True)
+
+
+# --------------------------------------------------------------------------- contraction
+
+
+def parse_einsum(spec: str) -> tuple[list[str], str]:
+    lhs, out = spec.replace(" ", "").split("->")
+    return lhs.split(","), out
+
+
+def _einsum_rule(types, *, spec, batched_out=None):
+    _arity("einsum", types, 2)
+    ins, out = parse_einsum(spec)
+    if len(ins) != 2:
+        _fail("einsum", types, f"spec {spec!r} needs two operands")
+    sizes: dict[str, int] = {}
+    for sub_, t in zip(ins, types):
+        if len(sub_) != t.ndim or len(set(sub_)) != len(sub_):
+            _fail("einsum", types, f"subscripts {sub_!r} do not match shape {t.shape}")
+        for c, d in zip(sub_, t.shape):
+            if sizes.setdefault(c, d) != d:
+                _fail("einsum", types, f"index {c!r} has sizes {sizes[c]} and {d}")
+    subs = ins + [out]
+    for k, s in enumerate(subs):
+        for c in s:
+            if sum(c in other for j, other in enumerate(subs) if j != k) == 0:
+                _fail("einsum", types, f"index {c!r} of {spec!r} must occur in two places "
+                                       "(sum a single axis with reduce_sum)")
+    if len(set(out)) != len(out):
+        _fail("einsum", types, f"repeated output index in {spec!r}")
+    any_b = any(t.batched for t in types)
+    bo = any_b if batched_out is None else batched_out
+    if bo and not any_b:
+        _fail("einsum", types, "a batched output needs a batched operand")
+    if types[0].dtype != types[1].dtype:
+        _fail("einsum", types, "operands need the same dtype")
+    return [ArrayType(tuple(sizes[c] for c in out), types[0].dtype, bo)]
+
+
+def _einsum_rev(b, p, x, y, dy):
+    (a, c), out = parse_einsum(p["spec"])
+    da = b.emit1(EINSUM, dy[0], x[1], spec=f"{out},{c}->{a}", batched_out=b.type_of(x[0]).batched)
+    dc = b.emit1(EINSUM, dy[0], x[0], spec=f"{out},{a}->{c}", batched_out=b.type_of(x[1]).batched)
+    return [da, dc]
+
+
+#: ``einsum(a, b; spec)`` over per-example axes, e.g. ``"i,io->o"`` for ``x @ W``.
+#: A batched operand carries the batch axis too: it is kept in the output unless
+#: ``batched_out=False``, in which case it is contracted (one matmul over the
+#: whole batch, the reverse derivative of sharing a parameter across examples).
+EINSUM = _def("einsum", _einsum_rule, _einsum_rev)
+
+
+# --------------------------------------------------------------------------- softmax family
+
+
+def _axis_rule(name, drop):
+    def rule(types, *, axis):
+        _arity(name, types, 1)
+        t = types[0]
+        _axes_ok(name, t, (axis,))
+        return [t.with_shape(t.shape[:axis] + t.shape[axis + 1:]) if drop else t]
+    return rule
+
+
+def _softmax_rev(b, p, x, y, dy):
+    t = b.type_of(x[0])
+    s = reduce_sum(b, mul(b, dy[0], y[0]), (p["axis"],))
+    return [mul(b, y[0], sub(b, dy[0], broadcast(b, s, t.shape, _kept(t.ndim, (p["axis"],)))))]
+
+
+def _logsumexp_rev(b, p, x, y, dy):
+    t = b.type_of(x[0])
+    sm = b.emit1(SOFTMAX, x[0], axis=p["axis"])
+    return [mul(b, broadcast(b, dy[0], t.shape, _kept(t.ndim, (p["axis"],))), sm)]
+
+
+SOFTMAX = _def("softmax", _axis_rule("softmax", False), _softmax_rev)
+LOGSUMEXP = _def("logsumexp", _axis_rule("logsumexp", True), _logsumexp_rev)
+
+
+# --------------------------------------------------------------------------- convolution patches
+
+
+def patches_shape(in_shape, kh, kw, stride, padding):
+    h, w, c = in_shape
+    oh = (h + 2 * padding[0] - kh) // stride[0] + 1
+    ow = (w + 2 * padding[1] - kw) // stride[1] + 1
+    return (oh, ow, kh, kw, c)
+
+
+def _patches_rule(types, *, kh, kw, stride, padding):
+    _arity("patches", types, 1)
+    t = types[0]
+    if t.ndim != 3:
+        _fail("patches", types, "needs a per-example (height, width, channels) input")
+    out = patches_shape(t.shape, kh, kw, stride, padding)
+    if out[0] < 1 or out[1] < 1:
+        _fail("patches", types, f"window {kh}x{kw} does not fit")
+    return [t.with_shape(out)]
+
+
+def _patches_t_rule(types, *, in_shape, kh, kw, stride, padding):
+    _arity("patches_t", types, 1)
+    t = types[0]
+    if t.shape != patches_shape(in_shape, kh, kw, stride, padding):
+        _fail("patches_t", types, f"is not the patches shape of {in_shape}")
+    return [t.with_shape(in_shape)]
+
+
+def _patches_rev(b, p, x, y, dy):
+    return [b.emit1(PATCHES_T, dy[0], in_shape=b.type_of(x[0]).shape, **p)]
+
+
+def _patches_t_rev(b, p, x, y, dy):
+    q = dict(p)
+    q.pop("in_shape")
+    return [b.emit1(PATCHES, dy[0], **q)]
+
+
+#: ``patches(x; kh, kw, stride, padding)``: (H, W, C) -> (OH, OW, kh, kw, C), the
+#: sliding windows of a 2-D convolution or pooling (zero padding). Linear; its
+#: reverse derivative is its transpose ``patches_t`` (overlapping windows add up).
+PATCHES = _def("patches", _patches_rule, _patches_rev, linear=True)
+PATCHES_T = _def("patches_t", _patches_t_rule, _patches_t_rev, linear=True)
+
+
+# --------------------------------------------------------------------------- the batch axis
+
+
+def _batch_sum_rule(types):
+    _arity("batch_sum", types, 1)
+    if not types[0].batched:
+        _fail("batch_sum", types, "needs a batched input")
+    return [types[0].unbatched]
+
+
+def _batch_broadcast_rule(types):
+    _arity("batch_broadcast", types, 2)
+    if types[0].batched or not types[1].batched:
+        _fail("batch_broadcast", types, "takes an unbatched value and a batched reference")
+    return [types[0].as_batched]
+
+
+def _batch_count_rule(types):
+    _arity("batch_count", types, 1)
+    if not types[0].batched:
+        _fail("batch_count", types, "needs a batched input")
+    return [ArrayType((), types[0].dtype, batched=False)]
+
+
+#: ``batch_sum(x)``: sum over the examples (batched -> unbatched).
+BATCH_SUM = _def("batch_sum", _batch_sum_rule,
+                 lambda b, p, x, y, dy: [b.emit1(BATCH_BROADCAST, dy[0], x[0])], linear=True)
+#: ``batch_broadcast(u, ref)``: the same ``u`` for every example of ``ref``'s batch.
+BATCH_BROADCAST = _def("batch_broadcast", _batch_broadcast_rule,
+                       lambda b, p, x, y, dy: [b.emit1(BATCH_SUM, dy[0]), None])
+#: ``batch_count(ref)``: the number of examples in ``ref``'s batch, as a float scalar.
+BATCH_COUNT = _def("batch_count", _batch_count_rule, lambda b, p, x, y, dy: [None])
+
+
+def emit_const(b: Builder, value, shape=(), dtype="float32") -> int:
+    """Emit a constant from a Python number or nested lists (no array library needed)."""
+    flat = tuple(float(v) for v in _flatten(value))
+    return b.emit1(CONST, value=flat, shape=tuple(shape), dtype=dtype)
+
+
+def _flatten(v):
+    if hasattr(v, "tolist"):  # an array from any library, without importing one
+        v = v.tolist()
+    if isinstance(v, (list, tuple)):
+        for item in v:
+            yield from _flatten(item)
+    else:
+        yield v

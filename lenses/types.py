@@ -1,0 +1,147 @@
+"""Array object types and their monoidal product.
+
+Types are *per example*: ``Array[4]`` is a vector of four numbers. When a term
+is evaluated, a *batched* wire carries one extra leading axis (the batch);
+an unbatched wire (a parameter, a constant, a loss averaged over the batch)
+does not. The batch flag is part of the type, so the type checker knows, when
+a term is built, which arrays carry a batch axis.
+
+>>> from paralens import Array, Ty
+>>> Array[4] @ Array[2, 3]
+Ty(Array[4], Array[2, 3])
+>>> Array[4].unbatched
+Array[4, batched=False]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+__all__ = ["ArrayType", "Array", "Param", "Ty", "as_ty"]
+
+_DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool")
+
+
+@dataclass(frozen=True)
+class ArrayType:
+    """The type of one wire: a per-example ``shape``, a ``dtype`` and a batch flag."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    batched: bool = True
+
+    def __post_init__(self):
+        shape = tuple(self.shape)
+        if not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise TypeError(f"array shape must be a tuple of non-negative ints, got {self.shape!r}")
+        if self.dtype not in _DTYPES:
+            raise TypeError(f"unknown dtype {self.dtype!r}; expected one of {_DTYPES}")
+        object.__setattr__(self, "shape", shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def unbatched(self) -> ArrayType:
+        return replace(self, batched=False)
+
+    @property
+    def as_batched(self) -> ArrayType:
+        return replace(self, batched=True)
+
+    def with_shape(self, shape) -> ArrayType:
+        return replace(self, shape=tuple(shape))
+
+    def __matmul__(self, other) -> Ty:
+        return Ty(self) @ other
+
+    def __rmatmul__(self, other) -> Ty:
+        return as_ty(other) @ Ty(self)
+
+    def __repr__(self) -> str:
+        dims = ", ".join(map(str, self.shape))
+        extra = "" if self.dtype == "float32" else f", dtype={self.dtype!r}"
+        extra += "" if self.batched else ", batched=False"
+        sep = ", " if dims and extra else ""
+        return f"Array[{dims}{sep}{extra.lstrip(', ')}]"
+
+
+class _ArrayFactory:
+    """``Array[4, 3]`` builds a batched float32 ``ArrayType``; ``Array(shape, dtype)`` too."""
+
+    def __init__(self, batched: bool):
+        self._batched = batched
+
+    def __getitem__(self, dims) -> ArrayType:
+        if not isinstance(dims, tuple):
+            dims = (dims,)
+        if dims == ((),):
+            dims = ()
+        return ArrayType(tuple(dims), batched=self._batched)
+
+    def __call__(self, *shape, dtype: str = "float32") -> ArrayType:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return ArrayType(tuple(shape), dtype, self._batched)
+
+    def __repr__(self) -> str:
+        return "Array" if self._batched else "Param"
+
+
+#: ``Array[n, m]``: a per-example data type (batched when evaluated).
+Array = _ArrayFactory(batched=True)
+#: ``Param[n, m]``: a parameter type (no batch axis); as an annotation in
+#: :func:`paralens.para` it declares a parameter wire.
+Param = _ArrayFactory(batched=False)
+
+
+class Ty(tuple):
+    """A monoidal product of array types: the type of a bundle of wires.
+
+    ``@`` concatenates; the empty ``Ty()`` is the unit.
+    """
+
+    def __new__(cls, *types: ArrayType):
+        for t in types:
+            if not isinstance(t, ArrayType):
+                raise TypeError(f"Ty takes ArrayType objects, got {t!r}")
+        return super().__new__(cls, types)
+
+    def __matmul__(self, other) -> Ty:
+        return Ty(*self, *as_ty(other))
+
+    def __rmatmul__(self, other) -> Ty:
+        return Ty(*as_ty(other), *self)
+
+    def __add__(self, other):  # tuple + would silently return a plain tuple
+        return self @ other
+
+    def __getitem__(self, item):
+        result = super().__getitem__(item)
+        return Ty(*result) if isinstance(item, slice) else result
+
+    def __iter__(self) -> Iterator[ArrayType]:
+        return super().__iter__()
+
+    def __repr__(self) -> str:
+        return f"Ty({', '.join(map(repr, self))})"
+
+
+def as_ty(t) -> Ty:
+    """Coerce an ``ArrayType``, a ``Ty`` or an iterable of array types to a ``Ty``."""
+    if isinstance(t, Ty):
+        return t
+    if isinstance(t, ArrayType):
+        return Ty(t)
+    if isinstance(t, (tuple, list)):
+        return Ty(*(x for item in t for x in as_ty(item)))
+    raise TypeError(f"expected an array type or a Ty, got {t!r}")
