@@ -12,7 +12,7 @@ from . import para as init  # initialiser descriptors: pl.init.he_normal()
 from .derivative import D, Optic, R, optic, value_and_R
 from .graph import draw, to_networkx
 from .learner import Learner
-from .para import reparam, tie
+from .para import bind, reparam, tie
 from .prims import PRIMS
 from .terms import Builder, CompositionError, Eqn, ParamSpec, Poly, Prim, Term, copy, discard, id, seq, swap
 from .trace import (Wire, avg_pool, batch_mean, batch_sum, broadcast_to, constant, conv2d, einsum, equal, exp,
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "R", "D", "value_and_R", "optic", "Optic", "Learner", "Term", "Poly", "Prim", "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
-    "zero", "const", "seq", "para", "trace", "reparam", "tie", "to_networkx", "draw", "nn", "losses", "optim",
+    "zero", "const", "seq", "para", "trace", "reparam", "tie", "bind", "to_networkx", "draw", "nn", "losses", "optim",
     "init", "PRIMS", "Wire",
     "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "greater", "equal",
     "where", "maximum", "sum", "mean", "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to",

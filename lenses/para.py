@@ -16,9 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import Sequence
 
+from . import prims as P
 from .terms import Builder, Term
 
-__all__ = ["reparam", "tie", "init", "zeros", "ones", "normal", "uniform",
+__all__ = ["reparam", "tie", "bind", "init", "zeros", "ones", "normal", "uniform",
            "glorot_uniform", "glorot_normal", "he_normal", "he_uniform"]
 
 
@@ -76,6 +77,30 @@ def tie(term: Term, names: Sequence[str]) -> Term:
             shared = env[w]
     for k in idx[1:]:
         env[term.param_wires[k]] = shared
+    xs = [b.input(t) for t in term.dom]
+    return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig,
+                   name=term.name)
+
+
+def bind(term: Term, params: dict) -> Term:
+    """Fix the named parameters to constant values (arrays or nested lists).
+
+    The result is the same map with those parameter wires replaced by
+    constants; its reverse derivative no longer returns their cotangents.
+    """
+    idx = {_index(term, n) for n in params}
+    b = Builder()
+    env = {}
+    names = term.param_names
+    for k, (spec, w) in enumerate(zip(term.params, term.param_wires)):
+        if k in idx:
+            value = params[names[k]]
+            shape = tuple(getattr(value, "shape", spec.type.shape))
+            if shape != spec.type.shape:
+                raise ValueError(f"bind: {names[k]} needs shape {spec.type.shape}, got {shape}")
+            env[w] = P.emit_const(b, value, spec.type.shape, spec.type.dtype)
+        else:
+            env[w] = b.param(spec.layer, spec.slot, spec.local, spec.type, spec.init)
     xs = [b.input(t) for t in term.dom]
     return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig,
                    name=term.name)

@@ -61,11 +61,17 @@ def _broadcast_shapes(name, types):
     return longest
 
 
+def promote(types: Sequence[ArrayType]) -> str:
+    """The result dtype of mixing operands: the widest float (ints and bools give way)."""
+    order = ("bool", "int32", "int64", "float16", "bfloat16", "float32", "float64")
+    return max((t.dtype for t in types), key=order.index)
+
+
 def _elementwise_rule(name, n, out_dtype=None):
     def rule(types, **_):
         _arity(name, types, n)
         shape = _broadcast_shapes(name, types)
-        dt = out_dtype or types[-1].dtype
+        dt = out_dtype or promote(types)
         return [ArrayType(shape, dt, any(t.batched for t in types))]
     return rule
 
@@ -299,9 +305,7 @@ def _einsum_rule(types, *, spec, batched_out=None):
     bo = any_b if batched_out is None else batched_out
     if bo and not any_b:
         _fail("einsum", types, "a batched output needs a batched operand")
-    if types[0].dtype != types[1].dtype:
-        _fail("einsum", types, "operands need the same dtype")
-    return [ArrayType(tuple(sizes[c] for c in out), types[0].dtype, bo)]
+    return [ArrayType(tuple(sizes[c] for c in out), promote(types), bo)]
 
 
 def _einsum_rev(b, p, x, y, dy):

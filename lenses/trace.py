@@ -334,6 +334,13 @@ def trace(fn: Callable, dom: Sequence[ArrayType] | None = None, *, name: str | N
     args: list[Wire] = []
     inputs: list[int] = []
     for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            continue
+        if p.kind is p.VAR_POSITIONAL:  # *xs takes the remaining input types
+            while dom:
+                inputs.append(b.input(dom.pop(0)))
+                args.append(_wrap(b, inputs[-1]))
+            continue
         ann = p.annotation
         if isinstance(ann, ArrayType) and not ann.batched:
             init = p.default if p.default is not inspect.Parameter.empty else _default_init(ann)

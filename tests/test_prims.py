@@ -1,0 +1,193 @@
+"""Every primitive (and random composites): R against central finite differences and
+``jax.vjp``; D against ``jax.jvp``; R(R(f)) against ``jax.hessian``. float64."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+
+import paralens as pl
+from paralens.backends import jax as pjax
+from paralens.backends import numpy as pnp
+from conftest import A, endo_terms, f64
+
+F = "float64"
+
+
+def arr(*shape):
+    return pl.Array(*shape, dtype=F)
+
+
+def par(*shape):
+    return pl.Param(*shape, dtype=F)
+
+
+def pos(x):  # inputs kept away from singularities
+    return np.abs(x) + 0.5
+
+
+def case(name, fn, dom, transform=None, fd=True):
+    """A small term exercising one primitive; ``transform`` maps random inputs into its
+    domain; ``fd=False`` where finite differences do not apply (stop_gradient)."""
+    f = pl.trace(fn, dom=dom, name=name)
+    return pytest.param(f, transform, fd, id=name)
+
+
+def w_scale(x, w: par(3)):
+    return x * w
+
+
+def w_einsum(x, w: par(3, 2)):
+    return pl.einsum("i,io->o", x, w)
+
+
+def w_div(x, w: par(3)):
+    return w / x
+
+
+def w_where(x, w: par(3)):
+    return pl.where(pl.greater(x, 0.0), x * w, w - x)
+
+
+def w_patches_conv(x, k: par(2, 2, 2, 3)):
+    return pl.conv2d(x, k, stride=(1, 2), padding=(1, 0))
+
+
+CASES = [
+    case("neg", lambda x: -x, [arr(3)]),
+    case("exp", pl.exp, [arr(3)]),
+    case("log", pl.log, [arr(3)], pos),
+    case("sqrt", pl.sqrt, [arr(3)], pos),
+    case("tanh", pl.tanh, [arr(3)]),
+    case("sigmoid", pl.sigmoid, [arr(3)]),
+    case("softplus", pl.softplus, [arr(3)]),
+    case("relu", pl.relu, [arr(3)]),
+    case("gelu", pl.gelu, [arr(3)]),
+    case("scale_shift", lambda x: 3.0 * x - 2.0, [arr(3)]),
+    case("pow", lambda x: x ** 3.0 + x ** 2.5, [arr(3)], pos),
+    case("add_sub", lambda x, y: (x + y, x - y), [arr(3), arr(3)]),
+    case("mul", lambda x, y: x * y, [arr(2, 3), arr(2, 3)]),
+    case("div", lambda x, y: x / y, [arr(3), arr(3)], pos),
+    case("mul_param_broadcast", w_scale, [arr(3)]),
+    case("div_param", w_div, [arr(3)], pos),
+    case("scalar_broadcast", lambda x, s: x * s + s, [arr(2, 3), arr()]),
+    case("where_greater", w_where, [arr(3)]),
+    case("maximum", lambda x, y: pl.maximum(x, y), [arr(3), arr(3)]),
+    case("step_equal", lambda x: pl.relu(x) * x + pl.equal(x, x) * x, [arr(3)]),
+    case("stop_gradient", lambda x: x * pl.stop_gradient(x), [arr(3)], fd=False),
+    case("reduce_sum", lambda x: pl.sum(x, axis=(0, 2)), [arr(2, 3, 2)]),
+    case("mean", lambda x: pl.mean(x, axis=1), [arr(2, 3)]),
+    case("reduce_max", lambda x: pl.max(x, axis=1), [arr(2, 4)]),
+    case("broadcast", lambda x: pl.broadcast_to(x, (2, 3, 4), (1,)) * 1.5, [arr(3)]),
+    case("broadcast_size1", lambda x: pl.broadcast_to(x, (4, 3), (0, 1)), [arr(1, 3)]),
+    case("reshape", lambda x: pl.reshape(x, (3, 2)) ** 2.0, [arr(2, 3)]),
+    case("transpose", lambda x: pl.transpose(x, (2, 0, 1)) * 2.0, [arr(2, 3, 4)]),
+    case("einsum_param", w_einsum, [arr(3)]),
+    case("einsum_batched_pair", lambda q, k: pl.einsum("td,sd->ts", q, k), [arr(3, 2), arr(4, 2)]),
+    case("einsum_batch_contracted", lambda x, y: pl.einsum("i,j->ij", x, y, batched_out=False),
+         [arr(3), arr(2)]),
+    case("matmul", lambda x, y: x @ y, [arr(2, 3), arr(3, 4)]),
+    case("softmax", lambda x: pl.softmax(x, axis=0), [arr(3, 2)]),
+    case("logsumexp", lambda x: pl.logsumexp(x), [arr(2, 4)]),
+    case("conv2d_patches", w_patches_conv, [arr(4, 5, 2)]),
+    case("max_pool", lambda x: pl.max_pool(x, (2, 2)), [arr(4, 4, 2)]),
+    case("avg_pool_overlap", lambda x: pl.avg_pool(x, (2, 2), (1, 1), (1, 1)), [arr(3, 3, 1)]),
+    case("batch_sum_mean", lambda x: (pl.batch_sum(x * x), pl.batch_mean(x)),
+         [arr(3)]),
+    case("zeros_const", lambda x: x + pl.zeros_like(x) + pl.constant([1.0, 2.0, 3.0], (3,)), [arr(3)]),
+]
+
+
+def inputs(f, rng, transform, batch=3):
+    xs = [rng.standard_normal(((batch,) if t.batched else ()) + t.shape) for t in f.dom]
+    if transform is not None:
+        xs = [transform(v) for v in xs]
+    return xs[0] if len(xs) == 1 else tuple(xs)
+
+
+def params_of(f, rng):
+    return {n: rng.standard_normal(t.shape) for n, t in f.param_types.items()}
+
+
+def flat(tree):
+    return np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree_util.tree_leaves(tree)]) \
+        if jax.tree_util.tree_leaves(tree) else np.zeros(0)
+
+
+def jax_fn(f):
+    fn = pjax.compile(f)
+    return lambda p, x: fn(p, x)
+
+
+@pytest.mark.parametrize("f, transform, fd", CASES)
+def test_R_matches_vjp_and_finite_differences(f, transform, fd):
+    rng = np.random.default_rng(0)
+    p, x = params_of(f, rng), inputs(f, rng, transform)
+    y = pnp.compile(f)(p, x)
+    dy = jax.tree_util.tree_map(lambda v: rng.standard_normal(np.shape(v)), y)
+    dp, dx = pnp.compile(pl.R(f))(p, x, dy)
+    _, vjp = jax.vjp(jax_fn(f), p, x)
+    rp, rx = vjp(dy)
+    np.testing.assert_allclose(flat((dp, dx)), flat((rp, rx)), rtol=1e-9, atol=1e-9)
+    if not fd:
+        return
+    # central differences of <dy, f(p, x)> along a random direction
+    tp, tx = params_of(f, rng), jax.tree_util.tree_map(lambda v: rng.standard_normal(np.shape(v)), x)
+    eps = 1e-6
+
+    def s(t):
+        pp = {k: p[k] + t * tp[k] for k in p}
+        xx = jax.tree_util.tree_map(lambda a, b: a + t * b, x, tx)
+        return float(np.dot(flat(pnp.compile(f)(pp, xx)), flat(dy)))
+    fd = (s(eps) - s(-eps)) / (2 * eps)
+    np.testing.assert_allclose(np.dot(flat((dp, dx)), flat((tp, tx))), fd, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("f, transform, fd", CASES)
+def test_D_matches_jvp(f, transform, fd):
+    rng = np.random.default_rng(1)
+    p, x = params_of(f, rng), inputs(f, rng, transform)
+    tp, tx = params_of(f, rng), jax.tree_util.tree_map(lambda v: rng.standard_normal(np.shape(v)), x)
+    ours = pnp.compile(pl.D(f))(p, x, tp, tx)
+    _, ref = jax.jvp(jax_fn(f), (p, x), (tp, tx))
+    np.testing.assert_allclose(flat(ours), flat(ref), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("f, transform, fd", CASES)
+def test_RR_gives_hessian_vector_products(f, transform, fd):
+    rng = np.random.default_rng(2)
+    p, x = params_of(f, rng), inputs(f, rng, transform)
+    y = pnp.compile(f)(p, x)
+    dy = jax.tree_util.tree_map(lambda v: rng.standard_normal(np.shape(v)), y)
+    vp, vx = params_of(f, rng), jax.tree_util.tree_map(lambda v: rng.standard_normal(np.shape(v)), x)
+    dp_rr, (dx_rr, _) = pnp.compile(pl.R(pl.R(f)))(p, (x, dy), (vp, vx))
+    fj = jax_fn(f)
+
+    def s(p, x):  # the scalar <dy, f(p, x)>; its Hessian applied to (vp, vx)
+        return sum(jnp.vdot(jnp.asarray(a), b) for a, b in zip(jax.tree_util.tree_leaves(dy),
+                                                             jax.tree_util.tree_leaves(fj(p, x))))
+    hess = jax.hessian(s, argnums=(0, 1))(p, x)
+    # contract the Hessian blocks with the direction by hand
+    ref_p, ref_x = jax.jvp(lambda p, x: jax.grad(s, argnums=(0, 1))(p, x), (p, x), (vp, vx))[1]
+    np.testing.assert_allclose(flat((dp_rr, dx_rr)), flat((ref_p, ref_x)), rtol=1e-8, atol=1e-8)
+    assert hess is not None
+
+
+@given(endo_terms())
+def test_random_composites_match_jax(f):
+    rng = np.random.default_rng(3)
+    p, x = f64(f.init(0)), rng.standard_normal((4, 3))
+    dy = rng.standard_normal((4, 3))
+    dp, dx = pnp.compile(pl.R(f))(p, x, dy)
+    _, vjp = jax.vjp(jax_fn(f), p, x)
+    np.testing.assert_allclose(flat((dp, dx)), flat(vjp(dy)), rtol=1e-8, atol=1e-8)
+    tp, tx = params_of(f, rng), rng.standard_normal((4, 3))
+    np.testing.assert_allclose(pnp.compile(pl.D(f))(p, x, tp, tx),
+                               jax.jvp(jax_fn(f), (p, x), (tp, tx))[1], rtol=1e-8, atol=1e-8)
+
+
+def test_every_primitive_is_exercised():
+    names = {e.prim.name for param in CASES for e in param.values[0].eqns}
+    names |= {e.prim.name for param in CASES for e in pl.R(param.values[0]).eqns}
+    assert set(pl.PRIMS) <= names, sorted(set(pl.PRIMS) - names)
