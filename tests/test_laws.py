@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given
 
 import paralens as pl
-from conftest import A, B, closed, endo_terms, f64, hom_terms, run, sample
+from helpers import A, B, closed, endo_terms, f64, hom_terms, run, sample
 
 TOL = dict(rtol=1e-6, atol=1e-6)
 

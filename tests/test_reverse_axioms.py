@@ -5,7 +5,7 @@ from hypothesis import given
 
 import paralens as pl
 from paralens.backends import numpy as pnp
-from conftest import A, B, closed, endo_terms, hom_terms, sample
+from helpers import A, B, closed, endo_terms, hom_terms, sample
 
 TOL = dict(rtol=1e-6, atol=1e-6)
 
