@@ -116,6 +116,8 @@ def make_rules(xp, ops) -> dict[str, Rule]:
         "sub": elementwise(lambda x, y: x - y),
         "mul": elementwise(lambda x, y: x * y),
         "div": elementwise(lambda x, y: x / y),
+        "power": elementwise(ops.power),
+        "cast": lambda xp_, ins, outs, x, *, dtype: ops.cast(x, dtype),
         "greater": elementwise(ops.greater),
         "equal": elementwise(ops.equal),
         "where": elementwise(ops.where),

@@ -26,9 +26,11 @@ from functools import cached_property
 
 from . import prims as P
 from .derivative import value_and_R
-from .optim import Optimizer
+from .optim import Transform
 from .terms import Builder, DictSig, Poly, Term
 from .types import ArrayType
+
+HYPER = ArrayType((), "float32", batched=False)
 
 __all__ = ["Learner"]
 
@@ -41,7 +43,7 @@ class Learner:
     ``learning_rate``; set a new value there to change it between steps.
     """
 
-    def __init__(self, model: Term, loss: Term | Poly, optimizer: Optimizer):
+    def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform):
         self.model = model
         self.loss = loss.at(model.cod) if isinstance(loss, Poly) else loss
         if self.loss.dom != model.cod:
@@ -61,9 +63,9 @@ class Learner:
         return tuple(s.type for s in self.objective.params[len(self.model.params):])
 
     @cached_property
-    def state_keys(self) -> tuple[str, ...]:
-        """Flat names of the optimizer state leaves: ``"<param>/<key>"``."""
-        return tuple(f"{n}/{k}" for n, t in self.model.param_types.items() for k in self.optimizer.state(t))
+    def state_specs(self) -> dict:
+        """The optimizer's state leaves: ``{key: StateSpec}``."""
+        return self.optimizer.state(self.model.param_types)
 
     @cached_property
     def step_term(self) -> Term:
@@ -71,29 +73,28 @@ class Learner:
         m, opt = self.model, self.optimizer
         vr = value_and_R(self.objective)
         b = Builder()
-        pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in m.params]
         names = m.param_names
-        state = {}
-        for n, t in zip(names, m.param_types.values()):
-            state[n] = {k: b.input(st) for k, (st, _) in opt.state(t).items()}
-        hyper = {k: b.input(ArrayType((), "float32", batched=False)) for k in opt.hyper}
+        pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in m.params]
+        state = {k: b.input(spec.type) for k, spec in self.state_specs.items()}
+        hyper = {k: b.input(HYPER) for k in opt.hyper}
         xs = [b.input(t) for t in m.dom]
         ys = [b.input(t) for t in self.label_types]
         seed = P.emit_const(b, 1.0, (), self.loss.cod[0].dtype)  # the learning-rate lens
-        binding = dict(zip(vr.param_wires, pw + ys))
-        outs = b.inline(vr, xs + [seed], params=binding)
+        outs = b.inline(vr, xs + [seed], params=dict(zip(vr.param_wires, pw + ys)))
         loss, grads = outs[0], outs[1: 1 + len(pw)]
-        new_p, new_s = [], []
-        for n, p, g in zip(names, pw, grads):
-            s2, p2 = opt.put(b, hyper, state[n], p, g)
-            new_p.append(p2)
-            new_s.extend(s2[k] for k in state[n])
-        flat_state = [w for n in names for w in state[n].values()]
-        x_sig = m.in_sig[0]
+        new_state, updates = opt.update(b, hyper, state, dict(zip(names, pw)), dict(zip(names, grads)))
+        new_p = []
+        for n, p in zip(names, pw):  # apply_updates: p + u, in the parameter's dtype
+            q = P.add(b, p, updates[n])
+            if b.type_of(q).dtype != b.type_of(p).dtype:
+                q = b.emit1(P.CAST, q, dtype=b.type_of(p).dtype)
+            new_p.append(q)
+        keys = tuple(state)
         y_sig = None if len(ys) == 1 else (None,) * len(ys)
-        return b.build(flat_state + list(hyper.values()) + xs + ys, new_p + new_s + [loss],
-                       in_sig=(DictSig(self.state_keys), DictSig(tuple(hyper)), x_sig, y_sig),
-                       out_sig=(DictSig(names), DictSig(self.state_keys), None),
+        return b.build(list(state.values()) + list(hyper.values()) + xs + ys,
+                       new_p + [new_state[k] for k in keys] + [loss],
+                       in_sig=(DictSig(keys), DictSig(tuple(hyper)), m.in_sig[0], y_sig),
+                       out_sig=(DictSig(names), DictSig(keys), None),
                        name=f"step({m.name})")
 
     def init(self, seed: int = 0, backend: str = "numpy") -> dict:
@@ -101,10 +102,12 @@ class Learner:
         be = importlib.import_module(f"paralens.backends.{backend}")
         params = be.init(self.model, seed)
         opt = {}
-        for n, t in self.model.param_types.items():
-            for k, (st, v) in self.optimizer.state(t).items():
-                opt[f"{n}/{k}"] = be.full(st, v)
-        hyper = {k: be.full(ArrayType((), "float32", False), v) for k, v in self.optimizer.hyper.items()}
+        for k, spec in self.state_specs.items():
+            if spec.init == "params":  # e.g. DoG remembers the initial parameters
+                opt[k] = be.full(spec.type, 0) + params[k.rsplit("/", 1)[-1]]
+            else:
+                opt[k] = be.full(spec.type, spec.init)
+        hyper = {k: be.full(HYPER, v) for k, v in self.optimizer.hyper.items()}
         return {"params": params, "opt": opt, "hyper": hyper}
 
     def compile(self, backend: str = "jax", **options):

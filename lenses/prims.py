@@ -27,6 +27,7 @@ __all__ = [
     "POW", "ADD", "SUB", "MUL", "DIV", "GREATER", "EQUAL", "WHERE", "ZEROS", "CONST",
     "STOP_GRADIENT", "REDUCE_SUM", "REDUCE_MAX", "BROADCAST", "RESHAPE", "TRANSPOSE", "EINSUM",
     "SOFTMAX", "LOGSUMEXP", "PATCHES", "PATCHES_T", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
+    "CAST", "POWER",
 ]
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
@@ -151,6 +152,14 @@ def _div_rev(b, p, x, y, dy):
 
 DIV = binary("div", _div_rev)
 #: Comparisons give float masks (1.0 where true) so they compose with arithmetic.
+def _power_rev(b, p, x, y, dy):
+    # d(x**e)/dx = e * x**e / x; d(x**e)/de = log(x) * x**e
+    return [mul(b, dy[0], mul(b, x[1], div(b, y[0], x[0]))),
+            mul(b, dy[0], mul(b, b.emit1(LOG, x[0]), y[0]))]
+
+
+#: ``power(x, e)``: elementwise ``x ** e`` with both operands wires (``x > 0`` for the ``e`` derivative).
+POWER = binary("power", _power_rev)
 GREATER = binary("greater", lambda b, p, x, y, dy: [None, None])
 EQUAL = binary("equal", lambda b, p, x, y, dy: [None, None])
 
@@ -161,6 +170,20 @@ def _where_rev(b, p, x, y, dy):
 
 
 WHERE = _def("where", _elementwise_rule("where", 3), _where_rev)
+
+
+def _cast_rule(types, *, dtype):
+    _arity("cast", types, 1)
+    return [ArrayType(types[0].shape, dtype, types[0].batched)]
+
+
+def _cast_rev(b, p, x, y, dy):
+    src = b.type_of(x[0]).dtype
+    return [b.emit1(CAST, dy[0], dtype=src) if src in FLOATS else None]
+
+
+#: ``cast(x; dtype)``: convert the element type (an optimizer's int32 step count to float).
+CAST = _def("cast", _cast_rule, _cast_rev, linear=True)
 
 
 # --------------------------------------------------------------------------- constants
@@ -432,7 +455,8 @@ BATCH_COUNT = _def("batch_count", _batch_count_rule, lambda b, p, x, y, dy: [Non
 
 def emit_const(b: Builder, value, shape=(), dtype="float32") -> int:
     """Emit a constant from a Python number or nested lists (no array library needed)."""
-    flat = tuple(float(v) for v in _flatten(value))
+    conv = float if dtype in FLOATS else int
+    flat = tuple(conv(v) for v in _flatten(value))
     return b.emit1(CONST, value=flat, shape=tuple(shape), dtype=dtype)
 
 
