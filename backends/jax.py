@@ -74,11 +74,87 @@ def full(t: ArrayType, value):
     return jnp.full(t.shape, value, dtype=t.dtype)
 
 
-def compile_learner(learner, *, donate: bool = True):
-    """``step(state, x, y) -> (state, loss)`` as one ``jax.jit`` program, state buffers donated."""
-    fn = compile(learner.step_term)
+def state_shapes(learner) -> dict:
+    """``jax.ShapeDtypeStruct`` leaves of ``learner.init(...)``'s state, without computing it."""
+    def sds(t: ArrayType):
+        return jax.ShapeDtypeStruct(t.shape, t.dtype)
+    return {"params": {n: sds(t) for n, t in learner.model.param_types.items()},
+            "opt": {k: sds(spec.type) for k, spec in learner.state_specs.items()},
+            "hyper": {k: jax.ShapeDtypeStruct((), "float32") for k in learner.optimizer.hyper}}
 
-    def step(state, x, y):
-        params, opt, loss = fn(state["params"], state["opt"], state["hyper"], x, y)
-        return {"params": params, "opt": opt, "hyper": state["hyper"]}, loss
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
+
+class CompiledStep:
+    """A training step compiled as one ``jax.jit`` program.
+
+    ``step(state, x, y) -> (state, loss)``; with ``scan=True``,
+    ``step(state, xs, ys) -> (state, losses)`` runs one step per leading slice
+    of ``xs``/``ys`` inside a single ``lax.scan``. The state is donated: its
+    buffers are reused for the new state, so do not keep using the old one.
+    """
+
+    def __init__(self, learner, *, donate: bool = True, scan: bool = False, mesh=None,
+                 batch_axis: str | None = None):
+        self.learner = learner
+        self.scan = scan
+        fn = compile(learner.step_term)
+
+        def step(state, x, y):
+            params, opt, loss = fn(state["params"], state["opt"], state["hyper"], x, y)
+            return {"params": params, "opt": opt, "hyper": state["hyper"]}, loss
+
+        def many(state, xs, ys):
+            return jax.lax.scan(lambda s, xy: step(s, *xy), state, (xs, ys))
+
+        self._fn = many if scan else step
+        kw = {}
+        if mesh is not None:
+            from jax.sharding import NamedSharding, PartitionSpec as Spec
+            axis = batch_axis or mesh.axis_names[0]
+            replicated = NamedSharding(mesh, Spec())
+            data = NamedSharding(mesh, Spec(None, axis) if scan else Spec(axis))
+            kw = dict(in_shardings=(replicated, data, data), out_shardings=(replicated, replicated))
+        self.mesh = mesh
+        self._jit = jax.jit(self._fn, donate_argnums=(0,) if donate else (), **kw)
+
+    def __call__(self, state, x, y):
+        return self._jit(state, x, y)
+
+    def lower(self, state, x, y):
+        """``jax.jit(...).lower``: inspect the program (``.as_text()``, ``.compile()``)."""
+        return self._jit.lower(state, x, y)
+
+    def export(self, path: str | None = None, *, batch: str = "b") -> bytes:
+        """Serialize the step with ``jax.export``, batch dimension symbolic; write it to ``path``.
+
+        The artifact needs only JAX to run::
+
+            exp = jax.export.deserialize(open(path, "rb").read())
+            new_state, loss = exp.call(state, x, y)
+        """
+        from jax import export as jex
+
+        learner = self.learner
+        (b,) = jex.symbolic_shape(batch)
+        lead = (b,) if not self.scan else (jex.symbolic_shape("k")[0], b)
+
+        def data(types):
+            sds = [jax.ShapeDtypeStruct(lead + t.shape, t.dtype) for t in types]
+            return sds[0] if len(sds) == 1 else tuple(sds)
+        exported = jex.export(jax.jit(self._fn))(state_shapes(learner), data(learner.model.dom),
+                                                 data(learner.label_types))
+        blob = exported.serialize()
+        if path is not None:
+            with open(path, "wb") as f:
+                f.write(blob)
+        return blob
+
+
+def compile_learner(learner, *, donate: bool = True, scan: bool = False, mesh=None,
+                    batch_axis: str | None = None) -> CompiledStep:
+    """The training step as one ``jax.jit`` program (see :class:`CompiledStep`).
+
+    ``mesh``: a ``jax.sharding.Mesh``; the batch is sharded over ``batch_axis``
+    (its first axis by default), parameters and optimizer state are
+    replicated, and XLA inserts the all-reduce of the parameter cotangents.
+    """
+    return CompiledStep(learner, donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis)

@@ -127,11 +127,19 @@ def full(t: ArrayType, value) -> np.ndarray:
     return np.full(t.shape, value, dtype=t.dtype)
 
 
-def compile_learner(learner):
-    """``step(state, x, y) -> (state, loss)``, eager."""
+def compile_learner(learner, *, scan: bool = False):
+    """``step(state, x, y) -> (state, loss)``, eager; with ``scan=True`` it takes
+    stacks of batches ``(xs, ys)`` and returns the per-step losses."""
     fn = compile(learner.step_term)
 
     def step(state, x, y):
         params, opt, loss = fn(state["params"], state["opt"], state["hyper"], x, y)
         return {"params": params, "opt": opt, "hyper": state["hyper"]}, loss
-    return step
+
+    def many(state, xs, ys):
+        losses = []
+        for x, y in zip(xs, ys):
+            state, loss = step(state, x, y)
+            losses.append(loss)
+        return state, np.asarray(losses)
+    return many if scan else step

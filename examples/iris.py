@@ -15,17 +15,7 @@ import argparse
 import numpy as np
 
 import paralens as pl
-
-
-def load_iris():
-    """Standardised features (float32) and one-hot labels of scikit-learn's bundled Iris."""
-    from sklearn.datasets import load_iris as _load
-
-    data = _load()
-    x = data.data.astype(np.float32)
-    x = (x - x.mean(axis=0)) / x.std(axis=0)
-    y = np.eye(3, dtype=np.float32)[data.target]
-    return x, y, data.target
+from paralens.backends import datasets
 
 
 def build(hidden: int | None):
@@ -36,7 +26,7 @@ def build(hidden: int | None):
 def main(hidden: int | None = None, epochs: int = 2000, learning_rate: float = 2.0, seed: int = 0,
          verbose: bool = True) -> float:
     """Train full-batch and return the training accuracy."""
-    x, y, labels = load_iris()
+    x, y, labels = datasets.iris()
     model = build(hidden)
     learner = pl.Learner(model, loss=pl.losses.mse(), optimizer=pl.optim.sgd(learning_rate))
     state = learner.init(seed=seed)

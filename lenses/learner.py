@@ -99,7 +99,7 @@ class Learner:
 
     def init(self, seed: int = 0, backend: str = "numpy") -> dict:
         """The initial training state ``{"params", "opt", "hyper"}``."""
-        be = importlib.import_module(f"paralens.backends.{backend}")
+        be = _backend(backend)
         params = be.init(self.model, seed)
         opt = {}
         for k, spec in self.state_specs.items():
@@ -111,9 +111,38 @@ class Learner:
         return {"params": params, "opt": opt, "hyper": hyper}
 
     def compile(self, backend: str = "jax", **options):
-        """A training step ``step(state, x, y) -> (state, loss)`` on ``backend``."""
-        return importlib.import_module(f"paralens.backends.{backend}").compile_learner(self, **options)
+        """A training step ``step(state, x, y) -> (state, loss)`` on ``backend``.
+
+        JAX options: ``scan=True`` (``step(state, xs, ys) -> (state, losses)`` over
+        stacked batches, one ``lax.scan``), ``mesh=`` (data-parallel over a
+        ``jax.sharding.Mesh``), ``donate=False``.
+        """
+        return _backend(backend).compile_learner(self, **options)
+
+    def set_hyper(self, state: dict, **values) -> dict:
+        """A state with new hyperparameter values, typed as the step expects (no recompile)."""
+        return _backend("training").set_hyper(state, **values)
 
     def predict(self, state: dict, x, backend: str = "numpy"):
         """The model's output on ``x`` with the state's parameters."""
-        return importlib.import_module(f"paralens.backends.{backend}").compile(self.model)(state["params"], x)
+        return _backend(backend).compile(self.model)(state["params"], x)
+
+    def accuracy(self, state: dict, x, labels, backend: str = "numpy") -> float:
+        """Fraction of examples whose arg-max output equals ``labels`` (class indices or one-hot)."""
+        return _backend("training").accuracy(self.predict(state, x, backend), labels)
+
+    def fit(self, x, y, *, epochs: int = 10, batch_size: int = 32, seed: int = 0, state: dict | None = None,
+            backend: str = "jax", progress: bool = True):
+        """Shuffle, batch and train; returns ``(state, losses)`` with one loss per step.
+
+        Each epoch runs as one compiled ``lax.scan`` over its batches (on JAX);
+        the last incomplete batch of an epoch is dropped. A progress bar shows
+        the epoch's mean loss unless ``progress=False``.
+        """
+        return _backend("training").fit(self, x, y, epochs=epochs, batch_size=batch_size, seed=seed,
+                                        state=state, backend=backend, progress=progress)
+
+
+def _backend(name: str):
+    """Semantics live in ``paralens.backends``; look them up by name when asked."""
+    return importlib.import_module(f"paralens.backends.{name}")

@@ -9,20 +9,22 @@ The label is the loss's only parameter, so a bare array may be passed for it.
 
 from __future__ import annotations
 
+from . import prims as P
 from . import trace as T
 from .terms import Builder, Poly, Term
-from .types import Ty
+from .types import ArrayType, Ty
 
-__all__ = ["mse"]
+__all__ = ["mse", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
 
 
-def _loss(name: str, per_example) -> Poly:
+def _loss(name: str, per_example, label_type=lambda t: t) -> Poly:
     def make(ty: Ty) -> Term:
         if len(ty) != 1:
             raise TypeError(f"{name} takes one prediction wire, got {ty}")
         (t,) = ty
         b = Builder()
-        label = T.Wire(b, b.param(name, b.new_layer(name), "", t))  # batched: one label per example
+        # the label is a batched parameter: one label per example
+        label = T.Wire(b, b.param(name, b.new_layer(name), "", label_type(t)))
         x = b.input(t)
         out = T._run(b, lambda p: T.batch_mean(per_example(p, label)), [T.Wire(b, x)], name)
         return b.build([x], out, name=f"{name}({t})")
@@ -37,3 +39,31 @@ def mse() -> Poly:
     ``prediction - label`` (divided by the batch size).
     """
     return _loss("mse", lambda p, label: 0.5 * T.sum((p - label) ** 2.0))
+
+
+def _ce(logits, onehot):
+    return T.logsumexp(logits) * T.sum(onehot) - T.sum(onehot * logits)
+
+
+def softmax_cross_entropy() -> Poly:
+    """``-sum_i label_i * log_softmax(logits)_i`` per example (labels: probabilities, e.g.
+    one-hot), mean over the batch; computed as ``logsumexp(logits) * sum(label) - label . logits``,
+    finite for logits of any magnitude (``optax.softmax_cross_entropy``)."""
+    return _loss("softmax_cross_entropy", _ce)
+
+
+def softmax_cross_entropy_with_integer_labels() -> Poly:
+    """Softmax cross-entropy with an int32 class index per example (the label has no
+    cotangent), mean over the batch (``optax.softmax_cross_entropy_with_integer_labels``)."""
+    def per_example(logits, label):
+        n = logits.shape[-1]
+        idx = T.broadcast_to(T.Wire(label.builder, label.builder.emit1(P.CAST, label.id, dtype=logits.type.dtype)),
+                             (n,), ())
+        onehot = T.equal(idx, T.constant(list(range(n)), (n,), logits.type.dtype))
+        return T.logsumexp(logits) - T.sum(onehot * logits)
+
+    def label_type(t):
+        if t.ndim != 1:
+            raise TypeError(f"integer-label cross-entropy takes logits of shape (classes,), got {t}")
+        return ArrayType((), "int32", batched=True)
+    return _loss("softmax_cross_entropy", per_example, label_type)
