@@ -1,0 +1,141 @@
+"""The compiled learner: parity with hand-written JAX + optax, one compile, scan, numpy."""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import paralens as pl
+from paralens.backends import jax as pjax
+
+MODEL = dict(sizes=[8, 16, 16, 4])
+
+
+def hand_written(model, tx, loss):
+    fwd = pjax.compile(model)  # the forward map only; gradients come from jax
+
+    def loss_fn(p, x, y):
+        return loss(fwd(p, x), y)
+
+    @jax.jit
+    def step(p, s, x, y):
+        l, g = jax.value_and_grad(loss_fn)(p, x, y)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s, l
+    return step
+
+
+def mse(pred, y):
+    return jnp.mean(0.5 * jnp.sum((pred - y) ** 2, axis=-1))
+
+
+def xent(logits, y):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+CASES = [
+    ("sgd", pl.optim.sgd(0.05), optax.sgd(0.05), pl.losses.mse(), mse, False),
+    ("momentum", pl.optim.sgd(0.05, momentum=0.9), optax.sgd(0.05, momentum=0.9), pl.losses.mse(), mse, False),
+    ("adam", pl.optim.adam(1e-2), optax.adam(1e-2), pl.losses.softmax_cross_entropy_with_integer_labels(),
+     xent, True),
+]
+
+
+@pytest.mark.parametrize("name, opt, tx, loss, ref_loss, integer", CASES, ids=[c[0] for c in CASES])
+def test_twenty_steps_equal_hand_written_jax_and_optax(name, opt, tx, loss, ref_loss, integer):
+    model = pl.nn.mlp(**MODEL, activation=pl.nn.tanh)
+    learner = pl.Learner(model, loss=loss, optimizer=opt)
+    state = learner.init(seed=0, backend="jax")
+    step = learner.compile("jax")
+    params = {k: jnp.array(v) for k, v in state["params"].items()}
+    ostate = tx.init(params)
+    ref = hand_written(model, tx, ref_loss)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.standard_normal((32, 8)).astype(np.float32)
+        y = rng.integers(0, 4, 32).astype(np.int32) if integer else rng.standard_normal((32, 4)).astype(np.float32)
+        state, l1 = step(state, x, y)
+        params, ostate, l2 = ref(params, ostate, x, y)
+        np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    for k in params:
+        np.testing.assert_allclose(state["params"][k], params[k], rtol=1e-5, atol=1e-6)
+    if name == "adam":  # optimizer state too: count, mu, nu
+        adam_state = ostate[0]
+        assert int(state["opt"]["0/count"]) == int(adam_state.count) == 20
+        for k in params:
+            np.testing.assert_allclose(state["opt"][f"0/mu/{k}"], adam_state.mu[k], rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(state["opt"][f"0/nu/{k}"], adam_state.nu[k], rtol=1e-5, atol=1e-9)
+
+
+def test_one_compile_for_ten_calls_with_changing_learning_rate(caplog):
+    learner = pl.Learner(pl.nn.mlp([4, 8, 2]), loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-3))
+    state = learner.init(0, backend="jax")
+    step = learner.compile("jax")
+    x, y = np.ones((16, 4), np.float32), np.zeros((16, 2), np.float32)
+    losses = []
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        for i in range(10):
+            state = learner.set_hyper(state, learning_rate=10.0 ** -(1 + i % 3))
+            state, loss = step(state, x, y)
+            losses.append(float(loss))
+    compiles = [r for r in caplog.records if "Compiling" in r.getMessage() and "step" in r.getMessage()]
+    assert len(compiles) == 1, [r.getMessage() for r in compiles]
+    assert step._jit._cache_size() == 1
+    assert losses[-1] < losses[0]
+
+
+def test_changing_the_learning_rate_changes_the_step():
+    learner = pl.Learner(pl.nn.dense(3, 1), loss=pl.losses.mse(), optimizer=pl.optim.sgd(0.1))
+    step = learner.compile("jax", donate=False)
+    s0 = learner.init(0, backend="jax")
+    x, y = np.ones((4, 3), np.float32), np.ones((4, 1), np.float32)
+    a, _ = step(s0, x, y)
+    b, _ = step(learner.set_hyper(s0, learning_rate=0.2), x, y)
+    da = a["params"]["dense.b"] - s0["params"]["dense.b"]
+    db = b["params"]["dense.b"] - s0["params"]["dense.b"]
+    np.testing.assert_allclose(db, 2 * da, rtol=1e-6)
+
+
+def test_scanned_steps_equal_single_steps_and_numpy_equals_jax():
+    learner = pl.Learner(pl.nn.mlp([5, 7, 3]), loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
+                         optimizer=pl.optim.adam(1e-2))
+    rng = np.random.default_rng(1)
+    xs = rng.standard_normal((6, 10, 5)).astype(np.float32)
+    ys = rng.integers(0, 3, (6, 10)).astype(np.int32)
+    many = learner.compile("jax", scan=True)
+    s_scan, losses = many(learner.init(0, backend="jax"), xs, ys)
+    one = learner.compile("jax")
+    s1 = learner.init(0, backend="jax")
+    s_np = learner.init(0)
+    step_np = learner.compile("numpy")
+    for k in range(6):
+        s1, l1 = one(s1, xs[k], ys[k])
+        s_np, l_np = step_np(s_np, xs[k], ys[k])
+        np.testing.assert_allclose(losses[k], l1, rtol=1e-5)
+        np.testing.assert_allclose(l_np, l1, rtol=1e-4)
+    for k in s1["params"]:
+        np.testing.assert_allclose(s_scan["params"][k], s1["params"][k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s_np["params"][k], s1["params"][k], rtol=1e-4, atol=1e-5)
+
+
+def test_fit_returns_history_and_state_is_plain_pytree():
+    x = np.random.default_rng(0).standard_normal((100, 3)).astype(np.float32)
+    y = (x @ np.array([[1.0], [2.0], [-1.0]], np.float32))
+    learner = pl.Learner(pl.nn.dense(3, 1), loss=pl.losses.mse(), optimizer=pl.optim.adam(0.05))
+    state, history = learner.fit(x, y, epochs=20, batch_size=10, seed=0, progress=False)
+    assert history.shape == (200,) and history[-1] < 0.05 * history[0]
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    assert all(isinstance(l, jax.Array) for l in leaves)
+    assert set(state) == {"params", "opt", "hyper"}
+    with pytest.raises(KeyError, match="unknown hyperparameters"):
+        learner.set_hyper(state, lr=0.1)
+    with pytest.raises(ValueError, match="batch_size"):
+        learner.fit(x, y, batch_size=1000)
+
+
+def test_loss_type_mismatch_is_a_build_time_error():
+    with pytest.raises(TypeError, match="the loss"):
+        pl.Learner(pl.nn.dense(3, 2), loss=pl.losses.mse().at(pl.Array[3]), optimizer=pl.optim.sgd())
