@@ -143,6 +143,17 @@ def gelu(x: Wire) -> Wire:
     return 0.5 * x * (1.0 + tanh(c * (x + 0.044715 * x ** 3.0)))
 
 
+def power(x, e) -> Wire:
+    """Elementwise ``x ** e`` where the exponent is a wire too (``x > 0`` to differentiate in ``e``)."""
+    b = _builder_of(x, e)
+    return _wrap(b, b.emit1(P.POWER, _lift(b, x), _lift(b, e)))
+
+
+def cast(x: Wire, dtype: str) -> Wire:
+    """Convert the element type; cotangents are converted back."""
+    return _wrap(x.builder, x.builder.emit1(P.CAST, x.id, dtype=dtype))
+
+
 def greater(x, y) -> Wire:
     """1.0 where ``x > y``, else 0.0 (zero derivative)."""
     b = _builder_of(x, y)

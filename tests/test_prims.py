@@ -76,6 +76,8 @@ CASES = [
     case("maximum", lambda x, y: pl.maximum(x, y), [arr(3), arr(3)]),
     case("step_equal", lambda x: pl.relu(x) * x + pl.equal(x, x) * x, [arr(3)]),
     case("stop_gradient", lambda x: x * pl.stop_gradient(x), [arr(3)], fd=False),
+    case("power", lambda x, e: pl.power(x, e), [arr(3), arr(3)], pos),
+    case("cast", lambda x: pl.cast(pl.cast(x, "float32") * 2.0, "float64") * x, [arr(3)], fd=False),
     case("reduce_sum", lambda x: pl.sum(x, axis=(0, 2)), [arr(2, 3, 2)]),
     case("mean", lambda x: pl.mean(x, axis=1), [arr(2, 3)]),
     case("reduce_max", lambda x: pl.max(x, axis=1), [arr(2, 4)]),
