@@ -106,22 +106,32 @@ class CompiledStep:
             return jax.lax.scan(lambda s, xy: step(s, *xy), state, (xs, ys))
 
         self._fn = many if scan else step
+
+        # The jitted program takes the hyperparameters apart from the donated state and
+        # does not return them: they are read, never rewritten, so they need no output
+        # buffers and no donation.
+        def paralens_step(params, opt, hyper, x, y):
+            new, loss = self._fn({"params": params, "opt": opt, "hyper": hyper}, x, y)
+            return (new["params"], new["opt"]), loss
+
         kw = {}
         if mesh is not None:
             from jax.sharding import NamedSharding, PartitionSpec as Spec
             axis = batch_axis or mesh.axis_names[0]
             replicated = NamedSharding(mesh, Spec())
             data = NamedSharding(mesh, Spec(None, axis) if scan else Spec(axis))
-            kw = dict(in_shardings=(replicated, data, data), out_shardings=(replicated, replicated))
+            kw = dict(in_shardings=(replicated, replicated, replicated, data, data),
+                      out_shardings=(replicated, replicated))
         self.mesh = mesh
-        self._jit = jax.jit(self._fn, donate_argnums=(0,) if donate else (), **kw)
+        self._jit = jax.jit(paralens_step, donate_argnums=(0, 1) if donate else (), **kw)
 
     def __call__(self, state, x, y):
-        return self._jit(state, x, y)
+        (params, opt), loss = self._jit(state["params"], state["opt"], state["hyper"], x, y)
+        return {"params": params, "opt": opt, "hyper": state["hyper"]}, loss
 
     def lower(self, state, x, y):
         """``jax.jit(...).lower``: inspect the program (``.as_text()``, ``.compile()``)."""
-        return self._jit.lower(state, x, y)
+        return self._jit.lower(state["params"], state["opt"], state["hyper"], x, y)
 
     def export(self, path: str | None = None, *, batch: str = "b") -> bytes:
         """Serialize the step with ``jax.export``, batch dimension symbolic; write it to ``path``.

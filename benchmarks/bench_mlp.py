@@ -55,6 +55,15 @@ def paralens_learner(sizes, lr):
                       loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=pl.optim.adam(lr))
 
 
+def entry_ops(compiled) -> int:
+    """Instructions in the compiled program's entry computation (about its kernel launches)."""
+    text = compiled.as_text()
+    entry = text[text.index("ENTRY"):]
+    body = entry[entry.index("{") + 1: entry.index("\n}")]
+    return sum(1 for line in body.splitlines() if " = " in line and "parameter(" not in line
+               and "get-tuple-element" not in line and " tuple(" not in line)
+
+
 def timed(fn, state, args, n):
     state, loss = fn(state, *args)  # warm (compiled already)
     jax.block_until_ready(loss)
@@ -81,6 +90,8 @@ def bench(sizes, batch=256, k=10, rounds=15, calls=10, lr=1e-3, seed=0) -> dict:
     r_params = {k_: jnp.array(v) for k_, v in learner.init(seed)["params"].items()}
     r_state = (r_params, tx.init(r_params))
 
+    p_ops = entry_ops(p_step.lower(p_state, x, y).compile())
+    r_ops = entry_ops(r_step.lower(r_state, x, y).compile())
     ratios = {"step": [], "scan": []}
     times = {"paralens_step": [], "jax_step": [], "paralens_scan": [], "jax_scan": []}
     for _ in range(rounds):
@@ -122,6 +133,7 @@ def bench(sizes, batch=256, k=10, rounds=15, calls=10, lr=1e-3, seed=0) -> dict:
         "jax_step_ms": 1e3 * statistics.median(times["jax_step"]),
         "paralens_scan_step_ms": 1e3 * statistics.median(times["paralens_scan"]),
         "jax_scan_step_ms": 1e3 * statistics.median(times["jax_scan"]),
+        "paralens_entry_ops": p_ops, "jax_entry_ops": r_ops,
     }
 
 
@@ -140,7 +152,8 @@ def main(argv=None):
         print(f"MLP {r['sizes']} batch {r['batch']} on {r['device']}: "
               f"step {r['step_ratio_median']:.3f}x ({r['paralens_step_ms']:.2f} ms vs {r['jax_step_ms']:.2f} ms), "
               f"scan {r['scan_ratio_median']:.3f}x, trace+compile {r['compile_ratio_median']:.3f}x "
-              f"(with term building {r['build_and_compile_ratio_median']:.3f}x)")
+              f"(with term building {r['build_and_compile_ratio_median']:.3f}x); "
+              f"compiled ops {r['paralens_entry_ops']} vs {r['jax_entry_ops']}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)

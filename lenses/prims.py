@@ -331,10 +331,20 @@ def _einsum_rule(types, *, spec, batched_out=None):
     return [ArrayType(tuple(sizes[c] for c in out), promote(types), bo)]
 
 
+def _contract_into(b, target: str, u: int, su: str, v: int, sv: str, batched: bool) -> int:
+    """``einsum(u, v) -> target``, operands ordered so that the contraction's free axes come
+    out in ``target``'s order (a plain matmul, no transpose after it)."""
+    free_u = "".join(ch for ch in su if ch in target)
+    free_v = "".join(ch for ch in sv if ch in target)
+    if free_v + free_u == target and free_u + free_v != target:
+        u, su, v, sv = v, sv, u, su
+    return b.emit1(EINSUM, u, v, spec=f"{su},{sv}->{target}", batched_out=batched)
+
+
 def _einsum_rev(b, p, x, y, dy):
     (a, c), out = parse_einsum(p["spec"])
-    da = b.emit1(EINSUM, dy[0], x[1], spec=f"{out},{c}->{a}", batched_out=b.type_of(x[0]).batched)
-    dc = b.emit1(EINSUM, dy[0], x[0], spec=f"{out},{a}->{c}", batched_out=b.type_of(x[1]).batched)
+    da = _contract_into(b, a, dy[0], out, x[1], c, b.type_of(x[0]).batched)
+    dc = _contract_into(b, c, dy[0], out, x[0], a, b.type_of(x[1]).batched)
     return [da, dc]
 
 

@@ -81,7 +81,7 @@ def test_one_compile_for_ten_calls_with_changing_learning_rate(caplog):
             state = learner.set_hyper(state, learning_rate=10.0 ** -(1 + i % 3))
             state, loss = step(state, x, y)
             losses.append(float(loss))
-    compiles = [r for r in caplog.records if "Compiling" in r.getMessage() and "step" in r.getMessage()]
+    compiles = [r for r in caplog.records if "Compiling" in r.getMessage() and "paralens_step" in r.getMessage()]
     assert len(compiles) == 1, [r.getMessage() for r in compiles]
     assert step._jit._cache_size() == 1
     assert losses[-1] < losses[0]
