@@ -36,6 +36,7 @@ ops = types.SimpleNamespace(
     relu=jax.nn.relu,
     step=lambda x: _mask(x > 0, x),
     stop_gradient=jax.lax.stop_gradient,
+    cos=jnp.cos, sin=jnp.sin, floor=jnp.floor,
     power=jnp.power,
     cast=lambda x, dtype: jnp.asarray(x).astype(dtype),
     pow=lambda x, p: jnp.power(x, p),

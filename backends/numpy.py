@@ -53,6 +53,7 @@ ops = types.SimpleNamespace(
     relu=lambda x: np.maximum(x, 0),
     step=lambda x: _mask(x > 0, x),
     stop_gradient=lambda x: x,
+    cos=np.cos, sin=np.sin, floor=np.floor,
     power=np.power,
     cast=lambda x, dtype: np.asarray(x).astype(dtype),
     pow=lambda x, p: np.power(x, p),

@@ -68,6 +68,7 @@ ops = types.SimpleNamespace(
     relu=_vec(lambda x: sp.Max(x, 0)),
     step=_vec(lambda x: sp.Piecewise((1, x > 0), (0, True))),
     stop_gradient=lambda x: x,
+    cos=_vec(sp.cos), sin=_vec(sp.sin), floor=_vec(sp.floor),
     power=_vec(lambda x, e: x ** e, 2),
     cast=lambda x, dtype: x,
     pow=lambda x, p: _vec(lambda v: v ** _num(p))(x),

@@ -15,7 +15,7 @@ from .learner import Learner
 from .para import bind, reparam, tie
 from .prims import PRIMS
 from .terms import Builder, CompositionError, Eqn, ParamSpec, Poly, Prim, Term, copy, discard, id, seq, swap
-from .trace import (Wire, avg_pool, cast, power, batch_mean, batch_sum, broadcast_to, constant, conv2d, einsum, equal, exp,
+from .trace import (Wire, avg_pool, cast, clip, cos, floor, minimum, power, sin, batch_mean, batch_sum, broadcast_to, constant, conv2d, einsum, equal, exp,
                     gelu, greater, log, logsumexp, matmul, max, max_pool, maximum, mean, para, relu, reshape,
                     sigmoid, softmax, softplus, sqrt, stop_gradient, sum, tanh, trace, transpose, where,
                     zeros_like)
@@ -31,5 +31,5 @@ __all__ = [
     "init", "PRIMS", "Wire",
     "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "greater", "equal",
     "where", "maximum", "sum", "mean", "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to",
-    "einsum", "matmul", "power", "cast", "conv2d", "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant",
+    "einsum", "matmul", "power", "cast", "cos", "sin", "floor", "minimum", "clip", "conv2d", "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant",
 ]

@@ -26,11 +26,44 @@ from functools import cached_property
 
 from . import prims as P
 from .derivative import value_and_R
-from .optim import Transform
+from .optim import StateSpec, Transform
+from .prims import promote
 from .terms import Builder, DictSig, Poly, Term
+from .trace import Wire
 from .types import ArrayType
 
-HYPER = ArrayType((), "float32", batched=False)
+
+def hyper_type(param_types) -> ArrayType:
+    return ArrayType((), promote([ArrayType((), "float32"), *param_types]), batched=False)
+
+
+def apply_transform(b: Builder, opt: Transform, specs: dict, state: dict, hyper: dict, params: dict, grads: dict):
+    """Emit the optimizer lens's *put*: ``(state, params, grads) -> (params + u, state')``.
+
+    New parameters keep their dtypes (optax's ``apply_updates``). Arguments and
+    results are wire ids.
+    """
+    updates, new_state = emit_update(b, opt, specs, state, hyper, params, grads)
+    return {n: _cast_to(b, Wire(b, p) + updates[n], b.type_of(p)) for n, p in params.items()}, new_state
+
+
+def emit_update(b: Builder, opt: Transform, specs: dict, state: dict, hyper: dict, params: dict, grads: dict):
+    """Emit ``opt``'s update: ``(updates, new_state)``, the new state in its declared dtypes."""
+    W = lambda d: {k: Wire(b, w) for k, w in d.items()}  # noqa: E731
+    new_state, updates = opt.update(W(hyper), W(state), W(params), W(grads))
+    return updates, {k: _cast_to(b, new_state[k], specs[k].type) for k in state}
+
+
+def _cast_to(b: Builder, w: Wire, t: ArrayType) -> int:
+    return w.id if w.type.dtype == t.dtype else b.emit1(P.CAST, w.id, dtype=t.dtype)
+
+
+def initial_state(be, spec: StateSpec, key: str, params: dict):
+    """A state leaf's initial value on backend ``be``."""
+    if isinstance(spec.init, str) and spec.init == "params":  # a copy of the parameter it is named after
+        return be.full(spec.type, 0) + params[key.rsplit("/", 1)[-1]]
+    value = spec.init(params) if callable(spec.init) else spec.init
+    return be.full(spec.type, value)
 
 __all__ = ["Learner"]
 
@@ -68,6 +101,11 @@ class Learner:
         return self.optimizer.state(self.model.param_types)
 
     @cached_property
+    def hyper_type(self) -> ArrayType:
+        """Hyperparameters are scalars of the widest parameter dtype (float32 at least)."""
+        return hyper_type(self.model.param_types.values())
+
+    @cached_property
     def step_term(self) -> Term:
         """``(params, opt, hyper, x, y) -> (params', opt', loss)`` as one term."""
         m, opt = self.model, self.optimizer
@@ -76,23 +114,18 @@ class Learner:
         names = m.param_names
         pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in m.params]
         state = {k: b.input(spec.type) for k, spec in self.state_specs.items()}
-        hyper = {k: b.input(HYPER) for k in opt.hyper}
+        hyper = {k: b.input(self.hyper_type) for k in opt.hyper}
         xs = [b.input(t) for t in m.dom]
         ys = [b.input(t) for t in self.label_types]
         seed = P.emit_const(b, 1.0, (), self.loss.cod[0].dtype)  # the learning-rate lens
         outs = b.inline(vr, xs + [seed], params=dict(zip(vr.param_wires, pw + ys)))
         loss, grads = outs[0], outs[1: 1 + len(pw)]
-        new_state, updates = opt.update(b, hyper, state, dict(zip(names, pw)), dict(zip(names, grads)))
-        new_p = []
-        for n, p in zip(names, pw):  # apply_updates: p + u, in the parameter's dtype
-            q = P.add(b, p, updates[n])
-            if b.type_of(q).dtype != b.type_of(p).dtype:
-                q = b.emit1(P.CAST, q, dtype=b.type_of(p).dtype)
-            new_p.append(q)
+        new_p, new_state = apply_transform(b, opt, self.state_specs, state, hyper, dict(zip(names, pw)),
+                                           dict(zip(names, grads)))
         keys = tuple(state)
         y_sig = None if len(ys) == 1 else (None,) * len(ys)
         return b.build(list(state.values()) + list(hyper.values()) + xs + ys,
-                       new_p + [new_state[k] for k in keys] + [loss],
+                       [new_p[n] for n in names] + [new_state[k] for k in keys] + [loss],
                        in_sig=(DictSig(keys), DictSig(tuple(hyper)), m.in_sig[0], y_sig),
                        out_sig=(DictSig(names), DictSig(keys), None),
                        name=f"step({m.name})")
@@ -101,13 +134,8 @@ class Learner:
         """The initial training state ``{"params", "opt", "hyper"}``."""
         be = _backend(backend)
         params = be.init(self.model, seed)
-        opt = {}
-        for k, spec in self.state_specs.items():
-            if spec.init == "params":  # e.g. DoG remembers the initial parameters
-                opt[k] = be.full(spec.type, 0) + params[k.rsplit("/", 1)[-1]]
-            else:
-                opt[k] = be.full(spec.type, spec.init)
-        hyper = {k: be.full(HYPER, v) for k, v in self.optimizer.hyper.items()}
+        opt = {k: initial_state(be, spec, k, params) for k, spec in self.state_specs.items()}
+        hyper = {k: be.full(self.hyper_type, v) for k, v in self.optimizer.hyper.items()}
         return {"params": params, "opt": opt, "hyper": hyper}
 
     def compile(self, backend: str = "jax", **options):

@@ -4,15 +4,16 @@ An optimizer is a lens ``(S x P, S x P') -> (P, P')``: *get* hands the model
 the parameter ``p``; *put* takes the state, the parameters and their
 cotangents and returns the new state and parameters. As in optax, a big
 optimizer is a :func:`chain` of small transforms, each itself a lens on the
-update wire, each testable alone:
+update wire and testable alone:
 
     adam(lr) = chain(scale_by_adam(), scale_by_learning_rate(lr))
     put((s, p), g) = (s', p + u)   where (u, s') = chain.update(g, s, p)
 
-A transform's ``update`` emits primitive boxes into the training step's
-builder: the optimizer is part of the one update term, not a Python loop.
-Hyperparameters (learning rate, betas, eps, ...) are input wires of that term,
-so changing them between calls does not recompile.
+A transform's update is written with wires, so it becomes boxes of the one
+training-step term (no Python runs per step). Hyperparameters (learning rate,
+betas, eps, weight decay, ...) are input wires of that term: changing them
+between calls does not recompile. Names, argument order and defaults follow
+optax v0.2.8, and so do the numerics (MATH.md section 7).
 
 >>> import paralens as pl
 >>> opt = pl.optim.adam(1e-3)
@@ -22,40 +23,53 @@ so changing them between calls does not recompile.
 
 from __future__ import annotations
 
+import importlib
+import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Mapping
 
-from . import prims as P
-from .terms import Builder
+from . import trace as T
+from .prims import promote
+from .trace import Wire
 from .types import ArrayType
 
-__all__ = ["Transform", "chain", "scale_by_learning_rate", "trace", "scale_by_adam", "sgd", "adam",
-           "StateSpec"]
+__all__ = [
+    "Transform", "StateSpec", "chain", "identity", "scale_by_learning_rate", "trace", "scale_by_rss",
+    "scale_by_rms", "scale_by_stddev", "scale_by_adam", "scale_by_amsgrad", "scale_by_adopt", "scale_by_dog",
+    "add_decayed_weights", "clip_by_global_norm", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
+    "adamw", "amsgrad", "adopt", "dog", "constant_schedule", "exponential_decay", "cosine_decay_schedule",
+    "linear_schedule", "polynomial_schedule", "warmup_cosine_decay_schedule", "join_schedules",
+    "to_optax", "from_optax",
+]
 
-SCALAR = ArrayType((), "float32", batched=False)
-COUNT = ArrayType((), "int32", batched=False)
+Schedule = Callable[[Wire], Wire]
 
 
 @dataclass(frozen=True)
 class StateSpec:
-    """One state leaf: its type and initial value (a number, or ``"params"`` for a copy of them)."""
+    """One state leaf: its type and initial value.
+
+    ``init`` is a number, ``"params"`` (a copy of the parameter this leaf is
+    named after) or a function of the parameter dict.
+    """
 
     type: ArrayType
-    init: float | str = 0.0
+    init: Any = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Transform:
     """A gradient transformation as a lens on the update wire.
 
     ``hyper``: runtime hyperparameters and their defaults. ``state(ptypes)``:
-    the state leaves, keyed by flat names. ``update(b, h, s, params, updates)``
-    emits the transformation and returns ``(new_state, new_updates)``; all
-    arguments are dicts of wires (``params`` and ``updates`` keyed by parameter
-    name, ``h`` and ``s`` by this transform's own keys).
+    the state leaves, keyed by flat names, for parameters of types ``ptypes``
+    (a dict name -> ``ArrayType``). ``update(h, s, params, updates)`` writes
+    the transformation with wires and returns ``(new_state, new_updates)``;
+    ``params`` and ``updates`` are dicts keyed by parameter name, ``h`` and
+    ``s`` by this transform's own keys.
     """
 
-    hyper: dict = field(default_factory=dict)
+    hyper: Mapping[str, float] = field(default_factory=dict)
     state_fn: Callable[[dict], dict] = field(default=lambda ptypes: {})
     update_fn: Callable | None = None
     name: str = "transform"
@@ -63,19 +77,82 @@ class Transform:
     def state(self, ptypes: dict[str, ArrayType]) -> dict[str, StateSpec]:
         return self.state_fn(ptypes)
 
-    def update(self, b: Builder, h: dict, s: dict, params: dict, updates: dict):
-        return self.update_fn(b, h, s, params, updates)
+    def update(self, h: dict, s: dict, params: dict, updates: dict) -> tuple[dict, dict]:
+        return self.update_fn(h, s, params, updates)
 
     def __repr__(self) -> str:
         return f"{self.name}({', '.join(f'{k}={v:g}' for k, v in self.hyper.items())})"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _dtype(ws: Mapping[str, Wire]) -> str:
+    return promote([w.type for w in ws.values()]) if ws else "float32"
+
+
+def _lowest(ptypes: Mapping[str, ArrayType]) -> str:
+    order = ("float16", "bfloat16", "float32", "float64")
+    floats = [t.dtype for t in ptypes.values() if t.dtype in order]
+    return min(floats, key=order.index) if floats else "float32"
+
+
+def _scalar(dtype: str) -> ArrayType:
+    return ArrayType((), dtype, batched=False)
+
+
+COUNT = _scalar("int32")
+
+
+def _per_param(key: str, ptypes, init=0.0, dtype: str | None = None) -> dict[str, StateSpec]:
+    return {f"{key}/{n}": StateSpec(ArrayType(t.shape, dtype or t.dtype, False), init) for n, t in ptypes.items()}
+
+
+def _increment(count: Wire) -> Wire:
+    return count + T.constant(1, (), "int32", like=count)
+
+
+def _as_float(count: Wire, like: Mapping[str, Wire]) -> Wire:
+    return T.cast(count, _dtype(like))
+
+
+def _bias_correction(m: Wire, decay: Wire, t: Wire) -> Wire:
+    """``m / (1 - decay ** t)`` with ``t`` the incremented count (optax ``tree.bias_correction``)."""
+    return m / (1.0 - T.power(decay, t))
+
+
+def _sq_norm(ws: Mapping[str, Wire]) -> Wire:
+    total = None
+    for w in ws.values():
+        s = T.sum(w * w) if w.ndim else w * w
+        total = s if total is None else total + s
+    return total
+
+
+def _hyper(**kw) -> dict:
+    return {k: float(v) for k, v in kw.items()}
+
+
+def _leafwise(fn):
+    def update_fn(h, s, params, updates):
+        return s, {n: fn(h, g) for n, g in updates.items()}
+    return update_fn
+
+
+# --------------------------------------------------------------------------- combinators
+
+
+def identity() -> Transform:
+    """The transform that changes nothing."""
+    return Transform(update_fn=lambda h, s, p, u: (s, u), name="identity")
 
 
 def chain(*transforms: Transform) -> Transform:
     """Run transforms in order; each gets the previous one's updates and the same params.
 
     State keys are prefixed by position (``"0/mu/dense.W"``); hyperparameter
-    names stay as they are unless two transforms share one, then they are
-    prefixed too (``"0/eps"``).
+    names stay as they are unless two transforms share one, then both are
+    prefixed (``"0/eps"``).
     """
     counts: dict[str, int] = {}
     for t in transforms:
@@ -87,90 +164,424 @@ def chain(*transforms: Transform) -> Transform:
     def state_fn(ptypes):
         return {f"{i}/{k}": v for i, t in enumerate(transforms) for k, v in t.state(ptypes).items()}
 
-    def update_fn(b, h, s, params, updates):
+    def update_fn(h, s, params, updates):
+        ptypes = {n: w.type for n, w in params.items()}
         new_s = {}
         for i, t in enumerate(transforms):
-            keys = t.state({n: b.type_of(w) for n, w in params.items()})
-            si, ui = t.update(b, {k: h[hnames[i][k]] for k in t.hyper},
-                              {k: s[f"{i}/{k}"] for k in keys}, params, updates)
+            keys = t.state(ptypes)
+            si, updates = t.update({k: h[hnames[i][k]] for k in t.hyper}, {k: s[f"{i}/{k}"] for k in keys},
+                                   params, updates)
             new_s.update({f"{i}/{k}": w for k, w in si.items()})
-            updates = ui
         return new_s, updates
 
     return Transform(hyper, state_fn, update_fn, " >> ".join(t.name for t in transforms))
 
 
-def _leafwise(fn):
-    """An update applied to every parameter independently."""
-    def update_fn(b, h, s, params, updates):
-        return s, {n: fn(b, h, g) for n, g in updates.items()}
-    return update_fn
+# --------------------------------------------------------------------------- transforms
 
 
-def _per_param(keys, ptypes, init=0.0):
-    return {f"{k}/{n}": StateSpec(t, init) for k in keys for n, t in ptypes.items()}
+def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3) -> Transform:
+    """``u = -learning_rate * g``: the sign and the step live here, as in optax.
 
-
-def scale_by_learning_rate(learning_rate: float = 1e-3) -> Transform:
-    """``u = -learning_rate * g`` (the sign and step live here, as in optax)."""
-    return Transform({"learning_rate": float(learning_rate)},
-                     update_fn=_leafwise(lambda b, h, g: P.neg(b, P.mul(b, h["learning_rate"], g))),
+    ``learning_rate`` is a number (a runtime hyperparameter) or a schedule, a
+    function of the step count ``lr(count)`` evaluated at the count *before*
+    this step (the first step uses ``lr(0)``). The count arrives as a float of
+    the parameters' dtype; the schedules below follow optax's own dtypes (its
+    polynomial and exponential schedules compute in float32).
+    """
+    if callable(learning_rate):
+        def update_fn(h, s, params, updates):
+            lr = T.cast(learning_rate(_as_float(s["count"], updates)), _dtype(updates))
+            return {"count": _increment(s["count"])}, {n: -(lr * g) for n, g in updates.items()}
+        return Transform({}, lambda ptypes: {"count": StateSpec(COUNT, 0)}, update_fn, "scale_by_schedule")
+    return Transform(_hyper(learning_rate=learning_rate),
+                     update_fn=_leafwise(lambda h, g: -(h["learning_rate"] * g)),
                      name="scale_by_learning_rate")
 
 
-def trace(decay: float = 0.9, nesterov: bool = False) -> Transform:
-    """Momentum: ``m = g + decay * m``; ``u = m`` (or ``g + decay * m`` with Nesterov)."""
-    def update_fn(b, h, s, params, updates):
+def trace(decay: float = 0.9, nesterov: bool = False, accumulator_dtype: str | None = None) -> Transform:
+    """Momentum: ``m = g + decay * m``; ``u = m`` (or ``g + decay * m`` with Nesterov).
+
+    The decay is the runtime hyperparameter ``momentum``.
+    """
+    def update_fn(h, s, params, updates):
         new_s, out = {}, {}
         for n, g in updates.items():
-            m = P.add(b, g, P.mul(b, h["decay"], s[f"trace/{n}"]))
+            m = g + h["momentum"] * s[f"trace/{n}"]
             new_s[f"trace/{n}"] = m
-            out[n] = P.add(b, g, P.mul(b, h["decay"], m)) if nesterov else m
+            out[n] = g + h["momentum"] * m if nesterov else m
         return new_s, out
-    return Transform({"decay": float(decay)}, lambda ptypes: _per_param(["trace"], ptypes), update_fn,
-                     "trace")
+    return Transform(_hyper(momentum=decay), lambda ptypes: _per_param("trace", ptypes, dtype=accumulator_dtype),
+                     update_fn, "trace")
 
 
-def _increment(b: Builder, count: int) -> int:
-    return P.add(b, count, P.emit_const(b, 1, (), "int32"))
+def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> Transform:
+    """AdaGrad's preconditioner: ``G += g**2``; ``u = g / sqrt(G + eps)`` where ``G > 0``."""
+    def update_fn(h, s, params, updates):
+        new_s, out = {}, {}
+        for n, g in updates.items():
+            acc = g * g + s[f"sum_of_squares/{n}"]
+            inv = T.where(T.greater(acc, 0.0), 1.0 / T.sqrt(acc + h["eps"]), T.zeros_like(acc))
+            new_s[f"sum_of_squares/{n}"], out[n] = acc, inv * g
+        return new_s, out
+    return Transform(_hyper(eps=eps),
+                     lambda ptypes: _per_param("sum_of_squares", ptypes, float(initial_accumulator_value)),
+                     update_fn, "scale_by_rss")
 
 
-def _bias_correction(b: Builder, m: int, decay: int, t: int) -> int:
-    """``m / (1 - decay**t)`` with ``t`` the incremented count as a float."""
-    return P.div(b, m, P.shift(b, P.neg(b, b.emit1(P.POWER, decay, t)), 1.0))
+def _rms_like(centered: bool):
+    def make(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True, bias_correction=False) -> Transform:
+        def state_fn(ptypes):
+            out = {"count": StateSpec(COUNT, 0)} if bias_correction else {}
+            if centered:
+                out.update(_per_param("mu", ptypes))
+            out.update(_per_param("nu", ptypes, float(initial_scale)))
+            return out
+
+        def update_fn(h, s, params, updates):
+            d = h["decay"]
+            new_s, out = {}, {}
+            if bias_correction:
+                new_s["count"] = _increment(s["count"])
+                t = _as_float(new_s["count"], updates)
+            for n, g in updates.items():
+                nu = (1.0 - d) * (g * g) + d * s[f"nu/{n}"]
+                new_s[f"nu/{n}"] = nu
+                nu_hat = _bias_correction(nu, d, t) if bias_correction else nu
+                if centered:
+                    mu = (1.0 - d) * g + d * s[f"mu/{n}"]
+                    new_s[f"mu/{n}"] = mu
+                    mu_hat = _bias_correction(mu, d, t) if bias_correction else mu
+                    nu_hat = nu_hat - mu_hat * mu_hat
+                scaling = 1.0 / T.sqrt(nu_hat + h["eps"]) if eps_in_sqrt else 1.0 / (T.sqrt(nu_hat) + h["eps"])
+                out[n] = scaling * g
+            return new_s, out
+        return Transform(_hyper(decay=decay, eps=eps), state_fn, update_fn,
+                         "scale_by_stddev" if centered else "scale_by_rms")
+    return make
 
 
-def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0) -> Transform:
-    """Adam's preconditioner (Kingma & Ba, Algorithm 1, as ``optax.scale_by_adam``)."""
+scale_by_rms = _rms_like(False)
+scale_by_rms.__doc__ = "RMSProp's preconditioner, as ``optax.scale_by_rms``."
+scale_by_stddev = _rms_like(True)
+scale_by_stddev.__doc__ = "Centred RMSProp's preconditioner, as ``optax.scale_by_stddev``."
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
+                  mu_dtype: str | None = None, *, nesterov: bool = False) -> Transform:
+    """Adam's preconditioner (Kingma & Ba, Algorithm 1), as ``optax.scale_by_adam``."""
     def state_fn(ptypes):
-        return {"count": StateSpec(COUNT, 0), **_per_param(["mu", "nu"], ptypes)}
+        return {"count": StateSpec(COUNT, 0), **_per_param("mu", ptypes, dtype=mu_dtype), **_per_param("nu", ptypes)}
 
-    def update_fn(b, h, s, params, updates):
-        count = _increment(b, s["count"])
-        t = b.emit1(P.CAST, count, dtype="float32")
+    def update_fn(h, s, params, updates):
+        count = _increment(s["count"])
+        t = _as_float(count, updates)
         new_s, out = {"count": count}, {}
         for n, g in updates.items():
-            one_minus_b1 = P.shift(b, P.neg(b, h["b1"]), 1.0)
-            one_minus_b2 = P.shift(b, P.neg(b, h["b2"]), 1.0)
-            mu = P.add(b, P.mul(b, one_minus_b1, g), P.mul(b, h["b1"], s[f"mu/{n}"]))
-            nu = P.add(b, P.mul(b, one_minus_b2, P.mul(b, g, g)), P.mul(b, h["b2"], s[f"nu/{n}"]))
-            mu_hat = _bias_correction(b, mu, h["b1"], t)
-            nu_hat = _bias_correction(b, nu, h["b2"], t)
-            denom = P.add(b, b.emit1(P.SQRT, P.add(b, nu_hat, h["eps_root"])), h["eps"])
+            mu = (1.0 - h["b1"]) * g + h["b1"] * s[f"mu/{n}"]
+            nu = (1.0 - h["b2"]) * (g * g) + h["b2"] * s[f"nu/{n}"]
+            if nesterov:
+                mu_hat = (h["b1"] * _bias_correction(mu, h["b1"], t + 1.0)
+                          + (1.0 - h["b1"]) * _bias_correction(g, h["b1"], t))
+            else:
+                mu_hat = _bias_correction(mu, h["b1"], t)
+            nu_hat = _bias_correction(nu, h["b2"], t)
+            out[n] = mu_hat / (T.sqrt(nu_hat + h["eps_root"]) + h["eps"])
             new_s[f"mu/{n}"], new_s[f"nu/{n}"] = mu, nu
-            out[n] = P.div(b, mu_hat, denom)
         return new_s, out
-    return Transform({"b1": float(b1), "b2": float(b2), "eps": float(eps), "eps_root": float(eps_root)},
-                     state_fn, update_fn, "scale_by_adam")
+    return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root), state_fn, update_fn, "scale_by_adam")
 
 
-def sgd(learning_rate: float = 1e-2, momentum: float | None = None, nesterov: bool = False) -> Transform:
+def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
+                     mu_dtype: str | None = None, bias_correction_mu: bool = True,
+                     bias_correction_nu: bool = True) -> Transform:
+    """AMSGrad: Adam with the running maximum of the (bias-corrected) second moment."""
+    def state_fn(ptypes):
+        return {"count": StateSpec(COUNT, 0), **_per_param("mu", ptypes, dtype=mu_dtype),
+                **_per_param("nu", ptypes), **_per_param("nu_max", ptypes)}
+
+    def update_fn(h, s, params, updates):
+        count = _increment(s["count"])
+        t = _as_float(count, updates)
+        new_s, out = {"count": count}, {}
+        for n, g in updates.items():
+            mu = (1.0 - h["b1"]) * g + h["b1"] * s[f"mu/{n}"]
+            nu = (1.0 - h["b2"]) * (g * g) + h["b2"] * s[f"nu/{n}"]
+            mu_hat = _bias_correction(mu, h["b1"], t) if bias_correction_mu else mu
+            nu_eff = _bias_correction(nu, h["b2"], t) if bias_correction_nu else nu
+            nu_max = T.maximum(s[f"nu_max/{n}"], nu_eff)
+            out[n] = mu_hat / (T.sqrt(nu_max + h["eps_root"]) + h["eps"])
+            new_s[f"mu/{n}"], new_s[f"nu/{n}"], new_s[f"nu_max/{n}"] = mu, nu, nu_max
+        return new_s, out
+    return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root), state_fn, update_fn, "scale_by_amsgrad")
+
+
+def scale_by_adopt(b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, mu_dtype: str | None = None, *,
+                   nesterov: bool = False, use_clipping: bool = True,
+                   clip_value_fn: Callable[[Wire], Wire] = lambda x: x ** 0.25) -> Transform:
+    """ADOPT (arXiv 2411.02853), as ``optax.contrib.scale_by_adopt``: the gradient is
+    normalised by the *previous* second moment; the first step only records it."""
+    def state_fn(ptypes):
+        return {"count": StateSpec(COUNT, 0), **_per_param("mu", ptypes, dtype=mu_dtype), **_per_param("nu", ptypes)}
+
+    def update_fn(h, s, params, updates):
+        c = _as_float(s["count"], updates)
+        started = T.greater(c, 0.0)
+        b2_ = T.where(started, h["b2"], T.zeros_like(h["b2"]))
+        b1_ = T.where(started, h["b1"], T.zeros_like(h["b1"]) + 1.0)
+        clip_value = clip_value_fn(c) if use_clipping else None
+        new_s, out = {"count": _increment(s["count"])}, {}
+        for n, g in updates.items():
+            nu_old = s[f"nu/{n}"]
+            nu = (1.0 - b2_) * (g * g) + b2_ * nu_old
+            z = g / T.maximum(T.sqrt(nu_old), h["eps"])
+            if use_clipping:
+                z = T.clip(z, -clip_value, clip_value)
+            mu = (1.0 - b1_) * z + b1_ * s[f"mu/{n}"]
+            out[n] = (1.0 - b1_) * z + b1_ * mu if nesterov else mu
+            new_s[f"mu/{n}"], new_s[f"nu/{n}"] = mu, nu
+        return new_s, out
+    return Transform(_hyper(b1=b1, b2=b2, eps=eps), state_fn, update_fn, "scale_by_adopt")
+
+
+def scale_by_dog(init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float = 1e-8) -> Transform:
+    """Distance over Gradients (arXiv 2302.12022), as ``optax.contrib.scale_by_dog``:
+    step size ``max_dist / sqrt(sum of squared gradient norms + eps)``."""
+    kind, value = init_step
+    if kind not in ("distance", "heuristic", "learning_rate"):
+        raise ValueError(f"invalid init_step type {kind!r}: use 'distance', 'heuristic' or 'learning_rate'")
+    value = float(value)
+
+    def r_epsilon(params):
+        if kind == "distance":
+            return value
+        if kind == "learning_rate":
+            return 0.0
+        return value * (1.0 + math.sqrt(sum(float((p * p).sum()) for p in params.values())))
+
+    def state_fn(ptypes):
+        low = _lowest(ptypes)
+        return {"is_init_step": StateSpec(_scalar("bool"), 1), **_per_param("init_params", ptypes, "params"),
+                "max_dist": StateSpec(_scalar(low), r_epsilon), "sum_sq_norm_grads": StateSpec(_scalar(low), 0.0)}
+
+    def update_fn(h, s, params, updates):
+        diff = {n: s[f"init_params/{n}"] - p for n, p in params.items()}
+        max_dist = T.maximum(s["max_dist"], T.sqrt(_sq_norm(diff)))
+        sum_sq = s["sum_sq_norm_grads"] + _sq_norm(updates)
+        lr = max_dist / T.sqrt(sum_sq + h["eps"])
+        if kind == "learning_rate":
+            lr = T.where(s["is_init_step"], T.zeros_like(lr) + value, lr)
+        new_s = {"is_init_step": T.zeros_like(s["is_init_step"]), "max_dist": max_dist, "sum_sq_norm_grads": sum_sq}
+        new_s.update({f"init_params/{n}": s[f"init_params/{n}"] for n in params})
+        return new_s, {n: lr * g for n, g in updates.items()}
+    return Transform(_hyper(eps=eps), state_fn, update_fn, "scale_by_dog")
+
+
+def add_decayed_weights(weight_decay: float = 0.0, mask: Mapping[str, bool] | Callable | None = None) -> Transform:
+    """Decoupled weight decay: ``u = g + weight_decay * p`` on the parameters ``mask`` selects.
+
+    ``mask`` is a dict ``{name: bool}`` or a function of the dict
+    ``{name: ArrayType}`` returning one (e.g. ``lambda t: {n: a.ndim > 1 for n, a in t.items()}``).
+    """
+    def update_fn(h, s, params, updates):
+        selected = _mask(mask, {n: p.type for n, p in params.items()})
+        return s, {n: (g + h["weight_decay"] * params[n]) if selected[n] else g for n, g in updates.items()}
+    return Transform(_hyper(weight_decay=weight_decay), update_fn=update_fn, name="add_decayed_weights")
+
+
+def _mask(mask, ptypes) -> dict[str, bool]:
+    if mask is None:
+        return {n: True for n in ptypes}
+    m = mask(ptypes) if callable(mask) else mask
+    missing = set(ptypes) - set(m)
+    if missing:
+        raise KeyError(f"the mask does not say whether to decay {sorted(missing)}")
+    return {n: bool(m[n]) for n in ptypes}
+
+
+def clip_by_global_norm(max_norm: float) -> Transform:
+    """Scale all updates by ``max_norm / ||g||`` when the global norm ``||g||`` reaches ``max_norm``."""
+    def update_fn(h, s, params, updates):
+        norm = T.sqrt(_sq_norm(updates))
+        below = T.greater(h["max_norm"] + T.zeros_like(norm), norm)
+        return s, {n: T.where(below, g, (g / norm) * h["max_norm"]) for n, g in updates.items()}
+    return Transform(_hyper(max_norm=max_norm), update_fn=update_fn, name="clip_by_global_norm")
+
+
+# --------------------------------------------------------------------------- optimizers (optax aliases)
+
+
+def sgd(learning_rate: float | Schedule = 1e-2, momentum: float | None = None, nesterov: bool = False,
+        accumulator_dtype: str | None = None) -> Transform:
     """Stochastic gradient descent, optionally with (Nesterov) momentum, as ``optax.sgd``."""
-    steps = ([trace(momentum, nesterov)] if momentum is not None else []) + [scale_by_learning_rate(learning_rate)]
-    return chain(*steps)
+    steps = [trace(momentum, nesterov, accumulator_dtype)] if momentum is not None else []
+    return chain(*steps, scale_by_learning_rate(learning_rate))
 
 
-def adam(learning_rate: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-         eps_root: float = 0.0) -> Transform:
+def momentum(learning_rate: float | Schedule = 1e-2, momentum: float = 0.9) -> Transform:  # noqa: F811
+    """Heavy-ball momentum: ``sgd(learning_rate, momentum)``."""
+    return sgd(learning_rate, momentum)
+
+
+def nesterov(learning_rate: float | Schedule = 1e-2, momentum: float = 0.9) -> Transform:
+    """Nesterov momentum: ``sgd(learning_rate, momentum, nesterov=True)``."""
+    return sgd(learning_rate, momentum, nesterov=True)
+
+
+def adagrad(learning_rate: float | Schedule, initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> Transform:
+    """AdaGrad, as ``optax.adagrad`` (``eps`` inside the square root, accumulator from 0.1)."""
+    return chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate))
+
+
+def rmsprop(learning_rate: float | Schedule, decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
+            eps_in_sqrt: bool = True, centered: bool = False, momentum: float | None = None,
+            nesterov: bool = False, bias_correction: bool = False) -> Transform:
+    """RMSProp (plain or centred), as ``optax.rmsprop``; momentum traces the scaled steps."""
+    pre = (scale_by_stddev if centered else scale_by_rms)(decay, eps, initial_scale, eps_in_sqrt, bias_correction)
+    post = [trace(momentum, nesterov)] if momentum is not None else []
+    return chain(pre, scale_by_learning_rate(learning_rate), *post)
+
+
+def adam(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+         eps_root: float = 0.0, mu_dtype: str | None = None, *, nesterov: bool = False) -> Transform:
     """Adam, as ``optax.adam``: ``chain(scale_by_adam(...), scale_by_learning_rate(lr))``."""
-    return chain(scale_by_adam(b1, b2, eps, eps_root), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+                 scale_by_learning_rate(learning_rate))
+
+
+def adamw(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          eps_root: float = 0.0, mu_dtype: str | None = None, weight_decay: float = 1e-4,
+          mask: Mapping[str, bool] | Callable | None = None, *, nesterov: bool = False) -> Transform:
+    """AdamW (decoupled weight decay, multiplied by the learning rate), as ``optax.adamw``."""
+    return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+                 add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate))
+
+
+def amsgrad(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+            eps_root: float = 0.0, mu_dtype: str | None = None, bias_correction_mu: bool = True,
+            bias_correction_nu: bool = True) -> Transform:
+    """AMSGrad, as ``optax.amsgrad``."""
+    return chain(scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu),
+                 scale_by_learning_rate(learning_rate))
+
+
+def adopt(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6,
+          mu_dtype: str | None = None, *, nesterov: bool = False, use_clipping: bool = True,
+          clip_value_fn: Callable[[Wire], Wire] = lambda x: x ** 0.25) -> Transform:
+    """ADOPT, as ``optax.contrib.adopt`` (its first update is zero)."""
+    return chain(scale_by_adopt(b1, b2, eps, mu_dtype, nesterov=nesterov, use_clipping=use_clipping,
+                                clip_value_fn=clip_value_fn), scale_by_learning_rate(learning_rate))
+
+
+def dog(learning_rate: float | Schedule = 1.0, init_step: tuple[str, float] = ("heuristic", 1e-6),
+        eps: float = 1e-8, weight_decay: float | None = None,
+        mask: Mapping[str, bool] | Callable | None = None) -> Transform:
+    """DoG, as ``optax.contrib.dog`` (v0.2.6+ ``init_step`` semantics).
+
+    Initialise it with the real initial parameters: it measures distances from them.
+    """
+    first = [add_decayed_weights(weight_decay, mask)] if weight_decay is not None else []
+    return chain(*first, scale_by_dog(init_step, eps), scale_by_learning_rate(learning_rate))
+
+
+# --------------------------------------------------------------------------- schedules
+# A schedule is a function of the (float) step count wire, written with wire
+# arithmetic, so it becomes part of the training step term.
+
+
+def constant_schedule(value: float) -> Schedule:
+    """``lr(count) = value``."""
+    return lambda count: T.zeros_like(count) + float(value)
+
+
+def exponential_decay(init_value: float, transition_steps: int, decay_rate: float, transition_begin: int = 0,
+                      staircase: bool = False, end_value: float | None = None) -> Schedule:
+    """``init_value * decay_rate ** ((count - transition_begin) / transition_steps)``, as optax."""
+    if transition_steps <= 0:
+        return constant_schedule(init_value)
+    transition_begin = max(transition_begin, 0)
+
+    def schedule(count):
+        count = T.cast(count, "float32")  # optax divides int32 counts: float32
+        shifted = count - float(transition_begin)
+        p = shifted / float(transition_steps)
+        if staircase:
+            p = T.floor(p)
+        init = T.zeros_like(count) + float(init_value)
+        value = T.where(T.greater(shifted, 0.0), float(init_value) * T.power(float(decay_rate), p), init)
+        if end_value is not None:
+            end = T.zeros_like(count) + float(end_value)
+            value = T.maximum(value, end) if decay_rate < 1.0 else T.minimum(value, end)
+        return value
+    return schedule
+
+
+def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0) -> Schedule:
+    """Cosine decay from ``init_value`` to ``alpha * init_value`` over ``decay_steps``, as optax."""
+    if decay_steps <= 0:
+        raise ValueError(f"decay_steps must be positive, got {decay_steps}")
+
+    def schedule(count):
+        c = T.minimum(count, T.zeros_like(count) + float(decay_steps))
+        cosine = 0.5 * (1.0 + T.cos(math.pi * c / float(decay_steps)))
+        return float(init_value) * ((1.0 - alpha) * cosine ** float(exponent) + alpha)
+    return schedule
+
+
+def polynomial_schedule(init_value: float, end_value: float, power: float, transition_steps: int,
+                        transition_begin: int = 0) -> Schedule:
+    """Polynomial interpolation from ``init_value`` to ``end_value``, as optax."""
+    if transition_steps <= 0:
+        return constant_schedule(init_value)
+    transition_begin = max(transition_begin, 0)
+
+    def schedule(count):
+        count = T.cast(count, "float32")  # optax divides int32 counts: float32
+        c = T.clip(count - float(transition_begin), T.zeros_like(count), T.zeros_like(count) + float(transition_steps))
+        frac = 1.0 - c / float(transition_steps)
+        return (float(init_value) - float(end_value)) * frac ** float(power) + float(end_value)
+    return schedule
+
+
+def linear_schedule(init_value: float, end_value: float, transition_steps: int, transition_begin: int = 0) -> Schedule:
+    """Linear interpolation (a warm-up when ``end_value > init_value``), as optax."""
+    return polynomial_schedule(init_value, end_value, 1.0, transition_steps, transition_begin)
+
+
+def join_schedules(schedules, boundaries) -> Schedule:
+    """``schedules[i]`` from ``boundaries[i-1]`` on, each restarted at its boundary, as optax
+    (the joined values take the first schedule's dtype, as optax's weak types do)."""
+    def schedule(count):
+        out = schedules[0](count)
+        for boundary, s in zip(boundaries, schedules[1:]):
+            before = T.greater(T.zeros_like(count) + float(boundary), count)
+            out = T.where(before, out, T.cast(s(count - float(boundary)), out.type.dtype))
+        return out
+    return schedule
+
+
+def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_steps: int, decay_steps: int,
+                                 end_value: float = 0.0, exponent: float = 1.0) -> Schedule:
+    """Linear warm-up to ``peak_value``, then cosine decay to ``end_value``, as optax."""
+    alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
+    return join_schedules([linear_schedule(init_value, peak_value, warmup_steps),
+                           cosine_decay_schedule(peak_value, decay_steps - warmup_steps, alpha, exponent)],
+                          [warmup_steps])
+
+
+# --------------------------------------------------------------------------- optax interop
+
+
+def to_optax(opt: Transform):
+    """An ``optax.GradientTransformation`` that computes what ``opt`` does.
+
+    Its state is ``{"opt": ..., "hyper": ...}``; set ``state["hyper"][name]`` to
+    change a hyperparameter. Needs optax (``pip install optax``).
+    """
+    return importlib.import_module("paralens.backends.optax").to_optax(opt)
+
+
+def from_optax(tx) -> Transform:
+    """Wrap any ``optax.GradientTransformation`` as a paralens optimizer (one opaque box
+    in the step term, computed by optax). Needs optax."""
+    return importlib.import_module("paralens.backends.optax").from_optax(tx)

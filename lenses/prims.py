@@ -27,7 +27,7 @@ __all__ = [
     "POW", "ADD", "SUB", "MUL", "DIV", "GREATER", "EQUAL", "WHERE", "ZEROS", "CONST",
     "STOP_GRADIENT", "REDUCE_SUM", "REDUCE_MAX", "BROADCAST", "RESHAPE", "TRANSPOSE", "EINSUM",
     "SOFTMAX", "LOGSUMEXP", "PATCHES", "PATCHES_T", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
-    "CAST", "POWER",
+    "CAST", "POWER", "COS", "SIN", "FLOOR", "FOREIGN", "Foreign",
 ]
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
@@ -127,6 +127,10 @@ SOFTPLUS = unary("softplus", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(SIGMO
 #: ``step(x) = 1 if x > 0 else 0``: the derivative of relu (and itself of zero derivative).
 STEP = unary("step", lambda b, p, x, y, dy: [None])
 RELU = unary("relu", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(STEP, x[0]))])
+COS = unary("cos", lambda b, p, x, y, dy: [neg(b, mul(b, dy[0], b.emit1(SIN, x[0])))])
+SIN = unary("sin", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(COS, x[0]))])
+#: ``floor(x)``: largest integer <= x (zero derivative almost everywhere).
+FLOOR = unary("floor", lambda b, p, x, y, dy: [None])
 STOP_GRADIENT = unary("stop_gradient", lambda b, p, x, y, dy: [None])
 #: ``scale(x; c) = c * x`` and ``shift(x; c) = x + c`` for a Python constant ``c``.
 SCALE = unary("scale", lambda b, p, x, y, dy: [scale(b, dy[0], p["c"])], linear=True)
@@ -184,6 +188,36 @@ def _cast_rev(b, p, x, y, dy):
 
 #: ``cast(x; dtype)``: convert the element type (an optimizer's int32 step count to float).
 CAST = _def("cast", _cast_rule, _cast_rev, linear=True)
+
+
+class Foreign:
+    """A backend-level function inside a term: called as ``fn(*arrays) -> list of arrays``.
+
+    Equal only to itself, so terms holding one stay hashable. Used to wrap
+    code paralens cannot see into (an optax transformation).
+    """
+
+    def __init__(self, fn, name: str):
+        self.fn = fn
+        self.name = name
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    def __repr__(self) -> str:
+        return f"<foreign {self.name}>"
+
+
+def _foreign_rule(types, *, fn, types_out):
+    return list(types_out)
+
+
+def _foreign_rev(b, p, x, y, dy):
+    raise NotImplementedError(f"{p['fn'].name} is an opaque box: paralens cannot differentiate through it")
+
+
+#: ``foreign(*xs; fn, types_out)``: an opaque box computed by ``fn`` on the backend's arrays.
+FOREIGN = _def("foreign", _foreign_rule, _foreign_rev)
 
 
 # --------------------------------------------------------------------------- constants

@@ -68,6 +68,7 @@ class Wire:
         if not isinstance(p, numbers.Real):
             raise TypeError("only constant exponents are supported: x ** 2.0")
         return _wrap(self.builder, self.builder.emit1(P.POW, self.id, p=float(p)))
+    def __rpow__(self, base): return power(base, self)
     def __matmul__(self, o): return matmul(self, o)
     def __rmatmul__(self, o): return matmul(o, self)
 
@@ -135,6 +136,9 @@ sigmoid = _unary(P.SIGMOID, "Elementwise logistic function 1 / (1 + e**-x).")
 softplus = _unary(P.SOFTPLUS, "Elementwise log(1 + e**x).")
 relu = _unary(P.RELU, "Elementwise max(x, 0).")
 stop_gradient = _unary(P.STOP_GRADIENT, "The identity, with zero reverse derivative.")
+cos = _unary(P.COS, "Elementwise cosine.")
+sin = _unary(P.SIN, "Elementwise sine.")
+floor = _unary(P.FLOOR, "Elementwise floor (zero derivative).")
 
 
 def gelu(x: Wire) -> Wire:
@@ -146,6 +150,8 @@ def gelu(x: Wire) -> Wire:
 def power(x, e) -> Wire:
     """Elementwise ``x ** e`` where the exponent is a wire too (``x > 0`` to differentiate in ``e``)."""
     b = _builder_of(x, e)
+    if not isinstance(x, Wire):  # a number base takes the exponent's dtype
+        x = constant(x, (), b.type_of(_lift(b, e)).dtype, like=e)
     return _wrap(b, b.emit1(P.POWER, _lift(b, x), _lift(b, e)))
 
 
@@ -173,8 +179,18 @@ def where(cond, x, y) -> Wire:
 
 
 def maximum(x, y) -> Wire:
-    """Elementwise maximum; the cotangent goes to the larger operand."""
+    """Elementwise maximum; the cotangent goes to the larger operand (to ``y`` on ties)."""
     return where(greater(x, y), x, y)
+
+
+def minimum(x, y) -> Wire:
+    """Elementwise minimum; the cotangent goes to the smaller operand (to ``y`` on ties)."""
+    return where(greater(y, x), x, y)
+
+
+def clip(x, low, high) -> Wire:
+    """``minimum(maximum(x, low), high)``."""
+    return minimum(maximum(x, low), high)
 
 
 def _axes(x: Wire, axis) -> tuple[int, ...]:
@@ -297,9 +313,9 @@ def zeros_like(x: Wire) -> Wire:
     return _wrap(x.builder, P.zeros_like(x.builder, x.id))
 
 
-def constant(value, shape=None, dtype: str = "float32") -> Wire:
+def constant(value, shape=None, dtype: str = "float32", *, like: Wire | None = None) -> Wire:
     """A constant wire (unbatched) inside a traced function, from a number, nested lists or an array."""
-    b = _builder_of()
+    b = like.builder if like is not None else _builder_of()
     shape = tuple(getattr(value, "shape", ())) if shape is None else tuple(shape)
     if shape == () and isinstance(value, (list, tuple)):
         raise TypeError("give the shape of a constant built from nested lists")

@@ -1,0 +1,202 @@
+"""Optimizers: equal to optax step for step (float64), inside a learner (float32), convergent."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import paralens as pl
+from paralens.backends import jax as pjax
+
+O = pl.optim
+SCHED = O.warmup_cosine_decay_schedule(0.0, 0.1, 10, 100)
+OPTAX_SCHED = optax.warmup_cosine_decay_schedule(0.0, 0.1, 10, 100)
+mask = {"['a']": True, "['b']": False, "['c']": True}
+
+# (paralens, optax) pairs: defaults and non-default hyperparameters
+PAIRS = {
+    "sgd": (O.sgd(0.1), optax.sgd(0.1)),
+    "sgd_schedule": (O.sgd(SCHED), optax.sgd(OPTAX_SCHED)),
+    "momentum": (O.sgd(0.05, momentum=0.9), optax.sgd(0.05, momentum=0.9)),
+    "momentum_alias": (O.momentum(0.05, 0.5), optax.sgd(0.05, momentum=0.5)),
+    "nesterov": (O.sgd(0.05, momentum=0.9, nesterov=True), optax.sgd(0.05, momentum=0.9, nesterov=True)),
+    "nesterov_alias": (O.nesterov(0.02, 0.7), optax.sgd(0.02, momentum=0.7, nesterov=True)),
+    "adagrad": (O.adagrad(0.1), optax.adagrad(0.1)),
+    "adagrad_custom": (O.adagrad(0.3, 0.5, 1e-4), optax.adagrad(0.3, 0.5, 1e-4)),
+    "rmsprop": (O.rmsprop(0.01), optax.rmsprop(0.01)),
+    "rmsprop_custom": (O.rmsprop(0.02, 0.8, 1e-6, 0.1, eps_in_sqrt=False, momentum=0.5, nesterov=True,
+                                 bias_correction=True),
+                       optax.rmsprop(0.02, 0.8, 1e-6, 0.1, eps_in_sqrt=False, momentum=0.5, nesterov=True,
+                                     bias_correction=True)),
+    "rmsprop_centered": (O.rmsprop(0.01, centered=True), optax.rmsprop(0.01, centered=True)),
+    "rmsprop_centered_custom": (O.rmsprop(0.01, 0.95, centered=True, momentum=0.3, bias_correction=True),
+                                optax.rmsprop(0.01, 0.95, centered=True, momentum=0.3, bias_correction=True)),
+    "adam": (O.adam(0.01), optax.adam(0.01)),
+    "adam_custom": (O.adam(0.03, 0.8, 0.99, 1e-6, 1e-9, nesterov=True),
+                    optax.adam(0.03, 0.8, 0.99, 1e-6, 1e-9, nesterov=True)),
+    "adamw": (O.adamw(0.01), optax.adamw(0.01)),
+    "adamw_masked": (O.adamw(0.01, weight_decay=0.3, mask=mask),
+                     optax.adamw(0.01, weight_decay=0.3, mask={"a": True, "b": False, "c": True})),
+    "amsgrad": (O.amsgrad(0.01), optax.amsgrad(0.01)),
+    "amsgrad_custom": (O.amsgrad(0.02, 0.8, 0.9, bias_correction_mu=False, bias_correction_nu=False),
+                       optax.amsgrad(0.02, 0.8, 0.9, bias_correction_mu=False, bias_correction_nu=False)),
+    "adopt": (O.adopt(0.01), optax.contrib.adopt(0.01)),
+    "adopt_custom": (O.adopt(0.02, 0.8, 0.99, 1e-5, nesterov=True, use_clipping=False),
+                     optax.contrib.adopt(0.02, 0.8, 0.99, 1e-5, nesterov=True, use_clipping=False)),
+    "dog": (O.dog(), optax.contrib.dog()),
+    "dog_distance": (O.dog(0.5, ("distance", 1e-3), weight_decay=1e-2),
+                     optax.contrib.dog(0.5, ("distance", 1e-3), weight_decay=1e-2)),
+    "dog_learning_rate": (O.dog(init_step=("learning_rate", 0.1)),
+                          optax.contrib.dog(init_step=("learning_rate", 0.1))),
+    "clip_by_global_norm": (O.chain(O.clip_by_global_norm(3.0), O.adam(0.01)),
+                            optax.chain(optax.clip_by_global_norm(3.0), optax.adam(0.01))),
+    "exponential_decay": (O.adam(O.exponential_decay(0.1, 10, 0.5, 5, staircase=True, end_value=0.01)),
+                          optax.adam(optax.exponential_decay(0.1, 10, 0.5, 5, staircase=True, end_value=0.01))),
+    "cosine_decay": (O.sgd(O.cosine_decay_schedule(0.1, 50, 0.1)),
+                     optax.sgd(optax.cosine_decay_schedule(0.1, 50, 0.1))),
+    "linear_warmup": (O.sgd(O.linear_schedule(0.0, 0.1, 20)), optax.sgd(optax.linear_schedule(0.0, 0.1, 20))),
+}
+
+
+def tree(rng):
+    return {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal(5), "c": np.float64(0.3)}
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_to_optax_matches_optax_for_100_steps_float64(name):
+    ours, ref = PAIRS[name]
+    t1 = pl.optim.to_optax(ours)
+    rng = np.random.default_rng(0)
+    p1 = p2 = tree(rng)
+    s1, s2 = t1.init(p1), ref.init(p2)
+    up1, up2 = jax.jit(t1.update), jax.jit(ref.update)
+    for step in range(100):
+        g = jax.tree.map(lambda x: rng.standard_normal(np.shape(x)), p1)
+        u1, s1 = up1(g, s1, p1)
+        u2, s2 = up2(g, s2, p2)
+        p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+        for k in p2:
+            np.testing.assert_allclose(p1[k], p2[k], rtol=1e-6, atol=1e-12, err_msg=f"{name} step {step} {k}")
+            np.testing.assert_allclose(u1[k], u2[k], rtol=1e-6, atol=1e-12, err_msg=f"{name} step {step} {k}")
+
+
+def test_adam_state_leaves_match_optax():
+    t1, ref = pl.optim.to_optax(O.adam(0.01)), optax.adam(0.01)
+    rng = np.random.default_rng(1)
+    p = tree(rng)
+    s1, s2 = t1.init(p), ref.init(p)
+    for _ in range(10):
+        g = jax.tree.map(lambda x: rng.standard_normal(np.shape(x)), p)
+        _, s1 = t1.update(g, s1, p)
+        _, s2 = ref.update(g, s2, p)
+    assert int(s1["opt"]["0/count"]) == int(s2[0].count) == 10
+    for k in p:
+        np.testing.assert_allclose(s1["opt"][f"0/mu/['{k}']"], s2[0].mu[k], rtol=1e-12)
+        np.testing.assert_allclose(s1["opt"][f"0/nu/['{k}']"], s2[0].nu[k], rtol=1e-12)
+
+
+def test_hyperparameters_live_in_the_state():
+    t = pl.optim.to_optax(O.adam(0.01))
+    p = {"w": np.ones(3)}
+    s = t.init(p)
+    assert set(s["hyper"]) == {"learning_rate", "b1", "b2", "eps", "eps_root"}
+    g = {"w": np.ones(3)}
+    u_small, _ = t.update(g, s, p)
+    s["hyper"]["learning_rate"] = jnp.asarray(0.02)
+    u_big, _ = t.update(g, s, p)
+    np.testing.assert_allclose(u_big["w"], 2 * u_small["w"], rtol=1e-12)
+
+
+LEARNER_PAIRS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_centered", "adam", "adamw",
+                 "amsgrad", "adopt", "dog", "clip_by_global_norm", "linear_warmup"]
+
+
+@pytest.mark.parametrize("name", LEARNER_PAIRS)
+def test_inside_a_learner_50_steps_equal_hand_written_optax_float32(name):
+    ours, tx = PAIRS[name]
+    model = pl.nn.mlp([6, 8, 3], activation=pl.nn.tanh)
+    learner = pl.Learner(model, loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=ours)
+    state = learner.init(seed=0, backend="jax")
+    step = learner.compile("jax")
+    fwd = pjax.compile(model)
+    params = {k: jnp.asarray(v) for k, v in learner.init(seed=0)["params"].items()}
+    ostate = tx.init(params)
+
+    @jax.jit
+    def ref(p, s, x, y):
+        l, g = jax.value_and_grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(fwd(p, x), y).mean())(p)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s, l
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x = rng.standard_normal((16, 6)).astype(np.float32)
+        y = rng.integers(0, 3, 16).astype(np.int32)
+        state, _ = step(state, x, y)
+        params, ostate, _ = ref(params, ostate, x, y)
+    for k in params:
+        assert state["params"][k].dtype == np.float32
+        np.testing.assert_allclose(state["params"][k], params[k], rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+def _minimise(tx, f, x0, steps):
+    def body(c, _):
+        x, s = c
+        u, s = tx.update(jax.grad(f)(x), s, x)
+        return (optax.apply_updates(x, u), s), None
+    (x, _), _ = jax.lax.scan(body, (x0, tx.init(x0)), None, length=steps)
+    return np.asarray(x["w"])
+
+
+CONVERGENCE = [  # (optimizer, learning rate on the quadratic, on Rosenbrock)
+    (O.sgd, 0.1, 1e-3), (O.momentum, 0.1, 1e-3), (O.nesterov, 0.1, 1e-3), (O.adagrad, 0.1, 0.1),
+    (O.rmsprop, 0.1, 1e-3), (lambda lr: O.rmsprop(lr, centered=True), 0.1, 1e-3), (O.adam, 0.1, 1e-3),
+    (lambda lr: O.adamw(lr, weight_decay=0.0), 0.1, 1e-3), (O.amsgrad, 0.1, 0.1), (O.adopt, 0.1, 0.1),
+    (O.dog, 1.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("make, lr_quad, lr_rosen", CONVERGENCE)
+def test_convergence_on_quadratic_and_rosenbrock(make, lr_quad, lr_rosen):
+    target = jnp.array([1.0, -2.0, 3.0])
+    quad = _minimise(pl.optim.to_optax(make(lr_quad)), lambda x: jnp.sum((x["w"] - target) ** 2),
+                     {"w": jnp.zeros(3)}, 2000)
+    np.testing.assert_allclose(quad, target, atol=1e-3)
+
+    def rosenbrock(x):
+        a, b = x["w"]
+        return (1 - a) ** 2 + 100 * (b - a ** 2) ** 2
+    rosen = _minimise(pl.optim.to_optax(make(lr_rosen)), rosenbrock, {"w": jnp.array([-1.2, 1.0])}, 20000)
+    np.testing.assert_allclose(rosen, [1.0, 1.0], atol=1e-2)
+
+
+@pytest.mark.parametrize("ours, ref", [
+    (O.exponential_decay(0.1, 7, 0.6, 3), optax.exponential_decay(0.1, 7, 0.6, 3)),
+    (O.exponential_decay(0.1, 7, 1.5, staircase=True, end_value=0.5),
+     optax.exponential_decay(0.1, 7, 1.5, staircase=True, end_value=0.5)),
+    (O.cosine_decay_schedule(1.0, 30, 0.2, 2.0), optax.cosine_decay_schedule(1.0, 30, 0.2, 2.0)),
+    (O.linear_schedule(0.0, 1.0, 10, 5), optax.linear_schedule(0.0, 1.0, 10, 5)),
+    (O.warmup_cosine_decay_schedule(0.0, 1.0, 10, 50, 0.1), optax.warmup_cosine_decay_schedule(0.0, 1.0, 10, 50, 0.1)),
+])
+def test_schedules_match_optax(ours, ref):
+    f = pl.trace(lambda c: ours(c), dom=[pl.Array((), dtype="float64")], name="schedule")
+    counts = np.arange(0, 80, dtype=np.float64)
+    from paralens.backends import numpy as pnp
+    # optax evaluates schedules on the optimizer's int32 step count
+    expected = [float(ref(jnp.asarray(int(c), jnp.int32))) for c in counts]
+    np.testing.assert_allclose(pnp.compile(f)({}, counts), expected, rtol=1e-6, atol=1e-9)
+
+
+def test_masks_and_errors():
+    with pytest.raises(KeyError, match="mask"):
+        pl.optim.to_optax(O.adamw(mask={"['a']": True})).update({"a": np.ones(2), "b": np.ones(2)},
+                                                               pl.optim.to_optax(O.adamw()).init(
+                                                                   {"a": np.ones(2), "b": np.ones(2)}),
+                                                               {"a": np.ones(2), "b": np.ones(2)})
+    t = pl.optim.to_optax(O.adamw())
+    p = {"a": np.ones(2)}
+    with pytest.raises(ValueError, match="needs params"):
+        t.update(p, t.init(p))
+    with pytest.raises(ValueError, match="init_step"):
+        O.dog(init_step=("bogus", 1.0))
