@@ -193,7 +193,9 @@ class Interpreter:
             vals = [self.convert(v) for v in flat]
             _check(term, names, ptypes + leaf_types, vals)
             outs = [self.finish(v) for v in self.run(term, vals)]
-            return _unflatten(term.out_sig, iter(outs))
+            # a single parameter passed bare gets its cotangent back bare too
+            bare = names if len(names) == 1 and not isinstance(params, dict) else None
+            return _unflatten(term.out_sig, iter(outs), bare)
 
         fn.__name__ = f"{self.name}_compiled"
         fn.__doc__ = f"{term.name}: {term.dom} -> {term.cod}, compiled for {self.name}"
@@ -229,12 +231,14 @@ def _flatten(value, sig, out: list):
             _flatten(v, s, out)
 
 
-def _unflatten(sig, it):
+def _unflatten(sig, it, bare=None):
     if sig is None:
         return next(it)
     if isinstance(sig, DictSig):
+        if bare is not None and sig.keys == tuple(bare):
+            return next(it)
         return {k: next(it) for k in sig.keys}
-    return tuple(_unflatten(s, it) for s in sig)
+    return tuple(_unflatten(s, it, bare) for s in sig)
 
 
 def _check(term: Term, names, types, vals):

@@ -14,7 +14,8 @@ from . import trace as T
 from .terms import Builder, Poly, Term
 from .types import ArrayType, Ty
 
-__all__ = ["mse", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
+__all__ = ["mse", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
+           "sigmoid_binary_cross_entropy", "huber"]
 
 
 def _loss(name: str, per_example, label_type=lambda t: t) -> Poly:
@@ -67,3 +68,25 @@ def softmax_cross_entropy_with_integer_labels() -> Poly:
             raise TypeError(f"integer-label cross-entropy takes logits of shape (classes,), got {t}")
         return ArrayType((), "int32", batched=True)
     return _loss("softmax_cross_entropy", per_example, label_type)
+
+
+def sigmoid_binary_cross_entropy() -> Poly:
+    """``-label * log(sigmoid(logit)) - (1 - label) * log(1 - sigmoid(logit))``, summed over a
+    example's outputs, mean over the batch; written with softplus so any logit is finite
+    (``optax.sigmoid_binary_cross_entropy``, elementwise there)."""
+    def per_example(logits, label):
+        return T.sum(label * T.softplus(-logits) + (1.0 - label) * T.softplus(logits))
+    return _loss("sigmoid_binary_cross_entropy", per_example)
+
+
+def huber(delta: float = 1.0) -> Poly:
+    """Huber loss: quadratic for errors up to ``delta``, linear beyond, summed over an
+    example's outputs, mean over the batch (``optax.huber_loss``, elementwise there)."""
+    delta = float(delta)
+
+    def per_example(pred, label):
+        err = pred - label
+        abs_err = T.where(T.greater(err, 0.0), err, -err)
+        quadratic = T.minimum(abs_err, T.zeros_like(abs_err) + delta)
+        return T.sum(0.5 * quadratic * quadratic + delta * (abs_err - quadratic))
+    return _loss("huber", per_example)
