@@ -149,12 +149,28 @@ class Interpreter:
     """Runs terms with a table of rules. ``convert`` turns user inputs into arrays,
     ``finish`` turns output arrays into what the user gets back."""
 
-    def __init__(self, name: str, xp, rules: dict[str, Rule], convert: Callable, finish: Callable = lambda v: v):
+    def __init__(self, name: str, xp, rules: dict[str, Rule], convert: Callable, finish: Callable = lambda v: v,
+                 loop: Callable | None = None):
         self.name = name
         self.xp = xp
-        self.rules = rules
+        self.rules = {**rules, "scan": self._scan}
         self.convert = convert
         self.finish = finish
+        self.loop = loop or python_loop
+
+    def _scan(self, xp, ins, outs, *vals, body, length, n_carry, n_const, reverse):
+        """Run a ``scan`` box: the body is a term, run by this same interpreter."""
+        nc, na = n_carry, n_const
+        carries, consts = list(vals[:nc]), list(vals[nc:nc + na])
+        # stacked arrays are (batch, steps, ...) when batched: put the steps first
+        xs = [xp.moveaxis(v, 1, 0) if t.batched else v for v, t in zip(vals[nc + na:], ins[nc + na:])]
+
+        def step(c, x):
+            out = self.run(body, list(c) + consts + list(x))
+            return out[:nc], out[nc:]
+        final, ys = self.loop(step, carries, xs, length, reverse)
+        ys = [xp.moveaxis(v, 0, 1) if t.batched else v for v, t in zip(ys, outs[nc:])]
+        return list(final) + list(ys)
 
     def run(self, term: Term, values: list) -> list:
         env: dict[int, Any] = dict(zip(term.param_wires + term.inputs, values))
@@ -201,6 +217,20 @@ class Interpreter:
         fn.__doc__ = f"{term.name}: {term.dom} -> {term.cod}, compiled for {self.name}"
         fn.term = term
         return fn
+
+
+def python_loop(step, carries, xs, length, reverse):
+    """An eager loop with ``lax.scan``'s contract: ``(final carries, stacked per-step outputs)``."""
+    import numpy as np
+
+    ys_steps = []
+    for k in (reversed(range(length)) if reverse else range(length)):
+        carries, ys = step(carries, [x[k] for x in xs])
+        ys_steps.append(ys)
+    if reverse:
+        ys_steps.reverse()
+    n_y = len(ys_steps[0]) if ys_steps else 0
+    return carries, [np.stack([np.asarray(s[i]) for s in ys_steps]) for i in range(n_y)]
 
 
 def _flatten_params(params, names) -> list:

@@ -54,7 +54,15 @@ ops = types.SimpleNamespace(
     logsumexp=lambda x, axis: jax.nn.logsumexp(x, axis=axis),
 )
 
-_interp = Interpreter("jax", jnp, make_rules(jnp, ops), convert=jnp.asarray)
+def _lax_loop(step, carries, xs, length, reverse):
+    def body(c, x):
+        c2, y = step(list(c), list(x))
+        return tuple(c2), tuple(y)
+    final, ys = jax.lax.scan(body, tuple(carries), tuple(xs), length=length, reverse=reverse)
+    return list(final), list(ys)
+
+
+_interp = Interpreter("jax", jnp, make_rules(jnp, ops), convert=jnp.asarray, loop=_lax_loop)
 
 
 def compile(term: Term):  # noqa: A001 - the public contract

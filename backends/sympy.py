@@ -87,6 +87,17 @@ ops = types.SimpleNamespace(
 )
 
 
+def _object_loop(step, carries, xs, length, reverse):
+    ys_steps = []
+    for k in (reversed(range(length)) if reverse else range(length)):
+        carries, ys = step(carries, [x[k] for x in xs])
+        ys_steps.append(ys)
+    if reverse:
+        ys_steps.reverse()
+    n_y = len(ys_steps[0]) if ys_steps else 0
+    return carries, [np.stack([np.asarray(s[i], dtype=object) for s in ys_steps]) for i in range(n_y)]
+
+
 def _convert(v):
     if isinstance(v, (sp.NDimArray, sp.MatrixBase)):
         v = v.tolist()
@@ -99,7 +110,7 @@ def _finish(v):
     return v.item() if v.ndim == 0 else sp.Array(v.tolist(), v.shape)
 
 
-_interp = Interpreter("sympy", np, make_rules(np, ops), convert=_convert, finish=_finish)
+_interp = Interpreter("sympy", np, make_rules(np, ops), convert=_convert, finish=_finish, loop=_object_loop)
 
 
 def compile(term: Term):  # noqa: A001 - the public contract

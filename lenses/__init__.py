@@ -12,6 +12,7 @@ from . import para as init  # initialiser descriptors: pl.init.he_normal()
 from .derivative import D, Optic, R, optic, value_and_R
 from .graph import draw, to_networkx
 from .learner import Learner
+from .loops import loop, scan_term
 from .para import bind, reparam, tie
 from .prims import PRIMS
 from .terms import Builder, CompositionError, Eqn, ParamSpec, Poly, Prim, Term, copy, discard, id, seq, swap
@@ -28,7 +29,7 @@ __all__ = [
     "R", "D", "value_and_R", "optic", "Optic", "Learner", "Term", "Poly", "Prim", "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "para", "trace", "reparam", "tie", "bind", "to_networkx", "draw", "nn", "losses", "optim",
-    "init", "PRIMS", "Wire",
+    "init", "PRIMS", "Wire", "loop", "scan_term",
     "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "greater", "equal",
     "where", "maximum", "sum", "mean", "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to",
     "einsum", "matmul", "power", "cast", "cos", "sin", "floor", "minimum", "clip", "conv2d", "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant",
