@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from paralens.learner import emit_update, hyper_type, initial_state
+from paralens.learner import hyper_type, initial_state, update_term
 from paralens.optim import StateSpec, Transform
 from paralens.prims import FOREIGN, Foreign
-from paralens.terms import Builder, DictSig
+from paralens.terms import _live_eqns
 from paralens.trace import Wire
 from paralens.types import ArrayType
 
@@ -41,19 +41,8 @@ def to_optax(opt: Transform) -> optax.GradientTransformation:
     def program(ptypes: dict[str, ArrayType]):
         key = tuple(sorted(ptypes.items(), key=lambda kv: kv[0]))
         if key not in compiled:
-            specs = opt.state(ptypes)
-            b = Builder()
-            state = {k: b.input(s.type) for k, s in specs.items()}
-            hyper = {k: b.input(hyper_type(ptypes.values())) for k in opt.hyper}
-            params = {n: b.input(t) for n, t in ptypes.items()}
-            grads = {n: b.input(t) for n, t in ptypes.items()}
-            ups, new_s = emit_update(b, opt, specs, state, hyper, params, grads)
-            term = b.build(list(state.values()) + list(hyper.values()) + list(params.values()) + list(grads.values()),
-                           [ups[n].id for n in ptypes] + [new_s[k] for k in specs],
-                           in_sig=(DictSig(tuple(state)), DictSig(tuple(hyper)), DictSig(tuple(ptypes)),
-                                   DictSig(tuple(ptypes))),
-                           out_sig=(DictSig(tuple(ptypes)), DictSig(tuple(state))), name=f"to_optax({opt.name})")
-            compiled[key] = (pjax.compile(term), specs, term)
+            term = update_term(opt, ptypes)
+            compiled[key] = (pjax.compile(term), term)
         return compiled[key]
 
     def init_fn(params):
@@ -67,14 +56,14 @@ def to_optax(opt: Transform) -> optax.GradientTransformation:
     def update_fn(updates, state, params=None):
         named_g, treedef = _named(updates)
         ptypes = _types(named_g)
-        fn, _, term = program(ptypes)
+        fn, term = program(ptypes)
         if params is None:
             if _reads_params(term, len(state["opt"]) + len(state["hyper"]), len(ptypes)):
                 raise ValueError(f"{opt.name} needs params: call update(updates, state, params)")
             named_p = named_g
         else:
             named_p, _ = _named(params)
-        new_updates, new_state = fn({}, state["opt"], state["hyper"], named_p, named_g)
+        _, new_state, new_updates = fn({}, state["opt"], state["hyper"], named_p, named_g)
         return jax.tree_util.tree_unflatten(treedef, [new_updates[n] for n in named_g]), \
             {"opt": new_state, "hyper": state["hyper"]}
 
@@ -82,8 +71,11 @@ def to_optax(opt: Transform) -> optax.GradientTransformation:
 
 
 def _reads_params(term, n_before: int, n_params: int) -> bool:
+    """Whether the updates or the state depend on the parameters (not just pass them through)."""
     param_inputs = set(term.inputs[n_before: n_before + n_params])
-    return any(w in param_inputs for e in term.eqns for w in e.ins) or any(w in param_inputs for w in term.outputs)
+    outputs = term.outputs[n_params:]  # the new state and the updates, not the new parameters
+    live = _live_eqns(term.eqns, outputs)
+    return any(w in param_inputs for e in live for w in e.ins) or any(w in param_inputs for w in outputs)
 
 
 def from_optax(tx: optax.GradientTransformation) -> Transform:

@@ -58,6 +58,24 @@ def _cast_to(b: Builder, w: Wire, t: ArrayType) -> int:
     return w.id if w.type.dtype == t.dtype else b.emit1(P.CAST, w.id, dtype=t.dtype)
 
 
+def update_term(opt: Transform, ptypes: dict[str, ArrayType]) -> Term:
+    """The optimizer lens's *put* alone, as a term:
+    ``(params={}, state, hyper, params, grads) -> (new_params, new_state, updates)``."""
+    specs = opt.state(ptypes)
+    b = Builder()
+    state = {k: b.input(spec.type) for k, spec in specs.items()}
+    hyper = {k: b.input(hyper_type(ptypes.values())) for k in opt.hyper}
+    params = {n: b.input(t) for n, t in ptypes.items()}
+    grads = {n: b.input(t) for n, t in ptypes.items()}
+    updates, new_state = emit_update(b, opt, specs, state, hyper, params, grads)
+    new_params = {n: _cast_to(b, Wire(b, p) + updates[n], b.type_of(p)) for n, p in params.items()}
+    names, keys = tuple(ptypes), tuple(specs)
+    return b.build(list(state.values()) + list(hyper.values()) + list(params.values()) + list(grads.values()),
+                   [new_params[n] for n in names] + [new_state[k] for k in keys] + [updates[n].id for n in names],
+                   in_sig=(DictSig(keys), DictSig(tuple(hyper)), DictSig(names), DictSig(names)),
+                   out_sig=(DictSig(names), DictSig(keys), DictSig(names)), name=f"update({opt.name})")
+
+
 def initial_state(be, spec: StateSpec, key: str, params: dict):
     """A state leaf's initial value on backend ``be``."""
     if isinstance(spec.init, str) and spec.init == "params":  # a copy of the parameter it is named after

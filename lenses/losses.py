@@ -2,7 +2,8 @@
 
 A loss takes the prediction on its input wire and the label on its parameter
 wire, and returns one unbatched scalar: the mean over the batch of the
-per-example loss. Its reverse derivative gives the cotangents of both, so
+per-example loss (``reduction="sum"``: the sum; ``"none"``: the per-example
+losses, a batched scalar). Its reverse derivative gives the cotangents of both, so
 ``compile(pl.R(loss))(labels, predictions, dloss) -> (dlabels, dpredictions)``.
 The label is the loss's only parameter, so a bare array may be passed for it.
 """
@@ -18,7 +19,13 @@ __all__ = ["mse", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_l
            "sigmoid_binary_cross_entropy", "huber"]
 
 
-def _loss(name: str, per_example, label_type=lambda t: t) -> Poly:
+_REDUCE = {"mean": lambda w: T.batch_mean(w), "sum": lambda w: T.batch_sum(w), "none": lambda w: w}
+
+
+def _loss(name: str, per_example, label_type=lambda t: t, reduction: str = "mean") -> Poly:
+    if reduction not in _REDUCE:
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
     def make(ty: Ty) -> Term:
         if len(ty) != 1:
             raise TypeError(f"{name} takes one prediction wire, got {ty}")
@@ -27,33 +34,33 @@ def _loss(name: str, per_example, label_type=lambda t: t) -> Poly:
         # the label is a batched parameter: one label per example
         label = T.Wire(b, b.param(name, b.new_layer(name), "", label_type(t)))
         x = b.input(t)
-        out = T._run(b, lambda p: T.batch_mean(per_example(p, label)), [T.Wire(b, x)], name)
+        out = T._run(b, lambda p: _REDUCE[reduction](per_example(p, label)), [T.Wire(b, x)], name)
         return b.build([x], out, name=f"{name}({t})")
     return Poly(make, name)
 
 
-def mse() -> Poly:
+def mse(*, reduction: str = "mean") -> Poly:
     """Quadratic loss ``1/2 * sum_i (prediction_i - label_i)**2`` per example, mean over the batch.
 
     This is the quadratic error of "Backprop as Functor" and "Categorical
     Foundations": its cotangent with respect to the prediction is
     ``prediction - label`` (divided by the batch size).
     """
-    return _loss("mse", lambda p, label: 0.5 * T.sum((p - label) ** 2.0))
+    return _loss("mse", lambda p, label: 0.5 * T.sum((p - label) ** 2.0), reduction=reduction)
 
 
 def _ce(logits, onehot):
     return T.logsumexp(logits) * T.sum(onehot) - T.sum(onehot * logits)
 
 
-def softmax_cross_entropy() -> Poly:
+def softmax_cross_entropy(*, reduction: str = "mean") -> Poly:
     """``-sum_i label_i * log_softmax(logits)_i`` per example (labels: probabilities, e.g.
     one-hot), mean over the batch; computed as ``logsumexp(logits) * sum(label) - label . logits``,
     finite for logits of any magnitude (``optax.softmax_cross_entropy``)."""
-    return _loss("softmax_cross_entropy", _ce)
+    return _loss("softmax_cross_entropy", _ce, reduction=reduction)
 
 
-def softmax_cross_entropy_with_integer_labels() -> Poly:
+def softmax_cross_entropy_with_integer_labels(*, reduction: str = "mean") -> Poly:
     """Softmax cross-entropy with an int32 class index per example (the label has no
     cotangent), mean over the batch (``optax.softmax_cross_entropy_with_integer_labels``)."""
     def per_example(logits, label):
@@ -67,19 +74,19 @@ def softmax_cross_entropy_with_integer_labels() -> Poly:
         if t.ndim != 1:
             raise TypeError(f"integer-label cross-entropy takes logits of shape (classes,), got {t}")
         return ArrayType((), "int32", batched=True)
-    return _loss("softmax_cross_entropy", per_example, label_type)
+    return _loss("softmax_cross_entropy", per_example, label_type, reduction)
 
 
-def sigmoid_binary_cross_entropy() -> Poly:
+def sigmoid_binary_cross_entropy(*, reduction: str = "mean") -> Poly:
     """``-label * log(sigmoid(logit)) - (1 - label) * log(1 - sigmoid(logit))``, summed over a
     example's outputs, mean over the batch; written with softplus so any logit is finite
     (``optax.sigmoid_binary_cross_entropy``, elementwise there)."""
     def per_example(logits, label):
         return T.sum(label * T.softplus(-logits) + (1.0 - label) * T.softplus(logits))
-    return _loss("sigmoid_binary_cross_entropy", per_example)
+    return _loss("sigmoid_binary_cross_entropy", per_example, reduction=reduction)
 
 
-def huber(delta: float = 1.0) -> Poly:
+def huber(delta: float = 1.0, *, reduction: str = "mean") -> Poly:
     """Huber loss: quadratic for errors up to ``delta``, linear beyond, summed over an
     example's outputs, mean over the batch (``optax.huber_loss``, elementwise there)."""
     delta = float(delta)
@@ -89,4 +96,4 @@ def huber(delta: float = 1.0) -> Poly:
         abs_err = T.where(T.greater(err, 0.0), err, -err)
         quadratic = T.minimum(abs_err, T.zeros_like(abs_err) + delta)
         return T.sum(0.5 * quadratic * quadratic + delta * (abs_err - quadratic))
-    return _loss("huber", per_example)
+    return _loss("huber", per_example, reduction=reduction)
