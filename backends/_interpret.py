@@ -272,7 +272,8 @@ def _unflatten(sig, it, bare=None):
 
 
 def _check(term: Term, names, types, vals):
-    batch = None
+    """Shapes must match the types. Batch sizes may differ between inputs: each batched
+    wire's batch is its own (a training set and a validation set feed one bilevel term)."""
     for k, (t, v) in enumerate(zip(types, vals)):
         shape = tuple(getattr(v, "shape", ()))
         what = names[k] if k < len(names) else f"input {k - len(names)}"
@@ -281,9 +282,6 @@ def _check(term: Term, names, types, vals):
             if len(shape) != len(want) + 1 or shape[1:] != want:
                 raise ValueError(f"{term.name}: {what} should have shape (batch, {', '.join(map(str, want))})"
                                  f" for per-example type {t}, got {shape}")
-            if batch is not None and shape[0] != batch:
-                raise ValueError(f"{term.name}: batch sizes differ ({batch} and {shape[0]} for {what})")
-            batch = shape[0]
         elif shape != want:
             raise ValueError(f"{term.name}: {what} should have shape {want} (no batch axis), got {shape}")
 

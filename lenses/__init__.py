@@ -7,7 +7,8 @@
 True
 """
 
-from . import losses, nn, optim
+from . import bilevel, losses, nn, optim
+from .bilevel import Bilevel, Hyper
 from . import para as init  # initialiser descriptors: pl.init.he_normal()
 from .derivative import D, Optic, R, optic, value_and_R
 from .graph import draw, to_networkx
@@ -29,7 +30,7 @@ __all__ = [
     "R", "D", "value_and_R", "optic", "Optic", "Learner", "Term", "Poly", "Prim", "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "para", "trace", "reparam", "tie", "bind", "to_networkx", "draw", "nn", "losses", "optim",
-    "init", "PRIMS", "Wire", "loop", "scan_term",
+    "init", "PRIMS", "Wire", "loop", "scan_term", "bilevel", "Bilevel", "Hyper",
     "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "greater", "equal",
     "where", "maximum", "sum", "mean", "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to",
     "einsum", "matmul", "power", "cast", "cos", "sin", "floor", "minimum", "clip", "conv2d", "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant",

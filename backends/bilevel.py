@@ -1,0 +1,289 @@
+"""Running bilevel problems with JAX: the hypergradient methods and the outer loop.
+
+The hypergradients come from terms built by :class:`paralens.Bilevel`
+(``R`` of the unrolled objective; ``R(R(J))`` for Hessian-vector products and
+mixed derivatives). What lives here is the numerical driving: linear solvers
+(conjugate gradient, Neumann series, dense solve), HOAG's tolerance schedule,
+the outer optimizer step, and the loop over outer steps.
+"""
+
+from __future__ import annotations
+
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+
+from paralens.derivative import R, value_and_R
+from paralens.learner import initial_state, update_term
+from paralens.types import ArrayType
+
+from . import jax as pjax
+
+__all__ = ["CompiledBilevel"]
+
+tmap = jax.tree_util.tree_map
+
+
+def _dot(a: dict, b: dict):
+    return sum(jnp.vdot(a[k], b[k]) for k in a)
+
+
+def _axpy(alpha, x: dict, y: dict) -> dict:
+    return {k: alpha * x[k] + y[k] for k in x}
+
+
+def _theta0(h, n: int, dtype):
+    v = np.full(n, h.value, dtype=np.float64) if h.per_example and np.ndim(h.value) == 0 else \
+        np.asarray(h.value, dtype=np.float64)
+    if h.positive == "log":
+        v = np.log(v)
+    elif h.positive == "softplus":
+        v = np.log(np.expm1(v))
+    elif h.positive == "sigmoid":
+        v = np.log(v) - np.log1p(-v)
+    return jnp.asarray(v, dtype=dtype)
+
+
+class CompiledBilevel:
+    """``step(state, (x, y), (x_val, y_val)) -> (state, metrics)``: one outer step as one
+    ``jax.jit`` program; ``fit`` loops over outer steps with a progress bar.
+
+    The state holds ``theta`` (the raw hyperparameters), the inner ``params``
+    and optimizer state ``opt`` (warm-started from one outer step to the next),
+    and the outer optimizer's state.
+    """
+
+    def __init__(self, problem, *, jit: bool = True):
+        self.problem = problem
+        self.method = problem.method
+        p = problem
+        self._n_params = len(p.model.params)
+        self._names = p.model.param_names
+        self._opt_keys = tuple(p.state_specs)
+        self._obj_names = [k for k in p.hyper_names if k in ("l2", "weights")]
+        self._lam = pjax.compile(p.lambda_term)
+        self._lam_R = pjax.compile(R(p.lambda_term))
+        self._val = pjax.compile(p.validation)
+        self._val_R = pjax.compile(R(p.validation))
+        if self.method.kind in ("unrolled", "truncated"):
+            self._F = pjax.compile(value_and_R(p.unrolled_objective))
+        else:
+            self._inner = pjax.compile(p.inner_loop(self.method.steps)) if self.method.kind == "implicit" else None
+            self._step1 = pjax.compile(p.inner_step)
+            self._J_R = pjax.compile(R(p.objective))
+            self._hvp = pjax.compile(p.hvp_term)
+        self._outer_cache: dict = {}
+        self.step = jax.jit(self._step, donate_argnums=(0,)) if jit else self._step
+
+    # ---------------------------------------------------------------- state
+    def init(self, seed: int, n_train: int) -> dict:
+        p = self.problem
+        params = pjax.init(p.model, seed)
+        opt = {k: initial_state(pjax, s, k, params) for k, s in p.state_specs.items()}
+        theta = {k: _theta0(p.hyper[k], n_train, p.hyper_dtype) for k in p.hyper_names}
+        upd, specs = self._outer_update(theta)
+        outer = {k: initial_state(pjax, s, k, theta) for k, s in specs.items()}
+        outer_hyper = {k: jnp.asarray(v, p.hyper_dtype) for k, v in p.outer_optimizer.hyper.items()}
+        return {"theta": theta, "params": params, "opt": opt, "outer": outer, "outer_hyper": outer_hyper,
+                "k": jnp.asarray(0, jnp.int32)}
+
+    def hyperparameters(self, state) -> dict:
+        """``lambda`` (the hyperparameters themselves) from ``state["theta"]``."""
+        lam = self._lam({}, self._theta_args(state["theta"]))
+        lam = lam if isinstance(lam, tuple) else (lam,)
+        return dict(zip(self.problem.hyper_names, lam))
+
+    def _theta_args(self, theta):
+        args = tuple(theta[k] for k in self.problem.hyper_names)
+        return args[0] if len(args) == 1 else args
+
+    def _outer_update(self, theta):
+        key = tuple((k, v.shape, str(v.dtype)) for k, v in theta.items())
+        if key not in self._outer_cache:
+            types = {k: ArrayType(tuple(v.shape), str(v.dtype), False) for k, v in theta.items()}
+            term = update_term(self.problem.outer_optimizer, types)
+            self._outer_cache[key] = (pjax.compile(term), self.problem.outer_optimizer.state(types))
+        return self._outer_cache[key]
+
+    # ---------------------------------------------------------------- hypergradients
+    def hypergradient(self, state, train, val):
+        """``(dtheta, metrics, inner params, inner opt state)`` at ``state``, by the problem's method."""
+        kind = self.method.kind
+        if kind in ("unrolled", "truncated"):
+            return self._unrolled(state, train, val)
+        return self._implicit(state, train, val)
+
+    def _unrolled(self, state, train, val):
+        p = self.problem
+        theta = [state["theta"][k] for k in p.hyper_names]
+        carry = [state["params"][n] for n in self._names] + [state["opt"][k] for k in self._opt_keys]
+        x, y = train
+        xv, yv = val
+        inputs = tuple(theta + carry + [x, y, xv, yv])
+        seed = tuple([jnp.ones((), p.hyper_dtype)] + [jnp.zeros_like(c) for c in carry])
+        outs, _, dins = self._F({}, inputs, seed)
+        val_loss, new_carry = outs[0], outs[1:]
+        dtheta = dict(zip(p.hyper_names, dins[: len(theta)]))
+        params = dict(zip(self._names, new_carry[: self._n_params]))
+        opt = dict(zip(self._opt_keys, new_carry[self._n_params:]))
+        return dtheta, {"validation_loss": val_loss}, params, opt
+
+    def _lam_obj(self, theta):
+        lam = self._lam({}, self._theta_args(theta))
+        lam = lam if isinstance(lam, tuple) else (lam,)
+        lam = dict(zip(self.problem.hyper_names, lam))
+        return [lam[k] for k in self._obj_names]
+
+    def _jargs(self, train, lam_obj):
+        x, y = train
+        args = (x, y, *lam_obj)
+        return args
+
+    def hvp(self, params, train, lam_obj, v: dict):
+        """``(H v, mixed)`` at ``params``; ``mixed[k] = (d2 J/dw dlambda_k)^T v``."""
+        out = self._hvp(params, self._jargs(train, lam_obj) + tuple(v[n] for n in self._names))
+        out = out if isinstance(out, tuple) else (out,)
+        return dict(zip(self._names, out[: self._n_params])), list(out[self._n_params:])
+
+    def grad_J(self, params, train, lam_obj):
+        dp, _ = self._J_R(params, self._jargs(train, lam_obj), jnp.ones((), self.problem.hyper_dtype))
+        return dp
+
+    def solve(self, params, train, lam_obj, g: dict, tol=None):
+        """``H^{-1} g`` by the method's solver."""
+        meth = self.method
+        A = lambda v: self.hvp(params, train, lam_obj, v)[0]  # noqa: E731
+        if meth.solver == "exact":
+            flat, unravel = jax.flatten_util.ravel_pytree(g)
+            cols = jax.vmap(lambda e: jax.flatten_util.ravel_pytree(A(unravel(e)))[0])(jnp.eye(flat.size, dtype=flat.dtype))
+            return unravel(jnp.linalg.solve(cols.T, flat))
+        if meth.solver == "neumann":
+            alpha = meth.alpha if meth.alpha is not None else 1.0 / self._largest_eigenvalue(A, g)
+            def body(_, pv):
+                p_, v = pv
+                v = _axpy(-alpha, A(v), v)
+                return _axpy(1.0, v, p_), v
+            p_, _ = jax.lax.fori_loop(0, meth.solver_steps, body, (g, g))
+            return tmap(lambda t: alpha * t, p_)
+        return _cg(A, g, meth.solver_steps, tol)
+
+    def _largest_eigenvalue(self, A, g, iters: int = 30):
+        def body(_, v):
+            w = A(v)
+            n = jnp.sqrt(_dot(w, w))
+            return tmap(lambda t: t / jnp.where(n > 0, n, 1.0), w)
+        v = jax.lax.fori_loop(0, iters, body, tmap(lambda t: jnp.ones_like(t), g))
+        return _dot(v, A(v)) / _dot(v, v)
+
+    def _implicit(self, state, train, val):
+        p, meth = self.problem, self.method
+        theta = state["theta"]
+        lam_obj = self._lam_obj(theta)
+        th_args = tuple(theta[k] for k in p.hyper_names)
+        if meth.kind == "implicit":
+            carry = self._inner({}, tuple([state["params"][n] for n in self._names] + [state["opt"][k] for k in
+                                          self._opt_keys] + list(th_args) + list(train)))
+            carry = carry if isinstance(carry, tuple) else (carry,)
+            tol = None
+        else:  # HOAG: solve the inner problem to a tolerance that shrinks with the outer step
+            tol = meth.tol0 * jnp.power(meth.tol_decay, state["k"].astype(p.hyper_dtype))
+            carry = self._solve_inner_to(state, th_args, train, lam_obj, tol)
+        params = dict(zip(self._names, carry[: self._n_params]))
+        opt = dict(zip(self._opt_keys, carry[self._n_params:]))
+        xv, yv = val
+        gv, _ = self._val_R(params, (xv, yv), jnp.ones((), p.hyper_dtype))
+        q = self.solve(params, train, lam_obj, gv, tol)
+        _, mixed = self.hvp(params, train, lam_obj, q)
+        dlam = {k: -m for k, m in zip(self._obj_names, mixed)}
+        dlam_all = tuple(dlam.get(k, jnp.zeros_like(theta[k])) for k in p.hyper_names)
+        _, dth = self._lam_R({}, th_args if len(th_args) > 1 else th_args[0],
+                             dlam_all if len(dlam_all) > 1 else dlam_all[0])
+        dth = dth if isinstance(dth, tuple) else (dth,)
+        metrics = {"validation_loss": self._val(params, (xv, yv))}
+        return dict(zip(p.hyper_names, dth)), metrics, params, opt
+
+    def _solve_inner_to(self, state, th_args, train, lam_obj, tol):
+        n = self._n_params
+        carry0 = tuple([state["params"][k] for k in self._names] + [state["opt"][k] for k in self._opt_keys])
+
+        def gnorm(c):
+            g = self.grad_J(dict(zip(self._names, c[:n])), train, lam_obj)
+            return jnp.sqrt(_dot(g, g))
+
+        def cond(ic):
+            i, c = ic
+            return (i < self.method.max_inner) & (gnorm(c) > tol)
+
+        def body(ic):
+            i, c = ic
+            out = self._step1({}, tuple(c) + tuple(th_args) + tuple(train))
+            return i + 1, tuple(out) if isinstance(out, tuple) else (out,)
+        _, carry = jax.lax.while_loop(cond, body, (jnp.asarray(0), carry0))
+        return carry
+
+    # ---------------------------------------------------------------- the outer step
+    def _step(self, state, train, val):
+        dtheta, metrics, params, opt = self.hypergradient(state, train, val)
+        upd, _ = self._outer_update(state["theta"])
+        theta, outer, _ = upd({}, state["outer"], state["outer_hyper"], state["theta"], dtheta)
+        new = {"theta": theta, "params": params, "opt": opt, "outer": outer, "outer_hyper": state["outer_hyper"],
+               "k": state["k"] + 1}
+        metrics = dict(metrics)
+        metrics["hypergradient_norm"] = jnp.sqrt(_dot(dtheta, dtheta))
+        return new, metrics
+
+    def fit(self, train, val, *, outer_steps: int = 100, seed: int = 0, state=None, progress: bool = True):
+        """Run ``outer_steps`` outer steps; returns ``(state, history)`` where ``history`` maps
+        ``validation_loss``, ``hypergradient_norm`` and each hyperparameter's value (its mean for
+        per-example ones) to an array with one entry per outer step."""
+        train = tuple(jnp.asarray(a) for a in train)
+        val = tuple(jnp.asarray(a) for a in val)
+        state = self.init(seed, len(train[0])) if state is None else state
+        history: dict[str, list] = {}
+        steps = range(outer_steps)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = steps = tqdm(steps, desc="outer steps", unit="step")
+        for _ in steps:
+            state, metrics = self.step(state, train, val)
+            for k, v in self.hyperparameters(state).items():
+                metrics[k] = jnp.mean(v)
+            for k, v in metrics.items():
+                history.setdefault(k, []).append(float(v))
+            if bar is not None:
+                bar.set_postfix(val=f"{history['validation_loss'][-1]:.4f}")
+        return state, {k: np.asarray(v) for k, v in history.items()}
+
+
+def _cg(A, b: dict, iters: int, tol=None) -> dict:
+    """Conjugate gradient for ``A x = b`` (``A`` symmetric positive definite), from ``x = 0``:
+    ``iters`` iterations, or fewer once the residual norm is below ``tol``."""
+    x = tmap(jnp.zeros_like, b)
+    r = b
+    rs = _dot(r, r)
+
+    def body(state):
+        i, x, r, p, rs = state
+        ap = A(p)
+        pap = _dot(p, ap)
+        alpha = jnp.where(pap > 0, rs / jnp.where(pap > 0, pap, 1.0), 0.0)
+        x = _axpy(alpha, p, x)
+        r = _axpy(-alpha, ap, r)
+        rs_new = _dot(r, r)
+        beta = jnp.where(rs > 0, rs_new / jnp.where(rs > 0, rs, 1.0), 0.0)
+        p = _axpy(beta, p, r)
+        return i + 1, x, r, p, rs_new
+
+    def cond(state):
+        i, _, _, _, rs = state
+        done = i >= iters
+        if tol is not None:
+            done = done | (jnp.sqrt(rs) <= tol)
+        return ~done & (rs > 0)
+    _, x, _, _, _ = jax.lax.while_loop(cond, body, (jnp.asarray(0), x, r, b, rs))
+    return x
+
+
