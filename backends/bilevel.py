@@ -119,9 +119,8 @@ class CompiledBilevel:
         p = self.problem
         theta = [state["theta"][k] for k in p.hyper_names]
         carry = [state["params"][n] for n in self._names] + [state["opt"][k] for k in self._opt_keys]
-        x, y = train
         xv, yv = val
-        inputs = tuple(theta + carry + [x, y, xv, yv])
+        inputs = tuple(theta + carry + list(train) + [xv, yv])
         seed = tuple([jnp.ones((), p.hyper_dtype)] + [jnp.zeros_like(c) for c in carry])
         outs, _, dins = self._F({}, inputs, seed)
         val_loss, new_carry = outs[0], outs[1:]
@@ -234,6 +233,17 @@ class CompiledBilevel:
         metrics["hypergradient_norm"] = jnp.sqrt(_dot(dtheta, dtheta))
         return new, metrics
 
+    def minibatches(self, train, rng):
+        """Stacked minibatches for one outer step: ``(x_front, y_front, x, y)`` (front only when
+        truncating), each ``(batch, steps, ...)`` (the batch axis first, as batched wires carry it)."""
+        meth, bs = self.method, self.problem.batch_size
+        k_back = meth.steps if meth.kind == "unrolled" else meth.truncate
+        out = []
+        for k in ([meth.steps - k_back] if meth.steps > k_back else []) + [k_back]:
+            idx = np.stack([rng.choice(len(train[0]), bs, replace=False) for _ in range(k)], axis=1)
+            out += [np.asarray(a)[idx] for a in train]
+        return tuple(out)
+
     def fit(self, train, val, *, outer_steps: int = 100, seed: int = 0, state=None, progress: bool = True):
         """Run ``outer_steps`` outer steps; returns ``(state, history)`` where ``history`` maps
         ``validation_loss``, ``hypergradient_norm`` and each hyperparameter's value (its mean for
@@ -247,8 +257,11 @@ class CompiledBilevel:
         if progress:
             from tqdm.auto import tqdm
             bar = steps = tqdm(steps, desc="outer steps", unit="step")
+        rng = np.random.default_rng(seed)
+        host_train = tuple(np.asarray(a) for a in train)
         for _ in steps:
-            state, metrics = self.step(state, train, val)
+            data = train if self.problem.batch_size is None else self.minibatches(host_train, rng)
+            state, metrics = self.step(state, data, val)
             for k, v in self.hyperparameters(state).items():
                 metrics[k] = jnp.mean(v)
             for k, v in metrics.items():

@@ -31,7 +31,7 @@ from . import prims as P
 from . import trace as T
 from .derivative import R, value_and_R
 from .learner import emit_update, _cast_to
-from .loops import loop
+from .loops import loop, scan_term
 from .optim import Transform, adam
 from .terms import Builder, DictSig, Poly, Term
 from .trace import Wire
@@ -121,15 +121,18 @@ class Bilevel:
     ``l2/2 * sum ||w||^2`` added to the training objective), ``"weights"`` (one
     weight per training example, multiplying its loss) or any hyperparameter
     of the inner optimizer (``"learning_rate"``). ``l2`` fixes the penalty
-    when it is not learned. The validation objective is ``validation_loss``
+    when it is not learned. With ``batch_size``, each inner step of the
+    unrolled and truncated methods sees its own minibatch (drawn by ``fit``);
+    otherwise every inner step uses the whole training set. The validation objective is ``validation_loss``
     (default: the training loss, unweighted). ``outer_optimizer`` trains
     ``theta``.
     """
 
     def __init__(self, model: Term, loss: Poly | Term, optimizer: Transform, *, hyper: dict[str, Hyper],
                  method: Method | None = None, outer_optimizer: Transform | None = None, l2: float = 0.0,
-                 validation_loss: Poly | Term | None = None):
+                 validation_loss: Poly | Term | None = None, batch_size: int | None = None):
         self.model = model
+        self.batch_size = batch_size
         self.optimizer = optimizer
         self.method = method or implicit()
         self.outer_optimizer = outer_optimizer or adam(1e-2)
@@ -141,6 +144,10 @@ class Bilevel:
                            f"{sorted(optimizer.hyper)}")
         if "weights" in self.hyper and not self.hyper["weights"].per_example:
             raise ValueError("the 'weights' hyperparameter needs per_example=True")
+        if batch_size is not None and self.method.kind not in ("unrolled", "truncated"):
+            raise ValueError("minibatch inner steps (batch_size=...) need method=unrolled(...) or truncated(...)")
+        if batch_size is not None and "weights" in self.hyper:
+            raise ValueError("per-example weights need full-batch inner steps (batch_size=None)")
         if self.method.kind in ("implicit", "hoag") and any(k in optimizer.hyper for k in self.hyper):
             raise ValueError("implicit hypergradients see only the inner solution: optimizer hyperparameters "
                              "such as the learning rate need method=unrolled(...) or truncated(...)")
@@ -270,9 +277,14 @@ class Bilevel:
     def inner_step(self) -> Term:
         return self._step_body()
 
-    def inner_loop(self, steps: int) -> Term:
-        """``steps`` inner steps: ``(params, state, theta, x, y) -> (params', state')``."""
-        return loop(self.inner_step, steps, n_carry=len(self.model.params) + len(self.state_specs))
+    def inner_loop(self, steps: int, body: Term | None = None) -> Term:
+        """``steps`` inner steps: ``(params, state, theta, x, y) -> (params', state')``; with
+        minibatches, ``x`` and ``y`` hold one batch per step on a leading axis."""
+        body = body or self.inner_step
+        nc = len(self.model.params) + len(self.state_specs)
+        if self.batch_size is None:
+            return loop(body, steps, n_carry=nc)
+        return scan_term(body, steps, n_carry=nc, n_const=len(self.hyper_names))
 
     @cached_property
     def unrolled_objective(self) -> Term:
@@ -284,20 +296,25 @@ class Bilevel:
         carry_in = [b.input(t) for t in self.model.param_types.values()] + \
             [b.input(s.type) for s in self.state_specs.values()]
         carry = carry_in
-        xs = [b.input(t) for t in self.model.dom]
-        ys = [b.input(t) for t in self.label_types]
-        xv = [b.input(t) for t in self.model.dom]
-        yv = [b.input(s.type) for s in self.validation_loss.params]
         k_back = meth.steps if meth.kind == "unrolled" else meth.truncate
         k_front = meth.steps - k_back
+        data_t = list(self.model.dom) + list(self.label_types)
+        if self.batch_size is None:
+            data = front_data = [b.input(t) for t in data_t]
+        else:  # one minibatch per step, stacked; the truncated front has its own stack
+            front_data = [b.input(t.with_shape((k_front,) + t.shape)) for t in data_t] if k_front else []
+            data = [b.input(t.with_shape((k_back,) + t.shape)) for t in data_t]
+        xv = [b.input(t) for t in self.model.dom]
+        yv = [b.input(s.type) for s in self.validation_loss.params]
         if k_front:
-            front = loop(self._step_body(truncated_consts=True), k_front, n_carry=np_ + ns)
-            carry = b.inline(front, carry + theta + xs + ys)
+            front = self.inner_loop(k_front, self._step_body(truncated_consts=True))
+            carry = b.inline(front, carry + theta + front_data)
             carry = [T.stop_gradient(Wire(b, w)).id for w in carry]
-        carry = b.inline(self.inner_loop(k_back), carry + theta + xs + ys)
+        carry = b.inline(self.inner_loop(k_back), carry + theta + data)
         v = self.validation
         (val,) = b.inline(v, xv + yv, params=dict(zip(v.param_wires, carry[:np_])))
-        return b.build(theta + carry_in + xs + ys + xv + yv, [val] + carry, name="F")
+        extra = front_data if self.batch_size is not None else []
+        return b.build(theta + carry_in + extra + data + xv + yv, [val] + carry, name="F")
 
     @cached_property
     def lambda_term(self) -> Term:

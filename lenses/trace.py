@@ -354,7 +354,11 @@ def trace(fn: Callable, dom: Sequence[ArrayType] | None = None, *, name: str | N
     """
     name = name or getattr(fn, "__name__", "fn")
     layer = layer or name
-    sig = inspect.signature(fn, eval_str=True)
+    try:
+        sig = inspect.signature(fn, eval_str=True)
+    except NameError as e:
+        raise TypeError(f"{name}: cannot evaluate its type annotations ({e}); under `from __future__ import "
+                        "annotations` they are looked up in the module's globals, not in enclosing functions") from e
     dom = list(dom) if dom is not None else None
     b = Builder()
     slot = b.new_layer(layer)
