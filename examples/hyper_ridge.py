@@ -6,7 +6,7 @@ minimised over log(l2) with Adam, hypergradients by the implicit function theore
 (conjugate gradient on Hessian-vector products from R(R(J))). The result is
 compared with the best penalty on a fine grid, computed in closed form.
 
-    python examples/hyper_ridge.py [--method implicit|unrolled] [--outer-steps 150]
+    python examples/hyper_ridge.py [--method implicit|unrolled|hoag] [--outer-steps 150]
 """
 
 
@@ -42,8 +42,9 @@ def build(d: int, method: str, l2: float):
     @pl.para(dom=[pl.Array(d, dtype="float64")])
     def linear(x, w: pl.Param((d, 1), dtype="float64") = pl.init.zeros()):
         return x @ w
-    meth = pl.bilevel.implicit(inner_steps=200, solver="cg", solver_steps=50) if method == "implicit" \
-        else pl.bilevel.unrolled(200)
+    meth = {"implicit": pl.bilevel.implicit(inner_steps=200, solver="cg", solver_steps=50),
+            "unrolled": pl.bilevel.unrolled(200),
+            "hoag": pl.bilevel.hoag(tol0=1e-2, tol_decay=0.95, max_inner=2000)}[method]
     return pl.Bilevel(linear, pl.losses.mse(reduction="none"), pl.optim.sgd(0.1), hyper={"l2": pl.Hyper(l2)},
                       method=meth, outer_optimizer=pl.optim.adam(0.1), validation_loss=pl.losses.mse())
 
@@ -70,7 +71,7 @@ def main(method: str = "implicit", outer_steps: int = 150, l2: float = 1.0, seed
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", choices=["implicit", "unrolled"], default="implicit")
+    ap.add_argument("--method", choices=["implicit", "unrolled", "hoag"], default="implicit")
     ap.add_argument("--outer-steps", type=int, default=150)
     ap.add_argument("--l2", type=float, default=1.0, help="initial penalty")
     ap.add_argument("--seed", type=int, default=0)
