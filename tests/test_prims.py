@@ -54,6 +54,12 @@ def w_patches_conv(x, k: par(2, 2, 2, 3)):
     return pl.conv2d(x, k, stride=(1, 2), padding=(1, 0))
 
 
+def _loop_body(x, w: par(3, 3)):
+    return pl.tanh(x @ w) + 0.5 * x
+
+
+LOOP = pl.loop(pl.trace(_loop_body, dom=[arr(3)], name="body"), 4)
+
 CASES = [
     case("neg", lambda x: -x, [arr(3)]),
     case("exp", pl.exp, [arr(3)]),
@@ -80,6 +86,7 @@ CASES = [
     case("cast", lambda x: pl.cast(pl.cast(x, "float32") * 2.0, "float64") * x, [arr(3)], fd=False),
     case("cos_sin", lambda x: pl.cos(x) * pl.sin(2.0 * x), [arr(3)]),
     case("floor", lambda x: pl.floor(3.0 * x) * x, [arr(3)]),
+    case("loop_scan", lambda x: LOOP(x) * x, [arr(3)]),
     case("reduce_sum", lambda x: pl.sum(x, axis=(0, 2)), [arr(2, 3, 2)]),
     case("mean", lambda x: pl.mean(x, axis=1), [arr(2, 3)]),
     case("reduce_max", lambda x: pl.max(x, axis=1), [arr(2, 4)]),
