@@ -219,7 +219,7 @@ class Interpreter:
         return fn
 
 
-def python_loop(step, carries, xs, length, reverse):
+def python_loop(step, carries, xs, length, reverse, dtype=None):
     """An eager loop with ``lax.scan``'s contract: ``(final carries, stacked per-step outputs)``."""
     import numpy as np
 
@@ -230,7 +230,7 @@ def python_loop(step, carries, xs, length, reverse):
     if reverse:
         ys_steps.reverse()
     n_y = len(ys_steps[0]) if ys_steps else 0
-    return carries, [np.stack([np.asarray(s[i]) for s in ys_steps]) for i in range(n_y)]
+    return carries, [np.stack([np.asarray(s[i], dtype=dtype) for s in ys_steps]) for i in range(n_y)]
 
 
 def _flatten_params(params, names) -> list:

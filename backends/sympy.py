@@ -17,6 +17,7 @@ is a ``sympy.Array`` (a scalar output is an expression).
 
 from __future__ import annotations
 
+import functools
 import types
 
 import numpy as np
@@ -24,7 +25,7 @@ import sympy as sp
 
 from paralens.terms import Term
 
-from ._interpret import Interpreter, make_rules
+from ._interpret import Interpreter, make_rules, python_loop
 
 __all__ = ["compile"]
 
@@ -87,17 +88,6 @@ ops = types.SimpleNamespace(
 )
 
 
-def _object_loop(step, carries, xs, length, reverse):
-    ys_steps = []
-    for k in (reversed(range(length)) if reverse else range(length)):
-        carries, ys = step(carries, [x[k] for x in xs])
-        ys_steps.append(ys)
-    if reverse:
-        ys_steps.reverse()
-    n_y = len(ys_steps[0]) if ys_steps else 0
-    return carries, [np.stack([np.asarray(s[i], dtype=object) for s in ys_steps]) for i in range(n_y)]
-
-
 def _convert(v):
     if isinstance(v, (sp.NDimArray, sp.MatrixBase)):
         v = v.tolist()
@@ -110,7 +100,8 @@ def _finish(v):
     return v.item() if v.ndim == 0 else sp.Array(v.tolist(), v.shape)
 
 
-_interp = Interpreter("sympy", np, make_rules(np, ops), convert=_convert, finish=_finish, loop=_object_loop)
+_interp = Interpreter("sympy", np, make_rules(np, ops), convert=_convert, finish=_finish,
+                      loop=functools.partial(python_loop, dtype=object))
 
 
 def compile(term: Term):  # noqa: A001 - the public contract

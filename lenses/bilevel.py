@@ -33,7 +33,7 @@ from .derivative import R, value_and_R
 from .learner import emit_update, _cast_to
 from .loops import loop, scan_term
 from .optim import Transform, adam
-from .terms import Builder, DictSig, Poly, Term
+from .terms import Builder, Poly, Term
 from .trace import Wire
 from .types import ArrayType
 
@@ -290,7 +290,7 @@ class Bilevel:
     def unrolled_objective(self) -> Term:
         """``F(theta, w0, s0, x, y, x_val, y_val) -> (V(w_K), w_K, s_K)`` for the unrolled and truncated methods."""
         meth = self.method
-        np_, ns = len(self.model.params), len(self.state_specs)
+        np_ = len(self.model.params)
         b = Builder()
         theta = [b.input(self.theta_type(k)) for k in self.hyper_names]
         carry_in = [b.input(t) for t in self.model.param_types.values()] + \

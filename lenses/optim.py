@@ -129,6 +129,18 @@ def _sq_norm(ws: Mapping[str, Wire]) -> Wire:
     return total
 
 
+def _moments(h: dict, g: Wire, mu_old: Wire, nu_old: Wire) -> tuple[Wire, Wire]:
+    """Adam's moment EMAs, as optax: ``(1 - b1) g + b1 mu`` and ``(1 - b2) g**2 + b2 nu``."""
+    return (1.0 - h["b1"]) * g + h["b1"] * mu_old, (1.0 - h["b2"]) * (g * g) + h["b2"] * nu_old
+
+
+def _adam_state(ptypes, mu_dtype, *extra: str) -> dict:
+    out = {"count": StateSpec(COUNT, 0), **_per_param("mu", ptypes, dtype=mu_dtype), **_per_param("nu", ptypes)}
+    for key in extra:
+        out.update(_per_param(key, ptypes))
+    return out
+
+
 def _hyper(**kw) -> dict:
     return {k: float(v) for k, v in kw.items()}
 
@@ -270,16 +282,12 @@ scale_by_stddev.__doc__ = "Centred RMSProp's preconditioner, as ``optax.scale_by
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
                   mu_dtype: str | None = None, *, nesterov: bool = False) -> Transform:
     """Adam's preconditioner (Kingma & Ba, Algorithm 1), as ``optax.scale_by_adam``."""
-    def state_fn(ptypes):
-        return {"count": StateSpec(COUNT, 0), **_per_param("mu", ptypes, dtype=mu_dtype), **_per_param("nu", ptypes)}
-
     def update_fn(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
         new_s, out = {"count": count}, {}
         for n, g in updates.items():
-            mu = (1.0 - h["b1"]) * g + h["b1"] * s[f"mu/{n}"]
-            nu = (1.0 - h["b2"]) * (g * g) + h["b2"] * s[f"nu/{n}"]
+            mu, nu = _moments(h, g, s[f"mu/{n}"], s[f"nu/{n}"])
             if nesterov:
                 mu_hat = (h["b1"] * _bias_correction(mu, h["b1"], t + 1.0)
                           + (1.0 - h["b1"]) * _bias_correction(g, h["b1"], t))
@@ -289,31 +297,28 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
             out[n] = mu_hat / (T.sqrt(nu_hat + h["eps_root"]) + h["eps"])
             new_s[f"mu/{n}"], new_s[f"nu/{n}"] = mu, nu
         return new_s, out
-    return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root), state_fn, update_fn, "scale_by_adam")
+    return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root), lambda ptypes: _adam_state(ptypes, mu_dtype),
+                     update_fn, "scale_by_adam")
 
 
 def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
                      mu_dtype: str | None = None, bias_correction_mu: bool = True,
                      bias_correction_nu: bool = True) -> Transform:
     """AMSGrad: Adam with the running maximum of the (bias-corrected) second moment."""
-    def state_fn(ptypes):
-        return {"count": StateSpec(COUNT, 0), **_per_param("mu", ptypes, dtype=mu_dtype),
-                **_per_param("nu", ptypes), **_per_param("nu_max", ptypes)}
-
     def update_fn(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
         new_s, out = {"count": count}, {}
         for n, g in updates.items():
-            mu = (1.0 - h["b1"]) * g + h["b1"] * s[f"mu/{n}"]
-            nu = (1.0 - h["b2"]) * (g * g) + h["b2"] * s[f"nu/{n}"]
+            mu, nu = _moments(h, g, s[f"mu/{n}"], s[f"nu/{n}"])
             mu_hat = _bias_correction(mu, h["b1"], t) if bias_correction_mu else mu
             nu_eff = _bias_correction(nu, h["b2"], t) if bias_correction_nu else nu
             nu_max = T.maximum(s[f"nu_max/{n}"], nu_eff)
             out[n] = mu_hat / (T.sqrt(nu_max + h["eps_root"]) + h["eps"])
             new_s[f"mu/{n}"], new_s[f"nu/{n}"], new_s[f"nu_max/{n}"] = mu, nu, nu_max
         return new_s, out
-    return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root), state_fn, update_fn, "scale_by_amsgrad")
+    return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+                     lambda ptypes: _adam_state(ptypes, mu_dtype, "nu_max"), update_fn, "scale_by_amsgrad")
 
 
 def scale_by_adopt(b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, mu_dtype: str | None = None, *,
@@ -322,7 +327,7 @@ def scale_by_adopt(b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, mu_dt
     """ADOPT (arXiv 2411.02853), as ``optax.contrib.scale_by_adopt``: the gradient is
     normalised by the *previous* second moment; the first step only records it."""
     def state_fn(ptypes):
-        return {"count": StateSpec(COUNT, 0), **_per_param("mu", ptypes, dtype=mu_dtype), **_per_param("nu", ptypes)}
+        return _adam_state(ptypes, mu_dtype)
 
     def update_fn(h, s, params, updates):
         c = _as_float(s["count"], updates)

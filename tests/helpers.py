@@ -88,3 +88,26 @@ def _proj(dom, cod):
     def proj(x, w: pl.Param(dom.shape + cod.shape, dtype=dom.dtype)):
         return pl.tanh(x @ w)
     return proj
+
+
+def hand_written_step(model, tx, loss):
+    """The reference training step: ``model``'s forward map (paralens, JAX backend), gradients
+    from ``jax.value_and_grad``, the update from the optax transformation ``tx``."""
+    import jax
+    import optax
+    from paralens.backends import jax as pjax
+
+    fwd = pjax.compile(model)
+
+    @jax.jit
+    def step(p, s, x, y):
+        l, g = jax.value_and_grad(lambda p: loss(fwd(p, x), y))(p)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s, l
+    return step
+
+
+def xent(logits, labels):
+    """Mean softmax cross-entropy with integer labels, by optax."""
+    import optax
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()

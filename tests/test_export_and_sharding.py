@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import jax
 import numpy as np
 
 import paralens as pl

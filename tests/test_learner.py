@@ -9,31 +9,13 @@ import optax
 import pytest
 
 import paralens as pl
-from paralens.backends import jax as pjax
+from helpers import hand_written_step, xent
 
 MODEL = dict(sizes=[8, 16, 16, 4])
 
 
-def hand_written(model, tx, loss):
-    fwd = pjax.compile(model)  # the forward map only; gradients come from jax
-
-    def loss_fn(p, x, y):
-        return loss(fwd(p, x), y)
-
-    @jax.jit
-    def step(p, s, x, y):
-        l, g = jax.value_and_grad(loss_fn)(p, x, y)
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, l
-    return step
-
-
 def mse(pred, y):
     return jnp.mean(0.5 * jnp.sum((pred - y) ** 2, axis=-1))
-
-
-def xent(logits, y):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
 CASES = [
@@ -52,7 +34,7 @@ def test_twenty_steps_equal_hand_written_jax_and_optax(name, opt, tx, loss, ref_
     step = learner.compile("jax")
     params = {k: jnp.array(v) for k, v in state["params"].items()}
     ostate = tx.init(params)
-    ref = hand_written(model, tx, ref_loss)
+    ref = hand_written_step(model, tx, ref_loss)
     rng = np.random.default_rng(0)
     for _ in range(20):
         x = rng.standard_normal((32, 8)).astype(np.float32)

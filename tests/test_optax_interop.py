@@ -7,8 +7,8 @@ import optax
 import pytest
 
 import paralens as pl
+from helpers import hand_written_step, xent
 from paralens.backends import datasets
-from paralens.backends import jax as pjax
 
 
 @pytest.mark.parametrize("make", [lambda: optax.lion(3e-3), lambda: optax.lamb(3e-2)], ids=["lion", "lamb"])
@@ -20,15 +20,9 @@ def test_from_optax_trains_digits_mlp_like_optax_alone(make):
     state = learner.init(seed=0, backend="jax")
     step = learner.compile("jax")
     tx = make()
-    fwd = pjax.compile(model)
     params = {k: jnp.asarray(v) for k, v in learner.init(seed=0)["params"].items()}
     ostate = tx.init(params)
-
-    @jax.jit
-    def ref(p, s, x, y):
-        l, g = jax.value_and_grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(fwd(p, x), y).mean())(p)
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, l
+    ref = hand_written_step(model, tx, xent)
 
     losses = []
     for i in range(60):

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import paralens as pl
-from paralens.backends import jax as pjax
+from helpers import hand_written_step, xent
 
 O = pl.optim
 SCHED = O.warmup_cosine_decay_schedule(0.0, 0.1, 10, 100)
@@ -119,15 +119,9 @@ def test_inside_a_learner_50_steps_equal_hand_written_optax_float32(name):
     learner = pl.Learner(model, loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=ours)
     state = learner.init(seed=0, backend="jax")
     step = learner.compile("jax")
-    fwd = pjax.compile(model)
     params = {k: jnp.asarray(v) for k, v in learner.init(seed=0)["params"].items()}
     ostate = tx.init(params)
-
-    @jax.jit
-    def ref(p, s, x, y):
-        l, g = jax.value_and_grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(fwd(p, x), y).mean())(p)
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, l
+    ref = hand_written_step(model, tx, xent)
 
     rng = np.random.default_rng(0)
     for _ in range(50):

@@ -10,7 +10,7 @@ from hypothesis import given
 import paralens as pl
 from paralens.backends import jax as pjax
 from paralens.backends import numpy as pnp
-from helpers import A, endo_terms, f64
+from helpers import endo_terms, f64
 
 F = "float64"
 
