@@ -130,3 +130,13 @@ def test_errors():
     with pytest.raises(TypeError, match="reduction='none'"):
         p = pl.Bilevel(linear, pl.losses.mse(), pl.optim.sgd(0.1), hyper={"l2": pl.Hyper(0.1)})
         p.objective
+
+
+def test_truncated_memory_does_not_grow_with_the_number_of_inner_steps():
+    def temp_bytes(method):
+        runner = ridge(method).compile(jit=False)
+        state = runner.init(0, N)
+        compiled = jax.jit(runner.hypergradient).lower(state, (X, Y), (XV, YV)).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+    assert temp_bytes(pl.bilevel.truncated(100, 5)) == temp_bytes(pl.bilevel.truncated(1000, 5))
+    assert temp_bytes(pl.bilevel.unrolled(1000)) > 5 * temp_bytes(pl.bilevel.unrolled(100)) / 2

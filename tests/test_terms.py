@@ -93,3 +93,12 @@ def test_structural_terms():
     assert pnp.compile(pl.discard(A))({}, x) == ()
     with pytest.raises(TypeError, match="batched zero"):
         pl.zero(pl.Ty(), A)
+
+
+def test_the_syntax_imports_no_array_library():
+    import subprocess
+    import sys
+    code = ("import sys, paralens as pl; pl.R(pl.nn.mlp([3, 4, 2])); "
+            "print([m for m in ('numpy', 'jax', 'sympy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # building and differentiating terms needs no backend
