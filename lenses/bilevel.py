@@ -23,6 +23,7 @@ as terms:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -238,8 +239,9 @@ class Bilevel:
         return b.build(xs + ys, [out], name=f"V({self.model.name})")
 
     def compile(self, backend: str = "jax", **options):
-        """The outer training step, compiled (see ``paralens.backends.bilevel``)."""
-        import importlib
+        """The outer training step, compiled with JAX (see ``paralens.backends.bilevel``)."""
+        if backend != "jax":
+            raise ValueError(f"bilevel problems run on the jax backend, not {backend!r}")
         return importlib.import_module("paralens.backends.bilevel").CompiledBilevel(self, **options)
 
     def _lambda(self, b: Builder, theta: dict) -> dict:
