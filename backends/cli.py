@@ -37,14 +37,13 @@ def train(model: str = "mlp", hidden=(128, 128), epochs: int = 30, batch_size: i
 
     import paralens as pl
     from paralens.backends import datasets
+    from paralens.backends.training import train_classifier
 
     t0 = time.perf_counter()
     net, images = _build(model, hidden)
-    x_tr, y_tr, x_te, y_te = datasets.digits(images=images)
-    learner = pl.Learner(net, loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
-                         optimizer=pl.optim.adam(learning_rate))
-    state, losses = learner.fit(x_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
-    acc = learner.accuracy(state, x_te, y_te, backend="jax")
+    learner, state, losses, acc = train_classifier(net, datasets.digits(images=images), epochs=epochs,
+                                                   batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                                                   progress=progress)
     os.makedirs(out, exist_ok=True)
 
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit", "accuracy", "set_hyper"]
+__all__ = ["fit", "accuracy", "set_hyper", "train_classifier"]
 
 
 def set_hyper(state: dict, **values) -> dict:
@@ -58,3 +58,19 @@ def fit(learner, x, y, *, epochs: int, batch_size: int, seed: int, state, backen
         if bar is not None:
             bar.set_postfix(loss=f"{losses.mean():.4f}")
     return state, (np.concatenate(history) if history else np.zeros(0, np.float32))
+
+
+def train_classifier(model, data, *, epochs: int, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
+                     progress: bool = True):
+    """Train ``model`` (logits out) with softmax cross-entropy and Adam on
+    ``data = (x_train, y_train, x_test, y_test)`` (integer labels), compiled with JAX.
+
+    Returns ``(learner, state, losses, test_accuracy)``.
+    """
+    import paralens as pl
+
+    x_tr, y_tr, x_te, y_te = data
+    learner = pl.Learner(model, loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
+                         optimizer=pl.optim.adam(learning_rate))
+    state, losses = learner.fit(x_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
+    return learner, state, losses, learner.accuracy(state, x_te, y_te, backend="jax")

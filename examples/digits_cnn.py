@@ -10,6 +10,7 @@ import argparse
 
 import paralens as pl
 from paralens.backends import datasets
+from paralens.backends.training import train_classifier
 
 
 def build():
@@ -22,11 +23,9 @@ def build():
 def main(epochs: int = 20, learning_rate: float = 2e-3, batch_size: int = 32, seed: int = 0,
          progress: bool = True):
     """Train; return ``(learner, state, losses, test_accuracy)``."""
-    x_tr, y_tr, x_te, y_te = datasets.digits(images=True)
-    learner = pl.Learner(build(), loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
-                         optimizer=pl.optim.adam(learning_rate))
-    state, losses = learner.fit(x_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
-    acc = learner.accuracy(state, x_te, y_te, backend="jax")
+    learner, state, losses, acc = train_classifier(build(), datasets.digits(images=True), epochs=epochs,
+                                                   batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                                                   progress=progress)
     if progress:
         print(f"CNN: test accuracy {acc:.4f}")
     return learner, state, losses, acc

@@ -9,6 +9,7 @@ import argparse
 
 import paralens as pl
 from paralens.backends import datasets
+from paralens.backends.training import train_classifier
 
 
 def build(hidden=(128, 128)):
@@ -18,11 +19,9 @@ def build(hidden=(128, 128)):
 def main(epochs: int = 30, hidden=(128, 128), learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0,
          progress: bool = True):
     """Train; return ``(learner, state, losses, test_accuracy)``."""
-    x_tr, y_tr, x_te, y_te = datasets.digits()
-    learner = pl.Learner(build(hidden), loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
-                         optimizer=pl.optim.adam(learning_rate))
-    state, losses = learner.fit(x_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
-    acc = learner.accuracy(state, x_te, y_te, backend="jax")
+    learner, state, losses, acc = train_classifier(build(hidden), datasets.digits(images=False), epochs=epochs,
+                                                   batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                                                   progress=progress)
     if progress:
         print(f"{learner.model.name}: test accuracy {acc:.4f}")
     return learner, state, losses, acc
