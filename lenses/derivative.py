@@ -38,7 +38,7 @@ def _arg_sig(term: Term):
 
 
 def _fit(b: Builder, d: int, target: int) -> int:
-    """Bring a cotangent to its wire's type: undo implicit broadcasts.
+    """Bring a cotangent to its wire's type: undo implicit broadcasts and dtype promotion.
 
     An operand broadcast along leading axes (a scalar, a bias) receives the sum
     of its cotangent over them; an unbatched wire (a parameter) used by every example receives
@@ -54,6 +54,8 @@ def _fit(b: Builder, d: int, target: int) -> int:
         d = b.emit1(P.BATCH_SUM, d)
     elif tt.batched and not td.batched:
         d = b.emit1(P.BATCH_BROADCAST, d, target)
+    if td.dtype != tt.dtype and tt.dtype in P.FLOATS:  # a promoted cotangent goes back to its wire's dtype
+        d = b.emit1(P.CAST, d, dtype=tt.dtype)
     return d
 
 

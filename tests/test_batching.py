@@ -39,3 +39,13 @@ def test_batch_mean_and_unbatched_outputs():
     np.testing.assert_allclose(pnp.compile(mean_sq)({}, x), (x * x).sum(1).mean())
     _, dx = pnp.compile(pl.R(mean_sq))({}, x, np.float64(1.0))
     np.testing.assert_allclose(dx, x)  # d/dx of mean_b sum x^2 = 2x / 2
+
+
+def test_cotangents_keep_their_wires_dtype_when_operands_promote():
+    @pl.para
+    def mixed(x: pl.Array(3, dtype="float32"), w: pl.Param((3,), dtype="float64")):
+        return x * w
+    r = pl.R(mixed)
+    assert [t.dtype for t in r.cod] == ["float64", "float32"]  # dw, dx
+    dp, dx = pnp.compile(r)({"mixed.w": np.ones(3)}, np.ones((2, 3), np.float32), np.ones((2, 3)))
+    assert dx.dtype == np.float32 and dp["mixed.w"].dtype == np.float64
