@@ -231,6 +231,8 @@ class CompiledBilevel:
                "k": state["k"] + 1}
         metrics = dict(metrics)
         metrics["hypergradient_norm"] = jnp.sqrt(_dot(dtheta, dtheta))
+        for k, v in self.hyperparameters(new).items():  # inside the compiled step: no extra dispatch
+            metrics[k] = jnp.mean(v)
         return new, metrics
 
     def minibatches(self, train, rng):
@@ -262,13 +264,11 @@ class CompiledBilevel:
         for _ in steps:
             data = train if self.problem.batch_size is None else self.minibatches(host_train, rng)
             state, metrics = self.step(state, data, val)
-            for k, v in self.hyperparameters(state).items():
-                metrics[k] = jnp.mean(v)
             for k, v in metrics.items():
-                history.setdefault(k, []).append(float(v))
-            if bar is not None:
-                bar.set_postfix(val=f"{history['validation_loss'][-1]:.4f}")
-        return state, {k: np.asarray(v) for k, v in history.items()}
+                history.setdefault(k, []).append(v)  # device scalars: read back once, at the end
+            if bar is not None:  # showing progress reads the loss back each step
+                bar.set_postfix(val=f"{float(metrics['validation_loss']):.4f}")
+        return state, {k: np.asarray(jnp.stack(v)) for k, v in history.items()}
 
 
 def _cg(A, b: dict, iters: int, tol=None) -> dict:

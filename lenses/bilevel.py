@@ -31,7 +31,7 @@ from typing import Any
 from . import prims as P
 from . import trace as T
 from .derivative import R, value_and_R
-from .learner import emit_update, _cast_to
+from .learner import apply_transform, cast_to
 from .loops import loop, scan_term
 from .optim import Transform, adam
 from .terms import Builder, Poly, Term
@@ -268,10 +268,10 @@ class Bilevel:
         grads = dict(zip(params, outs[1: 1 + len(params)]))
         hyper = {}
         for k, v in opt.hyper.items():
-            hyper[k] = _cast_to(b, lam[k], ArrayType((), self.hyper_dtype, False)) if k in lam else \
+            hyper[k] = cast_to(b, lam[k], ArrayType((), self.hyper_dtype, False)) if k in lam else \
                 P.emit_const(b, v, (), self.hyper_dtype)
-        updates, new_state = emit_update(b, opt, self.state_specs, state, hyper, params, grads)
-        new_params = [_cast_to(b, Wire(b, p) + updates[n], b.type_of(p)) for n, p in params.items()]
+        new_p, new_state, _ = apply_transform(b, opt, self.state_specs, state, hyper, params, grads)
+        new_params = list(new_p.values())
         ins = list(params.values()) + list(state.values()) + list(theta_in.values()) + xs + ys
         return b.build(ins, new_params + [new_state[k] for k in self.state_specs], name="inner_step")
 

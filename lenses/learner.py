@@ -38,23 +38,25 @@ def hyper_type(param_types) -> ArrayType:
 
 
 def apply_transform(b: Builder, opt: Transform, specs: dict, state: dict, hyper: dict, params: dict, grads: dict):
-    """Emit the optimizer lens's *put*: ``(state, params, grads) -> (params + u, state')``.
+    """Emit the optimizer lens's *put*: ``(state, params, grads) -> (params + u, state', u)``.
 
     New parameters keep their dtypes (optax's ``apply_updates``). Arguments and
-    results are wire ids.
+    results are wire ids, except the updates ``u`` (wires).
     """
     updates, new_state = emit_update(b, opt, specs, state, hyper, params, grads)
-    return {n: _cast_to(b, Wire(b, p) + updates[n], b.type_of(p)) for n, p in params.items()}, new_state
+    new_params = {n: cast_to(b, Wire(b, p) + updates[n], b.type_of(p)) for n, p in params.items()}
+    return new_params, new_state, updates
 
 
 def emit_update(b: Builder, opt: Transform, specs: dict, state: dict, hyper: dict, params: dict, grads: dict):
     """Emit ``opt``'s update: ``(updates, new_state)``, the new state in its declared dtypes."""
     W = lambda d: {k: Wire(b, w) for k, w in d.items()}  # noqa: E731
     new_state, updates = opt.update(W(hyper), W(state), W(params), W(grads))
-    return updates, {k: _cast_to(b, new_state[k], specs[k].type) for k in state}
+    return updates, {k: cast_to(b, new_state[k], specs[k].type) for k in state}
 
 
-def _cast_to(b: Builder, w: Wire, t: ArrayType) -> int:
+def cast_to(b: Builder, w: Wire, t: ArrayType) -> int:
+    """``w`` as a wire id of ``t``'s dtype (a cast box only when the dtypes differ)."""
     return w.id if w.type.dtype == t.dtype else b.emit1(P.CAST, w.id, dtype=t.dtype)
 
 
@@ -67,8 +69,7 @@ def update_term(opt: Transform, ptypes: dict[str, ArrayType]) -> Term:
     hyper = {k: b.input(hyper_type(ptypes.values())) for k in opt.hyper}
     params = {n: b.input(t) for n, t in ptypes.items()}
     grads = {n: b.input(t) for n, t in ptypes.items()}
-    updates, new_state = emit_update(b, opt, specs, state, hyper, params, grads)
-    new_params = {n: _cast_to(b, Wire(b, p) + updates[n], b.type_of(p)) for n, p in params.items()}
+    new_params, new_state, updates = apply_transform(b, opt, specs, state, hyper, params, grads)
     names, keys = tuple(ptypes), tuple(specs)
     return b.build(list(state.values()) + list(hyper.values()) + list(params.values()) + list(grads.values()),
                    [new_params[n] for n in names] + [new_state[k] for k in keys] + [updates[n].id for n in names],
@@ -138,7 +139,7 @@ class Learner:
         seed = P.emit_const(b, 1.0, (), self.loss.cod[0].dtype)  # the learning-rate lens
         outs = b.inline(vr, xs + [seed], params=dict(zip(vr.param_wires, pw + ys)))
         loss, grads = outs[0], outs[1: 1 + len(pw)]
-        new_p, new_state = apply_transform(b, opt, self.state_specs, state, hyper, dict(zip(names, pw)),
+        new_p, new_state, _ = apply_transform(b, opt, self.state_specs, state, hyper, dict(zip(names, pw)),
                                            dict(zip(names, grads)))
         keys = tuple(state)
         y_sig = None if len(ys) == 1 else (None,) * len(ys)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from . import prims as P
 from .terms import Builder, CompositionError, Term, _short
@@ -427,8 +427,4 @@ def para(fn: Callable | None = None, *, dom: Sequence[ArrayType] | None = None, 
     if fn is None:
         return lambda f: trace(f, dom, name=name)
     return trace(fn, dom, name=name)
-
-
-def is_wire(x: Any) -> bool:
-    return isinstance(x, Wire)
 
