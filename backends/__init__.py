@@ -1,8 +1,105 @@
-"""Backends: functors from terms to computations.
+"""Backends: functors from terms to computations, behind one door.
 
-* :mod:`paralens.backends.numpy`: the eager reference;
-* :mod:`paralens.backends.jax`: traceable by ``jax.jit``, ``jax.grad``, export;
-* :mod:`paralens.backends.sympy`: symbolic arrays, for derivations by hand.
+A backend says what each primitive means; composition does the rest.
+:func:`get` is the only way the syntax (``paralens``) reaches a backend, and
+it returns an object with the small protocol of :class:`Backend`:
 
-Each has ``compile(term) -> fn(params, *args)``.
+* ``compile(term)``: a function ``fn(params, *args)`` following the term's
+  calling convention;
+* ``init(term, seed)``: initial values of the term's parameters ``{name: array}``;
+* ``compile_step(step)``: a training step ``step(state, x, y) -> (state, loss)``
+  from a learner's step term (``learner.step_term``) alone;
+* ``array(value, type)``: an array of an :class:`~paralens.ArrayType`.
+
+A backend that lacks one of these says so when it is asked. The built-in
+backends are ``numpy`` (the eager reference), ``jax`` (compiled, exportable,
+shardable) and ``sympy`` (symbolic formulas); :func:`register` adds one.
+
+>>> from paralens import backends
+>>> backends.available()
+('jax', 'numpy', 'sympy')
+>>> backends.get("numpy").name
+'numpy'
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+__all__ = ["Backend", "get", "available", "register", "of"]
+
+_BUILTIN = {"numpy": "paralens.backends.numpy", "jax": "paralens.backends.jax", "sympy": "paralens.backends.sympy"}
+_FACTORIES: dict[str, Callable[[], "Backend"]] = {}
+_LOADED: dict[str, "Backend"] = {}
+
+
+class Backend:
+    """The protocol every backend follows. Subclasses override what they can do;
+    the rest raises an error naming the backend and what it cannot do."""
+
+    name: str = "backend"
+
+    def _lacks(self, what: str):
+        able = [n for n in available() if n != self.name]
+        raise NotImplementedError(f"the {self.name} backend cannot {what}; try another backend ({', '.join(able)})")
+
+    def compile(self, term, **options) -> Callable:
+        """``fn(params, *args)`` computing ``term`` (or a lens, optimizer or learner: their term)."""
+        self._lacks("compile terms")
+
+    def init(self, term, seed: int = 0) -> dict:
+        """Initial values ``{name: array}`` of ``term``'s parameters (labels excluded)."""
+        self._lacks("initialise parameters")
+
+    def compile_step(self, step, **options) -> Callable:
+        """``step(state, x, y) -> (state, loss)`` from a learner's step term."""
+        self._lacks("compile training steps")
+
+    def array(self, value, type) -> Any:
+        """An array of ``type`` (an :class:`~paralens.ArrayType`) filled from ``value``."""
+        self._lacks("make arrays")
+
+    def owns(self, value) -> bool:
+        """Whether ``value`` is one of this backend's arrays."""
+        return False
+
+    def __repr__(self) -> str:
+        return f"<paralens backend {self.name}>"
+
+
+def available() -> tuple[str, ...]:
+    """The names :func:`get` accepts."""
+    return tuple(sorted(set(_BUILTIN) | set(_FACTORIES)))
+
+
+def register(name: str, factory: Callable[[], Backend]) -> None:
+    """Add a backend: ``factory()`` is called once, on the first ``get(name)``."""
+    if name in available():
+        raise ValueError(f"a backend named {name!r} exists already")
+    _FACTORIES[name] = factory
+
+
+def get(name: str | Backend) -> Backend:
+    """The backend called ``name`` (a backend object passes through)."""
+    if isinstance(name, Backend):
+        return name
+    if name not in _LOADED:
+        if name in _FACTORIES:
+            _LOADED[name] = _FACTORIES[name]()
+        elif name in _BUILTIN:
+            try:
+                _LOADED[name] = importlib.import_module(_BUILTIN[name]).backend
+            except ImportError as e:
+                raise ImportError(f"the {name} backend needs a library that is not installed: {e}") from e
+        else:
+            raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(available())}")
+    return _LOADED[name]
+
+
+def of(value) -> Backend:
+    """The backend whose array ``value`` is (among those already in use)."""
+    for backend in _LOADED.values():
+        if backend.owns(value):
+            return backend
+    raise TypeError(f"no backend in use owns a {type(value).__name__}")

@@ -1,57 +1,65 @@
-"""What the backends share: one interpreter loop and array rules written once.
+"""What the array backends share: one interpreter loop, the rules every array library
+computes alike, and the host-side helpers of :class:`ArrayBackend`.
 
-A backend is a functor: it says what each primitive means (a *rule*) and the
-loop below does composition (run the boxes in order, wires are variables).
-Rules are written against a NumPy-like namespace ``xp`` (``numpy``,
-``jax.numpy`` or an object-array shim for SymPy). A rule receives the types of
-its inputs, so it knows which operands carry the leading batch axis.
+A backend is a functor: its table ``rules`` says what each primitive means and
+the loop below does composition (run the boxes in order, wires are
+variables). An *elementwise* primitive's entry is one function of arrays
+(``"exp": np.exp``); the interpreter lines up batched and unbatched operands
+first. Any other entry is a rule ``rule(in_types, out_types, *arrays, **params)``:
+it receives the wires' types, so it knows which operands carry the leading
+batch axis. The rules that read the same in every library (broadcast,
+reshape, patches, ...) are written once here, over an :class:`ArrayLib`.
 """
 
 from __future__ import annotations
 
 import math
+import types
+import zlib
 from typing import Any, Callable
 
-from paralens.prims import parse_einsum, patches_shape
-from paralens.terms import DictSig, Term
+import numpy as np
+
+from paralens.backends import Backend
+from paralens.prims import PRIMS, parse_einsum, patches_shape
+from paralens.terms import DictSig, Term, as_term, flatten, unflatten
 from paralens.types import ArrayType
 
-Rule = Callable[..., Any]
+__all__ = ["ArrayLib", "ArrayBackend", "python_loop", "fans"]
+
+
+class ArrayLib(types.SimpleNamespace):
+    """What the shared rules need of an array library: ``xp`` (a NumPy-like namespace) and
+    ``full(shape, value, dtype)``, ``constant(flat_values, shape, dtype)``,
+    ``einsum(spec, a, b)``, ``pad(x, widths)``, ``add_at(acc, index, values)``."""
 
 
 def _ax(t: ArrayType, axes) -> tuple[int, ...]:
     return tuple(a + t.batched for a in axes)
 
 
-def _batch_size(vals, types):
-    for v, t in zip(vals, types):
+def _batch_size(vals, types_):
+    for v, t in zip(vals, types_):
         if t.batched:
             return v.shape[0]
     return None
 
 
-def _align(xp, vals, types, out: ArrayType):
+def _align(xp, vals, ins, out: ArrayType):
     """Put a batched operand's batch axis in front of the axes it is broadcast along:
     (B, *s) -> (B, 1, ..., 1, *s), so trailing-axis broadcasting lines up."""
     return [xp.reshape(v, (v.shape[0],) + (1,) * (out.ndim - t.ndim) + t.shape)
-            if t.batched and t.ndim < out.ndim else v for v, t in zip(vals, types)]
+            if t.batched and t.ndim < out.ndim else v for v, t in zip(vals, ins)]
 
 
-def elementwise(fn):
-    def rule(xp, ins, outs, *vals, **_):
-        return fn(*_align(xp, vals, ins, outs[0]))
-    return rule
-
-
-def make_rules(xp, ops) -> dict[str, Rule]:
-    """Rules for every primitive over namespace ``xp``; ``ops`` supplies the
-    nonlinearities and the few operations that differ between libraries."""
+def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
+    """The rules that read alike in every array library."""
+    xp = lib.xp
 
     def full(t: ArrayType, batch, value):
-        shape = ((batch,) if t.batched else ()) + t.shape
-        return ops.full(shape, value, t.dtype)
+        return lib.full(((batch,) if t.batched else ()) + t.shape, value, t.dtype)
 
-    def broadcast(xp_, ins, outs, x, *, shape, dims):
+    def broadcast(ins, outs, x, *, shape, dims):
         t = ins[0]
         new = [1] * len(shape)
         for i, d in enumerate(dims):
@@ -59,107 +67,143 @@ def make_rules(xp, ops) -> dict[str, Rule]:
         lead = (x.shape[0],) if t.batched else ()
         return xp.broadcast_to(xp.reshape(x, lead + tuple(new)), lead + tuple(shape))
 
-    def einsum(xp_, ins, outs, a, c, *, spec, batched_out=None):
+    def einsum(ins, outs, a, c, *, spec, batched_out=None):
         (sa, sc), so = parse_einsum(spec)
         z = next(ch for ch in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if ch not in spec)
         sa, sc = (z + sa if ins[0].batched else sa), (z + sc if ins[1].batched else sc)
         so = z + so if outs[0].batched else so
-        return ops.einsum(f"{sa},{sc}->{so}", a, c)
+        return lib.einsum(f"{sa},{sc}->{so}", a, c)
 
-    def patches(xp_, ins, outs, x, *, kh, kw, stride, padding):
+    def patches(ins, outs, x, *, kh, kw, stride, padding):
         t = ins[0]
         x4 = x if t.batched else x[None]
         oh, ow = patches_shape(t.shape, kh, kw, stride, padding)[:2]
         (ph, pw), (sh, sw) = padding, stride
-        xp4 = ops.pad(x4, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        xp4 = lib.pad(x4, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
         rows = [xp.stack([xp4[:, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw, :]
                           for j in range(kw)], axis=3) for i in range(kh)]
         out = xp.stack(rows, axis=3)  # (N, OH, OW, kh, kw, C)
         return out if t.batched else out[0]
 
-    def patches_t(xp_, ins, outs, d, *, in_shape, kh, kw, stride, padding):
+    def patches_t(ins, outs, d, *, in_shape, kh, kw, stride, padding):
         t = ins[0]
         d6 = d if t.batched else d[None]
         h, w, c = in_shape
         (ph, pw), (sh, sw) = padding, stride
         oh, ow = t.shape[:2]
-        acc = ops.full((d6.shape[0], h + 2 * ph, w + 2 * pw, c), 0, t.dtype)
+        acc = lib.full((d6.shape[0], h + 2 * ph, w + 2 * pw, c), 0, t.dtype)
         for i in range(kh):
             for j in range(kw):
                 idx = (slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw),
                        slice(None))
-                acc = ops.add_at(acc, idx, d6[:, :, :, i, j, :])
+                acc = lib.add_at(acc, idx, d6[:, :, :, i, j, :])
         out = acc[:, ph: ph + h, pw: pw + w, :]
         return out if t.batched else out[0]
 
-    def reduce_max(xp_, ins, outs, x, *, axes):
-        return ops.max(x, _ax(ins[0], axes)) if axes else x
-
-    def reduce_sum(xp_, ins, outs, x, *, axes):
-        return xp.sum(x, axis=_ax(ins[0], axes)) if axes else x
-
     return {
-        "neg": elementwise(lambda x: -x),
-        "exp": elementwise(ops.exp),
-        "log": elementwise(ops.log),
-        "sqrt": elementwise(ops.sqrt),
-        "tanh": elementwise(ops.tanh),
-        "sigmoid": elementwise(ops.sigmoid),
-        "softplus": elementwise(ops.softplus),
-        "relu": elementwise(ops.relu),
-        "step": elementwise(ops.step),
-        "cos": elementwise(ops.cos),
-        "sin": elementwise(ops.sin),
-        "floor": elementwise(ops.floor),
-        "stop_gradient": elementwise(ops.stop_gradient),
-        "scale": lambda xp_, i, o, x, *, c: x * ops.const(c),
-        "shift": lambda xp_, i, o, x, *, c: x + ops.const(c),
-        "pow": lambda xp_, i, o, x, *, p: ops.pow(x, p),
-        "add": elementwise(lambda x, y: x + y),
-        "sub": elementwise(lambda x, y: x - y),
-        "mul": elementwise(lambda x, y: x * y),
-        "div": elementwise(lambda x, y: x / y),
-        "power": elementwise(ops.power),
-        "cast": lambda xp_, ins, outs, x, *, dtype: ops.cast(x, dtype),
-        "greater": elementwise(ops.greater),
-        "equal": elementwise(ops.equal),
-        "where": elementwise(ops.where),
-        "zeros": lambda xp_, ins, outs, *vals, types: [full(t, _batch_size(vals, ins), 0) for t in outs],
-        "const": lambda xp_, ins, outs, *, value, shape, dtype: ops.constant(value, shape, dtype),
-        "reduce_sum": reduce_sum,
-        "reduce_max": reduce_max,
+        "zeros": lambda ins, outs, *vals, types: [full(t, _batch_size(vals, ins), 0) for t in outs],
+        "const": lambda ins, outs, *, value, shape, dtype: lib.constant(value, shape, dtype),
+        "reduce_sum": lambda ins, outs, x, *, axes: xp.sum(x, axis=_ax(ins[0], axes)) if axes else x,
         "broadcast": broadcast,
-        "reshape": lambda xp_, ins, outs, x, *, shape: xp.reshape(
+        "reshape": lambda ins, outs, x, *, shape: xp.reshape(
             x, ((x.shape[0],) if ins[0].batched else ()) + tuple(shape)),
-        "transpose": lambda xp_, ins, outs, x, *, perm: xp.transpose(
+        "transpose": lambda ins, outs, x, *, perm: xp.transpose(
             x, ((0,) + tuple(p + 1 for p in perm)) if ins[0].batched else perm),
         "einsum": einsum,
-        "softmax": lambda xp_, ins, outs, x, *, axis: ops.softmax(x, axis + ins[0].batched),
-        "logsumexp": lambda xp_, ins, outs, x, *, axis: ops.logsumexp(x, axis + ins[0].batched),
         "patches": patches,
         "patches_t": patches_t,
-        "foreign": lambda xp_, ins, outs, *vals, fn, types_out: list(fn(*vals)),
-        "batch_sum": lambda xp_, ins, outs, x: xp.sum(x, axis=0),
-        "batch_broadcast": lambda xp_, ins, outs, u, ref: xp.broadcast_to(u, (ref.shape[0],) + tuple(u.shape)),
-        "batch_count": lambda xp_, ins, outs, ref: ops.full((), ref.shape[0], ins[0].dtype),
+        "foreign": lambda ins, outs, *vals, fn, types_out: list(fn(*vals)),
+        "batch_sum": lambda ins, outs, x: xp.sum(x, axis=0),
+        "batch_broadcast": lambda ins, outs, u, ref: xp.broadcast_to(u, (ref.shape[0],) + tuple(u.shape)),
+        "batch_count": lambda ins, outs, ref: lib.full((), ref.shape[0], ins[0].dtype),
     }
 
 
-class Interpreter:
-    """Runs terms with a table of rules. ``convert`` turns user inputs into arrays,
-    ``finish`` turns output arrays into what the user gets back."""
+def _elementwise(fn: Callable, xp) -> Callable:
+    def rule(ins, outs, *vals, **params):
+        return fn(*_align(xp, vals, ins, outs[0]), **params)
+    rule.__name__ = getattr(fn, "__name__", "elementwise")
+    return rule
 
-    def __init__(self, name: str, xp, rules: dict[str, Rule], convert: Callable, finish: Callable = lambda v: v,
-                 loop: Callable | None = None):
+
+def python_loop(step, carries, xs, length, reverse, dtype=None):
+    """An eager loop with ``lax.scan``'s contract: ``(final carries, stacked per-step outputs)``."""
+    ys_steps = []
+    for k in (reversed(range(length)) if reverse else range(length)):
+        carries, ys = step(carries, [x[k] for x in xs])
+        ys_steps.append(ys)
+    if reverse:
+        ys_steps.reverse()
+    n_y = len(ys_steps[0]) if ys_steps else 0
+    return carries, [np.stack([np.asarray(s[i], dtype=dtype) for s in ys_steps]) for i in range(n_y)]
+
+
+def fans(shape) -> tuple[float, float]:
+    if len(shape) == 0:
+        return 1.0, 1.0
+    if len(shape) == 1:
+        return float(shape[0]), float(shape[0])
+    receptive = math.prod(shape[:-2])
+    return float(shape[-2] * receptive), float(shape[-1] * receptive)
+
+
+def sample(spec_init: tuple, t: ArrayType, rng: np.random.Generator) -> np.ndarray:
+    """Draw one parameter from its initialiser descriptor (a NumPy array of its type)."""
+    kind, *args = spec_init
+    fan_in, fan_out = fans(t.shape)
+    if kind == "zeros":
+        out = np.zeros(t.shape)
+    elif kind == "ones":
+        out = np.ones(t.shape)
+    elif kind == "const":
+        out = np.full(t.shape, args[0])
+    elif kind == "normal":
+        out = rng.normal(0.0, args[0], t.shape)
+    elif kind == "uniform":
+        out = rng.uniform(args[0], args[1], t.shape)
+    elif kind == "glorot_uniform":
+        lim = np.sqrt(6.0 / (fan_in + fan_out))
+        out = rng.uniform(-lim, lim, t.shape)
+    elif kind == "glorot_normal":
+        out = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), t.shape)
+    elif kind == "he_normal":
+        out = rng.normal(0.0, np.sqrt(2.0 / fan_in), t.shape)
+    elif kind == "he_uniform":
+        lim = np.sqrt(6.0 / fan_in)
+        out = rng.uniform(-lim, lim, t.shape)
+    else:
+        raise ValueError(f"unknown initialiser {spec_init!r}")
+    return np.asarray(out, dtype=t.dtype)
+
+
+class ArrayBackend(Backend):
+    """A backend that runs terms box by box on the arrays of one library.
+
+    ``rules`` is its one table: an entry per primitive that the shared rules do
+    not cover (every elementwise primitive, and the few whose stable form
+    differs between libraries). ``convert`` turns user inputs into arrays,
+    ``finish`` turns output arrays into what the user gets back.
+    """
+
+    def __init__(self, name: str, lib: ArrayLib, rules: dict[str, Callable], *, convert: Callable,
+                 finish: Callable = lambda v: v, loop: Callable = python_loop):
         self.name = name
-        self.xp = xp
-        self.rules = {**rules, "scan": self._scan}
+        self.lib = lib
         self.convert = convert
         self.finish = finish
-        self.loop = loop or python_loop
+        self.loop = loop
+        table = {**shared_rules(lib), **rules}
+        unknown = sorted(set(table) - set(PRIMS) - {"scan"})
+        if unknown:
+            raise ValueError(f"the {name} backend has rules for unknown primitives {unknown}")
+        self.rules = {k: (_elementwise(fn, lib.xp) if k in PRIMS and PRIMS[k].elementwise else fn)
+                      for k, fn in table.items()}
+        self.rules["scan"] = self._scan
 
-    def _scan(self, xp, ins, outs, *vals, body, length, n_carry, n_const, reverse):
+    # ---------------------------------------------------------------- running terms
+    def _scan(self, ins, outs, *vals, body, length, n_carry, n_const, reverse):
         """Run a ``scan`` box: the body is a term, run by this same interpreter."""
+        xp = self.lib.xp
         nc, na = n_carry, n_const
         carries, consts = list(vals[:nc]), list(vals[nc:nc + na])
         # stacked arrays are (batch, steps, ...) when batched: put the steps first
@@ -173,39 +217,38 @@ class Interpreter:
         return list(final) + list(ys)
 
     def run(self, term: Term, values: list) -> list:
+        """Evaluate ``term`` on flat values (parameters first, then inputs); returns its flat outputs."""
         env: dict[int, Any] = dict(zip(term.param_wires + term.inputs, values))
-        wires, rules, xp = term.wires, self.rules, self.xp
+        wires, rules = term.wires, self.rules
         for e in term.eqns:
             try:
                 rule = rules[e.prim.name]
             except KeyError:
                 raise NotImplementedError(f"the {self.name} backend has no rule for {e.prim.name}") from None
-            out = rule(xp, [wires[w] for w in e.ins], [wires[w] for w in e.outs],
-                       *(env[w] for w in e.ins), **dict(e.params))
+            out = rule([wires[w] for w in e.ins], [wires[w] for w in e.outs], *(env[w] for w in e.ins),
+                       **dict(e.params))
             if len(e.outs) == 1 and not isinstance(out, list):
                 env[e.outs[0]] = out
             else:
                 env.update(zip(e.outs, out))
         return [env[w] for w in term.outputs]
 
-    def compile(self, term: Term) -> Callable:
-        """``fn(params, *args)`` following ``term``'s calling convention."""
-        if not isinstance(term, Term):
-            raise TypeError(f"compile takes a Term, got {term!r}; a Poly such as pl.nn.relu() "
-                            "needs a type first: .at(pl.Array[...])")
+    def compile(self, term, **options) -> Callable:
+        """``fn(params, *args)`` following ``term``'s calling convention (params: a dict by name,
+        or the one parameter's array bare)."""
+        if options:
+            raise TypeError(f"the {self.name} backend's compile takes no options, got {sorted(options)}")
+        term = as_term(term)
         names = term.param_names
         ptypes = [s.type for s in term.params]
-        leaf_types = [term.wires[w] for w in term.inputs]
+        leaf_types = list(term.dom)
+        sig = tuple(term.in_sig)
 
         def fn(params, *args):
-            if len(args) != len(term.in_sig):
-                raise TypeError(f"{term.name} takes params and {len(term.in_sig)} argument(s), got {len(args)}")
+            if len(args) != len(sig):
+                raise TypeError(f"{term.name} takes params and {len(sig)} argument(s), got {len(args)}")
             flat = _flatten_params(params, names)
-            pos = len(flat)
-            for a, sig in zip(args, term.in_sig):
-                _flatten(a, sig, flat)
-            if len(flat) - pos != len(leaf_types):  # pragma: no cover - guarded by _flatten
-                raise TypeError(f"{term.name} expects {len(leaf_types)} input arrays")
+            flatten(args, sig, flat, "the arguments")
             vals = [self.convert(v) for v in flat]
             _check(term, names, ptypes + leaf_types, vals)
             outs = [self.finish(v) for v in self.run(term, vals)]
@@ -218,19 +261,76 @@ class Interpreter:
         fn.term = term
         return fn
 
+    # ---------------------------------------------------------------- the rest of the protocol
+    def init(self, term, seed: int = 0) -> dict:
+        """Initial parameters; each draw depends on ``seed`` and the parameter's name only, so
+        adding a layer does not change the others' initial values. Labels are data, not drawn."""
+        term = as_term(term)
+        out = {}
+        for name, spec in zip(term.param_names, term.params):
+            if spec.type.batched:
+                continue
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+            out[name] = self.array(sample(spec.init, spec.type, rng), spec.type)
+        return out
 
-def python_loop(step, carries, xs, length, reverse, dtype=None):
-    """An eager loop with ``lax.scan``'s contract: ``(final carries, stacked per-step outputs)``."""
-    import numpy as np
+    def array(self, value, type: ArrayType):
+        v = self.lib.asarray(value, type.dtype)
+        return v if tuple(v.shape) == type.shape else self.lib.full(type.shape, v, type.dtype)
 
-    ys_steps = []
-    for k in (reversed(range(length)) if reverse else range(length)):
-        carries, ys = step(carries, [x[k] for x in xs])
-        ys_steps.append(ys)
-    if reverse:
-        ys_steps.reverse()
-    n_y = len(ys_steps[0]) if ys_steps else 0
-    return carries, [np.stack([np.asarray(s[i], dtype=dtype) for s in ys_steps]) for i in range(n_y)]
+    def compile_step(self, step, *, scan: bool = False, **options) -> Callable:
+        """``step(state, x, y) -> (state, loss)``, eager; with ``scan=True`` it takes stacks of
+        batches ``(xs, ys)`` and returns the per-step losses."""
+        if options:
+            raise TypeError(f"the {self.name} backend's steps take only scan=, got {sorted(options)}")
+        fn = self.compile(step)
+
+        def one(state, x, y):
+            new, loss = fn({}, state, x, y)
+            return {**state, **new}, loss
+
+        def many(state, xs, ys):
+            losses = []
+            for x, y in zip(xs, ys):
+                state, loss = one(state, x, y)
+                losses.append(loss)
+            return state, np.asarray(losses)
+        return many if scan else one
+
+    def fit(self, step: Term, state, x, y, *, epochs: int, batch_size: int, seed: int, progress: bool,
+            desc: str = "training"):
+        """Shuffle, batch and run the step's scanned form once per epoch; ``(state, losses)``."""
+        x, y = np.asarray(x), np.asarray(y)
+        n = len(x)
+        if not 0 < batch_size <= n:
+            raise ValueError(f"batch_size must be in 1..{n} (the number of examples), got {batch_size}")
+        many = self.compile_step(step, scan=True)
+        rng = np.random.default_rng(seed)
+        k = n // batch_size
+        history = []
+        epochs_iter = range(epochs)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = epochs_iter = tqdm(epochs_iter, desc=desc, unit="epoch")
+        for _ in epochs_iter:
+            order = rng.permutation(n)[: k * batch_size]
+            xs = x[order].reshape((k, batch_size) + x.shape[1:])
+            ys = y[order].reshape((k, batch_size) + y.shape[1:])
+            state, losses = many(state, xs, ys)
+            losses = np.asarray(losses)
+            history.append(losses)
+            if bar is not None:
+                bar.set_postfix(loss=f"{losses.mean():.4f}")
+        return state, (np.concatenate(history) if history else np.zeros(0, np.float32))
+
+    def accuracy(self, predictions, labels) -> float:
+        """Fraction of examples whose arg-max prediction equals ``labels`` (class indices or one-hot)."""
+        pred = np.argmax(np.asarray(predictions), axis=-1)
+        labels = np.asarray(labels)
+        if labels.ndim == pred.ndim + 1:
+            labels = np.argmax(labels, axis=-1)
+        return float(np.mean(pred == labels))
 
 
 def _flatten_params(params, names) -> list:
@@ -247,34 +347,18 @@ def _flatten_params(params, names) -> list:
     return [params[n] for n in names]
 
 
-def _flatten(value, sig, out: list):
-    if sig is None:
-        out.append(value)
-    elif isinstance(sig, DictSig):
-        if not isinstance(value, dict) or set(value) != set(sig.keys):
-            raise TypeError(f"expected a dict with keys {list(sig.keys)}, got {value!r:.80}")
-        out.extend(value[k] for k in sig.keys)
-    else:
-        if not isinstance(value, (tuple, list)) or len(value) != len(sig):
-            raise TypeError(f"expected a tuple of {len(sig)} values, got {type(value).__name__}")
-        for v, s in zip(value, sig):
-            _flatten(v, s, out)
-
-
 def _unflatten(sig, it, bare=None):
-    if sig is None:
+    if isinstance(sig, DictSig) and bare is not None and sig.keys == tuple(bare) and sig.values is None:
         return next(it)
-    if isinstance(sig, DictSig):
-        if bare is not None and sig.keys == tuple(bare):
-            return next(it)
-        return {k: next(it) for k in sig.keys}
-    return tuple(_unflatten(s, it, bare) for s in sig)
+    if isinstance(sig, tuple):
+        return tuple(_unflatten(s, it, bare) for s in sig)
+    return unflatten(sig, it)
 
 
-def _check(term: Term, names, types, vals):
+def _check(term: Term, names, types_, vals):
     """Shapes must match the types. Batch sizes may differ between inputs: each batched
     wire's batch is its own (a training set and a validation set feed one bilevel term)."""
-    for k, (t, v) in enumerate(zip(types, vals)):
+    for k, (t, v) in enumerate(zip(types_, vals)):
         shape = tuple(getattr(v, "shape", ()))
         what = names[k] if k < len(names) else f"input {k - len(names)}"
         want = t.shape
@@ -284,12 +368,3 @@ def _check(term: Term, names, types, vals):
                                  f" for per-example type {t}, got {shape}")
         elif shape != want:
             raise ValueError(f"{term.name}: {what} should have shape {want} (no batch axis), got {shape}")
-
-
-def fans(shape) -> tuple[float, float]:
-    if len(shape) == 0:
-        return 1.0, 1.0
-    if len(shape) == 1:
-        return float(shape[0]), float(shape[0])
-    receptive = math.prod(shape[:-2])
-    return float(shape[-2] * receptive), float(shape[-1] * receptive)

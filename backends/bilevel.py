@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from paralens.derivative import R, value_and_R
-from paralens.learner import initial_state, update_term
+from paralens.optim import init_state
+from paralens.terms import leaves, unflatten
 from paralens.types import ArrayType
 
 from . import jax as pjax
@@ -34,9 +35,9 @@ def _axpy(alpha, x: dict, y: dict) -> dict:
     return {k: alpha * x[k] + y[k] for k in x}
 
 
-def _theta0(h, n: int, dtype):
-    v = np.full(n, h.value, dtype=np.float64) if h.per_example and np.ndim(h.value) == 0 else \
-        np.asarray(h.value, dtype=np.float64)
+def _theta0(h, value, n: int, dtype):
+    v = np.full(n, value, dtype=np.float64) if h.per_example and np.ndim(value) == 0 else \
+        np.asarray(value, dtype=np.float64)
     if h.positive == "log":
         v = np.log(v)
     elif h.positive == "softplus":
@@ -59,10 +60,10 @@ class CompiledBilevel:
         self.problem = problem
         self.method = problem.method
         p = problem
-        self._n_params = len(p.model.params)
-        self._names = p.model.param_names
-        self._opt_keys = tuple(p.state_specs)
-        self._obj_names = [k for k in p.hyper_names if k in ("l2", "weights")]
+        self._names = tuple(p.inner.param_types)
+        self._n_params = len(self._names)
+        self._opt_sig = p.inner.step_term.in_sig[0].values[1]
+        self._obj_names = list(p.objective_hypers)
         self._lam = pjax.compile(p.lambda_term)
         self._lam_R = pjax.compile(R(p.lambda_term))
         self._val = pjax.compile(p.validation)
@@ -80,11 +81,12 @@ class CompiledBilevel:
     # ---------------------------------------------------------------- state
     def init(self, seed: int, n_train: int) -> dict:
         p = self.problem
-        params = pjax.init(p.model, seed)
-        opt = {k: initial_state(pjax, s, k, params) for k, s in p.state_specs.items()}
-        theta = {k: _theta0(p.hyper[k], n_train, p.hyper_dtype) for k in p.hyper_names}
+        values = pjax.init(p.model, seed)
+        params = {n: values[n] for n in self._names}
+        opt = init_state(p.state_specs, params, pjax.backend.array)
+        theta = {k: _theta0(p.hyper[k], p.initial_value(k), n_train, p.theta_type(k).dtype) for k in p.hyper_names}
         upd, specs = self._outer_update(theta)
-        outer = {k: initial_state(pjax, s, k, theta) for k, s in specs.items()}
+        outer = init_state(specs, theta, pjax.backend.array)
         outer_hyper = {k: jnp.asarray(v, p.hyper_dtype) for k, v in p.outer_optimizer.hyper.items()}
         return {"theta": theta, "params": params, "opt": opt, "outer": outer, "outer_hyper": outer_hyper,
                 "k": jnp.asarray(0, jnp.int32)}
@@ -103,7 +105,7 @@ class CompiledBilevel:
         key = tuple((k, v.shape, str(v.dtype)) for k, v in theta.items())
         if key not in self._outer_cache:
             types = {k: ArrayType(tuple(v.shape), str(v.dtype), False) for k, v in theta.items()}
-            term = update_term(self.problem.outer_optimizer, types)
+            term = self.problem.outer_optimizer.term(types)
             self._outer_cache[key] = (pjax.compile(term), self.problem.outer_optimizer.state(types))
         return self._outer_cache[key]
 
@@ -118,22 +120,30 @@ class CompiledBilevel:
     def _unrolled(self, state, train, val):
         p = self.problem
         theta = [state["theta"][k] for k in p.hyper_names]
-        carry = [state["params"][n] for n in self._names] + [state["opt"][k] for k in self._opt_keys]
+        carry = self._carry(state)
         xv, yv = val
         inputs = tuple(theta + carry + list(train) + [xv, yv])
         seed = tuple([jnp.ones((), p.hyper_dtype)] + [jnp.zeros_like(c) for c in carry])
         outs, _, dins = self._F({}, inputs, seed)
         val_loss, new_carry = outs[0], outs[1:]
         dtheta = dict(zip(p.hyper_names, dins[: len(theta)]))
-        params = dict(zip(self._names, new_carry[: self._n_params]))
-        opt = dict(zip(self._opt_keys, new_carry[self._n_params:]))
+        params, opt = self._uncarry(new_carry)
         return dtheta, {"validation_loss": val_loss}, params, opt
 
+    def _carry(self, state) -> list:
+        return [state["params"][n] for n in self._names] + leaves(state["opt"])
+
+    def _uncarry(self, carry):
+        carry = list(carry)
+        return dict(zip(self._names, carry[: self._n_params])), unflatten(self._opt_sig, iter(carry[self._n_params:]))
+
     def _lam_obj(self, theta):
-        lam = self._lam({}, self._theta_args(theta))
-        lam = lam if isinstance(lam, tuple) else (lam,)
-        lam = dict(zip(self.problem.hyper_names, lam))
+        lam = self.hyperparameters({"theta": theta})
         return [lam[k] for k in self._obj_names]
+
+    def _lam_model(self, theta):
+        lam = self.hyperparameters({"theta": theta})
+        return [lam[k] for k in self.problem.model_hypers]
 
     def _jargs(self, train, lam_obj):
         x, y = train
@@ -181,31 +191,32 @@ class CompiledBilevel:
         theta = state["theta"]
         lam_obj = self._lam_obj(theta)
         th_args = tuple(theta[k] for k in p.hyper_names)
+        lam_model = self._lam_model(theta)
         if meth.kind == "implicit":
-            carry = self._inner({}, tuple([state["params"][n] for n in self._names] + [state["opt"][k] for k in
-                                          self._opt_keys] + list(th_args) + list(train)))
+            carry = self._inner({}, tuple(self._carry(state) + list(th_args) + list(train)))
             carry = carry if isinstance(carry, tuple) else (carry,)
             tol = None
         else:  # HOAG: solve the inner problem to a tolerance that shrinks with the outer step
             tol = meth.tol0 * jnp.power(meth.tol_decay, state["k"].astype(p.hyper_dtype))
             carry = self._solve_inner_to(state, th_args, train, lam_obj, tol)
-        params = dict(zip(self._names, carry[: self._n_params]))
-        opt = dict(zip(self._opt_keys, carry[self._n_params:]))
+        params, opt = self._uncarry(carry)
         xv, yv = val
-        gv, _ = self._val_R(params, (xv, yv), jnp.ones((), p.hyper_dtype))
+        gv, dval = self._val_R(params, (xv, yv, *lam_model), jnp.ones((), p.hyper_dtype))
         q = self.solve(params, train, lam_obj, gv, tol)
         _, mixed = self.hvp(params, train, lam_obj, q)
         dlam = {k: -m for k, m in zip(self._obj_names, mixed)}
+        for k, d in zip(p.model_hypers, dval[2:]):  # V depends on the model's hyperparameters directly too
+            dlam[k] = dlam[k] + d
         dlam_all = tuple(dlam.get(k, jnp.zeros_like(theta[k])) for k in p.hyper_names)
         _, dth = self._lam_R({}, th_args if len(th_args) > 1 else th_args[0],
                              dlam_all if len(dlam_all) > 1 else dlam_all[0])
         dth = dth if isinstance(dth, tuple) else (dth,)
-        metrics = {"validation_loss": self._val(params, (xv, yv))}
+        metrics = {"validation_loss": self._val(params, (xv, yv, *lam_model))}
         return dict(zip(p.hyper_names, dth)), metrics, params, opt
 
     def _solve_inner_to(self, state, th_args, train, lam_obj, tol):
         n = self._n_params
-        carry0 = tuple([state["params"][k] for k in self._names] + [state["opt"][k] for k in self._opt_keys])
+        carry0 = tuple(self._carry(state))
 
         def gnorm(c):
             g = self.grad_J(dict(zip(self._names, c[:n])), train, lam_obj)
@@ -226,7 +237,7 @@ class CompiledBilevel:
     def _step(self, state, train, val):
         dtheta, metrics, params, opt = self.hypergradient(state, train, val)
         upd, _ = self._outer_update(state["theta"])
-        theta, outer, _ = upd({}, state["outer"], state["outer_hyper"], state["theta"], dtheta)
+        outer, theta = upd({}, state["outer"], state["theta"], dtheta, state["outer_hyper"])
         new = {"theta": theta, "params": params, "opt": opt, "outer": outer, "outer_hyper": state["outer_hyper"],
                "k": state["k"] + 1}
         metrics = dict(metrics)

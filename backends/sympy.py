@@ -2,7 +2,8 @@
 
 Arrays are NumPy object arrays of SymPy expressions while a term runs; inputs
 may be SymPy arrays, matrices, expressions or numbers, and every array output
-is a ``sympy.Array`` (a scalar output is an expression).
+is a ``sympy.Array`` (a scalar output is an expression). ``init`` gives each
+parameter as symbols named after it, so a learner's step comes out as formulas.
 
 >>> import sympy as sp, paralens as pl
 >>> from paralens.backends import sympy as psym
@@ -13,42 +14,37 @@ is a ``sympy.Array`` (a scalar output is an expression).
 >>> dparams, dx = psym.compile(pl.R(f))({"f.w": w}, sp.Array([x]), sp.Array([1]))
 >>> sp.simplify(dparams["f.w"] - x * (1 - sp.tanh(w * x) ** 2))
 0
+>>> psym.init(pl.nn.dense(2, 1))["dense.W"]
+[[dense.W[0,0]], [dense.W[1,0]]]
 """
 
 from __future__ import annotations
 
 import functools
-import types
+import itertools
 
 import numpy as np
 import sympy as sp
 
-from paralens.terms import Term
+from paralens.terms import as_term
+from paralens.types import ArrayType
 
-from ._interpret import Interpreter, make_rules, python_loop
+from ._interpret import ArrayBackend, ArrayLib, python_loop
 
-__all__ = ["compile"]
+__all__ = ["backend", "compile", "init", "RULES"]
 
 
 def _vec(f, n=1):
     uf = np.frompyfunc(f, n, 1)
-    return lambda *xs: np.asarray(uf(*xs), dtype=object)
+    return lambda *xs, **kw: np.asarray(uf(*xs), dtype=object)
 
 
 def _num(c):
     return sp.nsimplify(c) if float(c) == float(c) else sp.Float(c)
 
 
-def _full(shape, value, dtype):
-    return np.full(shape, sp.sympify(value), dtype=object)
-
-
-def _constant(value, shape, dtype):
-    return np.asarray([_num(v) for v in value], dtype=object).reshape(shape)
-
-
-def _max(x, axes):
-    for a in sorted(axes, reverse=True):
+def _max(ins, outs, x, *, axes):
+    for a in sorted((a + ins[0].batched for a in axes), reverse=True):
         x = np.apply_along_axis(lambda v: sp.Max(*v), a, x)
     return np.asarray(x, dtype=object)
 
@@ -62,30 +58,29 @@ def _add_at(acc, idx, v):
     return acc
 
 
-ops = types.SimpleNamespace(
-    exp=_vec(sp.exp), log=_vec(sp.log), sqrt=_vec(sp.sqrt), tanh=_vec(sp.tanh),
-    sigmoid=_vec(lambda x: 1 / (1 + sp.exp(-x))),
-    softplus=_vec(lambda x: sp.log(1 + sp.exp(x))),
-    relu=_vec(lambda x: sp.Max(x, 0)),
-    step=_vec(lambda x: sp.Piecewise((1, x > 0), (0, True))),
-    stop_gradient=lambda x: x,
-    cos=_vec(sp.cos), sin=_vec(sp.sin), floor=_vec(sp.floor),
-    power=_vec(lambda x, e: x ** e, 2),
-    cast=lambda x, dtype: x,
-    pow=lambda x, p: _vec(lambda v: v ** _num(p))(x),
-    const=_num,
-    greater=_vec(lambda x, y: sp.Piecewise((1, x > y), (0, True)), 2),
-    equal=_vec(lambda x, y: sp.Piecewise((1, sp.Eq(x, y)), (0, True)), 2),
-    where=_vec(lambda c, x, y: sp.Piecewise((x, sp.Ne(c, 0)), (y, True)), 3),
-    full=_full,
-    constant=_constant,
-    einsum=lambda spec, a, b: np.asarray(np.einsum(spec, a, b), dtype=object),
-    pad=lambda x, widths: np.pad(x, widths, constant_values=sp.Integer(0)),
-    add_at=_add_at,
-    max=_max,
-    softmax=lambda x, axis: _vec(sp.exp)(x) / _exp_sum(x, axis),
-    logsumexp=lambda x, axis: np.squeeze(_vec(sp.log)(_exp_sum(x, axis)), axis),
-)
+def _pow(x, *, p):
+    return _vec(lambda v: v ** _num(p))(x)
+
+
+#: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
+RULES = {
+    "neg": _vec(lambda x: -x), "exp": _vec(sp.exp), "log": _vec(sp.log), "sqrt": _vec(sp.sqrt),
+    "tanh": _vec(sp.tanh), "sigmoid": _vec(lambda x: 1 / (1 + sp.exp(-x))),
+    "softplus": _vec(lambda x: sp.log(1 + sp.exp(x))), "relu": _vec(lambda x: sp.Max(x, 0)),
+    "step": _vec(lambda x: sp.Piecewise((1, x > 0), (0, True))), "cos": _vec(sp.cos), "sin": _vec(sp.sin),
+    "floor": _vec(sp.floor), "stop_gradient": lambda x: x,
+    "scale": lambda x, *, c: x * _num(c), "shift": lambda x, *, c: x + _num(c), "pow": _pow,
+    "add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y, "div": lambda x, y: x / y,
+    "power": _vec(lambda x, e: x ** e, 2),
+    "greater": _vec(lambda x, y: sp.Piecewise((1, x > y), (0, True)), 2),
+    "equal": _vec(lambda x, y: sp.Piecewise((1, sp.Eq(x, y)), (0, True)), 2),
+    "where": _vec(lambda c, x, y: sp.Piecewise((x, sp.Ne(c, 0)), (y, True)), 3),
+    "cast": lambda x, *, dtype: x,
+    "reduce_max": _max,
+    "softmax": lambda ins, outs, x, *, axis: _vec(sp.exp)(x) / _exp_sum(x, axis + ins[0].batched),
+    "logsumexp": lambda ins, outs, x, *, axis: np.squeeze(_vec(sp.log)(_exp_sum(x, axis + ins[0].batched)),
+                                                        axis + ins[0].batched),
+}
 
 
 def _convert(v):
@@ -100,12 +95,56 @@ def _finish(v):
     return v.item() if v.ndim == 0 else sp.Array(v.tolist(), v.shape)
 
 
-_interp = Interpreter("sympy", np, make_rules(np, ops), convert=_convert, finish=_finish,
-                      loop=functools.partial(python_loop, dtype=object))
+LIB = ArrayLib(
+    xp=np,
+    asarray=lambda v, dtype: _convert(v),
+    full=lambda shape, value, dtype: np.full(shape, sp.sympify(value), dtype=object),
+    constant=lambda value, shape, dtype: np.asarray([_num(v) for v in value], dtype=object).reshape(shape),
+    einsum=lambda spec, a, b: np.asarray(np.einsum(spec, a, b), dtype=object),
+    pad=lambda x, widths: np.pad(x, widths, constant_values=sp.Integer(0)),
+    add_at=_add_at,
+)
 
 
-def compile(term: Term):  # noqa: A001 - the public contract
+class SympyBackend(ArrayBackend):
+    """SymPy: every box becomes a formula. ``init`` gives symbols, not random numbers."""
+
+    def init(self, term, seed: int = 0) -> dict:
+        """Each parameter as an array of symbols named ``name[i,j]`` (``seed`` is not used);
+        hyperparameters keep their declared values. Labels are data, not made."""
+        term = as_term(term)
+        out = {}
+        for name, spec in zip(term.param_names, term.params):
+            if spec.type.batched:
+                continue
+            if spec.hyper:
+                out[name] = self.array(spec.init[1], spec.type)
+                continue
+            shape = spec.type.shape
+            cells = [sp.Symbol(f"{name}[{','.join(map(str, i))}]" if shape else name)
+                     for i in itertools.product(*map(range, shape))]
+            out[name] = _finish(np.asarray(cells, dtype=object).reshape(shape))
+        return out
+
+    def array(self, value, type: ArrayType):
+        v = _convert(value)
+        if v.shape != type.shape:
+            v = np.broadcast_to(v, type.shape).copy()
+        return _finish(v)
+
+    def owns(self, value) -> bool:
+        return isinstance(value, (sp.Basic, sp.NDimArray))
+
+
+backend = SympyBackend("sympy", LIB, RULES, convert=_convert, finish=_finish,
+                       loop=functools.partial(python_loop, dtype=object))
+
+
+def compile(term):  # noqa: A001 - the public contract
     """A function on SymPy values for ``term`` (same calling convention as the NumPy backend)."""
-    return _interp.compile(term)
+    return backend.compile(term)
 
 
+def init(term, seed: int = 0) -> dict:
+    """Each parameter as symbols (see :meth:`SympyBackend.init`)."""
+    return backend.init(term, seed)

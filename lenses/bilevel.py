@@ -1,12 +1,15 @@
 """Bilevel learning: hyperparameters as one more Para level (MATH.md 8).
 
 The inner learner trains the model's parameters ``w`` on the training
-objective ``J(w; lambda)``. A hyperparameter ``lambda`` is a wire of that
-objective (an L2 strength, one weight per training example) or of the inner
-optimizer lens (its learning rate). The outer learner trains ``theta``, with
-``lambda = positive(theta)``, on the validation objective ``V(w)`` evaluated
-after inner training. Its hypergradient is a reverse derivative, built here
-as terms:
+objective ``J(w; lambda)``; it is a :class:`~paralens.Learner`, assembled from
+lenses like any other, and a hyperparameter ``lambda`` is any hyperparameter
+wire of its step term: an optimizer's (the learning rate, Adam's ``eps``), a
+loss's or a layer's numeric argument declared with
+:func:`~paralens.hyperparameter` (Huber's ``delta``), or the objective's own
+``l2`` strength and per-example ``weights``. The outer learner trains
+``theta``, with ``lambda = positive(theta)``, on the validation objective
+``V(w; lambda)`` evaluated after inner training. Its hypergradient is a
+reverse derivative, built here as terms:
 
 * *unrolled*: ``F(theta) = V(loop^K(step)(w0; lambda(theta)))``; ``R(F)`` runs the
   reverse loop (the loop is one ``scan`` box, so the term does not grow with K);
@@ -15,45 +18,48 @@ as terms:
   with Hessian-vector products and the mixed term both read off ``R(R(J))``.
 
 >>> import paralens as pl
->>> problem = pl.Bilevel(pl.nn.dense(3, 1), pl.losses.mse(), pl.optim.sgd(0.1),
-...                      hyper={"l2": pl.Hyper(0.1)}, method=pl.bilevel.unrolled(20))
+>>> problem = pl.Bilevel(pl.nn.dense(3, 1), pl.losses.huber(pl.hyperparameter(1.0), reduction="none"),
+...                      pl.optim.sgd(0.1), hyper={"l2": pl.Hyper(0.1), "huber.delta": pl.Hyper()},
+...                      method=pl.bilevel.unrolled(20))
 >>> problem.hyper_names
-('l2',)
+('huber.delta', 'l2')
+>>> sorted(problem.available_hypers)
+['huber.delta', 'l2', 'learning_rate']
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from . import backends
 from . import prims as P
-from . import trace as T
-from .derivative import R, value_and_R
-from .learner import apply_transform, cast_to
+from . import wires as T
+from .derivative import R
+from .learner import Learner
 from .loops import loop, scan_term
 from .optim import Transform, adam
-from .terms import Builder, Poly, Term
-from .trace import Wire
+from .para import constant
+from .terms import Builder, Poly, Term, flatten, leaves, tree_map
 from .types import ArrayType
+from .wires import Wire
 
 __all__ = ["Hyper", "Bilevel", "unrolled", "truncated", "implicit", "hoag", "Method"]
-
-OBJECTIVE_HYPERS = ("l2", "weights")
 
 
 @dataclass(frozen=True)
 class Hyper:
     """A hyperparameter to learn: its initial ``value`` and how it is kept in range.
 
-    ``positive``: ``"log"`` (``lambda = exp(theta)``, the default), ``"softplus"``,
+    ``value=None`` starts from the wire's declared default. ``positive``:
+    ``"log"`` (``lambda = exp(theta)``, the default), ``"softplus"``,
     ``"sigmoid"`` (``lambda`` in (0, 1)) or ``None`` (``lambda = theta``).
     ``per_example``: one value per training example (``value`` is then a
     sequence, or a number repeated).
     """
 
-    value: Any
+    value: Any = None
     positive: str | None = "log"
     per_example: bool = False
 
@@ -118,15 +124,18 @@ def _positive(theta: Wire, how: str | None) -> Wire:
 class Bilevel:
     """A bilevel problem: inner learner (model, loss, optimizer), hyperparameters, method.
 
-    ``hyper`` maps names to :class:`Hyper`: ``"l2"`` (strength of
-    ``l2/2 * sum ||w||^2`` added to the training objective), ``"weights"`` (one
-    weight per training example, multiplying its loss) or any hyperparameter
-    of the inner optimizer (``"learning_rate"``). ``l2`` fixes the penalty
-    when it is not learned. With ``batch_size``, each inner step of the
-    unrolled and truncated methods sees its own minibatch (drawn by ``fit``);
-    otherwise every inner step uses the whole training set. The validation objective is ``validation_loss``
-    (default: the training loss, unweighted). ``outer_optimizer`` trains
-    ``theta``.
+    ``hyper`` maps names of hyperparameter wires to :class:`Hyper`: any of
+    the inner learner's (``problem.available_hypers``): the optimizer's
+    (``"learning_rate"``, ``"eps"``, ...), those declared with
+    :func:`~paralens.hyperparameter` in the model or the loss
+    (``"huber.delta"``), ``"l2"`` (strength of ``l2/2 * sum ||w||^2`` added to
+    the training objective; ``l2=`` fixes it when it is not learned) and
+    ``"weights"`` (one weight per training example, multiplying its loss). The
+    loss must give per-example losses (``reduction="none"``). With
+    ``batch_size``, each inner step of the unrolled and truncated methods sees
+    its own minibatch (drawn by ``fit``); otherwise every inner step uses the
+    whole training set. The validation objective is ``validation_loss``
+    (default: the training loss, unweighted). ``outer_optimizer`` trains ``theta``.
     """
 
     def __init__(self, model: Term, loss: Poly | Term, optimizer: Transform, *, hyper: dict[str, Hyper],
@@ -139,10 +148,16 @@ class Bilevel:
         self.outer_optimizer = outer_optimizer or adam(1e-2)
         self.hyper = dict(hyper)
         self.l2 = float(l2)
-        unknown = [k for k in self.hyper if k not in OBJECTIVE_HYPERS and k not in optimizer.hyper]
+        at = model.cod
+        self.loss_each = loss.at(at) if isinstance(loss, Poly) else loss
+        val = validation_loss if validation_loss is not None else loss
+        self.validation_loss = val.at(at) if isinstance(val, Poly) else val
+        self._check_losses()
+        self.inner = Learner(self._exposed_model(), self._objective_loss(), optimizer)
+        unknown = sorted(set(self.hyper) - set(self.available_hypers))
         if unknown:
-            raise KeyError(f"unknown hyperparameters {unknown}: use 'l2', 'weights' or one of the optimizer's "
-                           f"{sorted(optimizer.hyper)}")
+            raise KeyError(f"unknown hyperparameters {unknown}: this problem's hyperparameter wires are "
+                           f"{sorted(self.available_hypers)} (declare others with pl.hyperparameter)")
         if "weights" in self.hyper and not self.hyper["weights"].per_example:
             raise ValueError("the 'weights' hyperparameter needs per_example=True")
         if batch_size is not None and self.method.kind not in ("unrolled", "truncated"):
@@ -152,25 +167,67 @@ class Bilevel:
         if self.method.kind in ("implicit", "hoag") and any(k in optimizer.hyper for k in self.hyper):
             raise ValueError("implicit hypergradients see only the inner solution: optimizer hyperparameters "
                              "such as the learning rate need method=unrolled(...) or truncated(...)")
-        at = model.cod
-        self.loss_each = (loss.at(at) if isinstance(loss, Poly) else loss)
-        val = validation_loss if validation_loss is not None else loss
-        self.validation_loss = val.at(at) if isinstance(val, Poly) else val
-        self._check_losses()
 
     def _check_losses(self):
         for name, l in (("loss", self.loss_each), ("validation_loss", self.validation_loss)):
             if l.dom != self.model.cod:
                 raise TypeError(f"the {name} {l.name} takes {l.dom}, but the model returns {self.model.cod}")
 
+    # ---------------------------------------------------------------- the inner learner
+    def _exposed_model(self) -> Term:
+        """The model, also returning its trainable parameters (for the ``l2`` penalty)."""
+        m = self.model
+        b = Builder()
+        pw = [b.redeclare(s) for s in m.params]
+        xs = [b.input(t) for t in m.dom]
+        ys = b.inline(m, xs, params=dict(zip(m.param_wires, pw)))
+        return b.build(xs, ys + [w for w, s in zip(pw, m.params) if not s.hyper], in_sig=m.in_sig,
+                       name=m.name)
+
+    def _objective_loss(self) -> Term:
+        """``J``'s loss lens: ``(label, weights, l2, loss hypers; prediction, params) -> mean_i w_i loss_i
+        + l2 / 2 * sum ||w||^2``."""
+        loss = self.loss_each
+        trainable = [s.type for s in self.model.params if not s.hyper]
+        b = Builder()
+        specs = [b.redeclare(s) for s in loss.params]
+        pred = b.input(self.model.cod[0])
+        ps = [b.input(t) for t in trainable]
+        dtype = self.hyper_dtype
+        (per,) = b.inline(loss, [pred], params=dict(zip(loss.param_wires, specs)))
+        if not b.type_of(per).batched:
+            raise TypeError(f"bilevel needs per-example losses: build the loss with reduction='none' "
+                            f"(got {loss.name} returning {b.type_of(per)})")
+        with T.tracing(b):
+            w = Wire(b, per)
+            if "weights" in self.hyper:
+                w = Wire(b, b.param("weights", 0, "", ArrayType((), dtype), constant(1.0), hyper=True)) * w
+            obj = T.batch_mean(w)
+            if "l2" in self.hyper or self.l2:
+                l2 = Wire(b, b.param("l2", 0, "", ArrayType((), dtype, False), constant(self.l2), hyper=True)) \
+                    if "l2" in self.hyper else self.l2
+                total = None
+                for p in ps:
+                    pw = Wire(b, p)
+                    sq = T.sum(pw * pw) if pw.ndim else pw * pw
+                    total = sq if total is None else total + sq
+                obj = obj + 0.5 * l2 * total
+        return b.build([pred] + ps, [obj.id], name=f"J({loss.name})")
+
     # ---------------------------------------------------------------- names and types
     @property
     def hyper_names(self) -> tuple[str, ...]:
+        """The hyperparameters learned, sorted."""
         return tuple(sorted(self.hyper))
+
+    @property
+    def available_hypers(self) -> dict[str, float]:
+        """Every hyperparameter wire of the inner step and its default value."""
+        return self.inner.hyper_defaults
 
     @cached_property
     def label_types(self) -> tuple[ArrayType, ...]:
-        return tuple(s.type for s in self.loss_each.params)
+        return self.inner.label_types
 
     @cached_property
     def hyper_dtype(self) -> str:
@@ -178,125 +235,136 @@ class Bilevel:
 
     def theta_type(self, name: str) -> ArrayType:
         """The type of ``theta[name]`` as a wire: per-example ones are batched scalars."""
-        return ArrayType((), self.hyper_dtype, batched=self.hyper[name].per_example)
+        return self.inner.state_types["hyper"][name]
+
+    def initial_value(self, name: str):
+        """``lambda``'s starting value: the :class:`Hyper`'s, or the wire's default."""
+        v = self.hyper[name].value
+        return self.available_hypers[name] if v is None else v
 
     @cached_property
-    def state_specs(self) -> dict:
-        return self.optimizer.state(self.model.param_types)
+    def state_specs(self):
+        """The inner optimizer's state: a tree of :class:`~paralens.optim.StateSpec`."""
+        return self.optimizer.state(self.inner.param_types)
+
+    @cached_property
+    def objective_hypers(self) -> tuple[str, ...]:
+        """The learned hyperparameters ``J`` depends on (not the optimizer's), in ``hyper_names`` order."""
+        return tuple(k for k in self.hyper_names if k not in self.optimizer.hyper)
+
+    @cached_property
+    def model_hypers(self) -> tuple[str, ...]:
+        """The learned hyperparameters of the model itself (``V`` depends on them too)."""
+        return tuple(k for k in self.hyper_names if k in self.model.hyper_names)
 
     # ---------------------------------------------------------------- terms
-    def _objective(self, b: Builder, params: dict, xs, ys, lam: dict) -> int:
-        """Emit the training objective ``J``; returns its (unbatched scalar) wire."""
-        (pred,) = b.inline(self.model, xs, params=dict(zip(self.model.param_wires, params.values())))
-        per = self._per_example(b, pred, ys)
-        w = Wire(b, per)
-        if "weights" in lam:
-            w = lam["weights"] * w
-        obj = T.batch_mean(w)
-        l2 = lam.get("l2")
-        if l2 is not None or self.l2:
-            total = None
-            for p in params.values():
-                pw = Wire(b, p)
-                sq = T.sum(pw * pw) if pw.ndim else pw * pw
-                total = sq if total is None else total + sq
-            obj = obj + (0.5 * l2 * total if l2 is not None else (0.5 * self.l2) * total)
-        return obj.id
-
-    def _per_example(self, b: Builder, pred: int, ys) -> int:
-        loss = self.loss_each
-        (out,) = b.inline(loss, [pred], params=dict(zip(loss.param_wires, ys)))
-        t = b.type_of(out)
-        if t.batched:
-            return out
-        raise TypeError(f"bilevel needs per-example losses: build the loss with reduction='none' "
-                        f"(got {loss.name} returning {t})")
+    def _hypers(self, b: Builder, lam: dict, names) -> dict[str, int]:
+        """Wires for the hyperparameters ``names``: learned ones from ``lam``, the others constants."""
+        types = self.inner.state_types["hyper"]
+        return {k: lam[k] if k in lam else P.emit_const(b, self.available_hypers[k], (), types[k].dtype)
+                for k in names}
 
     @cached_property
     def objective(self) -> Term:
-        """``J``: params = the model's; inputs ``(x, y, *objective hypers)``; output the training objective."""
+        """``J``: params = the model's trainable ones; inputs ``(x, y, *objective_hypers)``; output the
+        training objective."""
+        model, loss = self.inner.model, self.inner.loss
         b = Builder()
-        pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in self.model.params]
-        params = dict(zip(self.model.param_names, pw))
-        xs = [b.input(t) for t in self.model.dom]
+        pw = [b.redeclare(s) for s in model.params if not s.hyper]
+        xs = [b.input(t) for t in model.dom]
         ys = [b.input(t) for t in self.label_types]
-        names = [k for k in self.hyper_names if k in OBJECTIVE_HYPERS]
-        lam = {k: Wire(b, b.input(self.theta_type(k))) for k in names}
-        out = self._objective(b, params, xs, ys, lam)
-        return b.build(xs + ys + [w.id for w in lam.values()], [out], name=f"J({self.model.name})")
+        lam = {k: b.input(self.theta_type(k)) for k in self.objective_hypers}
+        hyp = self._hypers(b, lam, list(model.hyper_names) + list(loss.hyper_names))
+        out = self._inline_objective(b, pw, xs, ys, hyp)
+        return b.build(xs + ys + list(lam.values()), [out], name=f"J({self.model.name})")
+
+    def _inline_objective(self, b: Builder, pw, xs, ys, hyp: dict) -> int:
+        model, loss = self.inner.model, self.inner.loss
+        it = iter(pw)
+        outs = b.inline(model, xs, params={w: hyp[n] if s.hyper else next(it) for n, s, w in
+                                           zip(model.param_names, model.params, model.param_wires)})
+        it = iter(ys)
+        (out,) = b.inline(loss, outs, params={w: hyp[n] if s.hyper else next(it) for n, s, w in
+                                              zip(loss.param_names, loss.params, loss.param_wires)})
+        return out
 
     @cached_property
     def validation(self) -> Term:
-        """``V``: params = the model's; inputs ``(x_val, y_val)``; output the validation objective."""
+        """``V``: params = the model's trainable ones; inputs ``(x_val, y_val, *model_hypers)``; output
+        the validation objective."""
+        m = self.model
         b = Builder()
-        pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in self.model.params]
-        xs = [b.input(t) for t in self.model.dom]
-        ys = [b.input(s.type) for s in self.validation_loss.params]
-        (pred,) = b.inline(self.model, xs, params=dict(zip(self.model.param_wires, pw)))
-        (out,) = b.inline(self.validation_loss, [pred], params=dict(zip(self.validation_loss.param_wires, ys)))
+        pw = [b.redeclare(s) for s in m.params if not s.hyper]
+        xs = [b.input(t) for t in m.dom]
+        ys = [b.input(s.type) for s in self.validation_loss.params if not s.hyper]
+        lam = {k: b.input(self.theta_type(k)) for k in self.model_hypers}
+        hyp = self._hypers(b, lam, m.hyper_names)
+        it = iter(pw)
+        (pred,) = b.inline(m, xs, params={w: hyp[n] if s.hyper else next(it) for n, s, w in
+                                          zip(m.param_names, m.params, m.param_wires)})
+        vl = self.validation_loss
+        vh = {n: P.emit_const(b, s.init[1], (), s.type.dtype) for n, s in zip(vl.param_names, vl.params) if s.hyper}
+        it = iter(ys)
+        (out,) = b.inline(vl, [pred], params={w: vh[n] if s.hyper else next(it) for n, s, w in
+                                              zip(vl.param_names, vl.params, vl.param_wires)})
         if b.type_of(out).batched:
             out = T.batch_mean(Wire(b, out)).id
-        return b.build(xs + ys, [out], name=f"V({self.model.name})")
+        return b.build(xs + ys + list(lam.values()), [out], name=f"V({self.model.name})")
 
     def compile(self, backend: str = "jax", **options):
-        """The outer training step, compiled with JAX (see ``paralens.backends.bilevel``)."""
-        if backend != "jax":
-            raise ValueError(f"bilevel problems run on the jax backend, not {backend!r}")
-        return importlib.import_module("paralens.backends.bilevel").CompiledBilevel(self, **options)
+        """The outer training step, compiled by ``backend`` (bilevel problems run on JAX)."""
+        return backends.get(backend).compile_bilevel(self, **options)
 
     def _lambda(self, b: Builder, theta: dict) -> dict:
-        return {k: _positive(Wire(b, w), self.hyper[k].positive) for k, w in theta.items()}
+        return {k: _positive(Wire(b, w), self.hyper[k].positive).id for k, w in theta.items()}
 
     def _step_body(self, truncated_consts: bool = False) -> Term:
-        """One inner optimizer step as a loop body:
+        """One inner step (the inner learner's step term) as a loop body:
         ``(params..., state..., theta..., x..., y...) -> (params'..., state'...)``."""
-        m, opt = self.model, self.optimizer
+        step = self.inner.step_term
+        types = self.inner.state_types
         b = Builder()
-        params = {n: b.input(t) for n, t in m.param_types.items()}
-        state = {k: b.input(s.type) for k, s in self.state_specs.items()}
+        params, opt = b.inputs(types["params"]), b.inputs(types["opt"])
         theta = theta_in = {k: b.input(self.theta_type(k)) for k in self.hyper_names}
-        xs = [b.input(t) for t in m.dom]
+        xs = [b.input(t) for t in self.model.dom]
         ys = [b.input(t) for t in self.label_types]
         if truncated_consts:
             theta = {k: T.stop_gradient(Wire(b, w)).id for k, w in theta.items()}
-        lam = self._lambda(b, theta)
-        obj_lam = {k: v for k, v in lam.items() if k in OBJECTIVE_HYPERS}
-        vr = value_and_R(self.objective)
-        seed = P.emit_const(b, 1.0, (), self.hyper_dtype)
-        outs = b.inline(vr, xs + ys + [w.id for w in obj_lam.values()] + [seed],
-                        params=dict(zip(vr.param_wires, params.values())))
-        grads = dict(zip(params, outs[1: 1 + len(params)]))
-        hyper = {}
-        for k, v in opt.hyper.items():
-            hyper[k] = cast_to(b, lam[k], ArrayType((), self.hyper_dtype, False)) if k in lam else \
-                P.emit_const(b, v, (), self.hyper_dtype)
-        new_p, new_state, _ = apply_transform(b, opt, self.state_specs, state, hyper, params, grads)
-        new_params = list(new_p.values())
-        ins = list(params.values()) + list(state.values()) + list(theta_in.values()) + xs + ys
-        return b.build(ins, new_params + [new_state[k] for k in self.state_specs], name="inner_step")
+        hyper = self._hypers(b, self._lambda(b, theta), types["hyper"])
+        state = {"params": params, "opt": opt, "hyper": hyper}
+        outs = b.inline(step, flatten(state, step.in_sig[0]) + xs + ys)[:-1]  # the loss is not carried
+        ins = list(params.values()) + flatten(opt, step.in_sig[0].values[1]) + list(theta_in.values()) + xs + ys
+        new = iter(outs)
+        new_p = {n: next(new) for n in params}
+        new_opt = tree_map(lambda _: next(new), opt)
+        return b.build(ins, list(new_p.values()) + flatten(new_opt, step.in_sig[0].values[1]), name="inner_step")
 
     @cached_property
     def inner_step(self) -> Term:
         return self._step_body()
 
+    @cached_property
+    def n_carry(self) -> int:
+        """Wires carried by the inner loop: the trainable parameters and the optimizer state."""
+        return len(self.inner.param_types) + len(leaves(self.inner.state_types["opt"]))
+
     def inner_loop(self, steps: int, body: Term | None = None) -> Term:
         """``steps`` inner steps: ``(params, state, theta, x, y) -> (params', state')``; with
         minibatches, ``x`` and ``y`` hold one batch per step on a leading axis."""
         body = body or self.inner_step
-        nc = len(self.model.params) + len(self.state_specs)
         if self.batch_size is None:
-            return loop(body, steps, n_carry=nc)
-        return scan_term(body, steps, n_carry=nc, n_const=len(self.hyper_names))
+            return loop(body, steps, n_carry=self.n_carry)
+        return scan_term(body, steps, n_carry=self.n_carry, n_const=len(self.hyper_names))
 
     @cached_property
     def unrolled_objective(self) -> Term:
         """``F(theta, w0, s0, x, y, x_val, y_val) -> (V(w_K), w_K, s_K)`` for the unrolled and truncated methods."""
         meth = self.method
-        np_ = len(self.model.params)
+        np_ = len(self.inner.param_types)
+        body = self.inner_step
         b = Builder()
         theta = [b.input(self.theta_type(k)) for k in self.hyper_names]
-        carry_in = [b.input(t) for t in self.model.param_types.values()] + \
-            [b.input(s.type) for s in self.state_specs.values()]
+        carry_in = [b.input(t) for t in body.dom[:self.n_carry]]
         carry = carry_in
         k_back = meth.steps if meth.kind == "unrolled" else meth.truncate
         k_front = meth.steps - k_back
@@ -306,15 +374,17 @@ class Bilevel:
         else:  # one minibatch per step, stacked; the truncated front has its own stack
             front_data = [b.input(t.with_shape((k_front,) + t.shape)) for t in data_t] if k_front else []
             data = [b.input(t.with_shape((k_back,) + t.shape)) for t in data_t]
-        xv = [b.input(t) for t in self.model.dom]
-        yv = [b.input(s.type) for s in self.validation_loss.params]
+        v = self.validation
+        xv = [b.input(t) for t in v.dom[:len(self.model.dom)]]
+        yv = [b.input(t) for t in v.dom[len(self.model.dom): len(v.dom) - len(self.model_hypers)]]
         if k_front:
             front = self.inner_loop(k_front, self._step_body(truncated_consts=True))
             carry = b.inline(front, carry + theta + front_data)
             carry = [T.stop_gradient(Wire(b, w)).id for w in carry]
         carry = b.inline(self.inner_loop(k_back), carry + theta + data)
-        v = self.validation
-        (val,) = b.inline(v, xv + yv, params=dict(zip(v.param_wires, carry[:np_])))
+        lam = self._lambda(b, dict(zip(self.hyper_names, theta)))
+        (val,) = b.inline(v, xv + yv + [lam[k] for k in self.model_hypers],
+                          params=dict(zip(v.param_wires, carry[:np_])))
         extra = front_data if self.batch_size is not None else []
         return b.build(theta + carry_in + extra + data + xv + yv, [val] + carry, name="F")
 
@@ -324,7 +394,7 @@ class Bilevel:
         b = Builder()
         theta = {k: b.input(self.theta_type(k)) for k in self.hyper_names}
         lam = self._lambda(b, theta)
-        return b.build(list(theta.values()), [w.id for w in lam.values()], name="lambda(theta)")
+        return b.build(list(theta.values()), list(lam.values()), name="lambda(theta)")
 
     @cached_property
     def hvp_term(self) -> Term:
@@ -333,7 +403,7 @@ class Bilevel:
         j = self.objective
         rrj = R(R(j))
         b = Builder()
-        pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in j.params]
+        pw = [b.redeclare(s) for s in j.params]
         ins = [b.input(t) for t in j.dom]
         vs = [b.input(s.type) for s in j.params]
         one = P.emit_const(b, 1.0, (), self.hyper_dtype)

@@ -15,6 +15,8 @@ For a term ``f`` with parameters ``P``, input ``x`` and output ``y``:
 * ``R(R(f))`` gives second derivatives: at ``((x, dy), (0, v))`` its ``dx``
   output is the Hessian-vector product of ``dy . f`` along ``v``.
 
+Splitting ``R(f)`` at its residuals gives the lens of ``f`` (:func:`paralens.lens`).
+
 >>> import paralens as pl
 >>> f = pl.nn.dense(3, 2) >> pl.nn.tanh()
 >>> pl.R(f).cod == pl.R(f).dom[:0] @ f.param_types['dense.W'] @ f.param_types['dense.b'] @ f.dom
@@ -23,13 +25,10 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import prims as P
-from .terms import Builder, DictSig, Term
-from .types import ArrayType
+from .terms import Builder, DictSig, Eqn, Term
 
-__all__ = ["R", "D", "value_and_R", "Optic", "optic"]
+__all__ = ["R", "D", "value_and_R"]
 
 
 def _arg_sig(term: Term):
@@ -59,12 +58,13 @@ def _fit(b: Builder, d: int, target: int) -> int:
     return d
 
 
-def _reverse(f: Term):
-    """Build ``R(f)``; return the builder and the wires the optic split needs."""
+def reverse(f: Term):
+    """Build ``R(f)`` in a fresh builder; return it and the wires the lens split needs:
+    ``(b, n_forward_boxes, param wires, inputs, outputs, cotangent inputs, dparams, dxs)``."""
     b = Builder()
     env: dict[int, int] = {}
     for spec, w in zip(f.params, f.param_wires):
-        env[w] = b.param(spec.layer, spec.slot, spec.local, spec.type, spec.init)
+        env[w] = b.redeclare(spec)
     xs = [b.input(t) for t in f.dom]
     env.update(zip(f.inputs, xs))
     for e in f.eqns:  # forward part: each box once
@@ -73,7 +73,7 @@ def _reverse(f: Term):
         for w in e.outs:
             env[w] = b.new_wire(f.wires[w])
             outs.append(env[w])
-        b.eqns.append(type(e)(e.prim, e.params, ins, tuple(outs)))
+        b.eqns.append(Eqn(e.prim, e.params, ins, tuple(outs), e.group))
     n_fwd = len(b.eqns)
     ys = [env[w] for w in f.outputs]
     dys = [b.input(t) for t in f.cod]
@@ -90,12 +90,14 @@ def _reverse(f: Term):
         outs = [env[w] for w in e.outs]
         if not any(o in cot for o in outs):
             continue  # no cotangent reaches this box
+        b.group = e.group  # a box's backward boxes belong where it does
         douts = [cot[o] if o in cot else P.zeros_like(b, o) for o in outs]
         ins = [env[w] for w in e.ins]
         dins = e.prim.rev(b, e.kwargs, ins, outs, douts)
         for w, d in zip(ins, dins):
             if d is not None:
                 accumulate(w, d)
+    b.group = ()
 
     def result(w):
         return cot[w] if w in cot else P.zeros_like(b, w)
@@ -122,7 +124,7 @@ def R(f: Term) -> Term:
     """
     if not isinstance(f, Term):
         raise TypeError(f"R takes a Term, got {type(f).__name__}")
-    b, _, _, xs, _, dys, dps, dxs = _reverse(f)
+    b, _, _, xs, _, dys, dps, dxs = reverse(f)
     x_sig, y_sig = _arg_sig(f), f.out_sig
     return b.build(xs + dys, dps + dxs, in_sig=(x_sig, y_sig),
                    out_sig=(DictSig(f.param_names), x_sig), name=f"R({f.name})")
@@ -133,7 +135,7 @@ def value_and_R(f: Term) -> Term:
 
     The forward pass runs once and feeds both outputs (as ``jax.value_and_grad``).
     """
-    b, _, _, xs, ys, dys, dps, dxs = _reverse(f)
+    b, _, _, xs, ys, dys, dps, dxs = reverse(f)
     x_sig = _arg_sig(f)
     return b.build(xs + dys, ys + dps + dxs, in_sig=(x_sig, f.out_sig),
                    out_sig=(f.out_sig, DictSig(f.param_names), x_sig), name=f"value_and_R({f.name})")
@@ -147,7 +149,7 @@ def D(f: Term) -> Term:
     """
     rrf = R(R(f))
     b = Builder()
-    pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in f.params]
+    pw = [b.redeclare(s) for s in f.params]
     xs = [b.input(t) for t in f.dom]
     dps = [b.input(t) for t in f.param_types.values()]
     dxs = [b.input(t) for t in f.dom]
@@ -157,39 +159,3 @@ def D(f: Term) -> Term:
     x_sig = _arg_sig(f)
     return b.build(xs + dps + dxs, dy, in_sig=(x_sig, DictSig(f.param_names), x_sig),
                    out_sig=f.out_sig, name=f"D({f.name})")
-
-
-@dataclass(frozen=True)
-class Optic:
-    """``R(f)`` split at its residuals (MATH.md 2.3).
-
-    ``fwd: (params, x) -> (y, residuals)`` runs the forward pass once and keeps
-    what the backward pass needs; ``rev: ((), (residuals, dy)) -> (dparams, dx)``
-    consumes them. ``residuals`` lists the residual wires' types.
-    """
-
-    fwd: Term
-    rev: Term
-    residuals: tuple[ArrayType, ...]
-
-
-def optic(f: Term) -> Optic:
-    """Split ``R(f)`` into a forward part emitting residuals and a reverse part."""
-    b, n_fwd, pw, xs, ys, dys, dps, dxs = _reverse(f)
-    fwd_eqns, rev_eqns = b.eqns[:n_fwd], b.eqns[n_fwd:]
-    produced_by_rev = {w for e in rev_eqns for w in e.outs} | set(dys)
-    residuals = []
-    for w in [w for e in rev_eqns for w in e.ins] + dps + dxs:
-        if w not in produced_by_rev and w not in residuals:
-            residuals.append(w)
-
-    fb = Builder()
-    fb.wires, fb.params, fb.param_wires = list(b.wires), list(b.params), list(pw)
-    fb.eqns = fwd_eqns
-    fwd = fb.build(xs, ys + residuals, name=f"fwd({f.name})")
-
-    rb = Builder()
-    rb.wires, rb.eqns = list(b.wires), rev_eqns
-    rev = rb.build(residuals + dys, dps + dxs, out_sig=(DictSig(f.param_names), _arg_sig(f)),
-                   name=f"rev({f.name})")
-    return Optic(fwd, rev, tuple(b.wires[w] for w in residuals))

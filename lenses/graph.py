@@ -2,7 +2,9 @@
 
 Nodes are the term's inputs, parameters, boxes and outputs; an edge is a wire
 and carries its type. Parameter wires are drawn in a different colour and
-dashed, so they stand apart from data wires.
+dashed, so they stand apart from data wires. Lenses, optimizers and learners
+are drawn through their terms; boxes that belong to a named part (a learner's
+model, loss, learning rate and optimizer) are drawn inside a labelled region.
 
 >>> import paralens as pl
 >>> g = pl.to_networkx(pl.nn.dense(4, 3))
@@ -12,7 +14,7 @@ dashed, so they stand apart from data wires.
 
 from __future__ import annotations
 
-from .terms import Term
+from .terms import Term, as_term
 
 __all__ = ["to_networkx", "draw"]
 
@@ -26,15 +28,17 @@ def _label(e) -> str:
     return e.prim.name
 
 
-def to_networkx(term: Term):
-    """A ``networkx.MultiDiGraph`` of ``term``.
+def to_networkx(term) -> "networkx.MultiDiGraph":  # noqa: F821
+    """A ``networkx.MultiDiGraph`` of ``term`` (or of a lens's, an optimizer's, a learner's term).
 
-    Node attributes: ``kind`` (``"input"``, ``"param"``, ``"box"``, ``"output"``) and
-    ``label``; edge attributes: ``type`` (the wire's :class:`ArrayType`) and
+    Node attributes: ``kind`` (``"input"``, ``"param"``, ``"box"``, ``"output"``),
+    ``label`` and, for boxes, ``group`` (the outermost part the box belongs to,
+    or ``None``); edge attributes: ``type`` (the wire's :class:`ArrayType`) and
     ``param`` (whether the wire is a parameter wire).
     """
     import networkx as nx
 
+    term = as_term(term)
     g = nx.MultiDiGraph(name=term.name)
     source: dict[int, str] = {}
     for name, w in zip(term.param_names, term.param_wires):
@@ -46,7 +50,7 @@ def to_networkx(term: Term):
     param_wires = set(term.param_wires)
     for k, e in enumerate(term.eqns):
         node = f"box:{k}"
-        g.add_node(node, kind="box", label=_label(e), prim=e.prim.name)
+        g.add_node(node, kind="box", label=_label(e), prim=e.prim.name, group=e.group[0] if e.group else None)
         for w in e.ins:
             g.add_edge(source[w], node, type=term.wires[w], param=w in param_wires)
         for w in e.outs:
@@ -61,12 +65,19 @@ def to_networkx(term: Term):
 _COLOURS = {"input": "#9ecae1", "param": "#fdae6b", "box": "#e5e5e5", "output": "#a1d99b"}
 
 
-def draw(term: Term, path: str, *, title: str | None = None) -> str:
-    """Draw ``term`` to ``path`` (PNG or SVG by suffix); returns ``path``.
+_GROUP_COLOURS = ["#c6dbef", "#fdd0a2", "#c7e9c0", "#dadaeb", "#fcbba1", "#d9d9d9"]
+
+
+def draw(term, path: str, *, title: str | None = None) -> str:
+    """Draw ``term`` (a term, lens, optimizer or learner) to ``path`` (PNG or SVG by suffix);
+    returns ``path``.
 
     Layers run left to right in execution order; parameter nodes are orange
     and their wires dashed orange; data wires are grey and labelled by shape.
+    Boxes of a named part (``group``: a learner's model, loss, learning rate,
+    optimizer) take that part's colour, named in the legend.
     """
+    term = as_term(term)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,8 +97,14 @@ def draw(term: Term, path: str, *, title: str | None = None) -> str:
     height = min(40.0, 2.0 + 0.6 * max(len(v) for v in nx.topological_generations(simple)))
     fig, ax = plt.subplots(figsize=(width, height))
     kinds = nx.get_node_attributes(g, "kind")
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=[_COLOURS[kinds[n]] for n in g.nodes],
-                           node_size=1400, node_shape="s")
+    groups = list(dict.fromkeys(d["group"] for _, d in g.nodes(data=True) if d.get("group")))
+    colour = {name: _GROUP_COLOURS[k % len(_GROUP_COLOURS)] for k, name in enumerate(groups)}
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=1400, node_shape="s",
+                           node_color=[colour.get(g.nodes[n].get("group"), _COLOURS[kinds[n]]) for n in g.nodes])
+    if groups:
+        from matplotlib.patches import Patch
+        ax.legend(handles=[Patch(facecolor=colour[n], edgecolor="#555555", label=n) for n in groups],
+                  loc="upper left", fontsize=9, title="parts")
     nx.draw_networkx_labels(g, pos, ax=ax, labels=nx.get_node_attributes(g, "label"), font_size=7)
     data = [(u, v) for u, v, d in g.edges(data=True) if not d["param"]]
     params = [(u, v) for u, v, d in g.edges(data=True) if d["param"]]
@@ -102,3 +119,4 @@ def draw(term: Term, path: str, *, title: str | None = None) -> str:
     fig.savefig(path)
     plt.close(fig)
     return str(path)
+

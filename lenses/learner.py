@@ -1,12 +1,15 @@
 """A supervised learner assembled from lenses (MATH.md 4.1).
 
-``model ; loss ; learning-rate`` is a parametric lens whose parameters are the
-model's parameters and the label. Its backward pass, seeded with the
-learning-rate lens (a costate returning ``1``: the step size lives in the
-optimizer, MATH.md section 0), gives the parameter cotangents; the optimizer
-lens reparametrises the parameter wire and turns them into the new state and
-parameters. The whole training step is one term, built here and never written
-by hand, and any backend runs it.
+Four lenses make a learner, as "Categorical Foundations of Gradient-Based
+Learning" draws it: the **model** lens (parametrised by the weights), the
+**loss** lens (parametrised by the label), the **learning-rate** lens (a
+costate whose backward pass starts the cotangent at ``1``: the step size
+lives in the optimizer, as in optax, MATH.md 4.3) and the **optimizer** lens,
+which reparametrises the model's parameter wire: its *get* hands the model
+the parameters, its *put* turns their cotangents into the new state and
+parameters. One training step runs the forward parts in order and the
+backward parts in reverse; :attr:`Learner.step_term` is that one term, and
+every backend compiles it alone.
 
 >>> import numpy as np, paralens as pl
 >>> learner = pl.Learner(pl.nn.dense(2, 1), loss=pl.losses.mse(), optimizer=pl.optim.sgd(0.1))
@@ -17,72 +20,19 @@ by hand, and any backend runs it.
 >>> state, loss1 = step(state, x, y)
 >>> bool(loss1 < loss0)
 True
+>>> sorted({e.group[0] for e in learner.step_term.eqns})
+['learning rate', 'loss', 'model', 'optimizer']
 """
 
 from __future__ import annotations
 
-import importlib
 from functools import cached_property
 
-from . import prims as P
-from .derivative import value_and_R
-from .optim import StateSpec, Transform
-from .prims import promote
-from .terms import Builder, DictSig, Poly, Term
-from .trace import Wire
+from . import backends
+from .lens import costate, lens
+from .optim import Transform, hyper_type, init_state
+from .terms import Builder, Poly, Term, flatten, plain_sig, sig_of, tree_map
 from .types import ArrayType
-
-
-def hyper_type(param_types) -> ArrayType:
-    return ArrayType((), promote([ArrayType((), "float32"), *param_types]), batched=False)
-
-
-def apply_transform(b: Builder, opt: Transform, specs: dict, state: dict, hyper: dict, params: dict, grads: dict):
-    """Emit the optimizer lens's *put*: ``(state, params, grads) -> (params + u, state', u)``.
-
-    New parameters keep their dtypes (optax's ``apply_updates``). Arguments and
-    results are wire ids, except the updates ``u`` (wires).
-    """
-    updates, new_state = emit_update(b, opt, specs, state, hyper, params, grads)
-    new_params = {n: cast_to(b, Wire(b, p) + updates[n], b.type_of(p)) for n, p in params.items()}
-    return new_params, new_state, updates
-
-
-def emit_update(b: Builder, opt: Transform, specs: dict, state: dict, hyper: dict, params: dict, grads: dict):
-    """Emit ``opt``'s update: ``(updates, new_state)``, the new state in its declared dtypes."""
-    W = lambda d: {k: Wire(b, w) for k, w in d.items()}  # noqa: E731
-    new_state, updates = opt.update(W(hyper), W(state), W(params), W(grads))
-    return updates, {k: cast_to(b, new_state[k], specs[k].type) for k in state}
-
-
-def cast_to(b: Builder, w: Wire, t: ArrayType) -> int:
-    """``w`` as a wire id of ``t``'s dtype (a cast box only when the dtypes differ)."""
-    return w.id if w.type.dtype == t.dtype else b.emit1(P.CAST, w.id, dtype=t.dtype)
-
-
-def update_term(opt: Transform, ptypes: dict[str, ArrayType]) -> Term:
-    """The optimizer lens's *put* alone, as a term:
-    ``(params={}, state, hyper, params, grads) -> (new_params, new_state, updates)``."""
-    specs = opt.state(ptypes)
-    b = Builder()
-    state = {k: b.input(spec.type) for k, spec in specs.items()}
-    hyper = {k: b.input(hyper_type(ptypes.values())) for k in opt.hyper}
-    params = {n: b.input(t) for n, t in ptypes.items()}
-    grads = {n: b.input(t) for n, t in ptypes.items()}
-    new_params, new_state, updates = apply_transform(b, opt, specs, state, hyper, params, grads)
-    names, keys = tuple(ptypes), tuple(specs)
-    return b.build(list(state.values()) + list(hyper.values()) + list(params.values()) + list(grads.values()),
-                   [new_params[n] for n in names] + [new_state[k] for k in keys] + [updates[n].id for n in names],
-                   in_sig=(DictSig(keys), DictSig(tuple(hyper)), DictSig(names), DictSig(names)),
-                   out_sig=(DictSig(names), DictSig(keys), DictSig(names)), name=f"update({opt.name})")
-
-
-def initial_state(be, spec: StateSpec, key: str, params: dict):
-    """A state leaf's initial value on backend ``be``."""
-    if isinstance(spec.init, str) and spec.init == "params":  # a copy of the parameter it is named after
-        return be.full(spec.type, 0) + params[key.rsplit("/", 1)[-1]]
-    value = spec.init(params) if callable(spec.init) else spec.init
-    return be.full(spec.type, value)
 
 __all__ = ["Learner"]
 
@@ -90,71 +40,102 @@ __all__ = ["Learner"]
 class Learner:
     """Model + loss lens + learning-rate lens + optimizer lens, as one update term.
 
-    The training state is a dict ``{"params": ..., "opt": ..., "hyper": ...}``
-    of dicts of arrays: ``hyper`` holds runtime hyperparameters such as
-    ``learning_rate``; set a new value there to change it between steps.
+    The training state is a plain pytree ``{"params": ..., "opt": ..., "hyper": ...}``:
+    ``params`` the model's trainable parameters by name, ``opt`` the optimizer's
+    state (named fields), ``hyper`` every hyperparameter wire (the optimizer's,
+    such as ``learning_rate``, and those declared with
+    :func:`~paralens.hyperparameter` in the model or the loss); set a new value
+    there (:meth:`set_hyper`) to change it between steps without recompiling.
     """
 
     def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform):
+        if not isinstance(model, Term):
+            raise TypeError(f"the model must be a term (e.g. pl.nn.mlp([...])), got {type(model).__name__}")
+        if not isinstance(optimizer, Transform):
+            hint = " (wrap optax transformations with pl.optim.from_optax)" if hasattr(optimizer, "update") else ""
+            raise TypeError(f"the optimizer must be a pl.optim optimizer{hint}, got {type(optimizer).__name__}")
         self.model = model
         self.loss = loss.at(model.cod) if isinstance(loss, Poly) else loss
+        if not isinstance(self.loss, Term):
+            raise TypeError(f"the loss must be a term or a pl.losses loss, got {type(loss).__name__}")
         if self.loss.dom != model.cod:
             raise TypeError(f"the loss {self.loss.name} takes {self.loss.dom}, "
                             f"but the model {model.name} returns {model.cod}")
         if len(self.loss.cod) != 1 or self.loss.cod[0].shape != () or self.loss.cod[0].batched:
             raise TypeError(f"a loss must return one unbatched scalar, {self.loss.name} returns {self.loss.cod}")
         self.optimizer = optimizer
+        names = list(self.optimizer.hyper) + list(model.hyper_names) + list(self.loss.hyper_names)
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ValueError(f"hyperparameter names {clash} occur twice among the optimizer's, the model's "
+                             "and the loss's; rename a layer")
 
+    # ---------------------------------------------------------------- names and types
     @cached_property
-    def objective(self) -> Term:
-        """``model >> loss``: parameters are the model's, then the label."""
-        return self.model >> self.loss
+    def param_types(self) -> dict[str, ArrayType]:
+        """The model's trainable parameters (its hyperparameters excluded)."""
+        return {n: p.type for n, p in zip(self.model.param_names, self.model.params) if not p.hyper}
 
     @cached_property
     def label_types(self) -> tuple[ArrayType, ...]:
-        return tuple(s.type for s in self.objective.params[len(self.model.params):])
+        return tuple(p.type for p in self.loss.params if not p.hyper)
 
     @cached_property
-    def state_specs(self) -> dict:
-        """The optimizer's state leaves: ``{key: StateSpec}``."""
-        return self.optimizer.state(self.model.param_types)
+    def hyper_defaults(self) -> dict[str, float]:
+        """Every hyperparameter wire of the step and its default value."""
+        out = dict(self.optimizer.hyper)
+        for term in (self.model, self.loss):
+            out.update({n: p.init[1] for n, p in zip(term.param_names, term.params) if p.hyper})
+        return out
 
     @cached_property
-    def hyper_type(self) -> ArrayType:
-        """Hyperparameters are scalars of the widest parameter dtype (float32 at least)."""
-        return hyper_type(self.model.param_types.values())
+    def state_types(self) -> dict:
+        """The types of the training state, as a tree (what the step term takes)."""
+        declared = {n: p.type for t in (self.model, self.loss) for n, p in zip(t.param_names, t.params) if p.hyper}
+        opt_hyper = hyper_type(self.param_types.values())
+        return {"params": dict(self.param_types),
+                "opt": tree_map(lambda s: s.type, self.optimizer.state(self.param_types)),
+                "hyper": {k: declared.get(k, opt_hyper) for k in self.hyper_defaults}}
 
+    # ---------------------------------------------------------------- the assembly
     @cached_property
     def step_term(self) -> Term:
-        """``(params, opt, hyper, x, y) -> (params', opt', loss)`` as one term."""
-        m, opt = self.model, self.optimizer
-        vr = value_and_R(self.objective)
+        """One training step ``(state, x, y) -> ({"params", "opt"}, loss)``: the four lenses, run
+        forward and then backward, as one term."""
+        model, loss, rate = lens(self.model), lens(self.loss), costate(self.loss.cod)
+        opt = self.optimizer.lens(self.param_types)
         b = Builder()
-        names = m.param_names
-        pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in m.params]
-        state = {k: b.input(spec.type) for k, spec in self.state_specs.items()}
-        hyper = {k: b.input(self.hyper_type) for k in opt.hyper}
-        xs = [b.input(t) for t in m.dom]
-        ys = [b.input(t) for t in self.label_types]
-        seed = P.emit_const(b, 1.0, (), self.loss.cod[0].dtype)  # the learning-rate lens
-        outs = b.inline(vr, xs + [seed], params=dict(zip(vr.param_wires, pw + ys)))
-        loss, grads = outs[0], outs[1: 1 + len(pw)]
-        new_p, new_state, _ = apply_transform(b, opt, self.state_specs, state, hyper, dict(zip(names, pw)),
-                                           dict(zip(names, grads)))
-        keys = tuple(state)
-        y_sig = None if len(ys) == 1 else (None,) * len(ys)
-        return b.build(list(state.values()) + list(hyper.values()) + xs + ys,
-                       [new_p[n] for n in names] + [new_state[k] for k in keys] + [loss],
-                       in_sig=(DictSig(keys), DictSig(tuple(hyper)), m.in_sig[0], y_sig),
-                       out_sig=(DictSig(names), DictSig(keys), None),
-                       name=f"step({m.name})")
+        state = b.inputs(self.state_types)
+        xs, ys = [b.input(t) for t in self.model.dom], [b.input(t) for t in self.label_types]
+        p, h = state["params"], state["hyper"]
+        seen, opt_res = opt.forward(b, _opt_inputs(state, self.optimizer), [], group="optimizer")  # get
+        seen = dict(zip(p, seen))
+        yhat, m_res = model.forward(b, xs, _bind(self.model, seen, h), group="model")
+        (l,), l_res = loss.forward(b, yhat, _bind(self.loss, iter(ys), h), group="loss")
+        dl = rate.backward(b, rate.forward(b, [l], [], group="learning rate")[1], [], group="learning rate")[1]
+        dyhat = loss.backward(b, l_res, dl, group="loss")[1]                                  # backward pass
+        dp = model.backward(b, m_res, dyhat, group="model")[0]
+        trained = [d for d, s in zip(dp, self.model.params) if not s.hyper]
+        new = iter(opt.backward(b, opt_res, trained, group="optimizer")[1])                  # put
+        new_opt = tree_map(lambda _: next(new), state["opt"])
+        new_state = {"params": tree_map(lambda _: next(new), p), "opt": new_opt}
+        in_sig = (sig_of(state), self.model.in_sig[0], plain_sig(len(ys)))
+        out_sig = (sig_of(new_state), None)
+        return b.build(flatten(state, in_sig[0]) + xs + ys, flatten(new_state, out_sig[0]) + [l],
+                       in_sig=in_sig, out_sig=out_sig, name=f"step({self.model.name})")
 
+    def as_term(self) -> Term:
+        return self.step_term
+
+    # ---------------------------------------------------------------- running it
     def init(self, seed: int = 0, backend: str = "numpy") -> dict:
-        """The initial training state ``{"params", "opt", "hyper"}``."""
-        be = _backend(backend)
-        params = be.init(self.model, seed)
-        opt = {k: initial_state(be, spec, k, params) for k, spec in self.state_specs.items()}
-        hyper = {k: be.full(self.hyper_type, v) for k, v in self.optimizer.hyper.items()}
+        """The initial training state ``{"params", "opt", "hyper"}``, typed as the step term reads it."""
+        be = backends.get(backend)
+        types = self.step_term.input_types()[0]
+        values = be.init(self.model, seed)
+        params = {n: values[n] for n in types["params"]}
+        opt = init_state(self.optimizer.state(self.param_types), params, be.array)
+        hyper = {k: be.array(self.hyper_defaults[k], t) for k, t in types["hyper"].items()}
         return {"params": params, "opt": opt, "hyper": hyper}
 
     def compile(self, backend: str = "jax", **options):
@@ -164,19 +145,30 @@ class Learner:
         stacked batches, one ``lax.scan``), ``mesh=`` (data-parallel over a
         ``jax.sharding.Mesh``), ``donate=False``.
         """
-        return _backend(backend).compile_learner(self, **options)
+        return backends.get(backend).compile_step(self.step_term, **options)
 
     def set_hyper(self, state: dict, **values) -> dict:
-        """A state with new hyperparameter values, typed as the step expects (no recompile)."""
-        return _backend("training").set_hyper(state, **values)
+        """A state with new hyperparameter values, typed as the step expects (no recompile).
+        Names with dots (``"huber.delta"``) go in as ``**{"huber.delta": 0.5}``."""
+        types = self.state_types["hyper"]
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise KeyError(f"unknown hyperparameters {unknown}; this learner has {sorted(types)}")
+        be = backends.of(next(iter(state["hyper"].values()))) if state["hyper"] else backends.get("numpy")
+        return {**state, "hyper": {**state["hyper"], **{k: be.array(v, types[k]) for k, v in values.items()}}}
+
+    def model_params(self, state: dict) -> dict:
+        """The model's parameter dict: the trained parameters and the model's hyperparameters."""
+        return {**state["params"], **{k: state["hyper"][k] for k in self.model.hyper_names}}
 
     def predict(self, state: dict, x, backend: str = "numpy"):
         """The model's output on ``x`` with the state's parameters."""
-        return _backend(backend).compile(self.model)(state["params"], x)
+        return backends.get(backend).compile(self.model)(self.model_params(state), x)
 
     def accuracy(self, state: dict, x, labels, backend: str = "numpy") -> float:
         """Fraction of examples whose arg-max output equals ``labels`` (class indices or one-hot)."""
-        return _backend("training").accuracy(self.predict(state, x, backend), labels)
+        be = backends.get(backend)
+        return be.accuracy(be.compile(self.model)(self.model_params(state), x), labels)
 
     def fit(self, x, y, *, epochs: int = 10, batch_size: int = 32, seed: int = 0, state: dict | None = None,
             backend: str = "jax", progress: bool = True):
@@ -186,10 +178,24 @@ class Learner:
         the last incomplete batch of an epoch is dropped. A progress bar shows
         the epoch's mean loss unless ``progress=False``.
         """
-        return _backend("training").fit(self, x, y, epochs=epochs, batch_size=batch_size, seed=seed,
-                                        state=state, backend=backend, progress=progress)
+        state = self.init(seed, backend=backend) if state is None else state
+        return backends.get(backend).fit(self.step_term, state, x, y, epochs=epochs, batch_size=batch_size,
+                                         seed=seed, progress=progress, desc=f"training {self.model.name[:40]}")
 
 
-def _backend(name: str):
-    """Semantics live in ``paralens.backends``; look them up by name when asked."""
-    return importlib.import_module(f"paralens.backends.{name}")
+def _opt_inputs(state: dict, optimizer: Transform) -> list[int]:
+    """The optimizer lens's inputs ``(s, p, h)`` off the state, in its order."""
+    h = {k: state["hyper"][k] for k in optimizer.hyper}
+    return flatten((state["opt"], state["params"], h), tuple(sig_of(a) for a in (state["opt"], state["params"], h)))
+
+
+def _bind(term: Term, given, hyper: dict) -> list[int]:
+    """Wires for ``term``'s parameters in order: hyperparameters from ``hyper``, the others from
+    ``given`` (a dict by name, or an iterator in order)."""
+    out = []
+    for name, spec in zip(term.param_names, term.params):
+        if spec.hyper:
+            out.append(hyper[name])
+        else:
+            out.append(given[name] if isinstance(given, dict) else next(given))
+    return out

@@ -91,7 +91,7 @@ def _scan_rev(b, p, ins, outs, douts):
 #: ``scan(carries, consts, xs; body, length, n_carry, n_const, reverse)``: run ``body`` ``length``
 #: times on the carries, with shared ``consts`` and one slice of each ``xs`` per step; returns
 #: the last carries and the per-step outputs stacked on a new first axis (``lax.scan``).
-SCAN = P._def("scan", _scan_rule, _scan_rev)
+SCAN = P.define("scan", _scan_rule, _scan_rev)
 
 
 def _params_as_inputs(term: Term) -> Term:
@@ -118,7 +118,7 @@ def loop(body: Term, length: int, n_carry: int | None = None) -> Term:
                                f"{body.dom[:nc]}; a loop body must return what it carries")
     free = _params_as_inputs(body)
     b = Builder()
-    pw = [b.param(s.layer, s.slot, s.local, s.type, s.init) for s in body.params]
+    pw = [b.redeclare(s) for s in body.params]
     ins = [b.input(t) for t in body.dom]
     outs = b.emit(SCAN, ins + pw, body=free, length=int(length), n_carry=nc, n_const=len(ins) - nc + len(pw),
                   reverse=False)

@@ -5,13 +5,20 @@ wire, and returns one unbatched scalar: the mean over the batch of the
 per-example loss (``reduction="sum"``: the sum; ``"none"``: the per-example
 losses, a batched scalar). Its reverse derivative gives the cotangents of both, so
 ``compile(pl.R(loss))(labels, predictions, dloss) -> (dlabels, dpredictions)``.
-The label is the loss's only parameter, so a bare array may be passed for it.
+The label is the loss's parameter, so a bare array may be passed for it. A
+numeric argument (Huber's ``delta``) may be declared a
+:func:`~paralens.hyperparameter`: it is then a second parameter wire.
+
+>>> import paralens as pl
+>>> pl.losses.huber(delta=pl.hyperparameter(1.0)).at(pl.Array[2]).param_names
+('huber', 'huber.delta')
 """
 
 from __future__ import annotations
 
 from . import prims as P
-from . import trace as T
+from . import wires as T
+from .para import number
 from .terms import Builder, Poly, Term
 from .types import ArrayType, Ty
 
@@ -22,7 +29,7 @@ __all__ = ["mse", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_l
 _REDUCE = {"mean": lambda w: T.batch_mean(w), "sum": lambda w: T.batch_sum(w), "none": lambda w: w}
 
 
-def _loss(name: str, per_example, label_type=lambda t: t, reduction: str = "mean") -> Poly:
+def _loss(name: str, per_example, label_type=lambda t: t, reduction: str = "mean", **numbers) -> Poly:
     if reduction not in _REDUCE:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
@@ -31,11 +38,14 @@ def _loss(name: str, per_example, label_type=lambda t: t, reduction: str = "mean
             raise TypeError(f"{name} takes one prediction wire, got {ty}")
         (t,) = ty
         b = Builder()
+        slot = b.new_layer(name)
         # the label is a batched parameter: one label per example
-        label = T.Wire(b, b.param(name, b.new_layer(name), "", label_type(t)))
+        label = T.Wire(b, b.param(name, slot, "", label_type(t)))
+        args = {k: number(b, v, name, slot, k, t.dtype) for k, v in numbers.items()}
         x = b.input(t)
-        out = T._run(b, lambda p: _REDUCE[reduction](per_example(p, label)), [T.Wire(b, x)], name)
-        return b.build([x], out, name=f"{name}({t})")
+        with T.tracing(b):
+            out = _REDUCE[reduction](per_example(T.Wire(b, x), label, **args))
+        return b.build([x], [out.id], name=f"{name}({t})")
     return Poly(make, name)
 
 
@@ -86,14 +96,13 @@ def sigmoid_binary_cross_entropy(*, reduction: str = "mean") -> Poly:
     return _loss("sigmoid_binary_cross_entropy", per_example, reduction=reduction)
 
 
-def huber(delta: float = 1.0, *, reduction: str = "mean") -> Poly:
+def huber(delta=1.0, *, reduction: str = "mean") -> Poly:
     """Huber loss: quadratic for errors up to ``delta``, linear beyond, summed over an
-    example's outputs, mean over the batch (``optax.huber_loss``, elementwise there)."""
-    delta = float(delta)
-
-    def per_example(pred, label):
+    example's outputs, mean over the batch (``optax.huber_loss``, elementwise there).
+    ``delta`` is a number or a :func:`~paralens.hyperparameter`."""
+    def per_example(pred, label, delta):
         err = pred - label
         abs_err = T.where(T.greater(err, 0.0), err, -err)
         quadratic = T.minimum(abs_err, T.zeros_like(abs_err) + delta)
         return T.sum(0.5 * quadratic * quadratic + delta * (abs_err - quadratic))
-    return _loss("huber", per_example, reduction=reduction)
+    return _loss("huber", per_example, reduction=reduction, delta=delta)

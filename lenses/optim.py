@@ -1,37 +1,48 @@
-"""Optimizers as reparametrisation lenses of the parameter wire (MATH.md 4.4, 7).
+"""Optimizers as reparametrisation lenses of the parameter wire, made of terms (MATH.md 4.4, 7).
 
 An optimizer is a lens ``(S x P, S x P') -> (P, P')``: *get* hands the model
 the parameter ``p``; *put* takes the state, the parameters and their
-cotangents and returns the new state and parameters. As in optax, a big
-optimizer is a :func:`chain` of small transforms, each itself a lens on the
-update wire and testable alone:
+cotangents and returns the new state and parameters. Its *put* is a term
+``(state, params, grads, hyper) -> (state', params')`` made of primitive boxes,
+so it can be drawn, evaluated symbolically and differentiated by ``R`` like any
+other term. As in optax, a big optimizer is a chain of small transforms, each
+itself a term on the update wire and testable alone, and ``>>`` chains them:
 
-    adam(lr) = chain(scale_by_adam(), scale_by_learning_rate(lr))
-    put((s, p), g) = (s', p + u)   where (u, s') = chain.update(g, s, p)
+    adam(lr) = scale_by_adam() >> scale_by_learning_rate(lr)
+    put((s, p), g) = (s', p + u)   where (s', u) = update_term(s, p, g, hyper)
 
-A transform's update is written with wires, so it becomes boxes of the one
-training-step term (no Python runs per step). Hyperparameters (learning rate,
-betas, eps, weight decay, ...) are input wires of that term: changing them
-between calls does not recompile. Names, argument order and defaults follow
-optax v0.2.8, and so do the numerics (MATH.md section 7).
+The state is a pytree with named fields, as optax's: ``scale_by_adam`` keeps
+``{"count", "mu", "nu"}`` (``mu`` and ``nu`` dicts by parameter name), a chain
+keeps a tuple of its parts' states. Hyperparameters (learning rate, betas,
+eps, weight decay, ...) are input wires of the term: changing them between
+calls does not recompile, and a bilevel problem can learn them. Names,
+argument order, defaults and numerics follow optax v0.2.8 (MATH.md section 7).
 
 >>> import paralens as pl
 >>> opt = pl.optim.adam(1e-3)
 >>> sorted(opt.hyper)
 ['b1', 'b2', 'eps', 'eps_root', 'learning_rate']
+>>> state = opt.state({"w": pl.Param[3]})
+>>> sorted(state[0]), state[1]
+(['count', 'mu', 'nu'], {})
+>>> opt.term().n_boxes > 0          # its put, as a term (here for one scalar parameter "w")
+True
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import trace as T
+from . import prims as P
+from . import wires as T
+from .backends import get as _backend
+from .lens import Lens
 from .prims import promote
-from .trace import Wire
+from .terms import Builder, DictSig, Term, flatten, sig_of, tree_map
 from .types import ArrayType
+from .wires import Wire, tracing
 
 __all__ = [
     "Transform", "StateSpec", "chain", "identity", "scale_by_learning_rate", "trace", "scale_by_rss",
@@ -39,49 +50,157 @@ __all__ = [
     "add_decayed_weights", "clip_by_global_norm", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
     "adamw", "amsgrad", "adopt", "dog", "constant_schedule", "exponential_decay", "cosine_decay_schedule",
     "linear_schedule", "polynomial_schedule", "warmup_cosine_decay_schedule", "join_schedules",
-    "to_optax", "from_optax",
+    "to_optax", "from_optax", "hyper_type", "init_state",
 ]
 
 Schedule = Callable[[Wire], Wire]
+
+#: The parameter an optimizer is shown with when no model gives it any (diagrams, formulas).
+DEFAULT_PARAMS = {"w": ArrayType((), "float32", batched=False)}
 
 
 @dataclass(frozen=True)
 class StateSpec:
     """One state leaf: its type and initial value.
 
-    ``init`` is a number, ``"params"`` (a copy of the parameter this leaf is
-    named after) or a function of the parameter dict.
+    ``init`` is a number, or a function of the parameter dict (DoG's copy of
+    the initial parameters, its initial distance).
     """
 
     type: ArrayType
     init: Any = 0.0
 
+    def value(self, params: Mapping):
+        return self.init(params) if callable(self.init) else self.init
+
+
+def hyper_type(param_types) -> ArrayType:
+    """Hyperparameters are unbatched scalars of the widest parameter dtype (float32 at least)."""
+    return ArrayType((), promote([ArrayType((), "float32"), *param_types]), batched=False)
+
+
+def init_state(specs, params: Mapping, array: Callable):
+    """The initial state: ``array(value, type)`` for each :class:`StateSpec` of the tree ``specs``."""
+    return tree_map(lambda s: array(s.value(params), s.type), specs)
+
+
+def _types(specs):
+    return tree_map(lambda s: s.type, specs)
+
 
 @dataclass(frozen=True, eq=False)
 class Transform:
-    """A gradient transformation as a lens on the update wire.
+    """A gradient transformation as a lens on the update wire; ``>>`` chains transforms.
 
-    ``hyper``: runtime hyperparameters and their defaults. ``state(ptypes)``:
-    the state leaves, keyed by flat names, for parameters of types ``ptypes``
-    (a dict name -> ``ArrayType``). ``update(h, s, params, updates)`` writes
-    the transformation with wires and returns ``(new_state, new_updates)``;
-    ``params`` and ``updates`` are dicts keyed by parameter name, ``h`` and
-    ``s`` by this transform's own keys.
+    ``hyper``: runtime hyperparameters and their defaults. ``state_fn(ptypes)``:
+    the state's leaves, a tree of :class:`StateSpec` with named fields, for
+    parameters of types ``ptypes`` (a dict name -> ``ArrayType``).
+    ``update_fn(h, s, params, updates)`` writes the transformation with wires
+    and returns ``(new_state, new_updates)``; ``params`` and ``updates`` are
+    dicts keyed by parameter name, ``h`` and ``s`` by this transform's own
+    names. A chain has ``parts`` instead of an ``update_fn``.
     """
 
     hyper: Mapping[str, float] = field(default_factory=dict)
-    state_fn: Callable[[dict], dict] = field(default=lambda ptypes: {})
+    state_fn: Callable[[dict], Any] = field(default=lambda ptypes: {})
     update_fn: Callable | None = None
     name: str = "transform"
-
-    def state(self, ptypes: dict[str, ArrayType]) -> dict[str, StateSpec]:
-        return self.state_fn(ptypes)
-
-    def update(self, h: dict, s: dict, params: dict, updates: dict) -> tuple[dict, dict]:
-        return self.update_fn(h, s, params, updates)
+    parts: tuple = ()
+    part_hyper: tuple = ()  # a chain's part i reads part_hyper[i][its name] off the chain's hyper
 
     def __repr__(self) -> str:
         return f"{self.name}({', '.join(f'{k}={v:g}' for k, v in self.hyper.items())})"
+
+    def __rshift__(self, other: Transform) -> Transform:
+        """``t1 >> t2``: ``chain(t1, t2)``, the composite of their update terms."""
+        if not isinstance(other, Transform):
+            return NotImplemented
+        return chain(self, other)
+
+    def state(self, ptypes: Mapping[str, ArrayType]):
+        """The state's leaves for parameters of types ``ptypes``: a tree of :class:`StateSpec`."""
+        if self.parts:
+            return tuple(t.state(ptypes) for t in self.parts)
+        return self.state_fn(dict(ptypes))
+
+    def update_term(self, ptypes: Mapping[str, ArrayType] | None = None, utypes=None) -> Term:
+        """``(state, params, updates, hyper) -> (state', updates')`` as a term; a chain's is the
+        composite of its parts' (each gets the previous one's updates and the same params)."""
+        ptypes = dict(ptypes or DEFAULT_PARAMS)
+        utypes = dict(utypes or ptypes)
+        specs = self.state(ptypes)
+        b = Builder()
+        s_in = b.inputs(_types(specs))
+        p_in, u_in = b.inputs(ptypes), b.inputs(utypes)
+        h_in = b.inputs({k: hyper_type(ptypes.values()) for k in self.hyper})
+        if self.parts:
+            u, new_s = u_in, []
+            for i, part in enumerate(self.parts):
+                term = part.update_term(ptypes, {n: b.type_of(w) for n, w in u.items()})
+                args = (s_in[i], p_in, u, {k: h_in[c] for k, c in self.part_hyper[i].items()})
+                outs = iter(b.inline(term, flatten(args, term.in_sig), group=part.name))
+                new_s.append(tree_map(lambda _: next(outs), s_in[i]))
+                u = {n: next(outs) for n in u}
+            new_s = tuple(new_s)
+        else:
+            wire = lambda w: Wire(b, w)  # noqa: E731
+            with tracing(b):
+                s2, u2 = self.update_fn(tree_map(wire, h_in), tree_map(wire, s_in), tree_map(wire, p_in),
+                                        tree_map(wire, u_in))
+            new_s = _cast_tree(b, s2, _types(specs))
+            u = {n: u2[n].id for n in u_in}
+        ins = (s_in, p_in, u_in, h_in)
+        sig = tuple(sig_of(a) for a in ins)
+        return b.build(flatten(ins, sig), flatten((new_s, u), (sig[0], DictSig(tuple(u)))), in_sig=sig,
+                       out_sig=(sig[0], DictSig(tuple(u))), name=f"update({self.name})")
+
+    def term(self, ptypes: Mapping[str, ArrayType] | None = None) -> Term:
+        """The optimizer lens's *put*: ``(state, params, grads, hyper) -> (state', params')``,
+        with ``params' = params + updates`` cast back to each parameter's dtype (as
+        ``optax.apply_updates``). Without ``ptypes``, for one scalar parameter ``"w"``."""
+        ptypes = dict(ptypes or DEFAULT_PARAMS)
+        upd = self.update_term(ptypes)
+        b = Builder()
+        s, p, g, h = b.inputs(upd.input_types())
+        outs = iter(b.inline(upd, flatten((s, p, g, h), upd.in_sig)))
+        new_s = tree_map(lambda _: next(outs), s)
+        new_p = {n: _cast(b, P.add(b, w, next(outs)), ptypes[n]) for n, w in p.items()}
+        ins = (s, p, g, h)
+        return b.build(flatten(ins, upd.in_sig), flatten((new_s, new_p), upd.out_sig), in_sig=upd.in_sig,
+                       out_sig=upd.out_sig, name=self.name)
+
+    def as_term(self) -> Term:
+        return self.term()
+
+    def lens(self, ptypes: Mapping[str, ArrayType] | None = None) -> Lens:
+        """The optimizer as a lens ``(S x P x H) -> P``: *get* passes the parameters to the
+        model and keeps ``(s, p, h)`` as residuals; *put* turns the parameters' cotangents
+        into ``(s', p', h)``."""
+        put = self.term(ptypes)
+        s_t, p_t, g_t, h_t = put.input_types()
+        b = Builder()
+        s, p, h = b.inputs(s_t), b.inputs(p_t), b.inputs(h_t)
+        res = flatten((s, p, h), put.in_sig[:1] + put.in_sig[1:2] + put.in_sig[3:])
+        fwd = b.build(res, list(p.values()) + res, name=f"get({self.name})")
+        rb = Builder()
+        s, p, h, g = rb.inputs(s_t), rb.inputs(p_t), rb.inputs(h_t), rb.inputs(g_t)
+        outs = rb.inline(put, flatten((s, p, g, h), put.in_sig))
+        rev = rb.build(flatten((s, p, h), (put.in_sig[0], put.in_sig[1], put.in_sig[3])) + list(g.values()),
+                       outs + list(h.values()), name=f"put({self.name})")
+        return Lens(fwd, rev, len(res), self.name)
+
+
+def _cast(b: Builder, w: int, t: ArrayType) -> int:
+    """``w`` in ``t``'s dtype (a cast box only when the dtypes differ)."""
+    return w if b.type_of(w).dtype == t.dtype else b.emit1(P.CAST, w, dtype=t.dtype)
+
+
+def _cast_tree(b: Builder, wires, types):
+    if isinstance(types, dict):
+        return {k: _cast_tree(b, wires[k], t) for k, t in types.items()}
+    if isinstance(types, tuple):
+        return tuple(_cast_tree(b, w, t) for w, t in zip(wires, types))
+    return _cast(b, wires.id, types)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -104,8 +223,8 @@ def _scalar(dtype: str) -> ArrayType:
 COUNT = _scalar("int32")
 
 
-def _per_param(key: str, ptypes, init=0.0, dtype: str | None = None) -> dict[str, StateSpec]:
-    return {f"{key}/{n}": StateSpec(ArrayType(t.shape, dtype or t.dtype, False), init) for n, t in ptypes.items()}
+def _per_param(ptypes, init=0.0, dtype: str | None = None) -> dict[str, StateSpec]:
+    return {n: StateSpec(ArrayType(t.shape, dtype or t.dtype, False), init) for n, t in ptypes.items()}
 
 
 def _increment(count: Wire) -> Wire:
@@ -135,9 +254,9 @@ def _moments(h: dict, g: Wire, mu_old: Wire, nu_old: Wire) -> tuple[Wire, Wire]:
 
 
 def _adam_state(ptypes, mu_dtype, *extra: str) -> dict:
-    out = {"count": StateSpec(COUNT, 0), **_per_param("mu", ptypes, dtype=mu_dtype), **_per_param("nu", ptypes)}
+    out = {"count": StateSpec(COUNT, 0), "mu": _per_param(ptypes, dtype=mu_dtype), "nu": _per_param(ptypes)}
     for key in extra:
-        out.update(_per_param(key, ptypes))
+        out[key] = _per_param(ptypes)
     return out
 
 
@@ -162,31 +281,18 @@ def identity() -> Transform:
 def chain(*transforms: Transform) -> Transform:
     """Run transforms in order; each gets the previous one's updates and the same params.
 
-    State keys are prefixed by position (``"0/mu/dense.W"``); hyperparameter
-    names stay as they are unless two transforms share one, then both are
-    prefixed (``"0/eps"``).
+    The state is the tuple of the parts' states (as ``optax.chain``).
+    Hyperparameter names stay as they are unless two parts share one, then
+    both are prefixed by their position (``"0/eps"``).
     """
     counts: dict[str, int] = {}
     for t in transforms:
         for k in t.hyper:
             counts[k] = counts.get(k, 0) + 1
-    hnames = [{k: (k if counts[k] == 1 else f"{i}/{k}") for k in t.hyper} for i, t in enumerate(transforms)]
-    hyper = {hnames[i][k]: v for i, t in enumerate(transforms) for k, v in t.hyper.items()}
-
-    def state_fn(ptypes):
-        return {f"{i}/{k}": v for i, t in enumerate(transforms) for k, v in t.state(ptypes).items()}
-
-    def update_fn(h, s, params, updates):
-        ptypes = {n: w.type for n, w in params.items()}
-        new_s = {}
-        for i, t in enumerate(transforms):
-            keys = t.state(ptypes)
-            si, updates = t.update({k: h[hnames[i][k]] for k in t.hyper}, {k: s[f"{i}/{k}"] for k in keys},
-                                   params, updates)
-            new_s.update({f"{i}/{k}": w for k, w in si.items()})
-        return new_s, updates
-
-    return Transform(hyper, state_fn, update_fn, " >> ".join(t.name for t in transforms))
+    part_hyper = tuple({k: (k if counts[k] == 1 else f"{i}/{k}") for k in t.hyper} for i, t in enumerate(transforms))
+    hyper = {part_hyper[i][k]: v for i, t in enumerate(transforms) for k, v in t.hyper.items()}
+    return Transform(hyper, name=" >> ".join(t.name for t in transforms), parts=tuple(transforms),
+                     part_hyper=tuple({k: c for k, c in m.items()} for m in part_hyper))
 
 
 # --------------------------------------------------------------------------- transforms
@@ -214,30 +320,27 @@ def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3) -> Transform:
 def trace(decay: float = 0.9, nesterov: bool = False, accumulator_dtype: str | None = None) -> Transform:
     """Momentum: ``m = g + decay * m``; ``u = m`` (or ``g + decay * m`` with Nesterov).
 
-    The decay is the runtime hyperparameter ``momentum``.
+    The decay is the runtime hyperparameter ``momentum``; the state is ``{"trace": ...}``.
     """
     def update_fn(h, s, params, updates):
-        new_s, out = {}, {}
-        for n, g in updates.items():
-            m = g + h["momentum"] * s[f"trace/{n}"]
-            new_s[f"trace/{n}"] = m
-            out[n] = g + h["momentum"] * m if nesterov else m
-        return new_s, out
-    return Transform(_hyper(momentum=decay), lambda ptypes: _per_param("trace", ptypes, dtype=accumulator_dtype),
+        m = {n: g + h["momentum"] * s["trace"][n] for n, g in updates.items()}
+        out = {n: g + h["momentum"] * m[n] for n, g in updates.items()} if nesterov else m
+        return {"trace": m}, out
+    return Transform(_hyper(momentum=decay), lambda ptypes: {"trace": _per_param(ptypes, dtype=accumulator_dtype)},
                      update_fn, "trace")
 
 
 def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> Transform:
     """AdaGrad's preconditioner: ``G += g**2``; ``u = g / sqrt(G + eps)`` where ``G > 0``."""
     def update_fn(h, s, params, updates):
-        new_s, out = {}, {}
+        acc, out = {}, {}
         for n, g in updates.items():
-            acc = g * g + s[f"sum_of_squares/{n}"]
-            inv = T.where(T.greater(acc, 0.0), 1.0 / T.sqrt(acc + h["eps"]), T.zeros_like(acc))
-            new_s[f"sum_of_squares/{n}"], out[n] = acc, inv * g
-        return new_s, out
+            acc[n] = g * g + s["sum_of_squares"][n]
+            inv = T.where(T.greater(acc[n], 0.0), 1.0 / T.sqrt(acc[n] + h["eps"]), T.zeros_like(acc[n]))
+            out[n] = inv * g
+        return {"sum_of_squares": acc}, out
     return Transform(_hyper(eps=eps),
-                     lambda ptypes: _per_param("sum_of_squares", ptypes, float(initial_accumulator_value)),
+                     lambda ptypes: {"sum_of_squares": _per_param(ptypes, float(initial_accumulator_value))},
                      update_fn, "scale_by_rss")
 
 
@@ -246,27 +349,28 @@ def _rms_like(centered: bool):
         def state_fn(ptypes):
             out = {"count": StateSpec(COUNT, 0)} if bias_correction else {}
             if centered:
-                out.update(_per_param("mu", ptypes))
-            out.update(_per_param("nu", ptypes, float(initial_scale)))
+                out["mu"] = _per_param(ptypes)
+            out["nu"] = _per_param(ptypes, float(initial_scale))
             return out
 
         def update_fn(h, s, params, updates):
             d = h["decay"]
-            new_s, out = {}, {}
+            new_s, mus, nus, out = {}, {}, {}, {}
             if bias_correction:
                 new_s["count"] = _increment(s["count"])
                 t = _as_float(new_s["count"], updates)
             for n, g in updates.items():
-                nu = (1.0 - d) * (g * g) + d * s[f"nu/{n}"]
-                new_s[f"nu/{n}"] = nu
+                nus[n] = nu = (1.0 - d) * (g * g) + d * s["nu"][n]
                 nu_hat = _bias_correction(nu, d, t) if bias_correction else nu
                 if centered:
-                    mu = (1.0 - d) * g + d * s[f"mu/{n}"]
-                    new_s[f"mu/{n}"] = mu
+                    mus[n] = mu = (1.0 - d) * g + d * s["mu"][n]
                     mu_hat = _bias_correction(mu, d, t) if bias_correction else mu
                     nu_hat = nu_hat - mu_hat * mu_hat
                 scaling = 1.0 / T.sqrt(nu_hat + h["eps"]) if eps_in_sqrt else 1.0 / (T.sqrt(nu_hat) + h["eps"])
                 out[n] = scaling * g
+            if centered:
+                new_s["mu"] = mus
+            new_s["nu"] = nus
             return new_s, out
         return Transform(_hyper(decay=decay, eps=eps), state_fn, update_fn,
                          "scale_by_stddev" if centered else "scale_by_rms")
@@ -281,13 +385,14 @@ scale_by_stddev.__doc__ = "Centred RMSProp's preconditioner, as ``optax.scale_by
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
                   mu_dtype: str | None = None, *, nesterov: bool = False) -> Transform:
-    """Adam's preconditioner (Kingma & Ba, Algorithm 1), as ``optax.scale_by_adam``."""
+    """Adam's preconditioner (Kingma & Ba, Algorithm 1), as ``optax.scale_by_adam``;
+    state ``{"count", "mu", "nu"}`` as optax's ``ScaleByAdamState``."""
     def update_fn(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
-        new_s, out = {"count": count}, {}
+        mus, nus, out = {}, {}, {}
         for n, g in updates.items():
-            mu, nu = _moments(h, g, s[f"mu/{n}"], s[f"nu/{n}"])
+            mus[n], nus[n] = mu, nu = _moments(h, g, s["mu"][n], s["nu"][n])
             if nesterov:
                 mu_hat = (h["b1"] * _bias_correction(mu, h["b1"], t + 1.0)
                           + (1.0 - h["b1"]) * _bias_correction(g, h["b1"], t))
@@ -295,8 +400,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
                 mu_hat = _bias_correction(mu, h["b1"], t)
             nu_hat = _bias_correction(nu, h["b2"], t)
             out[n] = mu_hat / (T.sqrt(nu_hat + h["eps_root"]) + h["eps"])
-            new_s[f"mu/{n}"], new_s[f"nu/{n}"] = mu, nu
-        return new_s, out
+        return {"count": count, "mu": mus, "nu": nus}, out
     return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root), lambda ptypes: _adam_state(ptypes, mu_dtype),
                      update_fn, "scale_by_adam")
 
@@ -308,15 +412,14 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_
     def update_fn(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
-        new_s, out = {"count": count}, {}
+        mus, nus, maxs, out = {}, {}, {}, {}
         for n, g in updates.items():
-            mu, nu = _moments(h, g, s[f"mu/{n}"], s[f"nu/{n}"])
+            mus[n], nus[n] = mu, nu = _moments(h, g, s["mu"][n], s["nu"][n])
             mu_hat = _bias_correction(mu, h["b1"], t) if bias_correction_mu else mu
             nu_eff = _bias_correction(nu, h["b2"], t) if bias_correction_nu else nu
-            nu_max = T.maximum(s[f"nu_max/{n}"], nu_eff)
-            out[n] = mu_hat / (T.sqrt(nu_max + h["eps_root"]) + h["eps"])
-            new_s[f"mu/{n}"], new_s[f"nu/{n}"], new_s[f"nu_max/{n}"] = mu, nu, nu_max
-        return new_s, out
+            maxs[n] = T.maximum(s["nu_max"][n], nu_eff)
+            out[n] = mu_hat / (T.sqrt(maxs[n] + h["eps_root"]) + h["eps"])
+        return {"count": count, "mu": mus, "nu": nus, "nu_max": maxs}, out
     return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
                      lambda ptypes: _adam_state(ptypes, mu_dtype, "nu_max"), update_fn, "scale_by_amsgrad")
 
@@ -326,27 +429,24 @@ def scale_by_adopt(b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, mu_dt
                    clip_value_fn: Callable[[Wire], Wire] = lambda x: x ** 0.25) -> Transform:
     """ADOPT (arXiv 2411.02853), as ``optax.contrib.scale_by_adopt``: the gradient is
     normalised by the *previous* second moment; the first step only records it."""
-    def state_fn(ptypes):
-        return _adam_state(ptypes, mu_dtype)
-
     def update_fn(h, s, params, updates):
         c = _as_float(s["count"], updates)
         started = T.greater(c, 0.0)
         b2_ = T.where(started, h["b2"], T.zeros_like(h["b2"]))
         b1_ = T.where(started, h["b1"], T.zeros_like(h["b1"]) + 1.0)
         clip_value = clip_value_fn(c) if use_clipping else None
-        new_s, out = {"count": _increment(s["count"])}, {}
+        mus, nus, out = {}, {}, {}
         for n, g in updates.items():
-            nu_old = s[f"nu/{n}"]
-            nu = (1.0 - b2_) * (g * g) + b2_ * nu_old
+            nu_old = s["nu"][n]
+            nus[n] = (1.0 - b2_) * (g * g) + b2_ * nu_old
             z = g / T.maximum(T.sqrt(nu_old), h["eps"])
             if use_clipping:
                 z = T.clip(z, -clip_value, clip_value)
-            mu = (1.0 - b1_) * z + b1_ * s[f"mu/{n}"]
+            mus[n] = mu = (1.0 - b1_) * z + b1_ * s["mu"][n]
             out[n] = (1.0 - b1_) * z + b1_ * mu if nesterov else mu
-            new_s[f"mu/{n}"], new_s[f"nu/{n}"] = mu, nu
-        return new_s, out
-    return Transform(_hyper(b1=b1, b2=b2, eps=eps), state_fn, update_fn, "scale_by_adopt")
+        return {"count": _increment(s["count"]), "mu": mus, "nu": nus}, out
+    return Transform(_hyper(b1=b1, b2=b2, eps=eps), lambda ptypes: _adam_state(ptypes, mu_dtype), update_fn,
+                     "scale_by_adopt")
 
 
 def scale_by_dog(init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float = 1e-8) -> Transform:
@@ -366,18 +466,19 @@ def scale_by_dog(init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float 
 
     def state_fn(ptypes):
         low = _lowest(ptypes)
-        return {"is_init_step": StateSpec(_scalar("bool"), 1), **_per_param("init_params", ptypes, "params"),
+        return {"is_init_step": StateSpec(_scalar("bool"), 1),
+                "init_params": {n: StateSpec(t, lambda params, n=n: params[n]) for n, t in ptypes.items()},
                 "max_dist": StateSpec(_scalar(low), r_epsilon), "sum_sq_norm_grads": StateSpec(_scalar(low), 0.0)}
 
     def update_fn(h, s, params, updates):
-        diff = {n: s[f"init_params/{n}"] - p for n, p in params.items()}
+        diff = {n: s["init_params"][n] - p for n, p in params.items()}
         max_dist = T.maximum(s["max_dist"], T.sqrt(_sq_norm(diff)))
         sum_sq = s["sum_sq_norm_grads"] + _sq_norm(updates)
         lr = max_dist / T.sqrt(sum_sq + h["eps"])
         if kind == "learning_rate":
             lr = T.where(s["is_init_step"], T.zeros_like(lr) + value, lr)
-        new_s = {"is_init_step": T.zeros_like(s["is_init_step"]), "max_dist": max_dist, "sum_sq_norm_grads": sum_sq}
-        new_s.update({f"init_params/{n}": s[f"init_params/{n}"] for n in params})
+        new_s = {"is_init_step": T.zeros_like(s["is_init_step"]), "init_params": dict(s["init_params"]),
+                 "max_dist": max_dist, "sum_sq_norm_grads": sum_sq}
         return new_s, {n: lr * g for n, g in updates.items()}
     return Transform(_hyper(eps=eps), state_fn, update_fn, "scale_by_dog")
 
@@ -449,7 +550,7 @@ def rmsprop(learning_rate: float | Schedule, decay: float = 0.9, eps: float = 1e
 
 def adam(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
          eps_root: float = 0.0, mu_dtype: str | None = None, *, nesterov: bool = False) -> Transform:
-    """Adam, as ``optax.adam``: ``chain(scale_by_adam(...), scale_by_learning_rate(lr))``."""
+    """Adam, as ``optax.adam``: ``scale_by_adam(...) >> scale_by_learning_rate(lr)``."""
     return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
                  scale_by_learning_rate(learning_rate))
 
@@ -578,15 +679,22 @@ def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_st
 
 
 def to_optax(opt: Transform):
-    """An ``optax.GradientTransformation`` that computes what ``opt`` does.
+    """An ``optax.GradientTransformation`` that computes what ``opt`` does (its update term,
+    compiled by the JAX backend).
 
     Its state is ``{"opt": ..., "hyper": ...}``; set ``state["hyper"][name]`` to
     change a hyperparameter. Needs optax (``pip install optax``).
     """
-    return importlib.import_module("paralens.backends.optax").to_optax(opt)
+    return _backend("jax").to_optax(opt)
 
 
 def from_optax(tx) -> Transform:
-    """Wrap any ``optax.GradientTransformation`` as a paralens optimizer (one opaque box
-    in the step term, computed by optax). Needs optax."""
-    return importlib.import_module("paralens.backends.optax").from_optax(tx)
+    """Wrap any ``optax.GradientTransformation`` as a paralens optimizer.
+
+    Its update is one *opaque* box computed by optax on JAX arrays: paralens
+    cannot see inside it, so it cannot be drawn in detail, evaluated by the
+    SymPy or NumPy backends, or differentiated by ``R`` (a bilevel problem
+    cannot learn through it). Its state is optax's state leaves, as a tuple in
+    optax's order. Needs optax and the JAX backend.
+    """
+    return _backend("jax").from_optax(tx)

@@ -1,9 +1,15 @@
-"""Para: reparametrisation, weight tying and initialisation of parameter wires.
+"""Para: reparametrisation, weight tying, initialisers and hyperparameters of parameter wires.
 
 A term's parameters are wires too (MATH.md 3). Reparametrising replaces a
 parameter wire by the output of another term (``r: Q -> P`` gives ``f^r``);
 tying feeds one wire to several parameter slots, so by ``R`` of copy the tied
-parameter receives the *sum* of their cotangents (MATH.md 3.3).
+parameter receives the *sum* of their cotangents (MATH.md 3.3). Tying is the
+only way two layers share a weight: every composition makes fresh instances.
+
+A hyperparameter is a parameter wire that training leaves alone: any numeric
+argument of a layer, a loss or an optimizer declared with
+:func:`hyperparameter` becomes one, so it can be changed without rebuilding
+anything and learned by a bilevel problem.
 
 >>> import paralens as pl
 >>> f = pl.nn.dense(3, 3) >> pl.nn.dense(3, 3)
@@ -13,14 +19,16 @@ parameter receives the *sum* of their cotangents (MATH.md 3.3).
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import dataclass
 from typing import Sequence
 
 from . import prims as P
 from .terms import Builder, Term
+from .types import ArrayType
+from .wires import Wire
 
-__all__ = ["reparam", "tie", "bind", "init", "zeros", "ones", "normal", "uniform",
-           "glorot_uniform", "glorot_normal", "he_normal", "he_uniform"]
+__all__ = ["reparam", "tie", "bind", "hyperparameter", "Hyperparameter", "zeros", "ones", "constant", "normal",
+           "uniform", "glorot_uniform", "glorot_normal", "he_normal", "he_uniform"]
 
 
 def _index(term: Term, name: str) -> int:
@@ -52,7 +60,7 @@ def reparam(term: Term, name: str, r: Term) -> Term:
     keep = {}
     for k, (spec, w) in enumerate(zip(term.params, term.param_wires)):
         if k != i:
-            keep[w] = b.param(spec.layer, spec.slot, spec.local, spec.type, spec.init)
+            keep[w] = b.redeclare(spec)
     (new,) = b.inline(r, [])
     keep[term.param_wires[i]] = new
     xs = [b.input(t) for t in term.dom]
@@ -72,7 +80,7 @@ def tie(term: Term, names: Sequence[str]) -> Term:
     for k, (spec, w) in enumerate(zip(term.params, term.param_wires)):
         if k in idx[1:]:
             continue
-        env[w] = b.param(spec.layer, spec.slot, spec.local, spec.type, spec.init)
+        env[w] = b.redeclare(spec)
         if k == idx[0]:
             shared = env[w]
     for k in idx[1:]:
@@ -100,29 +108,57 @@ def bind(term: Term, params: dict) -> Term:
                 raise ValueError(f"bind: {names[k]} needs shape {spec.type.shape}, got {shape}")
             env[w] = P.emit_const(b, value, spec.type.shape, spec.type.dtype)
         else:
-            env[w] = b.param(spec.layer, spec.slot, spec.local, spec.type, spec.init)
+            env[w] = b.redeclare(spec)
     xs = [b.input(t) for t in term.dom]
     return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig,
                    name=term.name)
 
 
-def init(term: Term, seed: int = 0, backend: str = "numpy") -> dict:
-    """Draw every parameter with its initialiser: ``{name: array}``.
-
-    Initialisers are syntax (a name and numbers); drawing arrays is semantics,
-    so this asks the backend ``paralens.backends.<backend>`` to do it. Each
-    parameter's draw depends only on ``seed`` and its name, so adding a layer
-    does not change the others' initial values.
-    """
-    return importlib.import_module(f"paralens.backends.{backend}").init(term, seed)
-
-
 # Initialiser descriptors: plain tuples, so terms stay hashable and library-free.
 def zeros() -> tuple: return ("zeros",)
 def ones() -> tuple: return ("ones",)
+def constant(value: float) -> tuple: return ("const", float(value))
 def normal(stddev: float = 1e-2) -> tuple: return ("normal", float(stddev))
 def uniform(low: float = -1e-2, high: float = 1e-2) -> tuple: return ("uniform", float(low), float(high))
 def glorot_uniform() -> tuple: return ("glorot_uniform",)
 def glorot_normal() -> tuple: return ("glorot_normal",)
 def he_normal() -> tuple: return ("he_normal",)
 def he_uniform() -> tuple: return ("he_uniform",)
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """A number declared as a hyperparameter wire; build it with :func:`hyperparameter`."""
+
+    value: float
+    dtype: str | None = None
+
+    def wire(self, b: Builder, layer: str, slot: int, local: str, dtype: str) -> Wire:
+        """Declare the hyperparameter wire ``layer.local`` (a scalar, ``dtype`` unless given) in ``b``."""
+        t = ArrayType((), self.dtype or dtype, batched=False)
+        return Wire(b, b.param(layer, slot, local, t, constant(self.value), hyper=True))
+
+
+def hyperparameter(value: float, dtype: str | None = None) -> Hyperparameter:
+    """Declare a numeric argument a hyperparameter: a scalar wire with ``value`` as its default.
+
+    Pass it where a layer, a loss or an optimizer takes a number, or as the
+    default of an argument of a ``@pl.para`` function. The wire is a parameter
+    of the term that training does not update; a learner keeps it in
+    ``state["hyper"]`` and a bilevel problem can learn it.
+
+    >>> import paralens as pl
+    >>> pl.losses.huber(delta=pl.hyperparameter(0.5)).at(pl.Array[3]).hyper_names
+    ('huber.delta',)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"a hyperparameter's value is a number, got {value!r}")
+    return Hyperparameter(float(value), dtype)
+
+
+def number(b: Builder, value, layer: str, slot: int, local: str, dtype: str):
+    """A numeric argument inside a layer: the number itself, or its wire if it was declared a
+    :func:`hyperparameter`."""
+    if isinstance(value, Hyperparameter):
+        return value.wire(b, layer, slot, local, dtype)
+    return float(value)

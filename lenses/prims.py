@@ -1,34 +1,84 @@
-"""The primitive boxes: each with a type rule and its reverse derivative as a term.
+"""The primitive boxes, in one registry: each with a type rule and its reverse derivative as a term.
 
-Every reverse-derivative rule below builds its result out of primitives of this
-same module, so ``R`` applies again to its output (``R(R(f))``). A rule gets
-the forward input wires ``x`` and output wires ``y`` (the optic's residuals)
-and the output cotangents ``dy``; it returns one cotangent per input, or
-``None`` where the derivative is zero.
+A primitive is declared once, here (or, for ``scan``, in :mod:`paralens.loops`),
+with :func:`define`: its name, its type rule and its reverse-derivative rule.
+Every reverse-derivative rule builds its result out of primitives of this same
+registry, so ``R`` applies again to its output (``R(R(f))``). A rule gets the
+builder ``b`` to emit into, the box's parameters, the forward input wires ``x``
+and output wires ``y`` (the optic's residuals) and the output cotangents
+``dy``; it returns one cotangent per input, or ``None`` where the derivative
+is zero.
 
 Shapes are per example. Elementwise boxes broadcast trailing axes: operand
 shapes must be equal, or end the longest one (a scalar, a bias); batched and unbatched
 operands mix freely (an unbatched operand is shared by every example). ``R``
 reconciles such implicit broadcasts generically (sum over the batch, sum
 over the broadcast leading axes), so no rule here special-cases them.
+
+This module needs nothing but :mod:`paralens.types`: rules reach the builder
+only through the ``b`` they are given.
+
+>>> from paralens.prims import PRIMS
+>>> PRIMS["tanh"].elementwise, PRIMS["einsum"].elementwise
+(True, False)
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
-from .terms import Builder, Prim, register
 from .types import ArrayType
 
 __all__ = [
-    "PRIMS", "unary", "binary",
+    "Prim", "PRIMS", "define", "unary", "binary", "promote", "emit_const",
     "NEG", "EXP", "LOG", "SQRT", "TANH", "SIGMOID", "SOFTPLUS", "RELU", "STEP", "SCALE", "SHIFT",
     "POW", "ADD", "SUB", "MUL", "DIV", "GREATER", "EQUAL", "WHERE", "ZEROS", "CONST",
     "STOP_GRADIENT", "REDUCE_SUM", "REDUCE_MAX", "BROADCAST", "RESHAPE", "TRANSPOSE", "EINSUM",
     "SOFTMAX", "LOGSUMEXP", "PATCHES", "PATCHES_T", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
     "CAST", "POWER", "COS", "SIN", "FLOOR", "FOREIGN", "Foreign",
 ]
+
+
+class Prim:
+    """A primitive box: a name, a type rule and a reverse derivative.
+
+    ``type_rule(in_types, **params) -> out_types`` checks the inputs and gives
+    the outputs' types (raise ``TypeError`` with a clear message when they do
+    not fit). ``rev(b, params, ins, outs, dys) -> dins`` writes the reverse
+    derivative *as a term of primitives* into the builder ``b``. An
+    ``elementwise`` primitive maps arrays to arrays entry by entry (after
+    broadcasting), so a backend implements it with one function of arrays.
+    """
+
+    def __init__(self, name: str, type_rule: Callable, rev: Callable, *, elementwise: bool = False):
+        self.name = name
+        self.type_rule = type_rule
+        self.rev = rev
+        self.elementwise = elementwise
+
+    def __repr__(self) -> str:
+        return f"<prim {self.name}>"
+
+    def __reduce__(self):  # primitives are singletons, looked up by name
+        return (_prim_by_name, (self.name,))
+
+
+#: The registry: every primitive by name. Backends implement each of these.
+PRIMS: dict[str, Prim] = {}
+
+
+def _prim_by_name(name: str) -> Prim:
+    return PRIMS[name]
+
+
+def define(name: str, type_rule: Callable, rev: Callable, *, elementwise: bool = False) -> Prim:
+    """Declare a primitive: add it to :data:`PRIMS` (each name once)."""
+    if name in PRIMS:
+        raise ValueError(f"primitive {name!r} is already defined")
+    PRIMS[name] = prim = Prim(name, type_rule, rev, elementwise=elementwise)
+    return prim
+
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 
@@ -99,24 +149,17 @@ def _kept(ndim, axes):
 
 # --------------------------------------------------------------------------- elementwise
 
-PRIMS: dict[str, Prim] = {}
+def unary(name: str, rev: Callable) -> Prim:
+    """Declare an elementwise primitive of one floating-point operand."""
+    return define(name, _unary_rule(name), rev, elementwise=True)
 
 
-def _def(name, rule, rev, *, linear=False):
-    p = register(Prim(name, rule, rev, linear=linear))
-    PRIMS[name] = p
-    return p
+def binary(name: str, rev: Callable) -> Prim:
+    """Declare an elementwise primitive of two broadcasting operands."""
+    return define(name, _elementwise_rule(name, 2), rev, elementwise=True)
 
 
-def unary(name, rev, *, linear=False):
-    return _def(name, _unary_rule(name), rev, linear=linear)
-
-
-def binary(name, rev, *, out_dtype=None, linear=False):
-    return _def(name, _elementwise_rule(name, 2, out_dtype), rev, linear=linear)
-
-
-NEG = unary("neg", lambda b, p, x, y, dy: [neg(b, dy[0])], linear=True)
+NEG = unary("neg", lambda b, p, x, y, dy: [neg(b, dy[0])])
 EXP = unary("exp", lambda b, p, x, y, dy: [mul(b, dy[0], y[0])])
 LOG = unary("log", lambda b, p, x, y, dy: [div(b, dy[0], x[0])])
 SQRT = unary("sqrt", lambda b, p, x, y, dy: [scale(b, div(b, dy[0], y[0]), 0.5)])
@@ -133,7 +176,7 @@ SIN = unary("sin", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(COS, x[0]))])
 FLOOR = unary("floor", lambda b, p, x, y, dy: [None])
 STOP_GRADIENT = unary("stop_gradient", lambda b, p, x, y, dy: [None])
 #: ``scale(x; c) = c * x`` and ``shift(x; c) = x + c`` for a Python constant ``c``.
-SCALE = unary("scale", lambda b, p, x, y, dy: [scale(b, dy[0], p["c"])], linear=True)
+SCALE = unary("scale", lambda b, p, x, y, dy: [scale(b, dy[0], p["c"])])
 SHIFT = unary("shift", lambda b, p, x, y, dy: [dy[0]])
 
 
@@ -144,8 +187,8 @@ def _pow_rev(b, p, x, y, dy):
 
 POW = unary("pow", _pow_rev)
 
-ADD = binary("add", lambda b, p, x, y, dy: [dy[0], dy[0]], linear=True)
-SUB = binary("sub", lambda b, p, x, y, dy: [dy[0], neg(b, dy[0])], linear=True)
+ADD = binary("add", lambda b, p, x, y, dy: [dy[0], dy[0]])
+SUB = binary("sub", lambda b, p, x, y, dy: [dy[0], neg(b, dy[0])])
 MUL = binary("mul", lambda b, p, x, y, dy: [mul(b, dy[0], x[1]), mul(b, dy[0], x[0])])
 
 
@@ -173,7 +216,7 @@ def _where_rev(b, p, x, y, dy):
     return [None, b.emit1(WHERE, x[0], dy[0], z), b.emit1(WHERE, x[0], z, dy[0])]
 
 
-WHERE = _def("where", _elementwise_rule("where", 3), _where_rev)
+WHERE = define("where", _elementwise_rule("where", 3), _where_rev, elementwise=True)
 
 
 def _cast_rule(types, *, dtype):
@@ -187,7 +230,7 @@ def _cast_rev(b, p, x, y, dy):
 
 
 #: ``cast(x; dtype)``: convert the element type (an optimizer's int32 step count to float).
-CAST = _def("cast", _cast_rule, _cast_rev, linear=True)
+CAST = define("cast", _cast_rule, _cast_rev, elementwise=True)
 
 
 class Foreign:
@@ -217,7 +260,7 @@ def _foreign_rev(b, p, x, y, dy):
 
 
 #: ``foreign(*xs; fn, types_out)``: an opaque box computed by ``fn`` on the backend's arrays.
-FOREIGN = _def("foreign", _foreign_rule, _foreign_rev)
+FOREIGN = define("foreign", _foreign_rule, _foreign_rev)
 
 
 # --------------------------------------------------------------------------- constants
@@ -230,7 +273,7 @@ def _zeros_rule(ins, *, types):
 
 
 #: ``zeros(*xs; types)``: zero arrays of ``types``, ignoring the inputs (the zero map).
-ZEROS = _def("zeros", _zeros_rule, lambda b, p, x, y, dy: [None] * len(x), linear=True)
+ZEROS = define("zeros", _zeros_rule, lambda b, p, x, y, dy: [None] * len(x))
 
 
 def _const_rule(types, *, value, shape, dtype):
@@ -242,7 +285,7 @@ def _const_rule(types, *, value, shape, dtype):
 
 
 #: ``const(; value, shape, dtype)``: an unbatched constant (``value`` a flat tuple).
-CONST = _def("const", _const_rule, lambda b, p, x, y, dy: [])
+CONST = define("const", _const_rule, lambda b, p, x, y, dy: [])
 
 
 # --------------------------------------------------------------------------- reductions and shapes
@@ -267,7 +310,7 @@ def _reduce_sum_rev(b, p, x, y, dy):
     return [broadcast(b, dy[0], t.shape, _kept(t.ndim, p["axes"]))]
 
 
-REDUCE_SUM = _def("reduce_sum", _reduce_rule("reduce_sum"), _reduce_sum_rev, linear=True)
+REDUCE_SUM = define("reduce_sum", _reduce_rule("reduce_sum"), _reduce_sum_rev)
 
 
 def _reduce_max_rev(b, p, x, y, dy):
@@ -278,7 +321,7 @@ def _reduce_max_rev(b, p, x, y, dy):
     return [mul(b, broadcast(b, div(b, dy[0], count), t.shape, kept), mask)]
 
 
-REDUCE_MAX = _def("reduce_max", _reduce_rule("reduce_max"), _reduce_max_rev)
+REDUCE_MAX = define("reduce_max", _reduce_rule("reduce_max"), _reduce_max_rev)
 
 
 def _broadcast_rule(types, *, shape, dims):
@@ -300,7 +343,7 @@ def _broadcast_rev(b, p, x, y, dy):
     return [r if b.type_of(r).shape == t.shape else reshape(b, r, t.shape)]
 
 
-BROADCAST = _def("broadcast", _broadcast_rule, _broadcast_rev, linear=True)
+BROADCAST = define("broadcast", _broadcast_rule, _broadcast_rev)
 
 
 def _reshape_rule(types, *, shape):
@@ -310,8 +353,8 @@ def _reshape_rule(types, *, shape):
     return [types[0].with_shape(shape)]
 
 
-RESHAPE = _def("reshape", _reshape_rule,
-               lambda b, p, x, y, dy: [reshape(b, dy[0], b.type_of(x[0]).shape)], linear=True)
+RESHAPE = define("reshape", _reshape_rule,
+               lambda b, p, x, y, dy: [reshape(b, dy[0], b.type_of(x[0]).shape)])
 
 
 def _transpose_rule(types, *, perm):
@@ -327,7 +370,7 @@ def _transpose_rev(b, p, x, y, dy):
     return [b.emit1(TRANSPOSE, dy[0], perm=inv)]
 
 
-TRANSPOSE = _def("transpose", _transpose_rule, _transpose_rev, linear=True)
+TRANSPOSE = define("transpose", _transpose_rule, _transpose_rev)
 
 
 # --------------------------------------------------------------------------- contraction
@@ -386,7 +429,7 @@ def _einsum_rev(b, p, x, y, dy):
 #: A batched operand carries the batch axis too: it is kept in the output unless
 #: ``batched_out=False``, in which case it is contracted (one matmul over the
 #: whole batch, the reverse derivative of sharing a parameter across examples).
-EINSUM = _def("einsum", _einsum_rule, _einsum_rev)
+EINSUM = define("einsum", _einsum_rule, _einsum_rev)
 
 
 # --------------------------------------------------------------------------- softmax family
@@ -413,8 +456,8 @@ def _logsumexp_rev(b, p, x, y, dy):
     return [mul(b, broadcast(b, dy[0], t.shape, _kept(t.ndim, (p["axis"],))), sm)]
 
 
-SOFTMAX = _def("softmax", _axis_rule("softmax", False), _softmax_rev)
-LOGSUMEXP = _def("logsumexp", _axis_rule("logsumexp", True), _logsumexp_rev)
+SOFTMAX = define("softmax", _axis_rule("softmax", False), _softmax_rev)
+LOGSUMEXP = define("logsumexp", _axis_rule("logsumexp", True), _logsumexp_rev)
 
 
 # --------------------------------------------------------------------------- convolution patches
@@ -459,8 +502,8 @@ def _patches_t_rev(b, p, x, y, dy):
 #: ``patches(x; kh, kw, stride, padding)``: (H, W, C) -> (OH, OW, kh, kw, C), the
 #: sliding windows of a 2-D convolution or pooling (zero padding). Linear; its
 #: reverse derivative is its transpose ``patches_t`` (overlapping windows add up).
-PATCHES = _def("patches", _patches_rule, _patches_rev, linear=True)
-PATCHES_T = _def("patches_t", _patches_t_rule, _patches_t_rev, linear=True)
+PATCHES = define("patches", _patches_rule, _patches_rev)
+PATCHES_T = define("patches_t", _patches_t_rule, _patches_t_rev)
 
 
 # --------------------------------------------------------------------------- the batch axis
@@ -488,16 +531,16 @@ def _batch_count_rule(types):
 
 
 #: ``batch_sum(x)``: sum over the examples (batched -> unbatched).
-BATCH_SUM = _def("batch_sum", _batch_sum_rule,
-                 lambda b, p, x, y, dy: [b.emit1(BATCH_BROADCAST, dy[0], x[0])], linear=True)
+BATCH_SUM = define("batch_sum", _batch_sum_rule,
+                 lambda b, p, x, y, dy: [b.emit1(BATCH_BROADCAST, dy[0], x[0])])
 #: ``batch_broadcast(u, ref)``: the same ``u`` for every example of ``ref``'s batch.
-BATCH_BROADCAST = _def("batch_broadcast", _batch_broadcast_rule,
+BATCH_BROADCAST = define("batch_broadcast", _batch_broadcast_rule,
                        lambda b, p, x, y, dy: [b.emit1(BATCH_SUM, dy[0]), None])
 #: ``batch_count(ref)``: the number of examples in ``ref``'s batch, as a float scalar.
-BATCH_COUNT = _def("batch_count", _batch_count_rule, lambda b, p, x, y, dy: [None])
+BATCH_COUNT = define("batch_count", _batch_count_rule, lambda b, p, x, y, dy: [None])
 
 
-def emit_const(b: Builder, value, shape=(), dtype="float32") -> int:
+def emit_const(b, value, shape=(), dtype="float32") -> int:
     """Emit a constant from a Python number or nested lists (no array library needed)."""
     conv = float if dtype in FLOATS else int
     flat = tuple(conv(v) for v in _flatten(value))

@@ -4,103 +4,61 @@ A :class:`Term` is a string diagram stored as a flat list of equations (like a
 jaxpr): each :class:`Eqn` applies one primitive box to some wires and produces
 fresh wires. Copying a wire is using it twice, discarding is not using it,
 swapping is permuting the outputs, so the symmetric monoidal structure costs
-nothing and no operation on terms recurses over their depth (a 256-layer model
-is a list of ~800 equations, not an 800-deep tree).
+nothing and no operation on terms recurses over their depth.
 
 Every term is a parametrised map (a morphism of Para): ``term.params`` lists
 its parameter wires, which are unbatched. Composition ``f >> g`` runs ``f``
 first; its parameters come first (forward order, MATH.md section 0). ``f @ g``
-runs side by side; ``f``'s parameters come first.
+runs side by side; ``f``'s parameters come first. Composition checks the types
+at once but copies nothing: the composite remembers its two parts and is
+flattened into one equation list the first time it is looked inside, so a
+chain built by ``t = t >> layer`` in a loop costs time linear in its length.
+
+Each composition makes fresh instances of its parts' layers, so weights are
+shared only where :func:`paralens.tie` says so, and ``param_names`` are always
+unique (see :class:`ParamSpec`).
 
 >>> import paralens as pl
 >>> f = pl.nn.dense(4, 3) >> pl.nn.sigmoid()
 >>> f.dom, f.cod
 (Ty(Array[4]), Ty(Array[3]))
->>> sorted(f.param_types)
-['dense.W', 'dense.b']
+>>> f.param_names
+('dense.W', 'dense.b')
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import FrozenInstanceError, dataclass, field
+from typing import Any, Callable, Iterator, Sequence
 
-from .types import ArrayType, Ty, as_ty
+from .backends import get as _backend
+from .prims import Prim
+from .types import ArrayType, CompositionError, Ty, as_ty
+from .wires import Wire, builder_of, lift
 
 __all__ = [
-    "Prim", "Eqn", "ParamSpec", "Term", "Poly", "Builder", "DictSig", "seq",
-    "id", "copy", "discard", "swap", "plain_sig", "sig_leaves",
+    "Eqn", "ParamSpec", "DictSig", "Term", "Poly", "Builder", "seq", "id", "copy", "discard", "swap",
+    "wiring", "as_term", "plain_sig", "sig_of", "flatten", "unflatten", "tree_map", "leaves", "CompositionError",
 ]
-
-
-class CompositionError(TypeError):
-    """Raised when a term is built from pieces whose types do not fit."""
-
-
-# --------------------------------------------------------------------------- boxes
-
-
-class Prim:
-    """A primitive box: a name, a type rule and a reverse derivative.
-
-    ``type_rule(in_types, **params) -> out_types`` checks the inputs and gives
-    the outputs' types (raise ``TypeError`` with a clear message when they do
-    not fit). ``rev(b, params, ins, outs, dys) -> dins`` writes the reverse
-    derivative *as a term of primitives*: it emits equations into the builder
-    ``b`` and returns one cotangent wire (or ``None`` for zero) per input.
-    ``ins`` and ``outs`` are the forward wires (the optic's residuals).
-    """
-
-    def __init__(self, name: str, type_rule: Callable, rev: Callable | None, *, linear: bool = False):
-        self.name = name
-        self.type_rule = type_rule
-        self.rev = rev
-        self.linear = linear
-
-    def __repr__(self) -> str:
-        return f"<prim {self.name}>"
-
-    def __reduce__(self):  # primitives are singletons, looked up by name
-        return (_prim_by_name, (self.name,))
-
-
-_PRIMS: dict[str, Prim] = {}
-
-
-def _prim_by_name(name: str) -> Prim:
-    return _PRIMS[name]
-
-
-def register(prim: Prim) -> Prim:
-    if prim.name in _PRIMS:
-        raise ValueError(f"primitive {prim.name!r} is already registered")
-    _PRIMS[prim.name] = prim
-    return prim
-
-
-def registered_prims() -> dict[str, Prim]:
-    return dict(_PRIMS)
 
 
 @dataclass(frozen=True)
 class Eqn:
-    """One box in a diagram: ``outs = prim(*ins; **params)``."""
+    """One box in a diagram: ``outs = prim(*ins; **params)``.
+
+    ``group`` names the parts it belongs to, outermost first (``("model",)`` in
+    a learner's step): diagrams draw each group as a labelled region.
+    """
 
     prim: Prim
     params: tuple[tuple[str, Any], ...]
     ins: tuple[int, ...]
     outs: tuple[int, ...]
+    group: tuple[str, ...] = ()
 
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.params)
-
-    def __hash__(self):
-        return hash((self.prim.name, self.params, self.ins, self.outs))
-
-    def __eq__(self, other):
-        return (isinstance(other, Eqn) and self.prim is other.prim and self.params == other.params
-                and self.ins == other.ins and self.outs == other.outs)
 
 
 @dataclass(frozen=True)
@@ -109,7 +67,13 @@ class ParamSpec:
 
     Its readable name in a term is ``layer.local`` when the term has one
     instance of that layer, and ``layer{slot}.local`` when it has several
-    (``dense0.W``, ``dense1.W``, numbered in forward order).
+    (``dense0.W``, ``dense1.W``, numbered in forward order). Should two
+    instances still read alike (a layer named ``block1`` beside two ``block``
+    layers), the later one gets a suffix (``block1_1``): names are unique.
+
+    ``hyper`` marks a hyperparameter: a parameter wire that training does not
+    update (a loss's ``delta``, a temperature) but that a bilevel problem can
+    learn. A batched parameter wire is a label: data, one per example.
     """
 
     layer: str
@@ -117,13 +81,24 @@ class ParamSpec:
     local: str
     type: ArrayType
     init: tuple = ("zeros",)
+    hyper: bool = False
+
+
+# --------------------------------------------------------------------------- calling conventions
+# A term's inputs and outputs are flat lists of wires; its calling convention groups
+# them into the nested dicts and tuples a user passes and gets back. A signature is
+# None (one array), a tuple of signatures, or a DictSig.
 
 
 @dataclass(frozen=True)
 class DictSig:
-    """A calling-convention node: a dict of single wires with these keys."""
+    """A dict with these ``keys``; ``values`` are their signatures (``None``: one array each)."""
 
     keys: tuple[str, ...]
+    values: tuple | None = None
+
+    def items(self):
+        return zip(self.keys, self.values if self.values is not None else (None,) * len(self.keys))
 
 
 def plain_sig(n: int):
@@ -131,79 +106,180 @@ def plain_sig(n: int):
     return None if n == 1 else (None,) * n
 
 
-def sig_leaves(sig) -> int:
+def sig_of(tree):
+    """The signature of a nested structure of dicts and tuples (anything else is a leaf)."""
+    if isinstance(tree, dict):
+        values = tuple(sig_of(v) for v in tree.values())
+        return DictSig(tuple(tree), None if all(v is None for v in values) else values)
+    if isinstance(tree, (tuple, list)):
+        return tuple(sig_of(v) for v in tree)
+    return None
+
+
+def flatten(value, sig, out: list | None = None, where: str = "argument") -> list:
+    """The leaves of ``value`` in the order ``sig`` gives them; a clear error when it does not fit."""
+    out = [] if out is None else out
     if sig is None:
-        return 1
+        out.append(value)
+    elif isinstance(sig, DictSig):
+        if not isinstance(value, dict) or set(value) != set(sig.keys):
+            got = sorted(value) if isinstance(value, dict) else type(value).__name__
+            raise TypeError(f"{where}: expected a dict with keys {list(sig.keys)}, got {got}")
+        for k, s in sig.items():
+            flatten(value[k], s, out, f"{where}[{k!r}]")
+    else:
+        if not isinstance(value, (tuple, list)) or len(value) != len(sig):
+            raise TypeError(f"{where}: expected a tuple of {len(sig)} values, got {type(value).__name__}"
+                            + (f" of {len(value)}" if isinstance(value, (tuple, list)) else ""))
+        for i, (v, s) in enumerate(zip(value, sig)):
+            flatten(v, s, out, f"{where}[{i}]")
+    return out
+
+
+def leaves(tree) -> list:
+    """The leaves of a nested structure of dicts and tuples, in calling-convention order."""
+    return flatten(tree, sig_of(tree))
+
+
+def tree_map(fn: Callable, tree):
+    """``fn`` applied to every leaf of a nested structure of dicts and tuples."""
+    if isinstance(tree, dict):
+        return {k: tree_map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return tuple(tree_map(fn, v) for v in tree)
+    return fn(tree)
+
+
+def unflatten(sig, leaves: Iterator):
+    """The inverse of :func:`flatten`: rebuild the structure ``sig`` from an iterator of leaves."""
+    if sig is None:
+        return next(leaves)
     if isinstance(sig, DictSig):
-        return len(sig.keys)
-    return sum(sig_leaves(s) for s in sig)
+        return {k: unflatten(s, leaves) for k, s in sig.items()}
+    return tuple(unflatten(s, leaves) for s in sig)
 
 
 # --------------------------------------------------------------------------- terms
 
 
-@dataclass(frozen=True, eq=False)
-class Term:
-    """A parametrised string diagram. Build terms with ``>>``, ``@`` and the
-    constructors of :mod:`paralens`; do not call this constructor directly.
-
-    ``in_sig`` is the calling convention of the compiled callable: one entry
-    per positional argument after ``params`` (``(x,)`` for a plain term,
-    ``(x, dy)`` for a reverse derivative). ``out_sig`` shapes the result.
-    """
-
+@dataclass(frozen=True)
+class _Diagram:
     wires: tuple[ArrayType, ...]
     params: tuple[ParamSpec, ...]
     param_wires: tuple[int, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     eqns: tuple[Eqn, ...]
-    in_sig: tuple = field(default=None)
-    out_sig: Any = field(default=None)
-    name: str = "term"
 
-    def __post_init__(self):
-        if self.in_sig is None:
-            object.__setattr__(self, "in_sig", (plain_sig(len(self.inputs)),))
-        if self.out_sig is None and len(self.outputs) != 1:
-            object.__setattr__(self, "out_sig", plain_sig(len(self.outputs)))
+
+class Term:
+    """A parametrised string diagram. Build terms with ``>>``, ``@``, :func:`paralens.para`
+    and the constructors of :mod:`paralens`; do not call this constructor directly.
+
+    ``in_sig`` is the calling convention of the compiled callable: one entry
+    per positional argument after ``params`` (``(x,)`` for a plain term,
+    ``(x, dy)`` for a reverse derivative). ``out_sig`` shapes the result.
+    """
+
+    __slots__ = ("dom", "cod", "in_sig", "out_sig", "_node", "_diagram", "_name", "_names", "_hash")
+
+    def __init__(self, dom: Ty, cod: Ty, *, diagram: _Diagram | None = None, node: tuple | None = None,
+                 in_sig=None, out_sig=None, name: str | None = None):
+        s = object.__setattr__
+        s(self, "dom", dom)
+        s(self, "cod", cod)
+        s(self, "in_sig", in_sig if in_sig is not None else (plain_sig(len(dom)),))
+        s(self, "out_sig", out_sig if out_sig is not None or len(cod) == 1 else plain_sig(len(cod)))
+        s(self, "_node", node)
+        s(self, "_diagram", diagram)
+        s(self, "_name", name)
+        s(self, "_names", None)
+        s(self, "_hash", None)
+
+    def __setattr__(self, key, value):
+        raise FrozenInstanceError(f"terms are immutable: cannot assign to {key!r}")
+
+    # --- the flat diagram, built on first use
+    def _flat(self) -> _Diagram:
+        d = self._diagram
+        if d is None:
+            b = Builder()
+            xs = [b.input(t) for t in self.dom]
+            d = b.build(xs, b.inline(self, xs))._diagram
+            object.__setattr__(self, "_diagram", d)
+        return d
+
+    @property
+    def wires(self) -> tuple[ArrayType, ...]:
+        return self._flat().wires
+
+    @property
+    def params(self) -> tuple[ParamSpec, ...]:
+        return self._flat().params
+
+    @property
+    def param_wires(self) -> tuple[int, ...]:
+        return self._flat().param_wires
+
+    @property
+    def inputs(self) -> tuple[int, ...]:
+        return self._flat().inputs
+
+    @property
+    def outputs(self) -> tuple[int, ...]:
+        return self._flat().outputs
+
+    @property
+    def eqns(self) -> tuple[Eqn, ...]:
+        return self._flat().eqns
+
+    @property
+    def name(self) -> str:
+        if self._name is None:
+            object.__setattr__(self, "_name", _composite_name(self))
+        return self._name
 
     # --- identity and hashing: structural, cached (terms are immutable)
     def _key(self):
-        return (self.wires, self.params, self.param_wires, self.inputs, self.outputs,
-                self.eqns, self.in_sig, self.out_sig)
+        return (self._flat(), self.in_sig, self.out_sig)
 
     def __hash__(self):
-        h = self.__dict__.get("_hash")
-        if h is None:
-            h = hash(self._key())
-            object.__setattr__(self, "_hash", h)
-        return h
+        if self._hash is None:
+            object.__setattr__(self, "_hash", hash(self._key()))
+        return self._hash
 
     def __eq__(self, other):
         return isinstance(other, Term) and (self is other or self._key() == other._key())
 
-    # --- types
-    @property
-    def dom(self) -> Ty:
-        return Ty(*(self.wires[i] for i in self.inputs))
-
-    @property
-    def cod(self) -> Ty:
-        return Ty(*(self.wires[i] for i in self.outputs))
-
+    # --- parameters
     @property
     def param_names(self) -> tuple[str, ...]:
-        return _param_names(self.params)
+        """Readable, unique names of the parameter wires, in forward order."""
+        if self._names is None:
+            object.__setattr__(self, "_names", _param_names(self.params))
+        return self._names
 
     @property
     def param_types(self) -> dict[str, ArrayType]:
         return dict(zip(self.param_names, (p.type for p in self.params)))
 
     @property
+    def hyper_names(self) -> tuple[str, ...]:
+        """The names of the hyperparameter wires among the parameters."""
+        return tuple(n for n, p in zip(self.param_names, self.params) if p.hyper)
+
+    @property
     def n_boxes(self) -> int:
         """The number of primitive boxes in the diagram."""
         return len(self.eqns)
+
+    def input_types(self) -> tuple:
+        """The types of the inputs, shaped as the calling convention (one tree per argument)."""
+        return unflatten(tuple(self.in_sig), iter(self.dom))
+
+    def output_types(self):
+        """The types of the outputs, shaped as the calling convention."""
+        return unflatten(self.out_sig, iter(self.cod))
 
     def __repr__(self) -> str:
         ps = f", params={list(self.param_names)}" if self.params else ""
@@ -220,37 +296,80 @@ class Term:
         if self.cod != other.dom:
             raise CompositionError(
                 f"cannot compose {_short(self)} >> {_short(other)}: the codomain of "
-                f"{_short(self)} is {self.cod} but the domain of {_short(other)} is {other.dom}")
-        b = Builder()
-        xs = [b.input(t) for t in self.dom]
-        ys = b.inline(self, xs)
-        zs = b.inline(other, ys)
-        return b.build(xs, zs, name=f"{_paren(self, '>>')} >> {_paren(other, '>>', right=True)}")
+                f"{_short(self)} is {self.cod} but the domain of {_short(other)} is {other.dom}"
+                + _lens_hint(self, other))
+        return Term(self.dom, other.cod, node=("seq", self, other))
 
     def __matmul__(self, other: Term) -> Term:
         """Parallel composition: ``self`` on the first wires, ``other`` on the rest."""
         if not isinstance(other, Term):
             return NotImplemented
-        b = Builder()
-        xs = [b.input(t) for t in self.dom]
-        ys = [b.input(t) for t in other.dom]
-        outs = b.inline(self, xs) + b.inline(other, ys)
-        return b.build(xs + ys, outs, name=f"{_paren(self, '@')} @ {_paren(other, '@', right=True)}")
+        return Term(self.dom @ other.dom, self.cod @ other.cod, node=("par", self, other))
 
     def then(self, *others: Term) -> Term:
-        """``f.then(g, h)`` is ``f >> g >> h`` built in one pass (linear time)."""
+        """``f.then(g, h)`` is ``f >> g >> h``."""
         return seq(self, *others)
 
-    # --- pointful use: calling a term on wires inlines it into the tracer
-    def __call__(self, *wires):
-        from .trace import apply_term
-        return apply_term(self, wires)
+    # --- pointful use: calling a term on wires inlines it into the function being traced
+    def __call__(self, *args):
+        b = builder_of(*args)
+        ids = [lift(b, a) for a in args]
+        if len(ids) != len(self.dom):
+            raise CompositionError(f"{_short(self)} takes {len(self.dom)} wires ({self.dom}), got {len(ids)}")
+        for i, (w, t) in enumerate(zip(ids, self.dom)):
+            if b.type_of(w) != t:
+                raise CompositionError(
+                    f"cannot apply {_short(self)} to argument {i} of type {b.type_of(w)}: "
+                    f"{_short(self)} expects {t} (its domain is {self.dom})")
+        outs = [Wire(b, w) for w in b.inline(self, ids)]
+        if len(outs) == 1:
+            return outs[0]
+        return tuple(outs) if outs else None
 
     # --- Para
-    def init(self, seed: int = 0) -> dict:
-        """A parameter dict ``{name: numpy array}`` drawn with each parameter's initialiser."""
-        from .para import init
-        return init(self, seed)
+    def init(self, seed: int = 0, backend: str = "numpy") -> dict:
+        """Initial parameters ``{name: array}``, drawn by ``backend`` with each parameter's initialiser
+        (hyperparameters take their declared values; labels are data, not drawn)."""
+        return _backend(backend).init(self, seed)
+
+
+def _lens_hint(f: Term, g: Term) -> str:
+    if f.name.startswith("R(") and g.name.startswith("R("):
+        return ("; R(f) is the reverse derivative map (params, x, dy) -> (dparams, dx), not a lens: "
+                "compose lenses with pl.lens(f) >> pl.lens(g)")
+    return ""
+
+
+def _seq_parts(t: Term) -> list[Term]:
+    """The terms of a chain ``a >> b >> c`` however it was bracketed (no recursion)."""
+    out, todo = [], [t]
+    while todo:
+        u = todo.pop()
+        if u._node is not None and u._node[0] == "seq":
+            todo += [u._node[2], u._node[1]]
+        else:
+            out.append(u)
+    return out
+
+
+def _par_parts(t: Term) -> list[Term]:
+    out, todo = [], [t]
+    while todo:
+        u = todo.pop()
+        if u._node is not None and u._node[0] == "par":
+            todo += [u._node[2], u._node[1]]
+        else:
+            out.append(u)
+    return out
+
+
+def _composite_name(t: Term) -> str:
+    if t._node is None:
+        return "term"
+    op, parts = (">>", _seq_parts(t)) if t._node[0] == "seq" else ("@", _par_parts(t))
+    if len(parts) > 8:
+        return f"{_paren(parts[0], op)} {op} ... ({len(parts)} terms) {op} {_paren(parts[-1], op)}"
+    return f" {op} ".join(_paren(p, op) for p in parts)
 
 
 class Poly:
@@ -294,22 +413,26 @@ class Poly:
 
 
 def seq(*terms: Term) -> Term:
-    """``seq(f, g, h) == f >> g >> h``, built in one pass."""
+    """``seq(f, g, h) == f >> g >> h``."""
     if not terms:
         raise ValueError("seq needs at least one term")
-    for f, g in zip(terms, terms[1:]):
-        if f.cod != g.dom:
-            raise CompositionError(
-                f"cannot compose {_short(f)} >> {_short(g)}: the codomain of {_short(f)} is "
-                f"{f.cod} but the domain of {_short(g)} is {g.dom}")
-    b = Builder()
-    xs = [b.input(t) for t in terms[0].dom]
-    ys = xs
-    for t in terms:
-        ys = b.inline(t, ys)
-    name = " >> ".join(_paren(t, ">>") for t in terms) if len(terms) < 8 else \
-        f"{_paren(terms[0], '>>')} >> ... ({len(terms)} terms) >> {_paren(terms[-1], '>>')}"
-    return b.build(xs, ys, name=name)
+    out = terms[0]
+    for t in terms[1:]:
+        out = out >> t
+    return out
+
+
+def as_term(x) -> Term:
+    """``x`` as a term: a term itself, or the term of a lens, an optimizer or a learner
+    (anything with an ``as_term()`` method). Backends and diagrams accept all of these."""
+    if isinstance(x, Term):
+        return x
+    if isinstance(x, Poly):
+        raise TypeError(f"{x.name} has no type yet: give it one with .at(pl.Array[...])")
+    make = getattr(x, "as_term", None)
+    if callable(make):
+        return make()
+    raise TypeError(f"expected a term, a lens, an optimizer or a learner, got {type(x).__name__}")
 
 
 def _short(t: Term, n: int = 60) -> str:
@@ -317,35 +440,53 @@ def _short(t: Term, n: int = 60) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-def _paren(t: Term, op: str, right: bool = False) -> str:
+def _paren(t: Term, op: str) -> str:
     s = _short(t, 200)
     other = "@" if op == ">>" else ">>"
-    return f"({s})" if f" {other} " in s or (right and f" {op} " in s) else s
+    return f"({s})" if f" {other} " in s else s
 
 
 def _param_names(params: Sequence[ParamSpec]) -> tuple[str, ...]:
+    """Unique readable names: ``layer`` for a layer's only instance, ``layer{slot}`` for several;
+    an instance whose name is already taken (``block1`` beside ``block`` slot 1) gets ``_k``."""
     slots: dict[str, set[int]] = {}
     for p in params:
         slots.setdefault(p.layer, set()).add(p.slot)
-    names = []
+    plain: dict[tuple[str, int], str] = {}
     for p in params:
-        layer = p.layer if len(slots[p.layer]) == 1 else f"{p.layer}{p.slot}"
-        names.append(f"{layer}.{p.local}" if p.local else layer)
-    return tuple(names)
+        plain.setdefault((p.layer, p.slot), p.layer if len(slots[p.layer]) == 1 else f"{p.layer}{p.slot}")
+    reserved = set(plain.values())
+    taken: set[str] = set()
+    prefix: dict[tuple[str, int], str] = {}
+    for inst, name in plain.items():  # instances in forward order: the first keeps its name
+        if name in taken:
+            k = 1
+            while f"{name}_{k}" in taken or f"{name}_{k}" in reserved:
+                k += 1
+            name = f"{name}_{k}"
+        taken.add(name)
+        prefix[inst] = name
+    return tuple(f"{prefix[p.layer, p.slot]}.{p.local}" if p.local else prefix[p.layer, p.slot] for p in params)
 
 
 # --------------------------------------------------------------------------- building
 
 
 class Builder:
-    """Builds a term equation by equation. Used by composition, the tracer and ``R``."""
+    """Builds a term equation by equation. Used by composition, the tracer, ``R`` and the
+    assemblies of lenses and learners.
+
+    ``group`` is added to every equation emitted while it is set (see :class:`Eqn`).
+    """
 
     def __init__(self):
         self.wires: list[ArrayType] = []
         self.eqns: list[Eqn] = []
         self.params: list[ParamSpec] = []
         self.param_wires: list[int] = []
+        self.group: tuple[str, ...] = ()
         self._slots: dict[str, int] = {}
+        self._declared: set[tuple[str, int, str]] = set()
 
     def new_wire(self, t: ArrayType) -> int:
         self.wires.append(t)
@@ -353,6 +494,14 @@ class Builder:
 
     def input(self, t: ArrayType) -> int:
         return self.new_wire(t)
+
+    def inputs(self, types) -> Any:
+        """Fresh input wires shaped like ``types`` (a tree of array types, e.g. ``term.input_types()``)."""
+        if isinstance(types, ArrayType):
+            return self.input(types)
+        if isinstance(types, dict):
+            return {k: self.inputs(v) for k, v in types.items()}
+        return tuple(self.inputs(v) for v in types)
 
     def type_of(self, w: int) -> ArrayType:
         return self.wires[w]
@@ -363,72 +512,119 @@ class Builder:
         self._slots[layer] = slot + 1
         return slot
 
-    def param(self, layer: str, slot: int, local: str, t: ArrayType, init: tuple = ("zeros",)) -> int:
-        spec = ParamSpec(layer, slot, local, t, init)
-        if any((p.layer, p.slot, p.local) == (layer, slot, local) for p in self.params):
+    def param(self, layer: str, slot: int, local: str, t: ArrayType, init: tuple = ("zeros",),
+              hyper: bool = False) -> int:
+        """Declare a parameter wire of instance ``slot`` of ``layer``."""
+        if "." in layer or "." in local:
+            raise ValueError(f"layer and parameter names cannot contain '.': {layer!r}, {local!r}")
+        key = (layer, slot, local)
+        if key in self._declared:
             raise ValueError(f"parameter {layer}{slot}.{local} declared twice")
+        self._declared.add(key)
         w = self.new_wire(t)
-        self.params.append(spec)
+        self.params.append(ParamSpec(layer, slot, local, t, tuple(init), hyper))
         self.param_wires.append(w)
         return w
+
+    def redeclare(self, spec: ParamSpec) -> int:
+        """Declare a parameter like ``spec`` (same layer instance, type and initialiser)."""
+        return self.param(spec.layer, spec.slot, spec.local, spec.type, spec.init, spec.hyper)
 
     def emit(self, prim: Prim, ins: Sequence[int], **params) -> list[int]:
         """Apply ``prim`` to wires ``ins``; returns the output wires."""
         in_types = [self.wires[w] for w in ins]
         out_types = prim.type_rule(in_types, **params)
         outs = [self.new_wire(t) for t in out_types]
-        self.eqns.append(Eqn(prim, tuple(sorted(params.items())), tuple(ins), tuple(outs)))
+        self.eqns.append(Eqn(prim, tuple(sorted(params.items())), tuple(ins), tuple(outs), self.group))
         return outs
 
     def emit1(self, prim: Prim, *ins: int, **params) -> int:
         (out,) = self.emit(prim, ins, **params)
         return out
 
-    def inline(self, term: Term, inputs: Sequence[int], params: dict[int, int] | None = None) -> list[int]:
-        """Copy ``term``'s equations in, reading its inputs from ``inputs``.
+    def inline(self, term: Term, inputs: Sequence[int], params: dict[int, int] | None = None,
+               group: str | None = None) -> list[int]:
+        """Copy ``term``'s equations in, reading its inputs from ``inputs``; returns its outputs.
 
-        Its parameters become fresh parameters of this builder (renumbered after
-        those already here), unless ``params`` maps some of its parameter wires
-        to existing wires (used for reparametrisation and for ``R``).
+        Its parameters become fresh parameters of this builder (new instances,
+        numbered after those already here), unless ``params`` maps some of its
+        parameter wires to existing wires (reparametrisation, ``R``, assemblies).
+        ``group`` labels the copied equations (nested inside the current group).
         """
-        if len(inputs) != len(term.inputs):
-            raise CompositionError(f"{_short(term)} takes {len(term.inputs)} wires, got {len(inputs)}")
+        if len(inputs) != len(term.dom):
+            raise CompositionError(f"{_short(term)} takes {len(term.dom)} wires, got {len(inputs)}")
         for w, t in zip(inputs, term.dom):
             if self.wires[w] != t:
                 raise CompositionError(
                     f"cannot apply {_short(term)} to a wire of type {self.wires[w]}: it expects {t}")
-        env: dict[int, int] = dict(zip(term.inputs, inputs))
-        params = params or {}
+        outer = self.group
+        if group is not None:
+            self.group = outer + (group,)
+        try:
+            if params or term._diagram is not None or term._node is None:
+                return self._inline_flat(term, list(inputs), params or {})
+            return self._inline_tree(term, list(inputs))
+        finally:
+            self.group = outer
+
+    def _inline_tree(self, term: Term, inputs: list[int]) -> list[int]:
+        """Inline a composite part by part, with an explicit stack (a chain of 10^4 compositions
+        needs no recursion); each part not yet flattened is visited, never flattened itself."""
+        results: list[list[int]] = []
+        todo: list[tuple] = [("visit", term, inputs)]
+        while todo:
+            op = todo.pop()
+            if op[0] == "visit":
+                t, ins = op[1], op[2]
+                if t._diagram is not None or t._node is None:
+                    results.append(self._inline_flat(t, ins, {}))
+                elif t._node[0] == "seq":
+                    todo += [("then", t._node[2]), ("visit", t._node[1], ins)]
+                else:
+                    k = len(t._node[1].dom)
+                    todo += [("join",), ("visit", t._node[2], ins[k:]), ("visit", t._node[1], ins[:k])]
+            elif op[0] == "then":
+                todo.append(("visit", op[1], results.pop()))
+            else:
+                right = results.pop()
+                results.append(results.pop() + right)
+        return results.pop()
+
+    def _inline_flat(self, term: Term, inputs: list[int], params: dict[int, int]) -> list[int]:
+        d = term._flat()
+        env: dict[int, int] = dict(zip(d.inputs, inputs))
         offsets: dict[str, int] = {}
-        for spec, w in zip(term.params, term.param_wires):
+        last: dict[str, int] = {}
+        for spec in d.params:
+            last[spec.layer] = max(last.get(spec.layer, -1), spec.slot)
+        for spec, w in zip(d.params, d.param_wires):
             if w in params:
                 env[w] = params[w]
                 continue
             if spec.layer not in offsets:
                 offsets[spec.layer] = self._slots.get(spec.layer, 0)
-            env[w] = self.param(spec.layer, offsets[spec.layer] + spec.slot, spec.local, spec.type, spec.init)
+            env[w] = self.param(spec.layer, offsets[spec.layer] + spec.slot, spec.local, spec.type, spec.init,
+                                spec.hyper)
         for layer, off in offsets.items():
-            n = 1 + max(s.slot for s in term.params if s.layer == layer)
-            self._slots[layer] = max(self._slots.get(layer, 0), off + n)
-        wires = term.wires
-        for e in term.eqns:
+            self._slots[layer] = max(self._slots.get(layer, 0), off + last[layer] + 1)
+        wires, group, new = d.wires, self.group, self.new_wire
+        append = self.eqns.append
+        for e in d.eqns:
             try:
                 ins = tuple(env[w] for w in e.ins)
             except KeyError:  # pragma: no cover - terms are closed by construction
                 raise CompositionError(f"ill-formed term {_short(term)}") from None
             outs = []
             for w in e.outs:
-                nw = self.new_wire(wires[w])
-                env[w] = nw
+                env[w] = nw = new(wires[w])
                 outs.append(nw)
-            self.eqns.append(Eqn(e.prim, e.params, ins, tuple(outs)))
-        return [env[w] for w in term.outputs]
+            append(Eqn(e.prim, e.params, ins, tuple(outs), group + e.group))
+        return [env[w] for w in d.outputs]
 
     def build(self, inputs: Sequence[int], outputs: Sequence[int], *, in_sig=None, out_sig=None,
-              name: str = "term", dce: bool = True) -> Term:
+              name: str | None = None, dce: bool = True) -> Term:
         """Close the diagram: renumber wires densely, drop boxes no output needs."""
         eqns = _live_eqns(self.eqns, outputs) if dce else list(self.eqns)
-        pairs = list(zip(self.params, self.param_wires))
         order: dict[int, int] = {}
 
         def number(w):
@@ -436,12 +632,10 @@ class Builder:
                 order[w] = len(order)
             return order[w]
 
-        pw = [number(w) for _, w in pairs]
+        pw = [number(w) for w in self.param_wires]
         ins = [number(w) for w in inputs]
-        new_eqns = []
-        for e in eqns:
-            new_eqns.append(Eqn(e.prim, e.params, tuple(number(w) for w in e.ins),
-                                tuple(number(w) for w in e.outs)))
+        new_eqns = [Eqn(e.prim, e.params, tuple(number(w) for w in e.ins), tuple(number(w) for w in e.outs),
+                        e.group) for e in eqns]
         outs = []
         for w in outputs:
             if w not in order:
@@ -450,8 +644,9 @@ class Builder:
         types = [None] * len(order)
         for w, i in order.items():
             types[i] = self.wires[w]
-        return Term(tuple(types), tuple(p for p, _ in pairs), tuple(pw), tuple(ins), tuple(outs),
-                    tuple(new_eqns), in_sig, out_sig, name)
+        d = _Diagram(tuple(types), tuple(self.params), tuple(pw), tuple(ins), tuple(outs), tuple(new_eqns))
+        return Term(Ty(*(types[i] for i in ins)), Ty(*(types[i] for i in outs)), diagram=d, in_sig=in_sig,
+                    out_sig=out_sig, name=name or "term")
 
 
 def _live_eqns(eqns: Sequence[Eqn], outputs: Sequence[int]) -> list[Eqn]:
@@ -468,35 +663,40 @@ def _live_eqns(eqns: Sequence[Eqn], outputs: Sequence[int]) -> list[Eqn]:
 # --------------------------------------------------------------------------- structure
 
 
-def _wiring(dom: Ty, perm: Callable[[list[int]], list[int]], name: str) -> Term:
+def wiring(dom, outputs: Sequence[int], name: str) -> Term:
+    """The term that sends input wire ``outputs[i]`` to output ``i``: copies, discards and
+    permutations, with no boxes."""
+    dom = as_ty(dom)
     b = Builder()
     xs = [b.input(t) for t in dom]
-    return b.build(xs, perm(xs), name=name)
+    return b.build(xs, [xs[i] for i in outputs], name=name)
 
 
 def id(ty) -> Term:  # noqa: A001 - the categorical name is the public contract
     """The identity on ``ty``: ``pl.id(A) >> f == f == f >> pl.id(B)``."""
     ty = as_ty(ty)
-    return _wiring(ty, lambda xs: xs, f"id({_ty_str(ty)})")
+    return wiring(ty, range(len(ty)), f"id({_ty_str(ty)})")
 
 
 def copy(ty, n: int = 2) -> Term:
     """Copy ``ty`` to ``n`` copies (``n = 2``: the diagonal). Its reverse derivative adds."""
     ty = as_ty(ty)
-    return _wiring(ty, lambda xs: xs * n, f"copy({_ty_str(ty)})")
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"copy makes n >= 0 copies, got n={n!r} (n=0 is pl.discard)")
+    return wiring(ty, list(range(len(ty))) * n, f"copy({_ty_str(ty)})")
 
 
 def discard(ty) -> Term:
     """Discard ``ty`` (the map to the unit). Its reverse derivative is zero."""
     ty = as_ty(ty)
-    return _wiring(ty, lambda xs: [], f"discard({_ty_str(ty)})")
+    return wiring(ty, [], f"discard({_ty_str(ty)})")
 
 
 def swap(a, b) -> Term:
     """The symmetry ``a @ b -> b @ a``."""
     a, b = as_ty(a), as_ty(b)
-    k = len(a)
-    return _wiring(a @ b, lambda xs: xs[k:] + xs[:k], f"swap({_ty_str(a)}, {_ty_str(b)})")
+    k, n = len(a), len(a) + len(b)
+    return wiring(a @ b, list(range(k, n)) + list(range(k)), f"swap({_ty_str(a)}, {_ty_str(b)})")
 
 
 def _ty_str(ty: Ty) -> str:

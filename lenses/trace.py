@@ -1,8 +1,9 @@
 """Pointful terms: build a term by running an ordinary Python function on wires.
 
-Inside :func:`para`, arguments are :class:`Wire` objects; arithmetic on them
-emits primitive boxes. Using a wire twice inserts a copy (its cotangents add
-up), leaving an argument unused discards it.
+Inside :func:`para`, arguments are :class:`~paralens.wires.Wire` objects;
+arithmetic on them emits primitive boxes (see :mod:`paralens.wires`). Arguments
+annotated ``pl.Param[...]`` become parameter wires; an argument whose default
+is ``pl.hyperparameter(value)`` becomes a hyperparameter wire.
 
 >>> import paralens as pl
 >>> @pl.para
@@ -10,336 +11,25 @@ up), leaving an argument unused discards it.
 ...     return x + pl.relu(x @ w)
 >>> residual.dom, residual.cod, residual.param_names
 (Ty(Array[4]), Ty(Array[4]), ('residual.w',))
+>>> @pl.para
+... def soft(x: pl.Array[3], temperature=pl.hyperparameter(2.0)):
+...     return pl.softmax(x / temperature)
+>>> soft.hyper_names
+('soft.temperature',)
 """
 
 from __future__ import annotations
 
 import inspect
-import numbers
 from typing import Callable, Sequence
 
-from . import prims as P
-from .terms import Builder, CompositionError, Term, _short
+from .para import Hyperparameter
+from .prims import promote
+from .terms import Builder, Term
 from .types import ArrayType
+from .wires import Wire, tracing
 
-__all__ = ["Wire", "para", "trace", "apply_term"]
-
-_STACK: list[Builder] = []  # builders of the functions being traced, innermost last
-
-
-class Wire:
-    """A wire inside a function being traced: supports ``+ - * / ** @`` and indexing helpers."""
-
-    __slots__ = ("builder", "id")
-
-    def __init__(self, builder: Builder, id: int):  # noqa: A002
-        self.builder = builder
-        self.id = id
-
-    @property
-    def type(self) -> ArrayType:
-        return self.builder.type_of(self.id)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.type.shape
-
-    @property
-    def ndim(self) -> int:
-        return self.type.ndim
-
-    def __repr__(self) -> str:
-        return f"Wire({self.type})"
-
-    def __bool__(self):
-        raise TypeError("a traced wire has no truth value; use pl.where(cond, a, b) for branches")
-
-    # arithmetic; Python numbers become scale/shift/constant boxes
-    def __add__(self, o): return _arith(self, o, P.ADD, lambda x, c: P.shift(x.builder, x.id, c))
-    def __radd__(self, o): return self.__add__(o)
-    def __sub__(self, o): return _arith(self, o, P.SUB, lambda x, c: P.shift(x.builder, x.id, -c))
-    def __rsub__(self, o): return (-self) + o
-    def __mul__(self, o): return _arith(self, o, P.MUL, lambda x, c: P.scale(x.builder, x.id, c))
-    def __rmul__(self, o): return self.__mul__(o)
-    def __truediv__(self, o): return _arith(self, o, P.DIV, lambda x, c: P.scale(x.builder, x.id, 1.0 / c))
-    def __rtruediv__(self, o): return _wrap(self.builder, P.div(self.builder, _lift(self.builder, o), self.id))
-    def __neg__(self): return _wrap(self.builder, P.neg(self.builder, self.id))
-    def __pow__(self, p):
-        if not isinstance(p, numbers.Real):
-            raise TypeError("only constant exponents are supported: x ** 2.0")
-        return _wrap(self.builder, self.builder.emit1(P.POW, self.id, p=float(p)))
-    def __rpow__(self, base): return power(base, self)
-    def __matmul__(self, o): return matmul(self, o)
-    def __rmatmul__(self, o): return matmul(o, self)
-
-    @property
-    def T(self) -> Wire:
-        return transpose(self, tuple(reversed(range(self.ndim))))
-
-    def sum(self, axis=None) -> Wire: return sum(self, axis)
-    def mean(self, axis=None) -> Wire: return mean(self, axis)
-    def max(self, axis=None) -> Wire: return max(self, axis)
-    def reshape(self, *shape) -> Wire:
-        return reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape)
-
-
-def _wrap(b: Builder, w: int) -> Wire:
-    return Wire(b, w)
-
-
-def _builder_of(*xs) -> Builder:
-    bs = {id(x.builder): x.builder for x in xs if isinstance(x, Wire)}
-    if len(bs) > 1:
-        raise CompositionError("wires from two different traced functions were combined")
-    if bs:
-        return next(iter(bs.values()))
-    if _STACK:
-        return _STACK[-1]
-    raise TypeError("this operation needs a wire; call it inside a function decorated with @pl.para")
-
-
-def _lift(b: Builder, v) -> int:
-    if isinstance(v, Wire):
-        if v.builder is not b:
-            raise CompositionError("wires from two different traced functions were combined")
-        return v.id
-    if isinstance(v, numbers.Real) or hasattr(v, "tolist"):
-        shape = tuple(getattr(v, "shape", ()))
-        return P.emit_const(b, v, shape, str(getattr(v, "dtype", "float32")) if shape else "float32")
-    raise TypeError(f"cannot use {type(v).__name__} as a wire")
-
-
-def _arith(x: Wire, o, prim, with_number: Callable) -> Wire:
-    if isinstance(o, numbers.Real) and not isinstance(o, bool):
-        return _wrap(x.builder, with_number(x, float(o)))
-    b = x.builder
-    return _wrap(b, b.emit1(prim, x.id, _lift(b, o)))
-
-
-# --------------------------------------------------------------------------- functions on wires
-
-
-def _unary(prim, doc):
-    def f(x: Wire, **params) -> Wire:
-        b = _builder_of(x)
-        return _wrap(b, b.emit1(prim, _lift(b, x), **params))
-    f.__name__ = prim.name
-    f.__doc__ = doc
-    return f
-
-
-exp = _unary(P.EXP, "Elementwise e**x.")
-log = _unary(P.LOG, "Elementwise natural logarithm.")
-sqrt = _unary(P.SQRT, "Elementwise square root.")
-tanh = _unary(P.TANH, "Elementwise hyperbolic tangent.")
-sigmoid = _unary(P.SIGMOID, "Elementwise logistic function 1 / (1 + e**-x).")
-softplus = _unary(P.SOFTPLUS, "Elementwise log(1 + e**x).")
-relu = _unary(P.RELU, "Elementwise max(x, 0).")
-stop_gradient = _unary(P.STOP_GRADIENT, "The identity, with zero reverse derivative.")
-cos = _unary(P.COS, "Elementwise cosine.")
-sin = _unary(P.SIN, "Elementwise sine.")
-floor = _unary(P.FLOOR, "Elementwise floor (zero derivative).")
-
-
-def gelu(x: Wire) -> Wire:
-    """GELU, tanh approximation (as ``jax.nn.gelu(x, approximate=True)``)."""
-    c = (2.0 / 3.141592653589793) ** 0.5
-    return 0.5 * x * (1.0 + tanh(c * (x + 0.044715 * x ** 3.0)))
-
-
-def power(x, e) -> Wire:
-    """Elementwise ``x ** e`` where the exponent is a wire too (``x > 0`` to differentiate in ``e``)."""
-    b = _builder_of(x, e)
-    if not isinstance(x, Wire):  # a number base takes the exponent's dtype
-        x = constant(x, (), b.type_of(_lift(b, e)).dtype, like=e)
-    return _wrap(b, b.emit1(P.POWER, _lift(b, x), _lift(b, e)))
-
-
-def cast(x: Wire, dtype: str) -> Wire:
-    """Convert the element type; cotangents are converted back."""
-    return _wrap(x.builder, x.builder.emit1(P.CAST, x.id, dtype=dtype))
-
-
-def greater(x, y) -> Wire:
-    """1.0 where ``x > y``, else 0.0 (zero derivative)."""
-    b = _builder_of(x, y)
-    return _wrap(b, b.emit1(P.GREATER, _lift(b, x), _lift(b, y)))
-
-
-def equal(x, y) -> Wire:
-    """1.0 where ``x == y``, else 0.0 (zero derivative)."""
-    b = _builder_of(x, y)
-    return _wrap(b, b.emit1(P.EQUAL, _lift(b, x), _lift(b, y)))
-
-
-def where(cond, x, y) -> Wire:
-    """``x`` where ``cond`` is non-zero, else ``y`` (elementwise selection)."""
-    b = _builder_of(cond, x, y)
-    return _wrap(b, b.emit1(P.WHERE, _lift(b, cond), _lift(b, x), _lift(b, y)))
-
-
-def maximum(x, y) -> Wire:
-    """Elementwise maximum; the cotangent goes to the larger operand (to ``y`` on ties)."""
-    return where(greater(x, y), x, y)
-
-
-def minimum(x, y) -> Wire:
-    """Elementwise minimum; the cotangent goes to the smaller operand (to ``y`` on ties)."""
-    return where(greater(y, x), x, y)
-
-
-def clip(x, low, high) -> Wire:
-    """``minimum(maximum(x, low), high)``."""
-    return minimum(maximum(x, low), high)
-
-
-def _axes(x: Wire, axis) -> tuple[int, ...]:
-    if axis is None:
-        return tuple(range(x.ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a % x.ndim for a in axes))
-
-
-def sum(x: Wire, axis=None) -> Wire:  # noqa: A001
-    """Sum over per-example ``axis`` (all per-example axes by default)."""
-    return _wrap(x.builder, P.reduce_sum(x.builder, x.id, _axes(x, axis)))
-
-
-def mean(x: Wire, axis=None) -> Wire:
-    """Mean over per-example ``axis`` (all per-example axes by default)."""
-    axes = _axes(x, axis)
-    n = 1
-    for a in axes:
-        n *= x.shape[a]
-    return sum(x, axes) * (1.0 / n)
-
-
-def max(x: Wire, axis=None) -> Wire:  # noqa: A001
-    """Maximum over per-example ``axis``; ties share the cotangent equally."""
-    return _wrap(x.builder, x.builder.emit1(P.REDUCE_MAX, x.id, axes=_axes(x, axis)))
-
-
-def logsumexp(x: Wire, axis: int = -1) -> Wire:
-    """``log(sum(exp(x), axis))``, computed stably."""
-    return _wrap(x.builder, x.builder.emit1(P.LOGSUMEXP, x.id, axis=axis % x.ndim))
-
-
-def softmax(x: Wire, axis: int = -1) -> Wire:
-    """``exp(x) / sum(exp(x), axis)``, computed stably."""
-    return _wrap(x.builder, x.builder.emit1(P.SOFTMAX, x.id, axis=axis % x.ndim))
-
-
-def reshape(x: Wire, shape) -> Wire:
-    """Reshape the per-example array (the batch axis is untouched)."""
-    return _wrap(x.builder, P.reshape(x.builder, x.id, tuple(shape)))
-
-
-def transpose(x: Wire, perm) -> Wire:
-    """Permute the per-example axes."""
-    return _wrap(x.builder, x.builder.emit1(P.TRANSPOSE, x.id, perm=tuple(perm)))
-
-
-def broadcast_to(x: Wire, shape, dims=None) -> Wire:
-    """Broadcast to ``shape``; ``dims[i]`` is where input axis ``i`` goes (trailing by default)."""
-    shape = tuple(shape)
-    if dims is None:
-        dims = tuple(range(len(shape) - x.ndim, len(shape)))
-    return _wrap(x.builder, P.broadcast(x.builder, x.id, shape, dims))
-
-
-def einsum(spec: str, x, y, *, batched_out: bool | None = None) -> Wire:
-    """Two-operand contraction over per-example axes, e.g. ``einsum("i,io->o", x, w)``."""
-    b = _builder_of(x, y)
-    return _wrap(b, b.emit1(P.EINSUM, _lift(b, x), _lift(b, y), spec=spec, batched_out=batched_out))
-
-
-def matmul(x, y) -> Wire:
-    """``x @ y`` on per-example arrays, as NumPy: ``(..., k) @ (k,)``, ``(k,) @ (k, m)``,
-    ``(..., n, k) @ (k, m)`` and ``(..., n, k) @ (..., k, m)`` with equal leading axes."""
-    b = _builder_of(x, y)
-    tx, ty = b.type_of(_lift(b, x)), b.type_of(_lift(b, y))
-    if tx.ndim == 0 or ty.ndim == 0:
-        raise TypeError(f"matmul: operands must have rank >= 1 (got {tx} and {ty})")
-    lead = "abcdefgh"[: tx.ndim - 1]  # x's axes before the contracted one
-    if ty.ndim == 1:
-        spec = f"{lead}k,k->{lead}"
-    elif ty.ndim == 2:
-        spec = f"{lead}k,km->{lead}m"
-    elif tx.ndim == ty.ndim and tx.shape[:-2] == ty.shape[:-2]:
-        spec = f"{lead}k,{lead[:-1]}km->{lead}m"
-    else:
-        raise TypeError(f"matmul: cannot multiply {tx} by {ty}")
-    return einsum(spec, x, y)
-
-
-def conv2d(x: Wire, w: Wire, *, stride=(1, 1), padding=(0, 0)) -> Wire:
-    """2-D convolution (cross-correlation), NHWC: ``x`` (H, W, C), ``w`` (kh, kw, C, O) -> (OH, OW, O)."""
-    kh, kw = w.shape[0], w.shape[1]
-    p = _wrap(x.builder, x.builder.emit1(P.PATCHES, x.id, kh=kh, kw=kw, stride=tuple(stride),
-                                         padding=tuple(padding)))
-    return einsum("hwijc,ijco->hwo", p, w)
-
-
-def _pool(x: Wire, window, stride, padding, reduce) -> Wire:
-    stride = tuple(window) if stride is None else tuple(stride)
-    p = _wrap(x.builder, x.builder.emit1(P.PATCHES, x.id, kh=window[0], kw=window[1], stride=stride,
-                                         padding=tuple(padding)))
-    return reduce(p, (2, 3))
-
-
-def max_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
-    """Max pooling over ``window`` (stride defaults to the window): (H, W, C) -> (OH, OW, C)."""
-    return _pool(x, window, stride, padding, max)
-
-
-def avg_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
-    """Average pooling over ``window`` (zero padding counts): (H, W, C) -> (OH, OW, C)."""
-    return _pool(x, window, stride, padding, mean)
-
-
-def batch_sum(x: Wire) -> Wire:
-    """Sum over the examples of the batch: a batched wire becomes an unbatched one."""
-    return _wrap(x.builder, x.builder.emit1(P.BATCH_SUM, x.id))
-
-
-def batch_mean(x: Wire) -> Wire:
-    """Mean over the examples of the batch."""
-    b = x.builder
-    return _wrap(b, P.div(b, b.emit1(P.BATCH_SUM, x.id), b.emit1(P.BATCH_COUNT, x.id)))
-
-
-def zeros_like(x: Wire) -> Wire:
-    """Zeros of ``x``'s type."""
-    return _wrap(x.builder, P.zeros_like(x.builder, x.id))
-
-
-def constant(value, shape=None, dtype: str = "float32", *, like: Wire | None = None) -> Wire:
-    """A constant wire (unbatched) inside a traced function, from a number, nested lists or an array."""
-    b = like.builder if like is not None else _builder_of()
-    shape = tuple(getattr(value, "shape", ())) if shape is None else tuple(shape)
-    if shape == () and isinstance(value, (list, tuple)):
-        raise TypeError("give the shape of a constant built from nested lists")
-    return _wrap(b, P.emit_const(b, value, shape, dtype))
-
-
-# --------------------------------------------------------------------------- tracing
-
-
-def apply_term(term: Term, wires: Sequence) -> Wire | tuple[Wire, ...] | None:
-    """Inline ``term`` into the function being traced, applied to ``wires``."""
-    b = _builder_of(*wires)
-    ids = [_lift(b, w) for w in wires]
-    if len(ids) != len(term.dom):
-        raise CompositionError(f"{_short(term)} takes {len(term.dom)} wires ({term.dom}), got {len(ids)}")
-    for i, (w, t) in enumerate(zip(ids, term.dom)):
-        if b.type_of(w) != t:
-            raise CompositionError(
-                f"cannot apply {_short(term)} to argument {i} of type {b.type_of(w)}: "
-                f"{_short(term)} expects {t} (its domain is {term.dom})")
-    outs = [_wrap(b, w) for w in b.inline(term, ids)]
-    if len(outs) == 1:
-        return outs[0]
-    return tuple(outs) if outs else None
+__all__ = ["para", "trace", "trace_on"]
 
 
 def _default_init(t: ArrayType) -> tuple:
@@ -362,20 +52,25 @@ def trace(fn: Callable, dom: Sequence[ArrayType] | None = None, *, name: str | N
     dom = list(dom) if dom is not None else None
     b = Builder()
     slot = b.new_layer(layer)
-    args: list[Wire] = []
+    args: list = []
     inputs: list[int] = []
+    hypers: list[tuple[int, str, Hyperparameter]] = []
     for p in sig.parameters.values():
         if p.kind is p.VAR_KEYWORD:
             continue
         if p.kind is p.VAR_POSITIONAL:  # *xs takes the remaining input types
             while dom:
                 inputs.append(b.input(dom.pop(0)))
-                args.append(_wrap(b, inputs[-1]))
+                args.append(Wire(b, inputs[-1]))
             continue
         ann = p.annotation
         if isinstance(ann, ArrayType) and not ann.batched:
             init = p.default if p.default is not inspect.Parameter.empty else _default_init(ann)
-            args.append(_wrap(b, b.param(layer, slot, p.name, ann, tuple(init))))
+            args.append(Wire(b, b.param(layer, slot, p.name, ann, tuple(init))))
+            continue
+        if isinstance(p.default, Hyperparameter):  # typed once the data inputs are known
+            hypers.append((len(args), p.name, p.default))
+            args.append(None)
             continue
         if isinstance(ann, ArrayType):
             t = ann
@@ -386,18 +81,18 @@ def trace(fn: Callable, dom: Sequence[ArrayType] | None = None, *, name: str | N
                             "or pass dom=[...] to pl.para")
         w = b.input(t)
         inputs.append(w)
-        args.append(_wrap(b, w))
+        args.append(Wire(b, w))
     if dom:
         raise TypeError(f"{name}: dom lists {len(dom)} more types than the function has data arguments")
+    dtype = promote([ArrayType((), "float32"), *(b.type_of(w) for w in inputs)])
+    for i, local, h in hypers:
+        args[i] = h.wire(b, layer, slot, local, dtype)
     return b.build(inputs, _run(b, fn, args, name), name=name)
 
 
 def _run(b: Builder, fn: Callable, args: Sequence[Wire], name: str) -> list[int]:
-    _STACK.append(b)
-    try:
+    with tracing(b):
         out = fn(*args)
-    finally:
-        _STACK.pop()
     outs = out if isinstance(out, (tuple, list)) else (out,)
     ids = []
     for o in outs:

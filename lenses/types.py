@@ -18,7 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterator
 
-__all__ = ["ArrayType", "Array", "Param", "Ty", "as_ty"]
+__all__ = ["ArrayType", "Array", "Param", "Ty", "as_ty", "CompositionError"]
+
+class CompositionError(TypeError):
+    """Raised when a term is built from pieces whose types do not fit; the message names both."""
+
 
 _DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool")
 

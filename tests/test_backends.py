@@ -78,5 +78,5 @@ def test_compile_checks_shapes_and_keys():
         fn(p, np.zeros((4, 5)))
     with pytest.raises(KeyError, match="missing"):
         fn({"dense.W": p["dense.W"]}, np.zeros((4, 3)))
-    with pytest.raises(TypeError, match="needs a type first"):
+    with pytest.raises(TypeError, match="has no type yet"):
         pnp.compile(pl.nn.relu())

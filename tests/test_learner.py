@@ -45,11 +45,11 @@ def test_twenty_steps_equal_hand_written_jax_and_optax(name, opt, tx, loss, ref_
     for k in params:
         np.testing.assert_allclose(state["params"][k], params[k], rtol=1e-5, atol=1e-6)
     if name == "adam":  # optimizer state too: count, mu, nu
-        adam_state = ostate[0]
-        assert int(state["opt"]["0/count"]) == int(adam_state.count) == 20
+        adam_state, ours = ostate[0], state["opt"][0]  # ScaleByAdamState(count, mu, nu) as named fields
+        assert int(ours["count"]) == int(adam_state.count) == 20
         for k in params:
-            np.testing.assert_allclose(state["opt"][f"0/mu/{k}"], adam_state.mu[k], rtol=1e-5, atol=1e-7)
-            np.testing.assert_allclose(state["opt"][f"0/nu/{k}"], adam_state.nu[k], rtol=1e-5, atol=1e-9)
+            np.testing.assert_allclose(ours["mu"][k], adam_state.mu[k], rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(ours["nu"][k], adam_state.nu[k], rtol=1e-5, atol=1e-9)
 
 
 def test_one_compile_for_ten_calls_with_changing_learning_rate(caplog):

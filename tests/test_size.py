@@ -84,7 +84,7 @@ def test_deep_chain_by_repeated_composition():
 @pytest.mark.parametrize("depth", [3])
 def test_optic_split_has_residuals_and_no_recomputation(depth):
     f = model(depth)
-    o = pl.optic(f)
+    o = pl.lens(f)
     fwd_prims = [e.prim.name for e in o.fwd.eqns]
     rev_prims = [e.prim.name for e in o.rev.eqns]
     assert fwd_prims == [e.prim.name for e in f.eqns]  # the forward pass, once
