@@ -11,7 +11,9 @@ it returns an object with the small protocol of :class:`Backend`:
   from a learner's step term (``learner.step_term``) alone;
 * ``array(value, type)``: an array of an :class:`~paralens.ArrayType`.
 
-A backend that lacks one of these says so when it is asked. The built-in
+A backend that lacks one of these says so when it is asked; so it does for
+the optional ``compile_bilevel``, ``to_optax`` and ``from_optax`` (JAX has
+them). The built-in
 backends are ``numpy`` (the eager reference), ``jax`` (compiled, exportable,
 shardable) and ``sympy`` (symbolic formulas); :func:`register` adds one.
 
@@ -63,6 +65,19 @@ class Backend:
     def owns(self, value) -> bool:
         """Whether ``value`` is one of this backend's arrays."""
         return False
+
+    # optional capabilities, beyond the protocol
+    def compile_bilevel(self, problem, **options):
+        """The outer step of a :class:`~paralens.Bilevel` problem."""
+        self._lacks("compile bilevel problems")
+
+    def to_optax(self, opt):
+        """A paralens optimizer as an ``optax.GradientTransformation``."""
+        self._lacks("convert optimizers to optax")
+
+    def from_optax(self, tx):
+        """An ``optax.GradientTransformation`` as a paralens optimizer."""
+        self._lacks("convert optimizers from optax")
 
     def __repr__(self) -> str:
         return f"<paralens backend {self.name}>"

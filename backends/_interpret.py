@@ -186,12 +186,13 @@ class ArrayBackend(Backend):
     """
 
     def __init__(self, name: str, lib: ArrayLib, rules: dict[str, Callable], *, convert: Callable,
-                 finish: Callable = lambda v: v, loop: Callable = python_loop):
+                 finish: Callable = lambda v: v, loop: Callable = python_loop, wrap: Callable | None = None):
         self.name = name
         self.lib = lib
         self.convert = convert
         self.finish = finish
         self.loop = loop
+        self.wrap = wrap  # applied to every box's outputs, for libraries whose 0-d results are not arrays
         table = {**shared_rules(lib), **rules}
         unknown = sorted(set(table) - set(PRIMS) - {"scan"})
         if unknown:
@@ -219,7 +220,7 @@ class ArrayBackend(Backend):
     def run(self, term: Term, values: list) -> list:
         """Evaluate ``term`` on flat values (parameters first, then inputs); returns its flat outputs."""
         env: dict[int, Any] = dict(zip(term.param_wires + term.inputs, values))
-        wires, rules = term.wires, self.rules
+        wires, rules, wrap = term.wires, self.rules, self.wrap
         for e in term.eqns:
             try:
                 rule = rules[e.prim.name]
@@ -228,9 +229,10 @@ class ArrayBackend(Backend):
             out = rule([wires[w] for w in e.ins], [wires[w] for w in e.outs], *(env[w] for w in e.ins),
                        **dict(e.params))
             if len(e.outs) == 1 and not isinstance(out, list):
-                env[e.outs[0]] = out
-            else:
-                env.update(zip(e.outs, out))
+                out = [out]
+            if wrap is not None:
+                out = [wrap(o) for o in out]
+            env.update(zip(e.outs, out))
         return [env[w] for w in term.outputs]
 
     def compile(self, term, **options) -> Callable:

@@ -58,6 +58,11 @@ def _add_at(acc, idx, v):
     return acc
 
 
+def _foreign(ins, outs, *vals, fn, types_out):
+    raise NotImplementedError(f"{fn.name} is an opaque box computed on JAX arrays: the sympy backend cannot "
+                              "evaluate it (it has no formula)")
+
+
 def _pow(x, *, p):
     return _vec(lambda v: v ** _num(p))(x)
 
@@ -77,17 +82,23 @@ RULES = {
     "where": _vec(lambda c, x, y: sp.Piecewise((x, sp.Ne(c, 0)), (y, True)), 3),
     "cast": lambda x, *, dtype: x,
     "reduce_max": _max,
+    "foreign": _foreign,
     "softmax": lambda ins, outs, x, *, axis: _vec(sp.exp)(x) / _exp_sum(x, axis + ins[0].batched),
     "logsumexp": lambda ins, outs, x, *, axis: np.squeeze(_vec(sp.log)(_exp_sum(x, axis + ins[0].batched)),
                                                         axis + ins[0].batched),
 }
 
 
+def _sympify(v):
+    # a boolean is the number 0 or 1 here (SymPy's true and false are not numbers: Ne(false, 0) holds)
+    return sp.Integer(int(v)) if isinstance(v, (bool, np.bool_)) else sp.sympify(v)
+
+
 def _convert(v):
     if isinstance(v, (sp.NDimArray, sp.MatrixBase)):
         v = v.tolist()
     arr = np.asarray(v, dtype=object)
-    return _vec(sp.sympify)(arr) if arr.size else arr
+    return _vec(_sympify)(arr) if arr.size else arr
 
 
 def _finish(v):
@@ -137,7 +148,8 @@ class SympyBackend(ArrayBackend):
 
 
 backend = SympyBackend("sympy", LIB, RULES, convert=_convert, finish=_finish,
-                       loop=functools.partial(python_loop, dtype=object))
+                       loop=functools.partial(python_loop, dtype=object),
+                       wrap=lambda v: np.asarray(v, dtype=object))  # NumPy gives 0-d object results as bare objects
 
 
 def compile(term):  # noqa: A001 - the public contract

@@ -6,7 +6,7 @@
 >>> backward.n_boxes < 4 * model.n_boxes
 True
 >>> pl.lens(model).residuals     # the same, as a lens: forward keeps what backward reads
-(Array[3], Array[4, 3, batched=False], Array[4])
+Ty(Array[3], Array[4, 3, batched=False], Array[4])
 """
 
 from . import backends, bilevel, losses, nn, optim
@@ -23,10 +23,8 @@ from .structure import add, const, zero
 from .terms import Builder, Eqn, ParamSpec, Poly, Term, as_term, copy, discard, id, seq, swap
 from .trace import para, trace
 from .types import Array, ArrayType, CompositionError, Param, Ty
-from .wires import (Wire, avg_pool, batch_mean, batch_sum, broadcast_to, cast, clip, constant, conv2d, cos,
-                    einsum, equal, exp, floor, gelu, greater, log, logsumexp, matmul, max, max_pool, maximum,
-                    mean, minimum, power, relu, reshape, sigmoid, sin, softmax, softplus, sqrt, stop_gradient,
-                    sum, tanh, transpose, where, zeros_like)
+from . import wires
+from .wires import *  # noqa: F401,F403 - the pointful vocabulary: exp, einsum, conv2d, ...
 
 __version__ = "0.1.0"
 
@@ -34,10 +32,6 @@ __all__ = [
     "R", "D", "value_and_R", "lens", "Lens", "costate", "Learner", "Term", "Poly", "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "as_term", "para", "trace", "reparam", "tie", "bind", "hyperparameter",
-    "to_networkx", "draw", "nn", "losses", "optim", "init", "backends", "PRIMS", "Wire", "loop", "scan_term",
+    "to_networkx", "draw", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
     "bilevel", "Bilevel", "Hyper",
-    "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "greater", "equal",
-    "where", "maximum", "sum", "mean", "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to",
-    "einsum", "matmul", "power", "cast", "cos", "sin", "floor", "minimum", "clip", "conv2d", "max_pool",
-    "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant",
-]
+] + wires.__all__

@@ -116,7 +116,8 @@ def draw(term, path: str, *, title: str | None = None) -> str:
     ax.set_title(title or term.name[:120])
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # labels stay text: searchable, selectable
+        fig.savefig(path)
     plt.close(fig)
     return str(path)
 

@@ -72,6 +72,11 @@ class Learner:
 
     # ---------------------------------------------------------------- names and types
     @cached_property
+    def objective(self) -> Term:
+        """``model >> loss``: parameters are the model's, then the loss's (the label first)."""
+        return self.model >> self.loss
+
+    @cached_property
     def param_types(self) -> dict[str, ArrayType]:
         """The model's trainable parameters (its hyperparameters excluded)."""
         return {n: p.type for n, p in zip(self.model.param_names, self.model.params) if not p.hyper}

@@ -60,9 +60,9 @@ class Lens:
         return self.fwd.cod[: len(self.fwd.cod) - self.n_residuals]
 
     @property
-    def residuals(self) -> tuple[ArrayType, ...]:
+    def residuals(self) -> Ty:
         """The types of the wires carried from the forward to the reverse part."""
-        return tuple(self.fwd.cod[len(self.cod):])
+        return self.fwd.cod[len(self.cod):]
 
     @property
     def params(self):
@@ -92,10 +92,6 @@ class Lens:
         x_sig, y_sig = plain_sig(len(self.dom)), plain_sig(len(self.cod))
         return b.build(xs + dys, y + dps + dxs, in_sig=(x_sig, y_sig),
                        out_sig=(y_sig, DictSig(self.param_names), x_sig), name=self.name)
-
-    @property
-    def term(self) -> Term:
-        return self.as_term()
 
     # --- using a lens inside an assembly
     def forward(self, b: Builder, xs, params, group: str | None = None) -> tuple[list[int], list[int]]:

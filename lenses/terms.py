@@ -28,7 +28,8 @@ unique (see :class:`ParamSpec`).
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError, dataclass, field
+import gc
+from dataclasses import FrozenInstanceError, dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from .backends import get as _backend
@@ -199,13 +200,28 @@ class Term:
     def __setattr__(self, key, value):
         raise FrozenInstanceError(f"terms are immutable: cannot assign to {key!r}")
 
+    def __getstate__(self):  # pickle and copy, despite the frozen __setattr__
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
     # --- the flat diagram, built on first use
     def _flat(self) -> _Diagram:
         d = self._diagram
         if d is None:
-            b = Builder()
-            xs = [b.input(t) for t in self.dom]
-            d = b.build(xs, b.inline(self, xs))._diagram
+            # Flattening makes many objects and no reference cycles: pausing the cyclic garbage
+            # collector keeps its passes over the whole heap from making long chains superlinear.
+            paused = gc.isenabled()
+            gc.disable()
+            try:
+                b = Builder()
+                xs = [b.input(t) for t in self.dom]
+                d = b.build(xs, b.inline(self, xs))._diagram
+            finally:
+                if paused:
+                    gc.enable()
             object.__setattr__(self, "_diagram", d)
         return d
 
@@ -276,10 +292,6 @@ class Term:
     def input_types(self) -> tuple:
         """The types of the inputs, shaped as the calling convention (one tree per argument)."""
         return unflatten(tuple(self.in_sig), iter(self.dom))
-
-    def output_types(self):
-        """The types of the outputs, shaped as the calling convention."""
-        return unflatten(self.out_sig, iter(self.cod))
 
     def __repr__(self) -> str:
         ps = f", params={list(self.param_names)}" if self.params else ""
@@ -623,29 +635,25 @@ class Builder:
 
     def build(self, inputs: Sequence[int], outputs: Sequence[int], *, in_sig=None, out_sig=None,
               name: str | None = None, dce: bool = True) -> Term:
-        """Close the diagram: renumber wires densely, drop boxes no output needs."""
-        eqns = _live_eqns(self.eqns, outputs) if dce else list(self.eqns)
-        order: dict[int, int] = {}
-
-        def number(w):
-            if w not in order:
-                order[w] = len(order)
-            return order[w]
-
-        pw = [number(w) for w in self.param_wires]
-        ins = [number(w) for w in inputs]
-        new_eqns = [Eqn(e.prim, e.params, tuple(number(w) for w in e.ins), tuple(number(w) for w in e.outs),
-                        e.group) for e in eqns]
-        outs = []
-        for w in outputs:
-            if w not in order:
-                raise CompositionError("an output wire is neither an input nor produced by a box")
-            outs.append(order[w])
-        types = [None] * len(order)
-        for w, i in order.items():
-            types[i] = self.wires[w]
-        d = _Diagram(tuple(types), tuple(self.params), tuple(pw), tuple(ins), tuple(outs), tuple(new_eqns))
-        return Term(Ty(*(types[i] for i in ins)), Ty(*(types[i] for i in outs)), diagram=d, in_sig=in_sig,
+        """Close the diagram: drop boxes no output needs, number the wires that remain in the order
+        they were made (when nothing is dropped the numbering is kept and no box is copied)."""
+        eqns = _live_eqns(self.eqns, outputs) if dce else self.eqns
+        used = set(self.param_wires).union(inputs)
+        for e in eqns:
+            used.update(e.outs)
+        if not used.issuperset(outputs):
+            raise CompositionError("an output wire is neither an input nor produced by a box")
+        if len(used) == len(self.wires):  # every wire made is used: keep the numbering
+            wires, pw, ins, outs, new_eqns = (tuple(self.wires), tuple(self.param_wires), tuple(inputs),
+                                              tuple(outputs), tuple(eqns))
+        else:
+            order = {w: i for i, w in enumerate(sorted(used))}
+            wires = tuple(self.wires[w] for w in sorted(used))
+            pw, ins, outs = (tuple(order[w] for w in ws) for ws in (self.param_wires, inputs, outputs))
+            new_eqns = tuple(Eqn(e.prim, e.params, tuple(order[w] for w in e.ins), tuple(order[w] for w in e.outs),
+                                 e.group) for e in eqns)
+        d = _Diagram(wires, tuple(self.params), pw, ins, outs, new_eqns)
+        return Term(Ty(*(wires[i] for i in ins)), Ty(*(wires[i] for i in outs)), diagram=d, in_sig=in_sig,
                     out_sig=out_sig, name=name or "term")
 
 

@@ -129,6 +129,9 @@ class Ty(tuple):
     def __add__(self, other):  # tuple + would silently return a plain tuple
         return self @ other
 
+    def __reduce__(self):  # pickle and copy rebuild it from its types
+        return (Ty, tuple(self))
+
     def __getitem__(self, item):
         result = super().__getitem__(item)
         return Ty(*result) if isinstance(item, slice) else result

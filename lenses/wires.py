@@ -23,8 +23,9 @@ from typing import Callable
 from . import prims as P
 from .types import ArrayType, CompositionError
 
+# The pointful vocabulary, exported as ``paralens.<name>`` (tracing, builder_of and lift are for the core).
 __all__ = [
-    "Wire", "tracing", "builder_of", "lift",
+    "Wire",
     "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "cos", "sin",
     "floor", "power", "cast", "greater", "equal", "where", "maximum", "minimum", "clip", "sum", "mean",
     "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to", "einsum", "matmul", "conv2d",

@@ -140,3 +140,105 @@ def test_truncated_memory_does_not_grow_with_the_number_of_inner_steps():
         return compiled.memory_analysis().temp_size_in_bytes
     assert temp_bytes(pl.bilevel.truncated(100, 5)) == temp_bytes(pl.bilevel.truncated(1000, 5))
     assert temp_bytes(pl.bilevel.unrolled(1000)) > 5 * temp_bytes(pl.bilevel.unrolled(100)) / 2
+
+
+# ---------------------------------------------------------------- any number is a hyperparameter
+
+XO = rng.standard_normal((N, D))
+YO = XO @ W_TRUE[:, None] + 0.1 * rng.standard_normal((N, 1))
+YO[::5] += 8.0  # outliers: Huber's delta matters
+
+
+def robust(method=None, lr=0.05):
+    return pl.Bilevel(pl.nn.dense(D, 1, dtype="float64"), pl.losses.huber(pl.hyperparameter(1.0), reduction="none"),
+                      pl.optim.adam(lr, eps=0.1), hyper={"huber.delta": pl.Hyper(), "eps": pl.Hyper()},
+                      method=method or pl.bilevel.unrolled(15), validation_loss=pl.losses.mse(),
+                      outer_optimizer=pl.optim.adam(0.05))
+
+
+def hand_robust(theta, params, k, lr=0.05, b1=0.9, b2=0.999):
+    """The same inner loop in plain JAX: Adam on the Huber loss, then the validation loss."""
+    import optax
+    delta, eps = jnp.exp(theta[0]), jnp.exp(theta[1])
+    p = dict(params)
+    m = {n: jnp.zeros_like(v) for n, v in p.items()}
+    v = {n: jnp.zeros_like(v) for n, v in p.items()}
+
+    def loss(p):
+        pred = XO @ p["dense.W"] + p["dense.b"]
+        return jnp.mean(optax.huber_loss(pred, YO, delta=delta).sum(-1))
+    for t in range(1, k + 1):
+        g = jax.grad(loss)(p)
+        for n in p:
+            m[n] = (1 - b1) * g[n] + b1 * m[n]
+            v[n] = (1 - b2) * g[n] ** 2 + b2 * v[n]
+            p[n] = p[n] - lr * (m[n] / (1 - b1 ** t)) / (jnp.sqrt(v[n] / (1 - b2 ** t)) + eps)
+    pred = XV @ p["dense.W"] + p["dense.b"]
+    return jnp.mean(0.5 * jnp.sum((pred - YV) ** 2, axis=1))
+
+
+def test_huber_delta_and_adam_eps_are_learned_through_unrolled_steps():
+    problem = robust()
+    assert set(problem.available_hypers) >= {"huber.delta", "eps", "learning_rate", "b1"}
+    runner = problem.compile(jit=False)
+    state = runner.init(0, N)
+    dtheta, _, _, _ = runner.hypergradient(state, (XO, YO), (XV, YV))
+    theta = jnp.array([np.log(1.0), np.log(0.1)])
+    ref = jax.grad(hand_robust)(theta, state["params"], 15)
+    np.testing.assert_allclose([float(dtheta["huber.delta"]), float(dtheta["eps"])], ref, rtol=1e-6)
+    # and learning them lowers the validation loss
+    state, history = problem.compile().fit((XO, YO), (XV, YV), outer_steps=15, progress=False)
+    assert history["validation_loss"][-1] < 0.9 * history["validation_loss"][0]
+    assert history["huber.delta"][-1] != history["huber.delta"][0] and history["eps"][-1] != history["eps"][0]
+
+
+@pl.para
+def features(x: pl.Array(D, dtype="float64"), a=pl.hyperparameter(1.0)):
+    return pl.tanh(a * x)
+
+
+def layered(method):
+    return pl.Bilevel(features >> linear, pl.losses.mse(reduction="none"), pl.optim.sgd(0.1), l2=LAM,
+                      hyper={"features.a": pl.Hyper(0.8)}, method=method, validation_loss=pl.losses.mse())
+
+
+def closed_form_in_a(theta):
+    """V(w*(a)) of ridge regression on the features tanh(a x), written in JAX (MATH.md 8.5)."""
+    a = jnp.exp(theta)
+    phi, phi_v = jnp.tanh(a * X), jnp.tanh(a * XV)
+    w = jnp.linalg.solve(phi.T @ phi / N + LAM * jnp.eye(D), phi.T @ Y / N)
+    return jnp.mean(0.5 * jnp.sum((phi_v @ w - YV) ** 2, axis=1))
+
+
+def test_a_layers_numeric_argument_is_learned_through_the_implicit_method():
+    problem = layered(pl.bilevel.implicit(inner_steps=1, solver="exact"))
+    assert problem.hyper_names == ("features.a",) and problem.model_hypers == ("features.a",)
+    runner = problem.compile(jit=False)
+    state = runner.init(0, N)
+    theta = np.log(0.8)
+    phi = np.tanh(0.8 * X)
+    state["params"] = {"linear.w": jnp.asarray(np.linalg.solve(phi.T @ phi / N + LAM * np.eye(D), phi.T @ Y / N))}
+    dtheta, _, _, _ = runner.hypergradient(state, (X, Y), (XV, YV))
+    np.testing.assert_allclose(float(dtheta["features.a"]), float(jax.grad(closed_form_in_a)(theta)), rtol=1e-6)
+
+
+def hand_layered(theta, k):
+    a = jnp.exp(theta)
+    phi, phi_v = jnp.tanh(a * X), jnp.tanh(a * XV)
+    w = jnp.zeros((D, 1))
+    for _ in range(k):
+        w = w - 0.1 * (phi.T @ (phi @ w - Y) / N + LAM * w)
+    return jnp.mean(0.5 * jnp.sum((phi_v @ w - YV) ** 2, axis=1))
+
+
+@pytest.mark.parametrize("method", [pl.bilevel.unrolled(30), pl.bilevel.truncated(30, 30)], ids=["unrolled", "truncated"])
+def test_a_layers_numeric_argument_through_unrolled_steps(method):
+    runner = layered(method).compile(jit=False)
+    dtheta, _, _, _ = runner.hypergradient(runner.init(0, N), (X, Y), (XV, YV))
+    np.testing.assert_allclose(float(dtheta["features.a"]), float(jax.grad(hand_layered)(np.log(0.8), 30)), rtol=1e-8)
+
+
+def test_unknown_hyperparameters_list_the_wires_there_are():
+    with pytest.raises(KeyError, match=r"huber\.delta.*learning_rate"):
+        pl.Bilevel(linear, pl.losses.huber(pl.hyperparameter(1.0), reduction="none"), pl.optim.sgd(0.1),
+                   hyper={"delta": pl.Hyper(1.0)})

@@ -35,3 +35,13 @@ def test_markdown_code_blocks_run(path, tmp_path, monkeypatch):
     namespace = {}
     for block in code:  # blocks of one page share a namespace, like a notebook
         exec(compile(block, str(path), "exec"), namespace)
+
+
+EXCERPT = re.compile(r"<!-- excerpt: (\S+) -->\n```py\n(.*?)```", flags=re.S)
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_excerpts_of_the_source_are_still_in_the_source(path):
+    for source, block in EXCERPT.findall(path.read_text()):
+        text = (ROOT / source).read_text()
+        assert block.strip() in text, f"{path.name}: an excerpt of {source} is no longer there:\n{block}"

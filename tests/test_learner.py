@@ -121,3 +121,52 @@ def test_fit_returns_history_and_state_is_plain_pytree():
 def test_loss_type_mismatch_is_a_build_time_error():
     with pytest.raises(TypeError, match="the loss"):
         pl.Learner(pl.nn.dense(3, 2), loss=pl.losses.mse().at(pl.Array[3]), optimizer=pl.optim.sgd())
+
+
+# ---------------------------------------------------------------- the learner, assembled from lenses
+
+def test_the_step_is_assembled_from_four_lenses_and_drawn_as_four_parts(tmp_path):
+    learner = pl.Learner(pl.nn.mlp([3, 4, 2]), loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-2))
+    step = learner.step_term
+    assert {e.group[0] for e in step.eqns} == {"model", "loss", "learning rate", "optimizer"}
+    model_boxes = [e.prim.name for e in step.eqns if e.group[0] == "model"]
+    assert model_boxes.count("relu") == 1  # the model's forward part runs once: its backward reads residuals
+    svg = pl.draw(learner, str(tmp_path / "learner.svg"))
+    text = (tmp_path / "learner.svg").read_text()
+    for part in ("model", "loss", "learning rate", "optimizer"):
+        assert f">{part}<" in text, part
+    assert svg.endswith(".svg")
+    # the state's types are read off the step term: what init returns, compile takes
+    state = learner.init(0)
+    assert jax.tree_util.tree_structure(state) == jax.tree_util.tree_structure(step.input_types()[0])
+
+
+def test_model_and_loss_hyperparameters_are_state_and_change_without_recompiling(caplog):
+    model = pl.nn.dense(3, 4) >> pl.nn.leaky_relu(pl.hyperparameter(0.1)) >> pl.nn.dense(4, 2)
+    learner = pl.Learner(model, loss=pl.losses.huber(pl.hyperparameter(0.5)), optimizer=pl.optim.sgd(0.1))
+    state = learner.init(0, backend="jax")
+    assert sorted(state["hyper"]) == ["huber.delta", "leaky_relu.negative_slope", "learning_rate"]
+    assert set(state["params"]) == {"dense0.W", "dense0.b", "dense1.W", "dense1.b"}
+    step = learner.compile("jax", donate=False)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)).astype(np.float32), 3 * rng.standard_normal((8, 2)).astype(np.float32)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        outs = [step(learner.set_hyper(state, **{"huber.delta": d, "leaky_relu.negative_slope": a}), x, y)[1]
+                for d, a in ((0.5, 0.1), (2.0, 0.1), (0.5, 0.3))]
+    assert len([r for r in caplog.records if "Compiling" in r.getMessage() and "paralens_step" in r.getMessage()]) == 1
+    assert len({float(l) for l in outs}) == 3  # each hyperparameter changes the loss
+
+    def by_hand(p, delta, slope):  # the same objective in JAX
+        h = x @ p["dense0.W"] + p["dense0.b"]
+        h = jnp.where(h > 0, h, slope * h)
+        return jnp.mean(optax.huber_loss(h @ p["dense1.W"] + p["dense1.b"], y, delta=delta).sum(-1))
+    np.testing.assert_allclose(outs[1], by_hand(state["params"], 2.0, 0.1), rtol=1e-6)
+    np.testing.assert_allclose(learner.predict(state, x, backend="jax"),
+                               pl.backends.get("jax").compile(model)(learner.model_params(state), x))
+
+
+def test_the_learner_refuses_what_is_not_a_lens():
+    with pytest.raises(TypeError, match="from_optax"):
+        pl.Learner(pl.nn.dense(3, 1), loss=pl.losses.mse(), optimizer=optax.adam(1e-3))
+    with pytest.raises(TypeError, match="must be a term"):
+        pl.Learner(lambda x: x, loss=pl.losses.mse(), optimizer=pl.optim.sgd())

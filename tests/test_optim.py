@@ -195,3 +195,92 @@ def test_masks_and_errors():
         t.update(p, t.init(p))
     with pytest.raises(ValueError, match="init_step"):
         O.dog(init_step=("bogus", 1.0))
+
+
+# ---------------------------------------------------------------- every optimizer is a term
+
+PTYPES = {"w": pl.Param(3, dtype="float64"), "v": pl.Param((), dtype="float64")}
+
+
+def put_inputs(opt, rng):
+    """Random inputs ``(state, params, grads, hyper)`` of ``opt``'s put: its initial state after one step."""
+    from paralens.backends import numpy as pnp
+    params = {n: rng.standard_normal(t.shape) for n, t in PTYPES.items()}
+    state = pl.optim.init_state(opt.state(PTYPES), params, pl.backends.get("numpy").array)
+    hyper = {k: np.float64(v) for k, v in opt.hyper.items()}
+    grads = {n: rng.standard_normal(t.shape) for n, t in PTYPES.items()}
+    state, params = pnp.compile(opt.term(PTYPES))({}, state, params, grads, hyper)  # past the first step
+    grads = {n: rng.standard_normal(t.shape) for n, t in PTYPES.items()}
+    return state, params, grads, hyper
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_every_optimizer_is_a_term_drawn_evaluated_symbolically_and_differentiated(name, tmp_path):
+    import sympy as sp
+    from paralens.backends import jax as pjax
+    from paralens.backends import numpy as pnp
+    from paralens.backends import sympy as psym
+
+    opt = PAIRS[name][0]
+    if name == "adamw_masked":  # its mask names optax's pytree paths; here the parameters are w and v
+        opt = O.adamw(0.01, weight_decay=0.3, mask=lambda t: {n: n == "w" for n in t})
+    put = opt.term(PTYPES)
+    assert put.n_boxes > 0 and {e.prim.name for e in put.eqns} <= set(pl.PRIMS) - {"foreign"}
+    pl.draw(opt, str(tmp_path / "opt.svg"))
+    assert (tmp_path / "opt.svg").stat().st_size > 1000
+
+    rng = np.random.default_rng(0)
+    state, params, grads, hyper = put_inputs(opt, rng)
+    expected = pnp.compile(put)({}, state, params, grads, hyper)
+    # SymPy: the new parameters as formulas in the gradients, equal to NumPy once evaluated
+    g = {"w": sp.Array(sp.symbols("g0:3")), "v": sp.Symbol("gv")}
+    subs = dict(zip(sp.symbols("g0:3"), grads["w"])) | {sp.Symbol("gv"): grads["v"]}
+    _, new_params = psym.compile(put)({}, state, params, g, hyper)
+    formula = sp.Array(new_params["w"])
+    assert formula.free_symbols & set(sp.symbols("g0:3"))
+    # optax's schedules compute in float32 (we match that): NumPy rounds there, SymPy does not
+    tol = 1e-6 if any(e.prim.name == "cast" and e.kwargs["dtype"] == "float32" for e in put.eqns) else 1e-9
+    np.testing.assert_allclose(np.array(formula.subs(subs), dtype=np.float64), expected[1]["w"], rtol=tol)
+    np.testing.assert_allclose(float(sp.sympify(new_params["v"]).subs(subs)), expected[1]["v"], rtol=tol)
+
+    # R: the reverse derivative of the put, against jax.vjp in its floating-point inputs
+    args = (state, params, grads, hyper)
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    floats = [i for i, v in enumerate(leaves) if np.asarray(v).dtype.kind == "f"]
+
+    def f(*xs):
+        full = list(leaves)
+        for i, x in zip(floats, xs):
+            full[i] = x
+        return pjax.compile(put)({}, *jax.tree_util.tree_unflatten(tree, full))
+    out, vjp = jax.vjp(f, *[jnp.asarray(leaves[i]) for i in floats])
+    cot = jax.tree_util.tree_map(lambda v: rng.standard_normal(np.shape(v)) if np.asarray(v).dtype.kind == "f"
+                                 else np.zeros(np.shape(v), np.asarray(v).dtype), out)
+    ref = vjp(jax.tree_util.tree_map(lambda c, o: c if np.asarray(o).dtype.kind == "f"
+                                     else np.zeros(np.shape(o), jax.dtypes.float0), cot, out))
+    _, dargs = pnp.compile(pl.R(put))({}, args, cot)
+    ours = jax.tree_util.tree_leaves(dargs)
+    for k, i in enumerate(floats):
+        np.testing.assert_allclose(ours[i], ref[k], rtol=1e-7, atol=1e-9, err_msg=f"{name} input {i}")
+
+
+def test_chain_is_composition_and_state_has_named_fields():
+    a = O.scale_by_adam() >> O.scale_by_learning_rate(0.1)
+    assert a.name == O.adam(0.1).name and a.hyper == O.adam(0.1).hyper
+    state = a.state({"w": pl.Param(2)})
+    assert sorted(state[0]) == ["count", "mu", "nu"] and set(state[0]["mu"]) == {"w"} and state[1] == {}
+    nested = O.clip_by_global_norm(1.0) >> O.adam(0.1)
+    assert isinstance(nested.state({"w": pl.Param(2)})[1], tuple)  # a chain in a chain keeps its tuple
+
+
+def test_from_optax_is_an_opaque_box_that_says_so():
+    tx = pl.optim.from_optax(optax.adam(1e-2))
+    assert "opaque" in pl.optim.from_optax.__doc__
+    put = tx.term({"w": pl.Param(3)})
+    assert [e.prim.name for e in put.eqns].count("foreign") == 1
+    with pytest.raises(NotImplementedError, match="opaque"):
+        pl.R(put)
+    params = {"w": np.ones(3, np.float32)}
+    state = pl.optim.init_state(tx.state({"w": pl.Param(3)}), params, pl.backends.get("numpy").array)
+    with pytest.raises(NotImplementedError, match="opaque"):
+        pl.backends.get("sympy").compile(put)({}, state, params, params, {})

@@ -1,7 +1,11 @@
 """Para: parameter names and order, reparametrisation, weight tying, initialisation."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import paralens as pl
 from paralens.backends import numpy as pnp
@@ -74,3 +78,74 @@ def test_bind_fixes_parameters():
     assert g.param_names == ("dense.b",)
     x = np.array([[2.0, 3.0]])
     np.testing.assert_allclose(pnp.compile(g)({"dense.b": p["dense.b"]}, x), [[3.0, 3.0]])
+
+
+# ---------------------------------------------------------------- names never collide silently
+
+def test_the_collision_repro_has_three_weights_with_jax_gradients():
+    @pl.para
+    def block(x: pl.Array(2, dtype="float64"), w: pl.Param((2, 2), dtype="float64")):
+        return pl.tanh(x @ w)
+
+    @pl.para
+    def block1(x: pl.Array(2, dtype="float64"), w: pl.Param((2, 2), dtype="float64")):
+        return x @ w
+
+    m = block >> block >> block1
+    assert len(set(m.param_names)) == 3 and len(m.init()) == 3
+    rng = np.random.default_rng(0)
+    p = {n: rng.standard_normal((2, 2)) for n in m.param_names}
+    x, dy = rng.standard_normal((5, 2)), rng.standard_normal((5, 2))
+    w1, w2, w3 = (p[n] for n in m.param_names)
+
+    def by_hand(w1, w2, w3):  # the same function, written in JAX
+        return jnp.vdot(jnp.tanh(jnp.tanh(x @ w1) @ w2) @ w3, dy)
+    expected = jax.grad(by_hand, argnums=(0, 1, 2))(w1, w2, w3)
+    dp, _ = pnp.compile(pl.R(m))(p, x, dy)
+    for name, g in zip(m.param_names, expected):
+        np.testing.assert_allclose(dp[name], g, rtol=1e-12)
+
+
+def test_a_layer_named_like_a_numbered_dense_gets_its_own_weights():
+    @pl.para(name="dense0")
+    def mine(x: pl.Array[3], W: pl.Param[3, 3]):
+        return x @ W
+    for m in (mine >> pl.nn.dense(3, 3) >> pl.nn.dense(3, 3), pl.nn.dense(3, 3) >> pl.nn.dense(3, 3) >> mine):
+        assert len(set(m.param_names)) == len(m.params) == 5
+        assert len(m.init()) == 5
+
+
+NAMES = ["block", "block1", "block11", "dense", "dense0", "dense1", "a", "a_1", "a1"]
+
+
+@st.composite
+def named_layers(draw):
+    """A chain of randomly named layers (names that collide once numbered), some of them tied."""
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=7))
+    layers = []
+    for name in names:
+        layers.append(_layer(name) if draw(st.booleans()) else pl.nn.dense(3, 3))
+    chain = layers[0]
+    for layer in layers[1:]:
+        chain = chain >> layer if draw(st.booleans()) else (chain @ layer) >> pl.add(pl.Array[3])
+    instances = len(layers)
+    ws = [n for n in chain.param_names if n.endswith((".w", ".W"))]
+    tied = draw(st.lists(st.sampled_from(ws), unique=True, max_size=3)) if len(ws) > 1 else []
+    if len(tied) > 1:
+        chain = pl.tie(chain, tied)
+    return chain, instances, max(len(tied) - 1, 0)
+
+
+def _layer(name):
+    def fn(x: pl.Array[3], w: pl.Param[3, 3]):
+        return pl.tanh(x @ w)
+    return pl.trace(fn, name=name)
+
+
+@given(named_layers())
+def test_every_layer_instance_gets_its_own_arrays_unless_tied(case):
+    chain, instances, merged = case
+    names = chain.param_names
+    assert len(set(names)) == len(names)
+    weights = [n for n in chain.init() if n.endswith((".w", ".W"))]
+    assert len(weights) == instances - merged

@@ -73,12 +73,25 @@ def test_256_layers_build_differentiate_and_compile_under_a_low_recursion_limit(
     assert dx.shape == (3, 4) and np.all(np.isfinite(dx))
 
 
-def test_deep_chain_by_repeated_composition():
-    f = pl.nn.dense(4, 4)
-    for _ in range(255):
-        f = f >> pl.nn.tanh() >> pl.nn.dense(4, 4)
-    assert len(f.param_names) == 512 and f.param_names[-1] == "dense255.b"
-    assert pl.R(f).n_boxes < 4 * f.n_boxes
+def test_a_chain_built_by_repeated_composition_is_flattened_once_without_recursion(monkeypatch):
+    from paralens.terms import Builder
+    n, calls = 2000, []
+    inline = Builder._inline_flat
+    monkeypatch.setattr(Builder, "_inline_flat", lambda self, *a: calls.append(1) or inline(self, *a))
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)
+    try:
+        chain = [pl.nn.dense(4, 4)]
+        for _ in range(n - 1):
+            chain.append(chain[-1] >> pl.nn.dense(4, 4))
+        assert len(calls) == 0  # composing looks inside nothing
+        f = chain[-1]
+        assert len(f.param_names) == 2 * n and f.param_names[-1] == f"dense{n - 1}.b"
+        assert len(calls) == n  # one pass over the layers, each copied once
+        assert all(t._diagram is None for t in chain[1:-1])  # the partial chains were never flattened
+        assert pl.R(f).n_boxes < 4 * f.n_boxes and f.name.endswith(f"({n} terms) >> dense(4, 4)")
+    finally:
+        sys.setrecursionlimit(old)
 
 
 @pytest.mark.parametrize("depth", [3])

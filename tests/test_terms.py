@@ -102,3 +102,24 @@ def test_the_syntax_imports_no_array_library():
             "print([m for m in ('numpy', 'jax', 'sympy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # building and differentiating terms needs no backend
+
+
+def test_terms_pickle_and_copy_to_equal_terms():
+    import copy
+    import pickle
+    f = pl.nn.dense(3, 2) >> pl.nn.tanh()
+    for g in (pickle.loads(pickle.dumps(f)), copy.deepcopy(f), pickle.loads(pickle.dumps(pl.R(f)))):
+        assert g == f or g == pl.R(f)
+    assert pickle.loads(pickle.dumps(f)).param_names == f.param_names
+
+
+def test_composition_is_lazy_but_checked_at_once():
+    layers = [pl.nn.dense(3, 3) for _ in range(3)]
+    f = layers[0] >> layers[1] >> layers[2]
+    assert f._diagram is None and f.dom == pl.Ty(pl.Array[3])  # types known, nothing flattened yet
+    with pytest.raises(pl.CompositionError, match="dense"):
+        f >> pl.nn.dense(4, 1)
+    assert f.n_boxes == 6 and f._diagram is not None
+    assert f == layers[0] >> (layers[1] >> layers[2])  # however it is bracketed, the same diagram
+    assert f.name == "dense(3, 3) >> dense(3, 3) >> dense(3, 3)"
+    assert (f @ f).name == "(dense(3, 3) >> dense(3, 3) >> dense(3, 3)) @ (dense(3, 3) >> dense(3, 3) >> dense(3, 3))"
