@@ -113,8 +113,14 @@ def get(name: str | Backend) -> Backend:
 
 
 def of(value) -> Backend:
-    """The backend whose array ``value`` is (among those already in use)."""
-    for backend in _LOADED.values():
+    """The backend whose array ``value`` is (those in use are asked first)."""
+    for backend in list(_LOADED.values()):
         if backend.owns(value):
             return backend
-    raise TypeError(f"no backend in use owns a {type(value).__name__}")
+    for name in available():
+        try:
+            if get(name).owns(value):
+                return get(name)
+        except ImportError:
+            continue
+    raise TypeError(f"no backend owns a {type(value).__name__}; available backends: {', '.join(available())}")
