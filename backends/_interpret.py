@@ -277,8 +277,12 @@ class ArrayBackend(Backend):
         return out
 
     def array(self, value, type: ArrayType):
+        """``value`` as an array of ``type`` (a batched type keeps the batch axis ``value`` has)."""
         v = self.lib.asarray(value, type.dtype)
-        return v if tuple(v.shape) == type.shape else self.lib.full(type.shape, v, type.dtype)
+        shape = tuple(v.shape)
+        if shape == type.shape or (type.batched and shape[1:] == type.shape and len(shape) == type.ndim + 1):
+            return v
+        return self.lib.full(type.shape, v, type.dtype)
 
     def compile_step(self, step, *, scan: bool = False, **options) -> Callable:
         """``step(state, x, y) -> (state, loss)``, eager; with ``scan=True`` it takes stacks of

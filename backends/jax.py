@@ -26,6 +26,11 @@ def _mask(cond, *like):
     return cond.astype(jnp.result_type(*like, jnp.float32))
 
 
+def _normal(ins, outs, key, *, shape, dtype):
+    new, draw = jax.random.split(key)
+    return [new, jax.random.normal(draw, shape, dtype)]
+
+
 #: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
 RULES = {
     "neg": jnp.negative, "exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt, "tanh": jnp.tanh,
@@ -39,6 +44,7 @@ RULES = {
     "reduce_max": lambda ins, outs, x, *, axes: jnp.max(x, axis=tuple(a + ins[0].batched for a in axes)) if axes else x,
     "softmax": lambda ins, outs, x, *, axis: jax.nn.softmax(x, axis=axis + ins[0].batched),
     "logsumexp": lambda ins, outs, x, *, axis: jax.nn.logsumexp(x, axis=axis + ins[0].batched),
+    "normal": _normal,
 }
 
 

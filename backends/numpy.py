@@ -38,6 +38,13 @@ def _logsumexp(ins, outs, x, *, axis):
     return np.log(np.sum(np.exp(x - m), axis=axis)) + np.squeeze(m, axis)
 
 
+def _normal(ins, outs, key, *, shape, dtype):
+    """The draw is NumPy's ``default_rng(key).standard_normal(shape)``; the next key comes after it."""
+    rng = np.random.default_rng(np.asarray(key, np.uint64))
+    sample = rng.standard_normal(shape).astype(dtype)
+    return [rng.integers(0, 2 ** 32, 2, dtype=np.uint32), sample]
+
+
 def _add_at(acc, idx, v):
     acc[idx] += v
     return acc
@@ -55,6 +62,7 @@ RULES = {
     "reduce_max": lambda ins, outs, x, *, axes: np.max(x, axis=tuple(a + ins[0].batched for a in axes)) if axes else x,
     "softmax": _softmax,
     "logsumexp": _logsumexp,
+    "normal": _normal,
 }
 
 LIB = ArrayLib(

@@ -63,6 +63,15 @@ def _foreign(ins, outs, *vals, fn, types_out):
                               "evaluate it (it has no formula)")
 
 
+_DRAWS = itertools.count()
+
+
+def _normal(ins, outs, key, *, shape, dtype):
+    """A draw is a fresh symbol per number (``v_{k}``): formulas show where randomness enters."""
+    cells = [sp.Symbol(f"v_{{{next(_DRAWS)}}}") for _ in range(int(np.prod(shape, dtype=int)))]
+    return [key, np.asarray(cells, dtype=object).reshape(shape)]
+
+
 def _pow(x, *, p):
     return _vec(lambda v: v ** _num(p))(x)
 
@@ -83,6 +92,7 @@ RULES = {
     "cast": lambda x, *, dtype: x,
     "reduce_max": _max,
     "foreign": _foreign,
+    "normal": _normal,
     "softmax": lambda ins, outs, x, *, axis: _vec(sp.exp)(x) / _exp_sum(x, axis + ins[0].batched),
     "logsumexp": lambda ins, outs, x, *, axis: np.squeeze(_vec(sp.log)(_exp_sum(x, axis + ins[0].batched)),
                                                         axis + ins[0].batched),

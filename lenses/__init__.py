@@ -9,10 +9,10 @@ True
 Ty(Array[3], Array[4, 3, batched=False], Array[4])
 """
 
-from . import backends, bilevel, losses, nn, optim
+from . import backends, bilevel, dream, learn, losses, nn, optim
 from . import para as init  # initialiser descriptors: pl.init.he_normal()
 from .bilevel import Bilevel, Hyper
-from .derivative import D, R, value_and_R
+from .derivative import D, R, forward_gradient, value_and_R
 from .graph import draw, to_networkx
 from .learner import Learner
 from .lens import Lens, costate, lens
@@ -29,9 +29,9 @@ from .wires import *  # noqa: F401,F403 - the pointful vocabulary: exp, einsum, 
 __version__ = "0.1.0"
 
 __all__ = [
-    "R", "D", "value_and_R", "lens", "Lens", "costate", "Learner", "Term", "Poly", "Eqn", "ParamSpec",
+    "R", "D", "value_and_R", "forward_gradient", "lens", "Lens", "costate", "Learner", "Term", "Poly", "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "as_term", "para", "trace", "reparam", "tie", "bind", "hyperparameter",
     "to_networkx", "draw", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
-    "bilevel", "Bilevel", "Hyper",
+    "bilevel", "Bilevel", "Hyper", "learn", "dream",
 ] + wires.__all__

@@ -28,7 +28,7 @@ from __future__ import annotations
 from . import prims as P
 from .terms import Builder, DictSig, Eqn, Term
 
-__all__ = ["R", "D", "value_and_R"]
+__all__ = ["R", "D", "value_and_R", "forward_gradient"]
 
 
 def _arg_sig(term: Term):
@@ -159,3 +159,42 @@ def D(f: Term) -> Term:
     x_sig = _arg_sig(f)
     return b.build(xs + dps + dxs, dy, in_sig=(x_sig, DictSig(f.param_names), x_sig),
                    out_sig=f.out_sig, name=f"D({f.name})")
+
+
+def forward_gradient(f: Term, wrt=None) -> Term:
+    """A forward-gradient estimate of a scalar objective's parameter gradient (Baydin et al.,
+    MATH.md 9): ``(params; x, key) -> (grads, key')``.
+
+    It draws a tangent ``v ~ N(0, I)`` for each parameter in ``wrt`` (by default
+    the unbatched, non-hyper ones) with the random ``key``, takes one forward
+    derivative ``d = D(f)(params, x; v, 0)`` and returns ``d * v``, whose mean over
+    draws is the gradient. ``D`` here is ``R`` applied twice, so no forward-mode rule
+    is written for any primitive.
+
+    >>> import numpy as np, paralens as pl
+    >>> f = pl.nn.dense(3, 1) >> pl.losses.mse().at(pl.Array[1])
+    >>> pl.forward_gradient(f).out_sig[0].keys    # (grads by name, the next key)
+    ('dense.W', 'dense.b')
+    """
+    if len(f.cod) != 1 or f.cod[0].shape != () or f.cod[0].batched:
+        raise TypeError(f"a forward gradient needs a scalar objective, {f.name} returns {f.cod}")
+    names = f.param_names
+    if wrt is None:
+        wrt = [n for n, s in zip(names, f.params) if not s.type.batched and not s.hyper]
+    unknown = sorted(set(wrt) - set(names))
+    if unknown:
+        raise KeyError(f"{f.name} has no parameters {unknown}; it has {list(names)}")
+    d = D(f)
+    b = Builder()
+    pw = [b.redeclare(s) for s in f.params]
+    xs = [b.input(t) for t in f.dom]
+    key = key_in = b.input(P.KEY)
+    tangents = {}
+    for n, s in zip(names, f.params):
+        if n in wrt:
+            key, tangents[n] = b.emit(P.NORMAL, [key], shape=s.type.shape, dtype=s.type.dtype)
+    dps = [tangents[n] if n in tangents else P.zeros_like(b, w) for n, w in zip(names, pw)]
+    (dy,) = b.inline(d, xs + dps + [P.zeros_like(b, x) for x in xs], params=dict(zip(d.param_wires, pw)))
+    grads = [P.mul(b, tangents[n], dy) for n in wrt]
+    return b.build(xs + [key_in], grads + [key], in_sig=(_arg_sig(f), None),
+                   out_sig=(DictSig(tuple(wrt)), None), name=f"forward_gradient({f.name})")

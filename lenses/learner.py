@@ -29,9 +29,11 @@ from __future__ import annotations
 from functools import cached_property
 
 from . import backends
+from .derivative import forward_gradient
 from .lens import costate, lens
 from .optim import Transform, hyper_type, init_state
 from .terms import Builder, Poly, Term, flatten, plain_sig, sig_of, tree_map
+from .prims import KEY
 from .types import ArrayType
 
 __all__ = ["Learner"]
@@ -46,9 +48,14 @@ class Learner:
     such as ``learning_rate``, and those declared with
     :func:`~paralens.hyperparameter` in the model or the loss); set a new value
     there (:meth:`set_hyper`) to change it between steps without recompiling.
+
+    ``gradient="forward"`` replaces the backward pass by a forward-gradient
+    estimate (:func:`~paralens.forward_gradient`, MATH.md 9): one forward
+    derivative along a random tangent. The state then carries the random
+    ``key`` too.
     """
 
-    def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform):
+    def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform, *, gradient: str = "reverse"):
         if not isinstance(model, Term):
             raise TypeError(f"the model must be a term (e.g. pl.nn.mlp([...])), got {type(model).__name__}")
         if not isinstance(optimizer, Transform):
@@ -64,6 +71,10 @@ class Learner:
         if len(self.loss.cod) != 1 or self.loss.cod[0].shape != () or self.loss.cod[0].batched:
             raise TypeError(f"a loss must return one unbatched scalar, {self.loss.name} returns {self.loss.cod}")
         self.optimizer = optimizer
+        if gradient not in ("reverse", "forward"):
+            raise ValueError(f"gradient must be 'reverse' (R, exact) or 'forward' (a forward-gradient estimate), "
+                             f"got {gradient!r}")
+        self.gradient = gradient
         names = list(self.optimizer.hyper) + list(model.hyper_names) + list(self.loss.hyper_names)
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
@@ -98,9 +109,12 @@ class Learner:
         """The types of the training state, as a tree (what the step term takes)."""
         declared = {n: p.type for t in (self.model, self.loss) for n, p in zip(t.param_names, t.params) if p.hyper}
         opt_hyper = hyper_type(self.param_types.values())
-        return {"params": dict(self.param_types),
-                "opt": tree_map(lambda s: s.type, self.optimizer.state(self.param_types)),
-                "hyper": {k: declared.get(k, opt_hyper) for k in self.hyper_defaults}}
+        out = {"params": dict(self.param_types),
+               "opt": tree_map(lambda s: s.type, self.optimizer.state(self.param_types)),
+               "hyper": {k: declared.get(k, opt_hyper) for k in self.hyper_defaults}}
+        if self.gradient == "forward":
+            out["key"] = KEY
+        return out
 
     # ---------------------------------------------------------------- the assembly
     @cached_property
@@ -117,31 +131,53 @@ class Learner:
         seen = dict(zip(p, seen))
         yhat, m_res = model.forward(b, xs, _bind(self.model, seen, h), group="model")
         (l,), l_res = loss.forward(b, yhat, _bind(self.loss, iter(ys), h), group="loss")
-        dl = rate.backward(b, rate.forward(b, [l], [], group="learning rate")[1], [], group="learning rate")[1]
-        dyhat = loss.backward(b, l_res, dl, group="loss")[1]                                  # backward pass
-        dp = model.backward(b, m_res, dyhat, group="model")[0]
-        trained = [d for d, s in zip(dp, self.model.params) if not s.hyper]
+        if self.gradient == "forward":
+            trained, key = self._forward_gradient(b, xs, _bind(self.model, seen, h) + _bind(self.loss, iter(ys), h),
+                                                  state["key"])
+        else:
+            dl = rate.backward(b, rate.forward(b, [l], [], group="learning rate")[1], [], group="learning rate")[1]
+            dyhat = loss.backward(b, l_res, dl, group="loss")[1]                              # backward pass
+            dp = model.backward(b, m_res, dyhat, group="model")[0]
+            trained = [d for d, s in zip(dp, self.model.params) if not s.hyper]
         new = iter(opt.backward(b, opt_res, trained, group="optimizer")[1])                  # put
         new_opt = tree_map(lambda _: next(new), state["opt"])
         new_state = {"params": tree_map(lambda _: next(new), p), "opt": new_opt}
+        if self.gradient == "forward":
+            new_state["key"] = key
         in_sig = (sig_of(state), self.model.in_sig[0], plain_sig(len(ys)))
         out_sig = (sig_of(new_state), None)
         return b.build(flatten(state, in_sig[0]) + xs + ys, flatten(new_state, out_sig[0]) + [l],
                        in_sig=in_sig, out_sig=out_sig, name=f"step({self.model.name})")
 
+    def _forward_gradient(self, b: Builder, xs, params, key) -> tuple[list[int], int]:
+        """Emit the forward-gradient estimate of the model's trainable parameters' gradient."""
+        n = len(self.model.params)
+        wrt = [name for name, s in zip(self.objective.param_names[:n], self.model.params) if not s.hyper]
+        fg = forward_gradient(self.objective, wrt)
+        outs = b.inline(fg, list(xs) + [key], params=dict(zip(fg.param_wires, params)), group="forward gradient")
+        return outs[:-1], outs[-1]
+
     def as_term(self) -> Term:
         return self.step_term
 
     # ---------------------------------------------------------------- running it
-    def init(self, seed: int = 0, backend: str = "numpy") -> dict:
-        """The initial training state ``{"params", "opt", "hyper"}``, typed as the step term reads it."""
+    def init(self, seed: int = 0, backend: str = "numpy", params: dict | None = None) -> dict:
+        """The initial training state ``{"params", "opt", "hyper"}``, typed as the step term reads it;
+        the parameters are drawn, or start from ``params`` where it gives them."""
         be = backends.get(backend)
         types = self.step_term.input_types()[0]
         values = be.init(self.model, seed)
+        values.update({k: be.array(v, types["params"][k]) for k, v in (params or {}).items()})
+        missing = sorted(set(types["params"]) - set(values))
+        if missing:
+            raise ValueError(f"give the initial values of {missing}: they are data, not drawn")
         params = {n: values[n] for n in types["params"]}
         opt = init_state(self.optimizer.state(self.param_types), params, be.array)
         hyper = {k: be.array(self.hyper_defaults[k], t) for k, t in types["hyper"].items()}
-        return {"params": params, "opt": opt, "hyper": hyper}
+        state = {"params": params, "opt": opt, "hyper": hyper}
+        if self.gradient == "forward":
+            state["key"] = be.array([0, seed], KEY)  # the layout of jax.random.PRNGKey(seed)
+        return state
 
     def compile(self, backend: str = "jax", **options):
         """A training step ``step(state, x, y) -> (state, loss)`` on ``backend``.

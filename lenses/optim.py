@@ -224,7 +224,10 @@ COUNT = _scalar("int32")
 
 
 def _per_param(ptypes, init=0.0, dtype: str | None = None) -> dict[str, StateSpec]:
-    return {n: StateSpec(ArrayType(t.shape, dtype or t.dtype, False), init) for n, t in ptypes.items()}
+    # a batched "parameter" (an input being dreamed) gets per-example state, as long as its batch
+    return {n: StateSpec(ArrayType(t.shape, dtype or t.dtype, t.batched),
+                         (lambda params, n=n: params[n] * 0 + init) if t.batched else init)
+            for n, t in ptypes.items()}
 
 
 def _increment(count: Wire) -> Wire:

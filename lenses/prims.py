@@ -36,7 +36,7 @@ __all__ = [
     "POW", "ADD", "SUB", "MUL", "DIV", "GREATER", "EQUAL", "WHERE", "ZEROS", "CONST",
     "STOP_GRADIENT", "REDUCE_SUM", "REDUCE_MAX", "BROADCAST", "RESHAPE", "TRANSPOSE", "EINSUM",
     "SOFTMAX", "LOGSUMEXP", "PATCHES", "PATCHES_T", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
-    "CAST", "POWER", "COS", "SIN", "FLOOR", "FOREIGN", "Foreign",
+    "CAST", "POWER", "COS", "SIN", "FLOOR", "FOREIGN", "Foreign", "NORMAL", "KEY",
 ]
 
 
@@ -114,7 +114,7 @@ def _broadcast_shapes(name, types):
 
 def promote(types: Sequence[ArrayType]) -> str:
     """The result dtype of mixing operands: the widest float (ints and bools give way)."""
-    order = ("bool", "int32", "int64", "float16", "bfloat16", "float32", "float64")
+    order = ("bool", "uint32", "int32", "int64", "float16", "bfloat16", "float32", "float64")
     return max((t.dtype for t in types), key=order.index)
 
 
@@ -261,6 +261,27 @@ def _foreign_rev(b, p, x, y, dy):
 
 #: ``foreign(*xs; fn, types_out)``: an opaque box computed by ``fn`` on the backend's arrays.
 FOREIGN = define("foreign", _foreign_rule, _foreign_rev)
+
+
+# --------------------------------------------------------------------------- randomness
+# Randomness is an input wire (a key), so a term is a deterministic function of its key.
+
+#: The type of a random key: two unbatched uint32 words (the layout of ``jax.random.PRNGKey``).
+KEY = ArrayType((2,), "uint32", batched=False)
+
+
+def _normal_rule(types, *, shape, dtype):
+    _arity("normal", types, 1)
+    if types[0] != KEY:
+        _fail("normal", types, f"takes a random key of type {KEY}")
+    if dtype not in FLOATS:
+        _fail("normal", types, f"draws floating-point numbers, not {dtype}")
+    return [KEY, ArrayType(tuple(shape), dtype, batched=False)]
+
+
+#: ``normal(key; shape, dtype) -> (key', sample)``: standard normal numbers drawn with ``key``, and
+#: the key to draw the next ones with. Neither depends differentiably on anything.
+NORMAL = define("normal", _normal_rule, lambda b, p, x, y, dy: [None])
 
 
 # --------------------------------------------------------------------------- constants

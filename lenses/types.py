@@ -24,7 +24,7 @@ class CompositionError(TypeError):
     """Raised when a term is built from pieces whose types do not fit; the message names both."""
 
 
-_DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool")
+_DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "uint32", "bool")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ __all__ = [
     "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "cos", "sin",
     "floor", "power", "cast", "greater", "equal", "where", "maximum", "minimum", "clip", "sum", "mean",
     "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to", "einsum", "matmul", "conv2d",
-    "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant",
+    "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant", "normal",
 ]
 
 _STACK: list = []  # builders of the functions being traced, innermost last
@@ -338,3 +338,11 @@ def constant(value, shape=None, dtype: str = "float32", *, like: Wire | None = N
     if shape == () and isinstance(value, (list, tuple)):
         raise TypeError("give the shape of a constant built from nested lists")
     return _wrap(b, P.emit_const(b, value, shape, dtype))
+
+
+def normal(key: Wire, shape=(), dtype: str = "float32") -> tuple[Wire, Wire]:
+    """``(key', sample)``: standard normal numbers of ``shape`` drawn with the random ``key``
+    (an unbatched uint32 pair, e.g. ``jax.random.PRNGKey(0)``), and the next key."""
+    b = key.builder
+    new, sample = b.emit(P.NORMAL, [key.id], shape=tuple(shape), dtype=dtype)
+    return Wire(b, new), Wire(b, sample)

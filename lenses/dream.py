@@ -1,0 +1,57 @@
+"""Deep dreaming (MATH.md 4.6): the same learner, with the roles of input and parameter swapped.
+
+A trained model ``(P, f): A -> B`` is read as parametrised by its *input*:
+``(A, (a, p) -> f(p, a)): P -> B``. Feeding the trained ``p`` on the former
+input wire and reparametrising the ``A`` wire by an optimizer lens gives a
+learner whose steps change the input toward a target and leave the
+parameters as they are (they are data now).
+
+>>> import numpy as np, paralens as pl
+>>> swapped = pl.dream.input_as_param(pl.nn.dense(2, 3))
+>>> swapped.param_names, swapped.dom
+(('input',), Ty(Array[2, 3, batched=False], Array[3, batched=False]))
+"""
+
+from __future__ import annotations
+
+from . import backends
+from .learner import Learner
+from .losses import softmax_cross_entropy_with_integer_labels
+from .optim import Transform, adam
+from .terms import Builder, Poly, Term
+
+__all__ = ["input_as_param", "dream"]
+
+
+def input_as_param(model: Term) -> Term:
+    """``model`` with its roles swapped: its input is the parameter ``input`` (per example, so
+    batched), its parameters are data inputs in their order (MATH.md 4.6)."""
+    if len(model.dom) != 1:
+        raise TypeError(f"dreaming needs a model with one input wire, {model.name} takes {model.dom}")
+    b = Builder()
+    x = b.param("input", 0, "", model.dom[0])
+    ps = [b.input(s.type) for s in model.params]
+    out = b.inline(model, [x], params=dict(zip(model.param_wires, ps)))
+    return b.build(ps, out, name=f"dream({model.name})")
+
+
+def dream(model: Term, params: dict, x, target, *, optimizer: Transform | None = None,
+          loss: Term | Poly | None = None, steps: int = 100, backend: str = "jax"):
+    """Optimise the input ``x`` so that ``model`` (with ``params`` fixed) gives ``target``.
+
+    ``target`` is what the loss compares the output with (class indices for the
+    default, softmax cross-entropy with integer labels); ``optimizer`` is any
+    of :mod:`paralens.optim` (Adam with step 0.05 by default). Returns
+    ``(dreamed x, losses)``; ``params`` are read, never written.
+    """
+    learner = Learner(input_as_param(model), loss or softmax_cross_entropy_with_integer_labels(),
+                      optimizer or adam(0.05))
+    be = backends.get(backend)
+    state = learner.init(backend=backend, params={"input": x})
+    fixed = tuple(params[n] for n in model.param_names)
+    step = be.compile_step(learner.step_term, **({"donate": False} if backend == "jax" else {}))
+    losses = []
+    for _ in range(steps):
+        state, value = step(state, fixed if len(fixed) != 1 else fixed[0], target)
+        losses.append(value)
+    return state["params"]["input"], losses
