@@ -34,6 +34,46 @@ from ._interpret import ArrayBackend, ArrayLib, python_loop
 __all__ = ["backend", "compile", "init", "RULES"]
 
 
+class sigmoid(sp.Function):  # noqa: N801 - a SymPy function, named as it prints
+    r"""The logistic function ``1 / (1 + exp(-z))``, kept by name: it prints as :math:`\sigma(z)` and
+    differentiates to :math:`\sigma(z)(1 - \sigma(z))`. ``.rewrite(sympy.exp)`` expands it."""
+
+    @classmethod
+    def eval(cls, z):
+        if z.is_Number:
+            return 1 / (1 + sp.exp(-z))
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    def _eval_rewrite_as_exp(self, z, **kwargs):
+        return 1 / (1 + sp.exp(-z))
+
+    def _latex(self, printer, exp=None):
+        tex = r"\sigma\left(%s\right)" % printer._print(self.args[0])
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+
+
+class softplus(sp.Function):  # noqa: N801
+    r"""``log(1 + exp(z))``, kept by name; its derivative is :class:`sigmoid`."""
+
+    @classmethod
+    def eval(cls, z):
+        if z.is_Number:
+            return sp.log(1 + sp.exp(z))
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, z, **kwargs):
+        return sp.log(1 + sp.exp(z))
+
+    def _latex(self, printer, exp=None):
+        tex = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+
+
 def _vec(f, n=1):
     uf = np.frompyfunc(f, n, 1)
     return lambda *xs, **kw: np.asarray(uf(*xs), dtype=object)
@@ -79,8 +119,8 @@ def _pow(x, *, p):
 #: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
 RULES = {
     "neg": _vec(lambda x: -x), "exp": _vec(sp.exp), "log": _vec(sp.log), "sqrt": _vec(sp.sqrt),
-    "tanh": _vec(sp.tanh), "sigmoid": _vec(lambda x: 1 / (1 + sp.exp(-x))),
-    "softplus": _vec(lambda x: sp.log(1 + sp.exp(x))), "relu": _vec(lambda x: sp.Max(x, 0)),
+    "tanh": _vec(sp.tanh), "sigmoid": _vec(sigmoid), "softplus": _vec(softplus),
+    "relu": _vec(lambda x: sp.Max(x, 0)),
     "step": _vec(lambda x: sp.Piecewise((1, x > 0), (0, True))), "cos": _vec(sp.cos), "sin": _vec(sp.sin),
     "floor": _vec(sp.floor), "stop_gradient": lambda x: x,
     "scale": lambda x, *, c: x * _num(c), "shift": lambda x, *, c: x + _num(c), "pow": _pow,
@@ -127,8 +167,52 @@ LIB = ArrayLib(
 )
 
 
+class Formulas(dict):
+    """A term's outputs as formulas, by port name (``dW``, ``dx``, ...); a notebook shows them as LaTeX."""
+
+    def latex(self) -> str:
+        rows = [rf"{_latex_name(k)} &= {sp.latex(v, mul_symbol='dot')}" for k, v in self.items()]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+
+def _latex_name(label: str) -> str:
+    return r"\mathit{" + label.replace("_", r"\_").replace("{", "").replace("}", "") + "}"
+
+
+def _symbols(name: str, shape: tuple):
+    if not shape:
+        return sp.Symbol(name)
+    cells = [sp.Symbol(f"{name}_{{{','.join(map(str, i))}}}") for i in itertools.product(*map(range, shape))]
+    return np.asarray(cells, dtype=object).reshape(shape)
+
+
 class SympyBackend(ArrayBackend):
     """SymPy: every box becomes a formula. ``init`` gives symbols, not random numbers."""
+
+    def formulas(self, term, **values) -> Formulas:
+        """``term``'s outputs as formulas in symbols named after its ports and parameters (one
+        example: batched wires are shown per example). ``values`` fixes inputs or parameters
+        by name (``dy=1``)."""
+        term = as_term(term)
+        in_labels, out_labels = term.port_labels()
+        locals_ = [s.local or s.layer for s in term.params]
+        short = locals_ if len(set(locals_)) == len(locals_) else [n.replace(".", "_") for n in term.param_names]
+        args = []
+        for name, full, spec in zip(short, term.param_names, term.params):
+            v = values.get(full, values.get(name))
+            args.append(_convert(v) if v is not None else _symbols(name, spec.type.shape))
+        for label, t in zip(in_labels, term.dom):
+            v = values.get(label)
+            v = np.asarray(_convert(v) if v is not None else _symbols(label, t.shape), dtype=object)
+            if v.shape != t.shape:
+                v = np.broadcast_to(v, t.shape)
+            args.append(v[None] if t.batched else v)  # one example
+        outs = self.run(term, [np.asarray(a, dtype=object) for a in args])
+        return Formulas((label, _finish(np.asarray(v, dtype=object)[0] if t.batched else v))
+                        for label, v, t in zip(out_labels, outs, term.cod))
 
     def init(self, term, seed: int = 0) -> dict:
         """Each parameter as an array of symbols named ``name[i,j]`` (``seed`` is not used);

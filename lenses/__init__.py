@@ -13,6 +13,7 @@ from . import backends, bilevel, dream, learn, losses, nn, optim
 from . import para as init  # initialiser descriptors: pl.init.he_normal()
 from .bilevel import Bilevel, Hyper
 from .derivative import D, R, forward_gradient, value_and_R
+from .formulas import formulas
 from .graph import draw, to_networkx
 from .learner import Learner
 from .lens import Lens, costate, lens
@@ -32,6 +33,6 @@ __all__ = [
     "R", "D", "value_and_R", "forward_gradient", "lens", "Lens", "costate", "Learner", "Term", "Poly", "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "as_term", "para", "trace", "reparam", "tie", "bind", "hyperparameter",
-    "to_networkx", "draw", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
+    "to_networkx", "draw", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
     "bilevel", "Bilevel", "Hyper", "learn", "dream",
 ] + wires.__all__

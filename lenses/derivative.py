@@ -36,6 +36,16 @@ def _arg_sig(term: Term):
     return term.in_sig[0] if len(term.in_sig) == 1 else tuple(term.in_sig)
 
 
+def _d_names(f: Term) -> tuple:
+    """Argument names of ``R(f)``: ``(x, dy) -> (d<param>, dx)`` after ``f``'s own ``(x) -> (y)``."""
+    ins, outs = f.arg_names or (("x",), ("y",))
+    x, y = (ins[0] if len(ins) == 1 else ins), (outs[0] if len(outs) == 1 else outs)
+
+    def d(name):
+        return tuple(d(n) for n in name) if isinstance(name, tuple) else f"d{name}"
+    return (x, d(y)), ("d{}", d(x))
+
+
 def _fit(b: Builder, d: int, target: int) -> int:
     """Bring a cotangent to its wire's type: undo implicit broadcasts and dtype promotion.
 
@@ -127,7 +137,7 @@ def R(f: Term) -> Term:
     b, _, _, xs, _, dys, dps, dxs = reverse(f)
     x_sig, y_sig = _arg_sig(f), f.out_sig
     return b.build(xs + dys, dps + dxs, in_sig=(x_sig, y_sig),
-                   out_sig=(DictSig(f.param_names), x_sig), name=f"R({f.name})")
+                   out_sig=(DictSig(f.param_names), x_sig), name=f"R({f.name})", arg_names=_d_names(f))
 
 
 def value_and_R(f: Term) -> Term:
@@ -137,8 +147,10 @@ def value_and_R(f: Term) -> Term:
     """
     b, _, _, xs, ys, dys, dps, dxs = reverse(f)
     x_sig = _arg_sig(f)
+    (x, y), (dp, dx) = _d_names(f)
     return b.build(xs + dys, ys + dps + dxs, in_sig=(x_sig, f.out_sig),
-                   out_sig=(f.out_sig, DictSig(f.param_names), x_sig), name=f"value_and_R({f.name})")
+                   out_sig=(f.out_sig, DictSig(f.param_names), x_sig), name=f"value_and_R({f.name})",
+                   arg_names=((x, y), (y[1:], dp, dx)))
 
 
 def D(f: Term) -> Term:
@@ -157,8 +169,9 @@ def D(f: Term) -> Term:
     outs = b.inline(rrf, xs + zero_dy + dps + dxs, params=dict(zip(rrf.param_wires, pw)))
     dy = outs[len(outs) - len(f.cod):]
     x_sig = _arg_sig(f)
+    (x, y), (dp, dx) = _d_names(f)
     return b.build(xs + dps + dxs, dy, in_sig=(x_sig, DictSig(f.param_names), x_sig),
-                   out_sig=f.out_sig, name=f"D({f.name})")
+                   out_sig=f.out_sig, name=f"D({f.name})", arg_names=((x, dp, dx), (y,)))
 
 
 def forward_gradient(f: Term, wrt=None) -> Term:

@@ -118,7 +118,7 @@ class Learner:
         out += _apply(b, self.request, pw, a + t, group="request")
         a_sig, b_sig = plain_sig(len(self.dom)), plain_sig(len(self.cod))
         return b.build(a + t, out, in_sig=(a_sig, b_sig), out_sig=(b_sig, DictSig(self.param_names), a_sig),
-                       name=self.name)
+                       name=self.name, arg_names=(("a", "b"), ("I", "U{}", "r")))
 
     def machine(self) -> Machine:
         """This learner read as a Moore machine (MATH.md 6.2)."""

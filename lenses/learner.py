@@ -147,7 +147,8 @@ class Learner:
         in_sig = (sig_of(state), self.model.in_sig[0], plain_sig(len(ys)))
         out_sig = (sig_of(new_state), None)
         return b.build(flatten(state, in_sig[0]) + xs + ys, flatten(new_state, out_sig[0]) + [l],
-                       in_sig=in_sig, out_sig=out_sig, name=f"step({self.model.name})")
+                       in_sig=in_sig, out_sig=out_sig, name=f"step({self.model.name})",
+                       arg_names=(("", "x", "y"), ("", "loss")))
 
     def _forward_gradient(self, b: Builder, xs, params, key) -> tuple[list[int], int]:
         """Emit the forward-gradient estimate of the model's trainable parameters' gradient."""

@@ -91,7 +91,8 @@ class Lens:
         dps, dxs = self.backward(b, res, dys)
         x_sig, y_sig = plain_sig(len(self.dom)), plain_sig(len(self.cod))
         return b.build(xs + dys, y + dps + dxs, in_sig=(x_sig, y_sig),
-                       out_sig=(y_sig, DictSig(self.param_names), x_sig), name=self.name)
+                       out_sig=(y_sig, DictSig(self.param_names), x_sig), name=self.name,
+                       arg_names=(("x", "dy"), ("y", "d{}", "dx")))
 
     # --- using a lens inside an assembly
     def forward(self, b: Builder, xs, params, group: str | None = None) -> tuple[list[int], list[int]]:

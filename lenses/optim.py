@@ -152,7 +152,8 @@ class Transform:
         ins = (s_in, p_in, u_in, h_in)
         sig = tuple(sig_of(a) for a in ins)
         return b.build(flatten(ins, sig), flatten((new_s, u), (sig[0], DictSig(tuple(u)))), in_sig=sig,
-                       out_sig=(sig[0], DictSig(tuple(u))), name=f"update({self.name})")
+                       out_sig=(sig[0], DictSig(tuple(u))), name=f"update({self.name})",
+                       arg_names=(("state", "", "g{}", ""), ("state'", "u{}")))
 
     def term(self, ptypes: Mapping[str, ArrayType] | None = None) -> Term:
         """The optimizer lens's *put*: ``(state, params, grads, hyper) -> (state', params')``,
@@ -167,7 +168,7 @@ class Transform:
         new_p = {n: _cast(b, P.add(b, w, next(outs)), ptypes[n]) for n, w in p.items()}
         ins = (s, p, g, h)
         return b.build(flatten(ins, upd.in_sig), flatten((new_s, new_p), upd.out_sig), in_sig=upd.in_sig,
-                       out_sig=upd.out_sig, name=self.name)
+                       out_sig=upd.out_sig, name=self.name, arg_names=(("state", "", "d{}", ""), ("state'", "{}'")))
 
     def as_term(self) -> Term:
         return self.term()

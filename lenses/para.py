@@ -64,7 +64,7 @@ def reparam(term: Term, name: str, r: Term) -> Term:
     (new,) = b.inline(r, [])
     keep[term.param_wires[i]] = new
     xs = [b.input(t) for t in term.dom]
-    return b.build(xs, b.inline(term, xs, params=keep), in_sig=term.in_sig, out_sig=term.out_sig,
+    return b.build(xs, b.inline(term, xs, params=keep), in_sig=term.in_sig, out_sig=term.out_sig, arg_names=term.arg_names,
                    name=term.name)
 
 
@@ -86,7 +86,7 @@ def tie(term: Term, names: Sequence[str]) -> Term:
     for k in idx[1:]:
         env[term.param_wires[k]] = shared
     xs = [b.input(t) for t in term.dom]
-    return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig,
+    return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig, arg_names=term.arg_names,
                    name=term.name)
 
 
@@ -110,7 +110,7 @@ def bind(term: Term, params: dict) -> Term:
         else:
             env[w] = b.redeclare(spec)
     xs = [b.input(t) for t in term.dom]
-    return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig,
+    return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig, arg_names=term.arg_names,
                    name=term.name)
 
 

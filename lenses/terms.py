@@ -182,15 +182,16 @@ class Term:
     ``(x, dy)`` for a reverse derivative). ``out_sig`` shapes the result.
     """
 
-    __slots__ = ("dom", "cod", "in_sig", "out_sig", "_node", "_diagram", "_name", "_names", "_hash")
+    __slots__ = ("dom", "cod", "in_sig", "out_sig", "arg_names", "_node", "_diagram", "_name", "_names", "_hash")
 
     def __init__(self, dom: Ty, cod: Ty, *, diagram: _Diagram | None = None, node: tuple | None = None,
-                 in_sig=None, out_sig=None, name: str | None = None):
+                 in_sig=None, out_sig=None, name: str | None = None, arg_names: tuple | None = None):
         s = object.__setattr__
         s(self, "dom", dom)
         s(self, "cod", cod)
         s(self, "in_sig", in_sig if in_sig is not None else (plain_sig(len(dom)),))
         s(self, "out_sig", out_sig if out_sig is not None or len(cod) == 1 else plain_sig(len(cod)))
+        s(self, "arg_names", arg_names)
         s(self, "_node", node)
         s(self, "_diagram", diagram)
         s(self, "_name", name)
@@ -293,6 +294,19 @@ class Term:
         """The types of the inputs, shaped as the calling convention (one tree per argument)."""
         return unflatten(tuple(self.in_sig), iter(self.dom))
 
+    def port_labels(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Names of the input and output wires, for diagrams and formulas: ``x``, ``dy``,
+        ``dW``, ``dx`` for a reverse derivative; ``x``/``y`` (``x0``, ``x1``, ...) by default.
+
+        ``arg_names`` gives a base name per argument and per output; a dict's entries
+        extend it (``d{}`` with the entry's short name gives ``dW``)."""
+        ins, outs = self.arg_names or (None, None)
+        in_sigs = tuple(self.in_sig)
+        out_sigs = self.out_sig if isinstance(self.out_sig, tuple) else (self.out_sig,)
+        ins = ins or (("x",) if len(in_sigs) == 1 else tuple(f"x{i}" for i in range(len(in_sigs))))
+        outs = outs or (("y",) if len(out_sigs) == 1 else tuple(f"y{i}" for i in range(len(out_sigs))))
+        return (tuple(lab for sig, base in zip(in_sigs, ins) for lab in _labels(sig, base)),
+                tuple(lab for sig, base in zip(out_sigs, outs) for lab in _labels(sig, base)))
     def __repr__(self) -> str:
         ps = f", params={list(self.param_names)}" if self.params else ""
         return f"Term({self.name}: {self.dom} -> {self.cod}, {self.n_boxes} boxes{ps})"
@@ -343,6 +357,22 @@ class Term:
         """Initial parameters ``{name: array}``, drawn by ``backend`` with each parameter's initialiser
         (hyperparameters take their declared values; labels are data, not drawn)."""
         return _backend(backend).init(self, seed)
+
+
+def _labels(sig, base) -> list[str]:
+    """Leaf labels of ``sig`` under ``base`` (a name, or one name per entry of a tuple)."""
+    if isinstance(base, tuple):
+        return [lab for s, b in zip(sig, base) for lab in _labels(s, b)]
+    if sig is None:
+        return [base]
+    if isinstance(sig, DictSig):
+        locals_ = [k.rsplit(".", 1)[-1] for k in sig.keys]
+        short = locals_ if len(set(locals_)) == len(locals_) else list(sig.keys)
+        out = []
+        for (k, s), name in zip(sig.items(), short):
+            out += _labels(s, base.format(name) if "{}" in base else (f"{base}.{k}" if base else k))
+        return out
+    return [lab for i, s in enumerate(sig) for lab in _labels(s, f"{base}{i}")]
 
 
 def _lens_hint(f: Term, g: Term) -> str:
@@ -634,7 +664,7 @@ class Builder:
         return [env[w] for w in d.outputs]
 
     def build(self, inputs: Sequence[int], outputs: Sequence[int], *, in_sig=None, out_sig=None,
-              name: str | None = None, dce: bool = True) -> Term:
+              name: str | None = None, dce: bool = True, arg_names: tuple | None = None) -> Term:
         """Close the diagram: drop boxes no output needs, number the wires that remain in the order
         they were made (when nothing is dropped the numbering is kept and no box is copied)."""
         eqns = _live_eqns(self.eqns, outputs) if dce else self.eqns
@@ -654,7 +684,7 @@ class Builder:
                                  e.group) for e in eqns)
         d = _Diagram(wires, tuple(self.params), pw, ins, outs, new_eqns)
         return Term(Ty(*(wires[i] for i in ins)), Ty(*(wires[i] for i in outs)), diagram=d, in_sig=in_sig,
-                    out_sig=out_sig, name=name or "term")
+                    out_sig=out_sig, name=name or "term", arg_names=arg_names)
 
 
 def _live_eqns(eqns: Sequence[Eqn], outputs: Sequence[int]) -> list[Eqn]:

@@ -1,0 +1,31 @@
+"""Formulas: a term's outputs as SymPy expressions, shown as LaTeX.
+
+>>> import paralens as pl
+>>> @pl.para
+... def neuron(x: pl.Array[()], w: pl.Param[()], b: pl.Param[()]):
+...     return pl.sigmoid(w * x + b)
+>>> f = pl.formulas(pl.R(neuron), dy=1)
+>>> sorted(f)
+['db', 'dw', 'dx']
+>>> f["dw"]
+x*(1 - sigmoid(b + w*x))*sigmoid(b + w*x)
+>>> r"\\sigma" in f.latex()
+True
+"""
+
+from __future__ import annotations
+
+from . import backends
+
+__all__ = ["formulas"]
+
+
+def formulas(term, **values):
+    """The outputs of ``term`` (a term, lens, optimizer or learner) as formulas, by port name.
+
+    Parameters and inputs become symbols named after them (``w``, ``x``, ``dy``;
+    arrays as ``W_{i,j}``), one example at a time; ``values`` fixes some by name.
+    Nonlinearities stay named (``\\sigma(z)(1 - \\sigma(z))``). The result is a dict
+    of SymPy expressions with ``.latex()``; a notebook shows it as LaTeX.
+    """
+    return backends.get("sympy").formulas(term, **values)
