@@ -13,13 +13,14 @@ it returns an object with the small protocol of :class:`Backend`:
 
 A backend that lacks one of these says so when it is asked; so it does for
 the optional ``compile_bilevel``, ``to_optax`` and ``from_optax`` (JAX has
-them). The built-in
-backends are ``numpy`` (the eager reference), ``jax`` (compiled, exportable,
-shardable) and ``sympy`` (symbolic formulas); :func:`register` adds one.
+them). The built-in backends are ``numpy`` (the eager reference), ``jax``
+(compiled, exportable, shardable), ``sympy`` (symbolic formulas) and
+``matplotlib`` (diagrams: terms as pictures, and nothing else);
+:func:`register` adds one.
 
 >>> from paralens import backends
 >>> backends.available()
-('jax', 'numpy', 'sympy')
+('jax', 'matplotlib', 'numpy', 'sympy')
 >>> backends.get("numpy").name
 'numpy'
 """
@@ -31,7 +32,8 @@ from typing import Any, Callable
 
 __all__ = ["Backend", "get", "available", "register", "of"]
 
-_BUILTIN = {"numpy": "paralens.backends.numpy", "jax": "paralens.backends.jax", "sympy": "paralens.backends.sympy"}
+_BUILTIN = {"numpy": "paralens.backends.numpy", "jax": "paralens.backends.jax", "sympy": "paralens.backends.sympy",
+            "matplotlib": "paralens.backends.matplotlib"}
 _FACTORIES: dict[str, Callable[[], "Backend"]] = {}
 _LOADED: dict[str, "Backend"] = {}
 

@@ -9,12 +9,12 @@ True
 Ty(Array[3], Array[4, 3, batched=False], Array[4])
 """
 
-from . import backends, bilevel, dream, learn, losses, nn, optim
+from . import backends, bilevel, diagram, dream, learn, losses, nn, optim
 from . import para as init  # initialiser descriptors: pl.init.he_normal()
 from .bilevel import Bilevel, Hyper
 from .derivative import D, R, forward_gradient, value_and_R
 from .formulas import formulas
-from .graph import draw, to_networkx
+from .graph import draw, draw_equation, to_networkx
 from .learner import Learner
 from .lens import Lens, costate, lens
 from .loops import loop, scan_term
@@ -33,6 +33,6 @@ __all__ = [
     "R", "D", "value_and_R", "forward_gradient", "lens", "Lens", "costate", "Learner", "Term", "Poly", "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "as_term", "para", "trace", "reparam", "tie", "bind", "hyperparameter",
-    "to_networkx", "draw", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
+    "to_networkx", "draw", "draw_equation", "diagram", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
     "bilevel", "Bilevel", "Hyper", "learn", "dream",
 ] + wires.__all__

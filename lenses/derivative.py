@@ -83,7 +83,7 @@ def reverse(f: Term):
         for w in e.outs:
             env[w] = b.new_wire(f.wires[w])
             outs.append(env[w])
-        b.eqns.append(Eqn(e.prim, e.params, ins, tuple(outs), e.group))
+        b.eqns.append(Eqn(e.prim, e.params, ins, tuple(outs), e.group, e.layer))
     n_fwd = len(b.eqns)
     ys = [env[w] for w in f.outputs]
     dys = [b.input(t) for t in f.cod]
@@ -94,20 +94,21 @@ def reverse(f: Term):
         d = _fit(b, d, w)
         cot[w] = P.add(b, cot[w], d) if w in cot else d
 
+    b.backward = True
     for y, dy in zip(ys, dys):
         accumulate(y, dy)
     for e in reversed(f.eqns):
         outs = [env[w] for w in e.outs]
         if not any(o in cot for o in outs):
             continue  # no cotangent reaches this box
-        b.group = e.group  # a box's backward boxes belong where it does
+        b.group, b.layer = e.group, e.layer  # a box's backward boxes belong where it does
         douts = [cot[o] if o in cot else P.zeros_like(b, o) for o in outs]
         ins = [env[w] for w in e.ins]
         dins = e.prim.rev(b, e.kwargs, ins, outs, douts)
         for w, d in zip(ins, dins):
             if d is not None:
                 accumulate(w, d)
-    b.group = ()
+    b.group, b.layer = (), None
 
     def result(w):
         return cot[w] if w in cot else P.zeros_like(b, w)

@@ -108,6 +108,9 @@ class Learner:
     def __repr__(self) -> str:
         return f"learn.Learner({self.name}: {self.dom} -> {self.cod}, params={list(self.param_names)})"
 
+    def _repr_svg_(self) -> str:  # Jupyter shows it as its diagram
+        return self.as_term()._repr_svg_()
+
     def as_term(self) -> Term:
         """``(P; a, b) -> (I(p, a), U(p, a, b), r(p, a, b))`` as one term (to draw or compile)."""
         b = Builder()

@@ -158,6 +158,9 @@ class Learner:
         outs = b.inline(fg, list(xs) + [key], params=dict(zip(fg.param_wires, params)), group="forward gradient")
         return outs[:-1], outs[-1]
 
+    def _repr_svg_(self) -> str:  # Jupyter shows it as its diagram
+        return self.as_term()._repr_svg_()
+
     def as_term(self) -> Term:
         return self.step_term
 

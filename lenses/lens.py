@@ -81,6 +81,9 @@ class Lens:
         return f"Lens({self.name}: {self.dom} -> {self.cod}, {len(self.residuals)} residuals{ps})"
 
     # --- the whole lens as one term, for backends and diagrams
+    def _repr_svg_(self) -> str:  # Jupyter shows it as its diagram
+        return self.as_term()._repr_svg_()
+
     def as_term(self) -> Term:
         """``(params; x, dy) -> (y, dparams, dx)``: the forward part, then the reverse part."""
         b = Builder()
@@ -103,8 +106,8 @@ class Lens:
         return outs[:k], outs[k:]
 
     def backward(self, b: Builder, residuals, dys, group: str | None = None) -> tuple[list[int], list[int]]:
-        """Emit the reverse part into ``b``; returns ``(dparams, dxs)``."""
-        outs = b.inline(self.rev, list(residuals) + list(dys), group=group)
+        """Emit the reverse part into ``b`` (its boxes marked backward); returns ``(dparams, dxs)``."""
+        outs = b.inline(self.rev, list(residuals) + list(dys), group=group, backward=True)
         k = len(self.fwd.params)
         return outs[:k], outs[k:]
 

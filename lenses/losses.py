@@ -39,6 +39,7 @@ def _loss(name: str, per_example, label_type=lambda t: t, reduction: str = "mean
         (t,) = ty
         b = Builder()
         slot = b.new_layer(name)
+        b.layer = (name, slot)
         # the label is a batched parameter: one label per example
         label = T.Wire(b, b.param(name, slot, "", label_type(t)))
         args = {k: number(b, v, name, slot, k, t.dtype) for k, v in numbers.items()}

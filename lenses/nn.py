@@ -35,6 +35,7 @@ def _with_numbers(fn: Callable, name: str, **numbers) -> Poly:
     def make(ty: Ty) -> Term:
         b = Builder()
         slot = b.new_layer(name)
+        b.layer = (name, slot)
         xs = [b.input(t) for t in ty]
         dtype = promote([ArrayType((), "float32"), *ty])
         args = {k: number(b, v, name, slot, k, dtype) for k, v in numbers.items()}
@@ -89,8 +90,10 @@ def _dense_into(b: Builder, x: int, n_in: int, n_out: int, dtype: str, init: tup
     slot = b.new_layer("dense")
     w = b.param("dense", slot, "W", ArrayType((n_in, n_out), dtype, False), init)
     bias = b.param("dense", slot, "b", ArrayType((n_out,), dtype, False), _init.zeros())
-    xw = W.einsum("i,io->o", W.Wire(b, x), W.Wire(b, w))
-    return (xw + W.Wire(b, bias)).id
+    b.layer = ("dense", slot)
+    out = (W.einsum("i,io->o", W.Wire(b, x), W.Wire(b, w)) + W.Wire(b, bias)).id
+    b.layer = None
+    return out
 
 
 def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = _init.glorot_uniform()) -> Term:

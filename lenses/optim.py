@@ -170,6 +170,9 @@ class Transform:
         return b.build(flatten(ins, upd.in_sig), flatten((new_s, new_p), upd.out_sig), in_sig=upd.in_sig,
                        out_sig=upd.out_sig, name=self.name, arg_names=(("state", "", "d{}", ""), ("state'", "{}'")))
 
+    def _repr_svg_(self) -> str:  # Jupyter shows it as its diagram
+        return self.as_term()._repr_svg_()
+
     def as_term(self) -> Term:
         return self.term()
 

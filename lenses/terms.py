@@ -48,7 +48,9 @@ class Eqn:
     """One box in a diagram: ``outs = prim(*ins; **params)``.
 
     ``group`` names the parts it belongs to, outermost first (``("model",)`` in
-    a learner's step): diagrams draw each group as a labelled region.
+    a learner's step); ``layer`` is the layer instance ``(layer, slot)`` that
+    made it (numbered like parameters); ``backward`` marks the boxes of a
+    reverse derivative's or a lens's backward part. Diagrams use all three.
     """
 
     prim: Prim
@@ -56,6 +58,8 @@ class Eqn:
     ins: tuple[int, ...]
     outs: tuple[int, ...]
     group: tuple[str, ...] = ()
+    layer: tuple[str, int] | None = None
+    backward: bool = False
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -280,6 +284,13 @@ class Term:
     def param_types(self) -> dict[str, ArrayType]:
         return dict(zip(self.param_names, (p.type for p in self.params)))
 
+    def layer_names(self) -> dict[tuple[str, int], str]:
+        """Readable names of the layer instances that made its boxes (``dense0``, ``relu1``), as
+        parameter names read (for diagrams)."""
+        seen = list(dict.fromkeys([(p.layer, p.slot) for p in self.params] +
+                                  [e.layer for e in self.eqns if e.layer is not None]))
+        return dict(zip(seen, _instance_names(seen)))
+
     @property
     def hyper_names(self) -> tuple[str, ...]:
         """The names of the hyperparameter wires among the parameters."""
@@ -351,6 +362,9 @@ class Term:
         if len(outs) == 1:
             return outs[0]
         return tuple(outs) if outs else None
+
+    def _repr_svg_(self) -> str:  # Jupyter shows a term as its diagram
+        return _backend("matplotlib").draw(self)
 
     # --- Para
     def init(self, seed: int = 0, backend: str = "numpy") -> dict:
@@ -488,26 +502,32 @@ def _paren(t: Term, op: str) -> str:
     return f"({s})" if f" {other} " in s else s
 
 
-def _param_names(params: Sequence[ParamSpec]) -> tuple[str, ...]:
-    """Unique readable names: ``layer`` for a layer's only instance, ``layer{slot}`` for several;
-    an instance whose name is already taken (``block1`` beside ``block`` slot 1) gets ``_k``."""
+def _instance_names(instances: Sequence[tuple[str, int]]) -> list[str]:
+    """Unique readable names of layer instances (in forward order, each once): ``layer`` for a
+    layer's only instance, ``layer{slot}`` for several; an instance whose name is already taken
+    (``block1`` beside ``block`` slot 1) gets ``_k``."""
     slots: dict[str, set[int]] = {}
-    for p in params:
-        slots.setdefault(p.layer, set()).add(p.slot)
-    plain: dict[tuple[str, int], str] = {}
-    for p in params:
-        plain.setdefault((p.layer, p.slot), p.layer if len(slots[p.layer]) == 1 else f"{p.layer}{p.slot}")
-    reserved = set(plain.values())
+    for layer, slot in instances:
+        slots.setdefault(layer, set()).add(slot)
+    plain = [layer if len(slots[layer]) == 1 else f"{layer}{slot}" for layer, slot in instances]
+    reserved = set(plain)
     taken: set[str] = set()
-    prefix: dict[tuple[str, int], str] = {}
-    for inst, name in plain.items():  # instances in forward order: the first keeps its name
+    out = []
+    for name in plain:  # the first keeps its name
         if name in taken:
             k = 1
             while f"{name}_{k}" in taken or f"{name}_{k}" in reserved:
                 k += 1
             name = f"{name}_{k}"
         taken.add(name)
-        prefix[inst] = name
+        out.append(name)
+    return out
+
+
+def _param_names(params: Sequence[ParamSpec]) -> tuple[str, ...]:
+    """Unique readable names ``instance.local`` (see :func:`_instance_names`)."""
+    instances = list(dict.fromkeys((p.layer, p.slot) for p in params))
+    prefix = dict(zip(instances, _instance_names(instances)))
     return tuple(f"{prefix[p.layer, p.slot]}.{p.local}" if p.local else prefix[p.layer, p.slot] for p in params)
 
 
@@ -518,7 +538,8 @@ class Builder:
     """Builds a term equation by equation. Used by composition, the tracer, ``R`` and the
     assemblies of lenses and learners.
 
-    ``group`` is added to every equation emitted while it is set (see :class:`Eqn`).
+    ``group``, ``layer`` and ``backward`` are given to every equation emitted
+    while they are set (see :class:`Eqn`).
     """
 
     def __init__(self):
@@ -527,6 +548,8 @@ class Builder:
         self.params: list[ParamSpec] = []
         self.param_wires: list[int] = []
         self.group: tuple[str, ...] = ()
+        self.layer: tuple[str, int] | None = None
+        self.backward = False
         self._slots: dict[str, int] = {}
         self._declared: set[tuple[str, int, str]] = set()
 
@@ -577,7 +600,8 @@ class Builder:
         in_types = [self.wires[w] for w in ins]
         out_types = prim.type_rule(in_types, **params)
         outs = [self.new_wire(t) for t in out_types]
-        self.eqns.append(Eqn(prim, tuple(sorted(params.items())), tuple(ins), tuple(outs), self.group))
+        self.eqns.append(Eqn(prim, tuple(sorted(params.items())), tuple(ins), tuple(outs), self.group, self.layer,
+                             self.backward))
         return outs
 
     def emit1(self, prim: Prim, *ins: int, **params) -> int:
@@ -585,13 +609,14 @@ class Builder:
         return out
 
     def inline(self, term: Term, inputs: Sequence[int], params: dict[int, int] | None = None,
-               group: str | None = None) -> list[int]:
+               group: str | None = None, backward: bool = False) -> list[int]:
         """Copy ``term``'s equations in, reading its inputs from ``inputs``; returns its outputs.
 
         Its parameters become fresh parameters of this builder (new instances,
-        numbered after those already here), unless ``params`` maps some of its
-        parameter wires to existing wires (reparametrisation, ``R``, assemblies).
-        ``group`` labels the copied equations (nested inside the current group).
+        numbered after those already here), unless ``params`` maps its
+        parameter wires to existing wires (reparametrisation, ``R``, assemblies:
+        the same instances). ``group`` labels the copied equations (nested
+        inside the current group); ``backward`` marks them as a backward part.
         """
         if len(inputs) != len(term.dom):
             raise CompositionError(f"{_short(term)} takes {len(term.dom)} wires, got {len(inputs)}")
@@ -603,8 +628,8 @@ class Builder:
         if group is not None:
             self.group = outer + (group,)
         try:
-            if params or term._diagram is not None or term._node is None:
-                return self._inline_flat(term, list(inputs), params or {})
+            if params or backward or term._diagram is not None or term._node is None:
+                return self._inline_flat(term, list(inputs), params or {}, backward)
             return self._inline_tree(term, list(inputs))
         finally:
             self.group = outer
@@ -619,7 +644,7 @@ class Builder:
             if op[0] == "visit":
                 t, ins = op[1], op[2]
                 if t._diagram is not None or t._node is None:
-                    results.append(self._inline_flat(t, ins, {}))
+                    results.append(self._inline_flat(t, ins, {}, False))
                 elif t._node[0] == "seq":
                     todo += [("then", t._node[2]), ("visit", t._node[1], ins)]
                 else:
@@ -632,13 +657,19 @@ class Builder:
                 results.append(results.pop() + right)
         return results.pop()
 
-    def _inline_flat(self, term: Term, inputs: list[int], params: dict[int, int]) -> list[int]:
+    def _inline_flat(self, term: Term, inputs: list[int], params: dict[int, int], backward: bool) -> list[int]:
         d = term._flat()
         env: dict[int, int] = dict(zip(d.inputs, inputs))
+        fresh = not params  # new instances: renumber layers after those already here
         offsets: dict[str, int] = {}
         last: dict[str, int] = {}
         for spec in d.params:
             last[spec.layer] = max(last.get(spec.layer, -1), spec.slot)
+        if fresh:
+            for e in d.eqns:
+                if e.layer is not None:
+                    last[e.layer[0]] = max(last.get(e.layer[0], -1), e.layer[1])
+            offsets = {layer: self._slots.get(layer, 0) for layer in last}
         for spec, w in zip(d.params, d.param_wires):
             if w in params:
                 env[w] = params[w]
@@ -660,7 +691,8 @@ class Builder:
             for w in e.outs:
                 env[w] = nw = new(wires[w])
                 outs.append(nw)
-            append(Eqn(e.prim, e.params, ins, tuple(outs), group + e.group))
+            layer = e.layer if not fresh or e.layer is None else (e.layer[0], offsets[e.layer[0]] + e.layer[1])
+            append(Eqn(e.prim, e.params, ins, tuple(outs), group + e.group, layer, backward or e.backward))
         return [env[w] for w in d.outputs]
 
     def build(self, inputs: Sequence[int], outputs: Sequence[int], *, in_sig=None, out_sig=None,
@@ -681,7 +713,7 @@ class Builder:
             wires = tuple(self.wires[w] for w in sorted(used))
             pw, ins, outs = (tuple(order[w] for w in ws) for ws in (self.param_wires, inputs, outputs))
             new_eqns = tuple(Eqn(e.prim, e.params, tuple(order[w] for w in e.ins), tuple(order[w] for w in e.outs),
-                                 e.group) for e in eqns)
+                                 e.group, e.layer, e.backward) for e in eqns)
         d = _Diagram(wires, tuple(self.params), pw, ins, outs, new_eqns)
         return Term(Ty(*(wires[i] for i in ins)), Ty(*(wires[i] for i in outs)), diagram=d, in_sig=in_sig,
                     out_sig=out_sig, name=name or "term", arg_names=arg_names)

@@ -87,6 +87,7 @@ def trace(fn: Callable, dom: Sequence[ArrayType] | None = None, *, name: str | N
     dtype = promote([ArrayType((), "float32"), *(b.type_of(w) for w in inputs)])
     for i, local, h in hypers:
         args[i] = h.wire(b, layer, slot, local, dtype)
+    b.layer = (layer, slot)
     return b.build(inputs, _run(b, fn, args, name), name=name)
 
 
@@ -105,6 +106,7 @@ def _run(b: Builder, fn: Callable, args: Sequence[Wire], name: str) -> list[int]
 def trace_on(ty: Sequence[ArrayType], fn: Callable, name: str) -> Term:
     """Trace ``fn(*wires)`` on input wires of types ``ty`` (no parameters declared)."""
     b = Builder()
+    b.layer = (name, b.new_layer(name))
     xs = [b.input(t) for t in ty]
     return b.build(xs, _run(b, fn, [Wire(b, x) for x in xs], name), name=name)
 

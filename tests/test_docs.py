@@ -24,7 +24,8 @@ def test_docstring_examples(name):
 
 
 def blocks(path):
-    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+    """The python blocks of a page: plain ones and those the site runs (```python exec="on" ...)."""
+    return re.findall(r"```python[^\n]*\n(.*?)```", path.read_text(), flags=re.S)
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)

@@ -32,3 +32,90 @@ def test_draw_writes_png_and_svg(tmp_path, suffix, magic):
         assert b"stroke-dasharray" in svg  # parameter wires are dashed
     with pytest.raises(ValueError):
         pl.draw(f, str(tmp_path / "x.pdf"))
+
+
+# ---------------------------------------------------------------- string diagrams that teach
+
+def overlaps(layout):
+    boxes = layout.boxes()
+    out = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            l1, t1, r1, b1 = a.rect
+            l2, t2, r2, b2 = b.rect
+            if l1 < r2 and l2 < r1 and t1 < b2 and t2 < b1:
+                out.append((a.label, b.label))
+    return out
+
+
+def dense_sigmoid():
+    return pl.nn.dense(3, 2) >> pl.nn.sigmoid()
+
+
+CASES = {
+    "R(dense >> sigmoid)": lambda: pl.R(dense_sigmoid()),
+    "lens composite": lambda: pl.lens(pl.nn.dense(3, 2)) >> pl.lens(pl.nn.sigmoid().at(pl.Array[2])),
+    "optimizer": lambda: pl.optim.adam(1e-3),
+    "learner": lambda: pl.Learner(pl.nn.mlp([3, 4, 2]), loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-2)),
+}
+
+
+@pytest.mark.parametrize("collapse", [False, True], ids=["boxes", "layers"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_diagrams_have_no_overlapping_boxes_and_every_port_label(name, collapse, tmp_path):
+    obj = CASES[name]()
+    layout = pl.diagram.layout(obj, collapse=collapse)
+    assert not overlaps(layout), overlaps(layout)[:5]
+    ins, outs = pl.as_term(obj).port_labels()
+    labels = [n.label for n in layout.boxes() if n.kind in ("input", "output")]
+    assert sorted(labels) == sorted(ins + outs)
+    svg = pl.draw(obj, collapse=collapse)
+    for label in set(ins + outs):
+        assert f">{label}<" in svg, label
+    assert all(len(w.points) >= 2 for w in layout.wires)
+    assert (tmp_path / "d.png").exists() is False and pl.draw(obj, str(tmp_path / "d.png"), collapse=collapse)
+
+
+@pytest.mark.parametrize("name", ["R(dense >> sigmoid)", "lens composite"])
+def test_the_residual_from_the_sigmoids_output_into_the_backward_band_is_drawn(name):
+    layout = pl.diagram.layout(CASES[name]())
+    (sig,) = [n for n in layout.nodes if n.prim == "sigmoid"]
+    assert sig.band == pl.diagram.FORWARD
+    into_backward = [w for w in layout.wires if w.src == sig.id and layout.nodes[w.dst].band == pl.diagram.BACKWARD]
+    assert into_backward and all(w.kind == "residual" for w in into_backward)
+    assert {n.label for n in layout.boxes() if n.kind == "input"} == {"x", "dy"}
+    assert {"dW", "db", "dx"} <= {n.label for n in layout.boxes() if n.kind == "output"}
+    assert [name for name, _, _ in layout.bands] == ["forward", "backward"]
+    top_bottom = {n.band: n.y for n in layout.boxes()}
+    assert top_bottom[pl.diagram.FORWARD] < top_bottom[pl.diagram.BACKWARD]  # the backward band is below
+
+
+def test_layers_group_boxes_and_collapse_into_one_box_each():
+    f = pl.nn.dense(3, 4) >> pl.nn.relu() >> pl.nn.dense(4, 2)
+    full, collapsed = pl.diagram.layout(pl.R(f)), pl.diagram.layout(pl.R(f), collapse=True)
+    units = {(n.unit, n.band) for n in full.boxes() if n.kind == "box"}
+    assert {u for u, _ in units} == {"dense0", "relu", "dense1"}
+    boxes = [n for n in collapsed.boxes() if n.kind == "box"]
+    assert sorted((n.label, n.band) for n in boxes) == sorted(units)
+    assert set(full.groups("unit")) == units
+
+
+def test_constants_show_their_values_and_a_learner_shows_its_four_parts():
+    @pl.para
+    def f(x: pl.Array[3]):
+        return 1.5 * x + pl.constant([1.0, 2.0, 3.0], (3,))
+    labels = {n.label for n in pl.diagram.layout(f).boxes()}
+    assert "× 1.5" in labels and "[1, 2, 3]" in labels
+    learner = CASES["learner"]()
+    parts = {name for name, _ in pl.diagram.layout(learner).groups("part")}
+    assert parts == {"model", "loss", "learning rate", "optimizer"}
+    svg = pl.draw(learner)
+    assert all(f">{p}<" in svg for p in parts)
+
+
+def test_an_equation_view_and_jupyter_display():
+    f = dense_sigmoid()
+    svg = pl.draw_equation(pl.lens(f), pl.lens(pl.nn.dense(3, 2)) >> pl.lens(pl.nn.sigmoid().at(pl.Array[2])))
+    assert ">=<" in svg and svg.count(">dx<") == 2
+    for obj in (f, pl.lens(f), pl.optim.sgd(0.1), CASES["learner"](), pl.learn.L(f, 0.1)):
+        assert obj._repr_svg_().lstrip().startswith("<?xml")
