@@ -24,6 +24,6 @@ def test_mkdocs_build_strict(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     for page in IDEAS:
         html = (site / page / "index.html").read_text()
-        assert "Created with matplotlib" in html, f"{page} has no diagram"
+        assert "https://matplotlib.org" in html and ">forward<" in html, f"{page} has no diagram"
         assert 'class="arithmatex"' in html, f"{page} has no formulas"
     assert not list(ROOT.glob("*.svg")) and not list(ROOT.glob("*.png"))  # building writes nothing beside it
