@@ -14,13 +14,13 @@ it returns an object with the small protocol of :class:`Backend`:
 A backend that lacks one of these says so when it is asked; so it does for
 the optional ``compile_bilevel``, ``to_optax`` and ``from_optax`` (JAX has
 them). The built-in backends are ``numpy`` (the eager reference), ``jax``
-(compiled, exportable, shardable), ``sympy`` (symbolic formulas) and
-``matplotlib`` (diagrams: terms as pictures, and nothing else);
-:func:`register` adds one.
+(compiled, exportable, shardable), ``sympy`` (symbolic formulas), ``z2``
+(boolean circuits: ``+`` is XOR, ``*`` is AND) and ``matplotlib`` (diagrams:
+terms as pictures, and nothing else); :func:`register` adds one.
 
 >>> from paralens import backends
 >>> backends.available()
-('jax', 'matplotlib', 'numpy', 'sympy')
+('jax', 'matplotlib', 'numpy', 'sympy', 'z2')
 >>> backends.get("numpy").name
 'numpy'
 """
@@ -33,7 +33,7 @@ from typing import Any, Callable
 __all__ = ["Backend", "get", "available", "register", "of"]
 
 _BUILTIN = {"numpy": "paralens.backends.numpy", "jax": "paralens.backends.jax", "sympy": "paralens.backends.sympy",
-            "matplotlib": "paralens.backends.matplotlib"}
+            "matplotlib": "paralens.backends.matplotlib", "z2": "paralens.backends.z2"}
 _FACTORIES: dict[str, Callable[[], "Backend"]] = {}
 _LOADED: dict[str, "Backend"] = {}
 

@@ -157,6 +157,8 @@ def sample(spec_init: tuple, t: ArrayType, rng: np.random.Generator) -> np.ndarr
         out = np.ones(t.shape)
     elif kind == "const":
         out = np.full(t.shape, args[0])
+    elif kind == "bits":  # random bits, each set with probability args[0]
+        out = rng.random(t.shape) < args[0]
     elif kind == "normal":
         out = rng.normal(0.0, args[0], t.shape)
     elif kind == "uniform":
@@ -184,6 +186,9 @@ class ArrayBackend(Backend):
     differs between libraries). ``convert`` turns user inputs into arrays,
     ``finish`` turns output arrays into what the user gets back.
     """
+
+    #: whether bool wires mean bits of Z2 here (+ is XOR, * is AND); elsewhere arithmetic on them is refused
+    bits = False
 
     def __init__(self, name: str, lib: ArrayLib, rules: dict[str, Callable], *, convert: Callable,
                  finish: Callable = lambda v: v, loop: Callable = python_loop, wrap: Callable | None = None):
@@ -241,6 +246,8 @@ class ArrayBackend(Backend):
         if options:
             raise TypeError(f"the {self.name} backend's compile takes no options, got {sorted(options)}")
         term = as_term(term)
+        if not self.bits:
+            _refuse_bit_arithmetic(term, self.name)
         names = term.param_names
         ptypes = [s.type for s in term.params]
         leaf_types = list(term.dom)
@@ -337,6 +344,19 @@ class ArrayBackend(Backend):
         if labels.ndim == pred.ndim + 1:
             labels = np.argmax(labels, axis=-1)
         return float(np.mean(pred == labels))
+
+
+#: Primitives whose meaning on bits is Z2's (XOR for +, AND for *), not the array library's (OR for +).
+BIT_ARITHMETIC = {"add", "sub", "mul", "neg", "einsum", "reduce_sum", "batch_sum", "scale", "shift", "div", "power",
+                  "pow"}
+
+
+def _refuse_bit_arithmetic(term: Term, backend: str):
+    for e in term.eqns:
+        if e.prim.name in BIT_ARITHMETIC and any(term.wires[w].dtype == "bool" for w in e.ins):
+            raise TypeError(f"{term.name}: {e.prim.name} on bool wires means Z2 arithmetic (+ is XOR, * is AND), "
+                            f"which the {backend} backend does not compute (it would take + for OR); run this "
+                            "circuit with paralens.backends.get('z2')")
 
 
 def _flatten_params(params, names) -> list:

@@ -9,7 +9,7 @@ True
 Ty(Array[3], Array[4, 3, batched=False], Array[4])
 """
 
-from . import backends, bilevel, diagram, dream, learn, losses, nn, optim
+from . import backends, bilevel, diagram, dream, learn, losses, nn, optim, z2
 from . import para as init  # initialiser descriptors: pl.init.he_normal()
 from .bilevel import Bilevel, Hyper
 from .derivative import D, R, forward_gradient, value_and_R
@@ -34,5 +34,5 @@ __all__ = [
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "as_term", "para", "trace", "reparam", "tie", "bind", "hyperparameter",
     "to_networkx", "draw", "draw_equation", "diagram", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
-    "bilevel", "Bilevel", "Hyper", "learn", "dream",
+    "bilevel", "Bilevel", "Hyper", "learn", "dream", "z2",
 ] + wires.__all__

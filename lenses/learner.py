@@ -30,11 +30,11 @@ from functools import cached_property
 
 from . import backends
 from .derivative import forward_gradient
-from .lens import costate, lens
+from .lens import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
 from .terms import Builder, Poly, Term, flatten, plain_sig, sig_of, tree_map
 from .prims import KEY
-from .types import ArrayType
+from .types import ArrayType, Ty
 
 __all__ = ["Learner"]
 
@@ -49,13 +49,19 @@ class Learner:
     :func:`~paralens.hyperparameter` in the model or the loss); set a new value
     there (:meth:`set_hyper`) to change it between steps without recompiling.
 
+    ``learning_rate`` is the learning-rate lens, a costate on the loss's output:
+    by default the constant 1 (the step size lives in the optimizer, as in
+    optax); reverse derivative ascent feeds the error itself back
+    (:func:`paralens.z2.rda_learner`).
+
     ``gradient="forward"`` replaces the backward pass by a forward-gradient
     estimate (:func:`~paralens.forward_gradient`, MATH.md 9): one forward
     derivative along a random tangent. The state then carries the random
     ``key`` too.
     """
 
-    def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform, *, gradient: str = "reverse"):
+    def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform, *, gradient: str = "reverse",
+                 learning_rate: Lens | None = None):
         if not isinstance(model, Term):
             raise TypeError(f"the model must be a term (e.g. pl.nn.mlp([...])), got {type(model).__name__}")
         if not isinstance(optimizer, Transform):
@@ -68,8 +74,14 @@ class Learner:
         if self.loss.dom != model.cod:
             raise TypeError(f"the loss {self.loss.name} takes {self.loss.dom}, "
                             f"but the model {model.name} returns {model.cod}")
-        if len(self.loss.cod) != 1 or self.loss.cod[0].shape != () or self.loss.cod[0].batched:
-            raise TypeError(f"a loss must return one unbatched scalar, {self.loss.name} returns {self.loss.cod}")
+        if learning_rate is None:
+            if len(self.loss.cod) != 1 or self.loss.cod[0].shape != () or self.loss.cod[0].batched:
+                raise TypeError(f"a loss must return one unbatched scalar, {self.loss.name} returns {self.loss.cod}")
+            learning_rate = costate(self.loss.cod)
+        elif learning_rate.dom != self.loss.cod or learning_rate.cod != Ty():
+            raise TypeError(f"the learning-rate lens must be a costate on the loss's {self.loss.cod}, "
+                            f"{learning_rate.name} maps {learning_rate.dom} to {learning_rate.cod}")
+        self.learning_rate = learning_rate
         self.optimizer = optimizer
         if gradient not in ("reverse", "forward"):
             raise ValueError(f"gradient must be 'reverse' (R, exact) or 'forward' (a forward-gradient estimate), "
@@ -121,7 +133,7 @@ class Learner:
     def step_term(self) -> Term:
         """One training step ``(state, x, y) -> ({"params", "opt"}, loss)``: the four lenses, run
         forward and then backward, as one term."""
-        model, loss, rate = lens(self.model), lens(self.loss), costate(self.loss.cod)
+        model, loss, rate = lens(self.model), lens(self.loss), self.learning_rate
         opt = self.optimizer.lens(self.param_types)
         b = Builder()
         state = b.inputs(self.state_types)

@@ -27,7 +27,7 @@ from .terms import Builder, Term
 from .types import ArrayType
 from .wires import Wire
 
-__all__ = ["reparam", "tie", "bind", "hyperparameter", "Hyperparameter", "zeros", "ones", "constant", "normal",
+__all__ = ["reparam", "tie", "bind", "hyperparameter", "Hyperparameter", "zeros", "ones", "constant", "bits", "normal",
            "uniform", "glorot_uniform", "glorot_normal", "he_normal", "he_uniform"]
 
 
@@ -118,6 +118,7 @@ def bind(term: Term, params: dict) -> Term:
 def zeros() -> tuple: return ("zeros",)
 def ones() -> tuple: return ("ones",)
 def constant(value: float) -> tuple: return ("const", float(value))
+def bits(p: float = 0.5) -> tuple: return ("bits", float(p))
 def normal(stddev: float = 1e-2) -> tuple: return ("normal", float(stddev))
 def uniform(low: float = -1e-2, high: float = 1e-2) -> tuple: return ("uniform", float(low), float(high))
 def glorot_uniform() -> tuple: return ("glorot_uniform",)

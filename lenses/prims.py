@@ -95,10 +95,10 @@ def _arity(name, types, n):
 # --------------------------------------------------------------------------- type rules
 
 
-def _unary_rule(name):
+def _unary_rule(name, bits: bool = False):
     def rule(types, **_):
         _arity(name, types, 1)
-        if types[0].dtype not in FLOATS:
+        if types[0].dtype not in FLOATS and not (bits and types[0].dtype == "bool"):
             _fail(name, types, "needs a floating-point input")
         return [types[0]]
     return rule
@@ -149,9 +149,9 @@ def _kept(ndim, axes):
 
 # --------------------------------------------------------------------------- elementwise
 
-def unary(name: str, rev: Callable) -> Prim:
-    """Declare an elementwise primitive of one floating-point operand."""
-    return define(name, _unary_rule(name), rev, elementwise=True)
+def unary(name: str, rev: Callable, *, bits: bool = False) -> Prim:
+    """Declare an elementwise primitive of one floating-point operand (or a bit, with ``bits``)."""
+    return define(name, _unary_rule(name, bits), rev, elementwise=True)
 
 
 def binary(name: str, rev: Callable) -> Prim:
@@ -159,7 +159,8 @@ def binary(name: str, rev: Callable) -> Prim:
     return define(name, _elementwise_rule(name, 2), rev, elementwise=True)
 
 
-NEG = unary("neg", lambda b, p, x, y, dy: [neg(b, dy[0])])
+#: ``-x``; over Z2 (bool wires) the identity, so ``R`` of ``sub`` stays a circuit.
+NEG = unary("neg", lambda b, p, x, y, dy: [neg(b, dy[0])], bits=True)
 EXP = unary("exp", lambda b, p, x, y, dy: [mul(b, dy[0], y[0])])
 LOG = unary("log", lambda b, p, x, y, dy: [div(b, dy[0], x[0])])
 SQRT = unary("sqrt", lambda b, p, x, y, dy: [scale(b, div(b, dy[0], y[0]), 0.5)])

@@ -128,7 +128,9 @@ def lift(b, v) -> int:
 
 
 def _arith(x: Wire, o, prim, with_number: Callable) -> Wire:
-    if isinstance(o, numbers.Real) and not isinstance(o, bool):
+    if isinstance(o, numbers.Real) and x.type.dtype == "bool":  # a bit: 1 is True (x + 1 is NOT over Z2)
+        o = constant(int(o) % 2, (), "bool", like=x)
+    elif isinstance(o, numbers.Real) and not isinstance(o, bool):
         return _wrap(x.builder, with_number(x, float(o)))
     b = x.builder
     return _wrap(b, b.emit1(prim, x.id, lift(b, o)))

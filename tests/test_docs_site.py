@@ -11,6 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IDEAS = ["terms-and-para", "reverse-derivative", "categorical-foundations", "backprop-as-functor",
          "learners-languages", "optimizers", "bilevel", "dreaming-and-forward-gradients"]
+CIRCUITS = "boolean-circuits"  # diagrams of a circuit and its reverse derivative, no formulas
 
 
 @pytest.mark.slow
@@ -26,4 +27,6 @@ def test_mkdocs_build_strict(tmp_path):
         html = (site / page / "index.html").read_text()
         assert "https://matplotlib.org" in html and ">forward<" in html, f"{page} has no diagram"
         assert 'class="arithmatex"' in html, f"{page} has no formulas"
+    html = (site / CIRCUITS / "index.html").read_text()
+    assert html.count(">backward<") >= 1 and html.count("https://matplotlib.org") >= 2
     assert not list(ROOT.glob("*.svg")) and not list(ROOT.glob("*.png"))  # building writes nothing beside it

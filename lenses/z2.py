@@ -1,0 +1,152 @@
+"""Boolean circuits on the same syntax: bits, gates, Z2 layers and reverse derivative ascent.
+
+Over Z2 a wire is a bit (``dtype="bool"``), ``+`` is XOR and ``*`` is AND, and
+``R`` gives formal partial derivatives (MATH.md 1.6). The gates are ordinary
+wire arithmetic: ``a + b`` (xor), ``a * b`` (and), ``a + 1`` (not). Run
+circuits with ``paralens.backends.get("z2")``; the NumPy and JAX backends refuse
+arithmetic on bool wires rather than take ``+`` for OR.
+
+Reverse derivative ascent (Wilson and Zanasi, MATH.md 4.5) is the same learner
+assembly as gradient descent. The loss lens is the boolean error
+``y + f(p, x)``. The learning-rate lens feeds that error back as the output's
+cotangent. The optimizer lens flips the parameter bits that ``R`` selects:
+``p <- p + R[f]((p, x), f(p, x) + y)``.
+
+>>> import numpy as np, paralens as pl
+>>> @pl.para
+... def majority(x: pl.z2.Bits(3)):
+...     a, b, c = pl.z2.bits_of(x)
+...     return a * b + b * c + a * c
+>>> pl.backends.get("z2").compile(majority)({}, np.array([[1, 1, 0], [1, 0, 0]], bool)).tolist()
+[True, False]
+"""
+
+from __future__ import annotations
+
+from . import wires as W
+from .learner import Learner
+from .lens import Lens
+from .optim import Transform
+from .para import bits
+from .terms import Builder, Poly, Term
+from .types import ArrayType, Ty, as_ty
+from .wires import Wire, tracing
+
+__all__ = ["Bits", "Param", "xor", "and_", "not_", "bits_of", "dense", "truth_table", "boolean_error",
+           "error_feedback", "rda", "rda_learner"]
+
+
+def Bits(*shape) -> ArrayType:  # noqa: N802 - reads like pl.Array
+    """The type of a per-example array of bits: ``Bits(4)`` is four bits."""
+    return ArrayType(tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple) else tuple(shape), "bool")
+
+
+def Param(*shape) -> ArrayType:  # noqa: N802
+    """The type of a parameter of bits (no batch axis)."""
+    return Bits(*shape).unbatched
+
+
+def xor(a: Wire, b: Wire) -> Wire:
+    """``a + b`` over Z2."""
+    return a + b
+
+
+def and_(a: Wire, b: Wire) -> Wire:
+    """``a * b`` over Z2."""
+    return a * b
+
+
+def not_(a: Wire) -> Wire:
+    """``a + 1`` over Z2."""
+    return a + 1
+
+
+def bits_of(x: Wire) -> list[Wire]:
+    """The bits of a vector wire, one wire each (a contraction with a one-hot constant)."""
+    n = x.shape[-1]
+    return [W.einsum("i,i->", x, W.constant([int(i == k) for i in range(n)], (n,), "bool", like=x))
+            for k in range(n)]
+
+
+def dense(n_in: int, n_out: int, *, bias: bool = True, init: tuple = bits(0.5)) -> Term:
+    """A Z2-linear layer ``x @ W + b``: each output bit the parity of the selected input bits."""
+    b = Builder()
+    slot = b.new_layer("z2dense")
+    x = b.input(Bits(n_in))
+    w = b.param("z2dense", slot, "W", Param(n_in, n_out), init)
+    bias_w = b.param("z2dense", slot, "b", Param(n_out), bits(0.0)) if bias else None
+    b.layer = ("z2dense", slot)
+    with tracing(b):
+        out = W.einsum("i,io->o", Wire(b, x), Wire(b, w))
+        if bias_w is not None:
+            out = out + Wire(b, bias_w)
+    return b.build([x], [out.id], name=f"z2.dense({n_in}, {n_out})")
+
+
+def truth_table(n_in: int, n_out: int) -> Term:
+    """A lookup table of output bits indexed by the input bits: ``T[index(x)]`` as the
+    polynomial ``sum_j m_j(x) T[j]``, with ``m_j`` the minterms (exactly one is 1). The
+    table starts at zero; reverse derivative ascent writes the row of each example it sees."""
+    rows = 2 ** n_in
+    b = Builder()
+    slot = b.new_layer("table")
+    x = b.input(Bits(n_in))
+    table = b.param("table", slot, "T", Param(rows, n_out), bits(0.0))
+    b.layer = ("table", slot)
+    with tracing(b):
+        pattern = W.constant([[(j >> (n_in - 1 - i)) & 1 for i in range(n_in)] for j in range(rows)],
+                             (rows, n_in), "bool", like=Wire(b, x))
+        # factor i of minterm j: x_i where bit i of j is set, 1 + x_i where it is not
+        factors = W.broadcast_to(Wire(b, x), (rows, n_in)) + pattern + 1
+        minterm = None
+        for i in range(n_in):
+            one_hot = W.constant([int(k == i) for k in range(n_in)], (n_in,), "bool", like=factors)
+            column = W.einsum("ji,i->j", factors, one_hot)
+            minterm = column if minterm is None else minterm * column
+        out = W.einsum("j,jk->k", minterm, Wire(b, table))
+    return b.build([x], [out.id], name=f"z2.truth_table({n_in}, {n_out})")
+
+
+def boolean_error() -> Poly:
+    """The boolean error lens ``(label; prediction) -> label + prediction``: the bits that are
+    wrong, per example (MATH.md 4.2). Its reverse derivative copies the error's cotangent to both."""
+    def make(ty: Ty) -> Term:
+        (t,) = ty
+        if t.dtype != "bool":
+            raise TypeError(f"the boolean error compares bits, got {t}")
+        b = Builder()
+        slot = b.new_layer("error")
+        label = b.param("error", slot, "", t)
+        b.layer = ("error", slot)
+        x = b.input(t)
+        with tracing(b):
+            out = Wire(b, label) + Wire(b, x)
+        return b.build([x], [out.id], name=f"boolean_error({t})")
+    return Poly(make, "boolean_error")
+
+
+def error_feedback(ty) -> Lens:
+    """The learning-rate lens of reverse derivative ascent: a costate whose backward pass
+    returns its forward input (the error bits) as the cotangent (MATH.md 4.5)."""
+    ty = as_ty(ty)
+    b = Builder()
+    xs = [b.input(t) for t in ty]
+    fwd = b.build(xs, xs, name="keep the error")
+    rb = Builder()
+    res = [rb.input(t) for t in ty]
+    rev = rb.build(res, res, name="feed the error back")
+    return Lens(fwd, rev, len(ty), "error feedback")
+
+
+def rda() -> Transform:
+    """The optimizer lens of reverse derivative ascent: the update is the cotangent itself, so
+    ``p' = p + dp`` flips the parameter bits ``R`` selects."""
+    return Transform(update_fn=lambda h, s, p, u: (s, u), name="rda")
+
+
+def rda_learner(model: Term, loss: Poly | Term | None = None) -> Learner:
+    """Reverse derivative ascent on ``model``, assembled like any learner: model lens, boolean
+    error lens, error feedback as the learning-rate lens, and :func:`rda` as the optimizer."""
+    loss = loss or boolean_error()
+    loss_term = loss.at(model.cod) if isinstance(loss, Poly) else loss
+    return Learner(model, loss=loss_term, optimizer=rda(), learning_rate=error_feedback(loss_term.cod))
