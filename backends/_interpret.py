@@ -244,7 +244,7 @@ class ArrayBackend(Backend):
         """``fn(params, *args)`` following ``term``'s calling convention (params: a dict by name,
         or the one parameter's array bare)."""
         if options:
-            raise TypeError(f"the {self.name} backend's compile takes no options, got {sorted(options)}")
+            raise TypeError(f"the {self.name} backend takes no options here, got {sorted(options)}")
         term = as_term(term)
         if not self.bits:
             _refuse_bit_arithmetic(term, self.name)
@@ -293,10 +293,8 @@ class ArrayBackend(Backend):
 
     def compile_step(self, step, *, scan: bool = False, **options) -> Callable:
         """``step(state, x, y) -> (state, loss)``, eager; with ``scan=True`` it takes stacks of
-        batches ``(xs, ys)`` and returns the per-step losses."""
-        if options:
-            raise TypeError(f"the {self.name} backend's steps take only scan=, got {sorted(options)}")
-        fn = self.compile(step)
+        batches ``(xs, ys)`` and returns the per-step losses. ``options`` go to :meth:`compile`."""
+        fn = self.compile(step, **options)
 
         def one(state, x, y):
             new, loss = fn({}, state, x, y)

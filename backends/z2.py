@@ -95,7 +95,8 @@ def _jax_engine() -> ArrayBackend:
 
 
 class Z2Backend(ArrayBackend):
-    """Circuits over bits. ``compile(term, engine="jax")`` runs them under ``jax.jit``."""
+    """Circuits over bits. ``compile(term, engine="jax")`` (and ``compile_step(step, engine="jax")``)
+    runs them under ``jax.jit``."""
 
     bits = True
 
@@ -118,22 +119,6 @@ class Z2Backend(ArrayBackend):
         if self.__dict__.get("_jax_engine") is None:
             self.__dict__["_jax_engine"] = _jax_engine()
         return self.__dict__["_jax_engine"]
-
-    def compile_step(self, step, *, scan: bool = False, engine: str = "numpy", **options):
-        """A learner's step on bits (reverse derivative ascent), eager or under ``jax.jit``."""
-        fn = self.compile(step, engine=engine)
-
-        def one(state, x, y):
-            new, errors = fn({}, state, x, y)
-            return {**state, **new}, errors
-
-        def many(state, xs, ys):
-            history = []
-            for x, y in zip(xs, ys):
-                state, errors = one(state, x, y)
-                history.append(np.asarray(errors))
-            return state, np.asarray(history)
-        return many if scan else one
 
     def owns(self, value) -> bool:
         return isinstance(value, np.ndarray) and value.dtype == bool
