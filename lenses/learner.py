@@ -32,7 +32,7 @@ from . import backends
 from .derivative import forward_gradient
 from .lens import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
-from .terms import Builder, Poly, Term, flatten, plain_sig, sig_of, tree_map
+from .terms import Builder, Poly, Term, leaves, plain_sig, sig_of, tree_map
 from .prims import KEY
 from .types import ArrayType, Ty
 
@@ -158,7 +158,7 @@ class Learner:
             new_state["key"] = key
         in_sig = (sig_of(state), self.model.in_sig[0], plain_sig(len(ys)))
         out_sig = (sig_of(new_state), None)
-        return b.build(flatten(state, in_sig[0]) + xs + ys, flatten(new_state, out_sig[0]) + [l],
+        return b.build(leaves(state) + xs + ys, leaves(new_state) + [l],
                        in_sig=in_sig, out_sig=out_sig, name=f"step({self.model.name})",
                        arg_names=(("", "x", "y"), ("", "loss")))
 
@@ -242,8 +242,7 @@ class Learner:
 
 def _opt_inputs(state: dict, optimizer: Transform) -> list[int]:
     """The optimizer lens's inputs ``(s, p, h)`` off the state, in its order."""
-    h = {k: state["hyper"][k] for k in optimizer.hyper}
-    return flatten((state["opt"], state["params"], h), tuple(sig_of(a) for a in (state["opt"], state["params"], h)))
+    return leaves((state["opt"], state["params"], {k: state["hyper"][k] for k in optimizer.hyper}))
 
 
 def _bind(term: Term, given, hyper: dict) -> list[int]:

@@ -40,7 +40,7 @@ from . import wires as T
 from .backends import get as _backend
 from .lens import Lens
 from .prims import promote
-from .terms import Builder, DictSig, Term, flatten, sig_of, tree_map
+from .terms import Builder, Term, flatten, leaves, sig_of, tree_map
 from .types import ArrayType
 from .wires import Wire, tracing
 
@@ -150,9 +150,8 @@ class Transform:
             new_s = _cast_tree(b, s2, _types(specs))
             u = {n: u2[n].id for n in u_in}
         ins = (s_in, p_in, u_in, h_in)
-        sig = tuple(sig_of(a) for a in ins)
-        return b.build(flatten(ins, sig), flatten((new_s, u), (sig[0], DictSig(tuple(u)))), in_sig=sig,
-                       out_sig=(sig[0], DictSig(tuple(u))), name=f"update({self.name})",
+        return b.build(leaves(ins), leaves((new_s, u)), in_sig=sig_of(ins), out_sig=sig_of((new_s, u)),
+                       name=f"update({self.name})",
                        arg_names=(("state", "", "g{}", ""), ("state'", "u{}")))
 
     def term(self, ptypes: Mapping[str, ArrayType] | None = None) -> Term:
@@ -167,7 +166,7 @@ class Transform:
         new_s = tree_map(lambda _: next(outs), s)
         new_p = {n: _cast(b, P.add(b, w, next(outs)), ptypes[n]) for n, w in p.items()}
         ins = (s, p, g, h)
-        return b.build(flatten(ins, upd.in_sig), flatten((new_s, new_p), upd.out_sig), in_sig=upd.in_sig,
+        return b.build(leaves(ins), leaves((new_s, new_p)), in_sig=upd.in_sig,
                        out_sig=upd.out_sig, name=self.name, arg_names=(("state", "", "d{}", ""), ("state'", "{}'")))
 
     def _repr_svg_(self) -> str:  # Jupyter shows it as its diagram
@@ -184,12 +183,12 @@ class Transform:
         s_t, p_t, g_t, h_t = put.input_types()
         b = Builder()
         s, p, h = b.inputs(s_t), b.inputs(p_t), b.inputs(h_t)
-        res = flatten((s, p, h), put.in_sig[:1] + put.in_sig[1:2] + put.in_sig[3:])
+        res = leaves((s, p, h))
         fwd = b.build(res, list(p.values()) + res, name=f"get({self.name})")
         rb = Builder()
         s, p, h, g = rb.inputs(s_t), rb.inputs(p_t), rb.inputs(h_t), rb.inputs(g_t)
         outs = rb.inline(put, flatten((s, p, g, h), put.in_sig))
-        rev = rb.build(flatten((s, p, h), (put.in_sig[0], put.in_sig[1], put.in_sig[3])) + list(g.values()),
+        rev = rb.build(leaves((s, p, h)) + list(g.values()),
                        outs + list(h.values()), name=f"put({self.name})")
         return Lens(fwd, rev, len(res), self.name)
 
