@@ -25,6 +25,8 @@ from paralens.prims import PRIMS, parse_einsum, patches_shape
 from paralens.terms import DictSig, Term, as_term, flatten, unflatten
 from paralens.types import ArrayType
 
+from .validate import cast
+
 __all__ = ["ArrayLib", "ArrayBackend", "python_loop", "fans"]
 
 
@@ -189,6 +191,8 @@ class ArrayBackend(Backend):
 
     #: whether bool wires mean bits of Z2 here (+ is XOR, * is AND); elsewhere arithmetic on them is refused
     bits = False
+    #: ``cast(value, type, what)``: user data to the wire's dtype, refusing what cannot be (validate.cast)
+    cast = staticmethod(cast)
 
     def __init__(self, name: str, lib: ArrayLib, rules: dict[str, Callable], *, convert: Callable,
                  finish: Callable = lambda v: v, loop: Callable = python_loop, wrap: Callable | None = None):
@@ -250,7 +254,7 @@ class ArrayBackend(Backend):
             _refuse_bit_arithmetic(term, self.name)
         names = term.param_names
         ptypes = [s.type for s in term.params]
-        leaf_types = list(term.dom)
+        all_types = ptypes + list(term.dom)
         sig = tuple(term.in_sig)
 
         def fn(params, *args):
@@ -258,8 +262,8 @@ class ArrayBackend(Backend):
                 raise TypeError(f"{term.name} takes params and {len(sig)} argument(s), got {len(args)}")
             flat = _flatten_params(params, names)
             flatten(args, sig, flat, "the arguments")
-            vals = [self.convert(v) for v in flat]
-            _check(term, names, ptypes + leaf_types, vals)
+            vals = [self.convert(self.cast(v, t, _what(names, k))) for k, (v, t) in enumerate(zip(flat, all_types))]
+            _check(term, names, all_types, vals)
             outs = [self.finish(v) for v in self.run(term, vals)]
             # a single parameter passed bare gets its cotangent back bare too
             bare = names if len(names) == 1 and not isinstance(params, dict) else None
@@ -291,49 +295,43 @@ class ArrayBackend(Backend):
             return v
         return self.lib.full(type.shape, v, type.dtype)
 
-    def compile_step(self, step, *, scan: bool = False, **options) -> Callable:
-        """``step(state, x, y) -> (state, loss)``, eager; with ``scan=True`` it takes stacks of
-        batches ``(xs, ys)`` and returns the per-step losses. ``options`` go to :meth:`compile`."""
-        fn = self.compile(step, **options)
+    #: options of :meth:`compile_step` that :meth:`fit` uses
+    fit_options: dict = {}
 
-        def one(state, x, y):
-            new, loss = fn({}, state, x, y)
+    def compile_step(self, step, *, scan: bool = False, check: Callable | None = None, **options) -> Callable:
+        """``step(state, x, y) -> (state, loss)``, eager; with ``scan=True`` it takes stacks of
+        batches ``(xs, ys)`` and returns the per-step losses. ``check(x, y)`` runs first, on the
+        host; ``options`` go to :meth:`compile`."""
+        term = as_term(step)
+        fn = self.compile(term, **options)
+        keys = term.in_sig[0].keys
+        same_batch = batch_check(term, scan)
+
+        def run(state, x, y):
+            new, loss = fn({}, {k: state[k] for k in keys}, x, y)
             return {**state, **new}, loss
 
+        def one(state, x, y):
+            same_batch(x, y)
+            if check is not None:
+                check(x, y)
+            return run(state, x, y)
+
         def many(state, xs, ys):
+            same_batch(xs, ys)
+            if check is not None:
+                check(xs, ys)
             losses = []
             for x, y in zip(xs, ys):
-                state, loss = one(state, x, y)
+                state, loss = run(state, x, y)
                 losses.append(loss)
             return state, np.asarray(losses)
         return many if scan else one
 
-    def fit(self, step: Term, state, x, y, *, epochs: int, batch_size: int, seed: int, progress: bool,
-            desc: str = "training"):
-        """Shuffle, batch and run the step's scanned form once per epoch; ``(state, losses)``."""
-        x, y = np.asarray(x), np.asarray(y)
-        n = len(x)
-        if not 0 < batch_size <= n:
-            raise ValueError(f"batch_size must be in 1..{n} (the number of examples), got {batch_size}")
-        many = self.compile_step(step, scan=True)
-        rng = np.random.default_rng(seed)
-        k = n // batch_size
-        history = []
-        epochs_iter = range(epochs)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = epochs_iter = tqdm(epochs_iter, desc=desc, unit="epoch")
-        for _ in epochs_iter:
-            order = rng.permutation(n)[: k * batch_size]
-            xs = x[order].reshape((k, batch_size) + x.shape[1:])
-            ys = y[order].reshape((k, batch_size) + y.shape[1:])
-            state, losses = many(state, xs, ys)
-            losses = np.asarray(losses)
-            history.append(losses)
-            if bar is not None:
-                bar.set_postfix(loss=f"{losses.mean():.4f}")
-        return state, (np.concatenate(history) if history else np.zeros(0, np.float32))
+    def fit(self, step: Term, state, x, y, **options):
+        """Shuffle, batch and run the step's scanned form (see :func:`paralens.backends.fitting.fit`)."""
+        from .fitting import fit
+        return fit(self, step, state, x, y, **options)
 
     def accuracy(self, predictions, labels) -> float:
         """Fraction of examples whose arg-max prediction equals ``labels`` (class indices or one-hot)."""
@@ -379,12 +377,35 @@ def _unflatten(sig, it, bare=None):
     return unflatten(sig, it)
 
 
+def batch_check(step: Term, scan: bool) -> Callable:
+    """``check(x, y)``: a step's inputs and labels share a batch (and, scanned, a number of steps),
+    so their leading sizes must agree."""
+    lead = 2 if scan else 1
+    _, x_types, y_types = step.input_types()
+    batched = [t.batched for t in _parts(x_types) + _parts(y_types)]
+
+    def check(x, y):
+        sizes = [tuple(getattr(v, "shape", ())[:lead]) for v, b in zip(_parts(x) + _parts(y), batched) if b]
+        if len(set(sizes)) > 1:
+            raise ValueError(f"{step.name}: the inputs and labels of a step share a batch, but their leading sizes "
+                             f"differ: {sizes} (x first, then y); give one label per example")
+    return check
+
+
+def _parts(v) -> list:
+    return list(v) if isinstance(v, (tuple, list)) else [v]
+
+
+def _what(names, k: int) -> str:
+    return names[k] if k < len(names) else f"input {k - len(names)}"
+
+
 def _check(term: Term, names, types_, vals):
     """Shapes must match the types. Batch sizes may differ between inputs: each batched
     wire's batch is its own (a training set and a validation set feed one bilevel term)."""
     for k, (t, v) in enumerate(zip(types_, vals)):
         shape = tuple(getattr(v, "shape", ()))
-        what = names[k] if k < len(names) else f"input {k - len(names)}"
+        what = _what(names, k)
         want = t.shape
         if t.batched:
             if len(shape) != len(want) + 1 or shape[1:] != want:

@@ -17,7 +17,7 @@ import numpy as np
 
 from paralens.terms import Term, as_term
 
-from ._interpret import ArrayBackend, ArrayLib
+from ._interpret import ArrayBackend, ArrayLib, batch_check
 
 __all__ = ["backend", "compile", "init", "CompiledStep", "RULES"]
 
@@ -74,15 +74,18 @@ class JaxBackend(ArrayBackend):
     def owns(self, value) -> bool:
         return isinstance(value, jax.Array)
 
+    #: fit keeps the state before each chunk of steps (to return it if a loss turns non-finite)
+    fit_options = {"donate": False}
+
     def compile_step(self, step, *, donate: bool = True, scan: bool = False, mesh=None,
-                     batch_axis: str | None = None) -> CompiledStep:
+                     batch_axis: str | None = None, check=None) -> CompiledStep:
         """The training step as one ``jax.jit`` program (see :class:`CompiledStep`).
 
         ``mesh``: a ``jax.sharding.Mesh``; the batch is sharded over ``batch_axis``
         (its first axis by default), parameters and optimizer state are
         replicated, and XLA inserts the all-reduce of the parameter cotangents.
         """
-        return CompiledStep(as_term(step), donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis)
+        return CompiledStep(as_term(step), donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis, check=check)
 
     def to_optax(self, opt):
         """A paralens optimizer as an ``optax.GradientTransformation``."""
@@ -130,9 +133,11 @@ class CompiledStep:
     """
 
     def __init__(self, term: Term, *, donate: bool = True, scan: bool = False, mesh=None,
-                 batch_axis: str | None = None):
+                 batch_axis: str | None = None, check=None):
         self.term = term
         self.scan = scan
+        self._same_batch = batch_check(term, scan)
+        self._check = check
         fn = backend.compile(term)
         self.updated = term.out_sig[0].keys  # the parts of the state the step returns
         self.kept = tuple(k for k in term.in_sig[0].keys if k not in self.updated)
@@ -164,6 +169,9 @@ class CompiledStep:
         return {k: state[k] for k in self.updated}, {k: state[k] for k in self.kept}
 
     def __call__(self, state, x, y):
+        self._same_batch(x, y)
+        if self._check is not None:
+            self._check(x, y)
         new, loss = self._jit(*self._split(state), x, y)
         return {**state, **new}, loss
 
@@ -175,7 +183,10 @@ class CompiledStep:
         """Serialize the step with ``jax.export``, batch dimension symbolic; write it to ``path``.
 
         The state's types are the step term's, so the state ``learner.init``
-        returns is what it takes. The artifact needs only JAX to run::
+        returns is what it takes. The file is written atomically, with its
+        checksum beside it (``path + ".sha256"``), which
+        :func:`paralens.backends.artifacts.load_export` verifies. The artifact
+        needs only JAX to run::
 
             exp = jax.export.deserialize(open(path, "rb").read())
             new_state, loss = exp.call(state, x, y)
@@ -200,6 +211,6 @@ class CompiledStep:
         exported = jex.export(jax.jit(self._fn))(spec(state_t, False), spec(x_t, True), spec(y_t, True))
         blob = exported.serialize()
         if path is not None:
-            with open(path, "wb") as f:
-                f.write(blob)
+            from .artifacts import write_export
+            write_export(path, blob)
         return blob

@@ -192,6 +192,11 @@ def _symbols(name: str, shape: tuple):
 class SympyBackend(ArrayBackend):
     """SymPy: every box becomes a formula. ``init`` gives symbols, not random numbers."""
 
+    @staticmethod
+    def cast(value, type, what):
+        """Symbols and formulas have no dtype to cast: they pass as they are."""
+        return value
+
     def formulas(self, term, **values) -> Formulas:
         """``term``'s outputs as formulas in symbols named after its ports and parameters (one
         example: batched wires are shown per example). ``values`` fixes inputs or parameters

@@ -201,8 +201,28 @@ class Learner:
         JAX options: ``scan=True`` (``step(state, xs, ys) -> (state, losses)`` over
         stacked batches, one ``lax.scan``), ``mesh=`` (data-parallel over a
         ``jax.sharding.Mesh``), ``donate=False``.
+
+        Before each call, on the host: ``x`` and ``y`` must have the same number of
+        examples, integer class labels given as NumPy arrays must be in range,
+        and data of another dtype is cast to the model's (the state keeps its
+        dtypes). The compiled program is the same as without these checks.
         """
-        return backends.get(backend).compile_step(self.step_term, **options)
+        return backends.get(backend).compile_step(self.step_term, check=self._check_labels, **options)
+
+    @cached_property
+    def classes(self) -> int | None:
+        """The number of classes when the labels are integer class indices into the model's last
+        output axis (``softmax_cross_entropy_with_integer_labels``); otherwise ``None``."""
+        lt, cod = self.label_types, self.model.cod
+        if len(lt) == 1 and lt[0].shape == () and lt[0].dtype.startswith(("int", "uint")) \
+                and len(cod) == 1 and cod[0].ndim >= 1:
+            return cod[0].shape[-1]
+        return None
+
+    def _check_labels(self, x, y):
+        if self.classes is not None:
+            from .backends.validate import check_labels
+            check_labels(y, self.classes, "the labels y")
 
     def set_hyper(self, state: dict, **values) -> dict:
         """A state with new hyperparameter values, typed as the step expects (no recompile).
@@ -211,6 +231,11 @@ class Learner:
         unknown = sorted(set(values) - set(types))
         if unknown:
             raise KeyError(f"unknown hyperparameters {unknown}; this learner has {sorted(types)}")
+        import numpy as np
+
+        for k, v in values.items():
+            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
+                raise ValueError(f"hyperparameter {k} must be finite, got {v!r}")
         be = backends.of(next(iter(state["hyper"].values()))) if state["hyper"] else backends.get("numpy")
         return {**state, "hyper": {**state["hyper"], **{k: be.array(v, types[k]) for k, v in values.items()}}}
 
@@ -219,25 +244,79 @@ class Learner:
         return {**state["params"], **{k: state["hyper"][k] for k in self.model.hyper_names}}
 
     def predict(self, state: dict, x, backend: str = "numpy"):
-        """The model's output on ``x`` with the state's parameters."""
+        """The model's output on ``x`` with the state's parameters (``x`` cast to the model's dtype)."""
         return backends.get(backend).compile(self.model)(self.model_params(state), x)
 
     def accuracy(self, state: dict, x, labels, backend: str = "numpy") -> float:
         """Fraction of examples whose arg-max output equals ``labels`` (class indices or one-hot)."""
+        import numpy as np
+        from .backends.validate import check_labels, check_same_batch
+
+        labels = np.asarray(labels)
+        check_same_batch({"x": x, "labels": labels})
+        if labels.dtype.kind in "iu" and labels.ndim == 1 and self.model.cod[0].ndim >= 1:
+            check_labels(labels, self.model.cod[0].shape[-1], "the labels")
         be = backends.get(backend)
         return be.accuracy(be.compile(self.model)(self.model_params(state), x), labels)
 
     def fit(self, x, y, *, epochs: int = 10, batch_size: int = 32, seed: int = 0, state: dict | None = None,
-            backend: str = "jax", progress: bool = True):
-        """Shuffle, batch and train; returns ``(state, losses)`` with one loss per step.
+            backend: str = "jax", progress: bool = True, checkpoint_dir=None, every: int | None = None,
+            keep: int = 3, resume: bool = False, on_nonfinite: str = "stop"):
+        """Shuffle, batch and train ``epochs`` epochs; returns ``(state, losses)``, one loss per step.
 
-        Each epoch runs as one compiled ``lax.scan`` over its batches (on JAX);
-        the last incomplete batch of an epoch is dropped. A progress bar shows
-        the epoch's mean loss unless ``progress=False``.
+        Epoch ``e`` visits the examples in the order
+        ``numpy.random.default_rng([seed, e]).permutation(len(x))``, in batches
+        of ``batch_size`` (the last incomplete batch is dropped); each run of
+        steps is one compiled ``lax.scan`` on JAX. The returned state carries
+        ``state["step"]``, the steps taken: ``fit(..., state=state)`` continues
+        the same data order, so two fits of 5 epochs equal one of 10.
+
+        Checked first: ``x`` and ``y`` have the same number of examples, no
+        NaN or inf in them, integer class labels in range, ``batch_size`` an int
+        in ``1..len(x)``; data of another dtype is cast to the model's.
+
+        ``checkpoint_dir``: save the whole run there (orbax-checkpoint) every
+        ``every`` steps (default: each epoch) and at the end, keeping the last
+        ``keep``. A folder with checkpoints is refused unless ``resume=True``,
+        which continues the run from its latest checkpoint and ends bit for bit
+        where the uninterrupted run would.
+
+        Ctrl-C stops at the end of the running chunk of steps, saves a
+        checkpoint (with ``checkpoint_dir``) and raises
+        :class:`~paralens.backends.fitting.TrainingInterrupted`, which
+        carries the state and losses so far.
+
+        ``on_nonfinite``: when a loss is NaN or infinite, ``"stop"`` (warn with
+        :class:`~paralens.backends.fitting.NonFiniteLossWarning` and return the
+        state before the chunk where it happened, and its losses), ``"raise"``
+        (``FloatingPointError``) or ``"continue"`` (warn and go on). The last
+        good checkpoint is kept.
         """
+        x, y = self._data(x, y, batch_size)
         state = self.init(seed, backend=backend) if state is None else state
         return backends.get(backend).fit(self.step_term, state, x, y, epochs=epochs, batch_size=batch_size,
-                                         seed=seed, progress=progress, desc=f"training {self.model.name[:40]}")
+                                         seed=seed, progress=progress, desc=f"training {self.model.name[:40]}",
+                                         checkpoint_dir=checkpoint_dir, every=every, keep=keep, resume=resume,
+                                         on_nonfinite=on_nonfinite)
+
+    def _data(self, x, y, batch_size):
+        """``x``, ``y`` as NumPy arrays of the model's dtypes, after the checks :meth:`fit` lists."""
+        import numpy as np
+        from .backends.validate import cast, check_finite, check_same_batch, positive_int
+
+        x_types, y_types = self.step_term.input_types()[1:]
+        if isinstance(x_types, tuple) or isinstance(y_types, tuple):
+            raise TypeError("fit takes one input array and one label array; compile the step for several")
+        x, y = cast(np.asarray(x), x_types, "x"), cast(np.asarray(y), y_types, "y")
+        check_same_batch({"x": x, "y": y})
+        n = len(x)
+        batch_size = positive_int(batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(f"batch_size must be in 1..{n} (the number of examples), got {batch_size}")
+        check_finite(x, "x")
+        check_finite(y, "y")
+        self._check_labels(x, y)
+        return x, y
 
 
 def _opt_inputs(state: dict, optimizer: Transform) -> list[int]:

@@ -111,7 +111,7 @@ def test_fit_returns_history_and_state_is_plain_pytree():
     assert history.shape == (200,) and history[-1] < 0.05 * history[0]
     leaves, treedef = jax.tree_util.tree_flatten(state)
     assert all(isinstance(l, jax.Array) for l in leaves)
-    assert set(state) == {"params", "opt", "hyper"}
+    assert set(state) == {"params", "opt", "hyper", "step"} and int(state["step"]) == 200
     with pytest.raises(KeyError, match="unknown hyperparameters"):
         learner.set_hyper(state, lr=0.1)
     with pytest.raises(ValueError, match="batch_size"):

@@ -1,0 +1,194 @@
+"""The training loop every array backend shares: data order, checkpoints, interruption, health.
+
+A run is a sequence of steps over a fixed data order: epoch ``e`` visits the
+examples in the order ``numpy.random.default_rng([seed, e]).permutation(n)``,
+in batches of ``batch_size`` (the last incomplete batch is dropped). Where a
+run stands is therefore one number, the steps taken, which the returned state
+carries as ``state["step"]``: a later ``fit`` from that state continues the
+same order, and two fits of 5 epochs give the state one fit of 10 gives.
+
+The steps run as the backend's scanned step (one ``lax.scan`` on JAX) over
+chunks that end at each epoch's end and, with ``checkpoint_dir``, at every
+``every``-th step, where a checkpoint is saved (:mod:`.checkpoint`). Ctrl-C
+is answered at the next chunk's end: the state is saved and
+:class:`TrainingInterrupted` raised, carrying it. A non-finite loss stops the
+run, raises, or is let through, as ``on_nonfinite`` says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import warnings
+import zlib
+
+import numpy as np
+
+__all__ = ["fit", "TrainingInterrupted", "NonFiniteLossWarning", "ON_NONFINITE"]
+
+#: what ``fit`` does when a step's loss is NaN or infinite
+ON_NONFINITE = ("stop", "raise", "continue")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``fit``: raised at the end of the chunk of steps that was running.
+
+    ``state`` and ``losses`` are the run's so far (nothing is lost), ``step``
+    the steps taken, ``checkpoint`` the folder holding a checkpoint of them (or
+    ``None`` without ``checkpoint_dir``).
+    """
+
+    def __init__(self, message: str, *, state, losses, step: int, checkpoint: str | None):
+        super().__init__(message)
+        self.state, self.losses, self.step, self.checkpoint = state, losses, step, checkpoint
+
+
+class NonFiniteLossWarning(RuntimeWarning):
+    """A training step's loss was NaN or infinite."""
+
+
+def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, progress: bool,
+        desc: str = "training", checkpoint_dir=None, every: int | None = None, keep: int = 3, resume: bool = False,
+        on_nonfinite: str = "stop"):
+    """Run ``epochs`` more epochs of ``step`` (a learner's step term) from ``state``;
+    returns ``(state, losses)``, one loss per step of this run."""
+    from .validate import positive_int
+
+    epochs = positive_int(epochs, "epochs", zero=True)
+    seed = positive_int(seed, "seed", zero=True)
+    if on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+    n = len(x)
+    k = n // batch_size
+    if every is not None:
+        every = positive_int(every, "every")
+    elif checkpoint_dir is not None:
+        every = k
+    start = positive_int(int(state.get("step", 0)), 'state["step"]', zero=True)
+    state = {key: v for key, v in state.items() if key != "step"}
+    record = {"seed": seed, "batch_size": batch_size, "examples": n, "data_crc": _fingerprint(x, y),
+              "backend": backend.name}
+    history = []
+    ckpt = None
+    if checkpoint_dir is not None:
+        from .checkpoint import Checkpoints
+        ckpt = Checkpoints(checkpoint_dir, keep=keep)
+        latest = ckpt.latest()
+        if latest is not None:
+            if not resume:
+                raise FileExistsError(f"{ckpt.directory} holds checkpoints up to step {latest} of an earlier run; "
+                                      "pass resume=True to continue it, or choose an empty checkpoint_dir")
+            state, done, saved = ckpt.restore(state)
+            _same_run(saved, record, ckpt.directory)
+            start, history = saved["start"], [done]
+    record["start"] = start
+    t, target = start + sum(map(len, history)), start + epochs * k
+    many = backend.compile_step(step, scan=True, **backend.fit_options)
+    bar = _bar(progress, desc, epochs, (t - start) // max(k, 1))
+    saved_at = t if ckpt is not None and history else None
+    with _deferred_sigint() as interrupted:
+        while t < target:
+            epoch, i = divmod(t, k)
+            end = min((epoch + 1) * k, target)
+            if every:
+                end = min(end, (t // every + 1) * every)
+            order = np.random.default_rng([seed, epoch]).permutation(n)[i * batch_size:(end - epoch * k) * batch_size]
+            xs, ys = (_batches(v, order, end - t, batch_size) for v in (x, y))
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported below, once
+                new, losses = many(state, xs, ys)
+                losses = np.asarray(losses)
+            if not np.all(np.isfinite(losses)) and on_nonfinite != "continue":
+                first = t + int(np.flatnonzero(~np.isfinite(losses))[0])
+                message = (f"the loss became {losses[first - t]} at step {first}"
+                           + (f" (the last good checkpoint is step {saved_at} in {ckpt.directory})"
+                              if saved_at is not None else "")
+                           + "; lower the learning rate, check the data, or pass on_nonfinite='continue'")
+                if on_nonfinite == "raise":
+                    raise FloatingPointError(message)
+                warnings.warn(f"training stopped: {message}. Returning the state before step {t}.",
+                              NonFiniteLossWarning, stacklevel=3)
+                break
+            if not np.all(np.isfinite(losses)):
+                warnings.warn(f"non-finite loss at step {t + int(np.flatnonzero(~np.isfinite(losses))[0])}, "
+                              "training continues (on_nonfinite='continue')", NonFiniteLossWarning, stacklevel=3)
+            state, t = new, end
+            history.append(losses)
+            if ckpt is not None and (t % every == 0 or t == target):
+                ckpt.save(t, state, np.concatenate(history), record)
+                saved_at = t
+            if bar is not None and t % k == 0:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(history[-1]):.4f}")
+            if interrupted.is_set() and t < target:
+                if ckpt is not None and saved_at != t:
+                    ckpt.save(t, state, np.concatenate(history), record)
+                    saved_at = t
+                where = (f"a checkpoint is in {ckpt.directory}: resume with fit(..., checkpoint_dir="
+                         f"{ckpt.directory!r}, resume=True)" if ckpt is not None else
+                         "the state so far is on this exception's .state (pass checkpoint_dir= to save it)")
+                raise TrainingInterrupted(f"training interrupted after step {t} of {target}; {where}",
+                                          state=_with_step(backend, state, t), losses=_joined(history), step=t,
+                                          checkpoint=ckpt.directory if ckpt is not None else None)
+    if bar is not None:
+        bar.close()
+    return _with_step(backend, state, t), _joined(history)
+
+
+def _with_step(backend, state: dict, t: int) -> dict:
+    """The state with the steps taken, as a 0-d int32 array of the backend (a pytree of arrays)."""
+    from paralens.types import ArrayType
+    return {**state, "step": backend.array(t, ArrayType((), "int32"))}
+
+
+def _joined(history) -> np.ndarray:
+    return np.concatenate(history) if history else np.zeros(0, np.float32)
+
+
+def _batches(v, order, steps: int, batch_size: int):
+    return v[order].reshape((steps, batch_size) + v.shape[1:])
+
+
+def _fingerprint(x, y) -> int:
+    crc = 0
+    for v in (x, y):
+        crc = zlib.crc32(np.ascontiguousarray(v).data, zlib.crc32(str((v.shape, v.dtype.str)).encode(), crc))
+    return crc
+
+
+def _same_run(saved: dict, now: dict, where: str):
+    for key, what in (("data_crc", "the data"), ("examples", "the number of examples"),
+                      ("batch_size", "the batch size"), ("seed", "the seed")):
+        if saved.get(key) != now[key]:
+            raise ValueError(f"cannot resume from {where}: {what} differs from the checkpointed run's "
+                             f"({saved.get(key)} then, {now[key]} now)")
+
+
+def _bar(progress: bool, desc: str, epochs: int, done: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=epochs, initial=min(done, epochs), desc=desc, unit="epoch")
+
+
+@contextlib.contextmanager
+def _deferred_sigint():
+    """Turn the first Ctrl-C into a flag the loop reads between chunks (a second one interrupts
+    at once). Signals reach only the main thread, so elsewhere this does nothing."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # installed from C: Python cannot reinstall it
+        previous = signal.default_int_handler
+
+    def handler(signum, frame):
+        flag.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,110 @@
+"""Checks at the boundaries where data meets a compiled term, on the host.
+
+Data whose dtype differs from the term's is cast to the term's dtype, so a
+float32 learner's state stays float32 whatever it is fed; complex and
+non-numeric data are refused, as are fractional values for an integer wire.
+Inputs that share a batch must agree on its size, class labels must lie in
+range. Every error names the argument, the value and what was expected.
+
+None of this runs inside a compiled step: the JAX step checks shapes when it
+is traced and these host checks before it is called, so the program XLA runs
+is the same as without them.
+
+>>> import numpy as np
+>>> from paralens.types import ArrayType
+>>> cast(np.ones(3), ArrayType((), "float32", batched=True), "x").dtype
+dtype('float32')
+>>> check_labels(np.array([0, 2, 3]), 3, "y")
+Traceback (most recent call last):
+...
+ValueError: y holds class labels for 3 classes, so each must be in 0..2; got 3 at index 2
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["cast", "check_labels", "check_same_batch", "check_finite", "positive_int"]
+
+
+def _kind(dtype) -> str:
+    return np.dtype(dtype).kind
+
+
+def cast(value, type, what: str, asarray=None):
+    """``value`` with ``type``'s dtype. ``asarray(value, dtype)`` makes the array (NumPy's by
+    default); a JAX tracer is cast with ``astype``, and checked by dtype alone."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        value = np.asarray(value)
+        dtype = value.dtype
+    want = np.dtype(type.dtype)
+    if dtype == want:
+        return value
+    kind = _kind(dtype)
+    if kind == "c":
+        raise TypeError(f"{what} is complex ({dtype}), but the term takes real {want} values; "
+                        "pass the real part (or split real and imaginary parts into two inputs)")
+    if kind not in "biuf":
+        raise TypeError(f"{what} has dtype {dtype}, not numbers; the term takes {want}")
+    if want.kind in "iub" and kind == "f":
+        if not _concrete(value):
+            raise TypeError(f"{what} is {dtype}, but the term takes {want} (class labels?): pass integers")
+        v = np.asarray(value)
+        if not np.all(np.isfinite(v)) or not np.all(v == np.round(v)):
+            raise ValueError(f"{what} is {dtype} with fractional or non-finite values, but the term takes {want}")
+    if want.kind == "b" and kind in "iu":
+        return value  # integers on a bit wire: the backend reads them (Z2 reads them mod 2)
+    if asarray is not None:
+        return asarray(value, want)
+    if hasattr(value, "astype"):
+        return value.astype(want)
+    return np.asarray(value, want)
+
+
+def _concrete(value) -> bool:
+    """Whether the value can be read on the host (not a JAX tracer)."""
+    return isinstance(value, (np.ndarray, np.generic, numbers.Number)) or type(value).__name__ == "ArrayImpl"
+
+
+def check_labels(labels, classes: int, what: str = "y"):
+    """Integer class labels must lie in ``0..classes-1``; checked where they are on the host
+    (NumPy data; a JAX array already on a device is not read back)."""
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" or labels.size == 0:
+        return
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise ValueError(f"{what} holds class labels for {classes} classes, so each must be in 0..{classes - 1}; "
+                         f"got {labels.ravel()[i]} at index {i}")
+
+
+def check_same_batch(named: dict):
+    """The values in ``named`` share a batch: their leading sizes must agree."""
+    sizes = {k: (v.shape[0] if getattr(v, "ndim", 0) else None) for k, v in named.items()}
+    if len({s for s in sizes.values()}) > 1:
+        said = ", ".join(f"{k} has {s}" for k, s in sizes.items())
+        raise ValueError(f"{' and '.join(named)} must have the same number of examples (one label per input); "
+                         f"{said}")
+
+
+def check_finite(value, what: str):
+    """Refuse NaN or infinite data (a NumPy array on the host)."""
+    v = np.asarray(value)
+    if v.dtype.kind in "fc":
+        bad = ~np.isfinite(v)
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(len(v), -1).any(axis=1))[0]) if v.ndim else 0
+            raise ValueError(f"{what} has {int(bad.sum())} non-finite values (NaN or inf), the first in "
+                             f"example {i}; clean or impute the data first")
+
+
+def positive_int(value, what: str, *, zero: bool = False) -> int:
+    """``value`` as an int, refusing bools, floats (even ``8.0``) and values below 1 (0 when ``zero``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an int, got {value!r} ({type(value).__name__})")
+    if value < (0 if zero else 1):
+        raise ValueError(f"{what} must be {'>= 0' if zero else 'positive'}, got {value}")
+    return int(value)
