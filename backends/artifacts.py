@@ -47,6 +47,7 @@ def atomic_path(path: str | os.PathLike):
     stem, ext = os.path.splitext(name)
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # what open() would have given; mkstemp makes it private
     try:
         yield tmp
         with open(tmp, "rb+") as f:  # the data must be on disk before the name points at it
@@ -57,6 +58,12 @@ def atomic_path(path: str | os.PathLike):
             os.remove(tmp)
         raise
     _fsync_folder(folder)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_folder(folder: str):

@@ -106,7 +106,9 @@ def _save(fig: Figure, path: str | None) -> str:
             return buf.getvalue()
         if not str(path).lower().endswith((".png", ".svg")):
             raise ValueError(f"draw writes .png or .svg files, got {path!r}")
-        fig.savefig(path, dpi=110)
+        from .artifacts import atomic_path
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
         return str(path)
 
 
