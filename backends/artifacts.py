@@ -25,9 +25,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 
-__all__ = ["atomic_path", "write_bytes", "write_export", "load_export", "read_verified", "CorruptArtifactError",
+__all__ = ["atomic_path", "write_bytes", "remove_leftovers", "write_export", "load_export", "read_verified", "CorruptArtifactError",
            "checksum_path"]
 
 CHECKSUM_SUFFIX = ".sha256"
@@ -58,6 +59,22 @@ def atomic_path(path: str | os.PathLike):
             os.remove(tmp)
         raise
     _fsync_folder(folder)
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[str]:
+    """Remove the temporary files a killed writer left in ``folder`` (never read: their names
+    start with a dot and end in ``.tmp`` plus an extension); returns their names."""
+    gone = []
+    for name in os.listdir(folder):
+        if _TEMPORARY.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
+                gone.append(name)
+    return gone
+
+
+#: the names :func:`atomic_path` gives its temporary files
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?")
 
 
 def _umask() -> int:

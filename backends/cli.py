@@ -109,12 +109,15 @@ def _writable_folder(out: str):
     """Fail before training, not after it, when ``out`` cannot take the artifacts."""
     import tempfile
 
+    from paralens.backends.artifacts import remove_leftovers
+
     if not out:
         raise ValueError("--out must name a folder, got ''")
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out} is a file, not a folder; name a folder for the artifacts")
     try:
         os.makedirs(out, exist_ok=True)
+        remove_leftovers(out)
         fd, probe = tempfile.mkstemp(prefix=".paralens-probe-", dir=out)
         os.close(fd)
         os.remove(probe)
