@@ -292,3 +292,18 @@ def test_checks_do_not_change_valid_runs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         learner.fit(x, y, epochs=1, batch_size=3, progress=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_random_key_of_a_forward_gradient_run_is_checkpointed(backend, tmp_path):
+    """A forward-gradient learner's state carries its random key: a run resumed (and extended)
+    from a checkpoint draws the same tangents as one run."""
+    x, y = _data()
+    learner = pl.Learner(pl.nn.mlp([4, 8, 3]), loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
+                         optimizer=pl.optim.sgd(0.1), gradient="forward")
+    kw = dict(batch_size=5, backend=backend, progress=False)
+    whole, _ = learner.fit(x, y, epochs=4, **kw)
+    learner.fit(x, y, epochs=2, checkpoint_dir=tmp_path, **kw)
+    resumed, losses = learner.fit(x, y, epochs=4, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert_bitwise_equal(resumed, whole)
+    assert len(losses) == 36
