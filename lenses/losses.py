@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from . import prims as P
 from . import wires as T
-from .para import number
+from .para import Hyperparameter, number, real
 from .terms import Builder, Poly, Term
 from .types import ArrayType, Ty
 
@@ -30,8 +30,8 @@ _REDUCE = {"mean": lambda w: T.batch_mean(w), "sum": lambda w: T.batch_sum(w), "
 
 
 def _loss(name: str, per_example, label_type=lambda t: t, reduction: str = "mean", **numbers) -> Poly:
-    if reduction not in _REDUCE:
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not isinstance(reduction, str) or reduction not in _REDUCE:
+        raise ValueError(f"{name}: unknown reduction={reduction!r}; expected one of {', '.join(map(repr, _REDUCE))}")
 
     def make(ty: Ty) -> Term:
         if len(ty) != 1:
@@ -100,7 +100,9 @@ def sigmoid_binary_cross_entropy(*, reduction: str = "mean") -> Poly:
 def huber(delta=1.0, *, reduction: str = "mean") -> Poly:
     """Huber loss: quadratic for errors up to ``delta``, linear beyond, summed over an
     example's outputs, mean over the batch (``optax.huber_loss``, elementwise there).
-    ``delta`` is a number or a :func:`~paralens.hyperparameter`."""
+    ``delta`` is a positive number or a :func:`~paralens.hyperparameter`."""
+    if not isinstance(delta, Hyperparameter):
+        delta = real(delta, "huber: delta", 0, open_low=True)
     def per_example(pred, label, delta):
         err = pred - label
         abs_err = T.where(T.greater(err, 0.0), err, -err)

@@ -12,6 +12,7 @@ a :func:`~paralens.hyperparameter`: it then becomes a wire of the layer.
 ('dense0.W', 'dense0.b', 'dense1.W', 'dense1.b')
 """
 
+import numbers
 from typing import Callable, Sequence
 
 from . import para as _init
@@ -20,7 +21,7 @@ from .para import number
 from .prims import promote
 from .terms import Builder, Poly, Term
 from .trace import trace, trace_on
-from .types import Array, ArrayType, Ty
+from .types import Array, ArrayType, Ty, positive_int
 
 __all__ = ["dense", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "softmax", "mlp",
            "conv2d", "max_pool", "avg_pool", "flatten"]
@@ -83,7 +84,13 @@ def softplus() -> Poly:
 
 def softmax(axis: int = -1) -> Poly:
     """Softmax over a per-example axis."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"softmax: axis must be an int, got {axis!r}")
     return _elementwise(lambda x: W.softmax(x, axis), "softmax")
+
+
+#: The activation layers, as :func:`mlp`'s error message lists them.
+_ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "softmax")
 
 
 def _dense_into(b: Builder, x: int, n_in: int, n_out: int, dtype: str, init: tuple) -> int:
@@ -103,6 +110,8 @@ def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = _init.
     >>> pl.nn.dense(4, 3).param_types["dense.W"]
     Array[4, 3, batched=False]
     """
+    n_in, n_out = positive_int(n_in, "dense: n_in"), positive_int(n_out, "dense: n_out")
+    init = _init.initializer(init, "dense: init")
     b = Builder()
     x = b.input(Array(n_in, dtype=dtype))
     return b.build([x], [_dense_into(b, x, n_in, n_out, dtype, init)], name=f"dense({n_in}, {n_out})")
@@ -111,12 +120,13 @@ def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = _init.
 def mlp(sizes: Sequence[int], activation: Callable | Poly = relu, final_activation: Callable | Poly | None = None,
         *, dtype: str = "float32") -> Term:
     """Dense layers of ``sizes`` (``[4, 20, 3]``: two layers) with ``activation`` between them."""
-    sizes = list(sizes)
+    if isinstance(sizes, str) or not hasattr(sizes, "__iter__"):
+        raise TypeError(f"mlp: sizes must be a list of positive ints, got {sizes!r}")
+    sizes = [positive_int(n, f"mlp: sizes[{i}]") for i, n in enumerate(sizes)]
     if len(sizes) < 2:
         raise ValueError(f"mlp needs at least an input and an output size, got {sizes}")
-    act = activation() if not isinstance(activation, Poly) else activation
-    fin = None if final_activation is None else (
-        final_activation() if not isinstance(final_activation, Poly) else final_activation)
+    act = _layer(activation, "activation")
+    fin = None if final_activation is None else _layer(final_activation, "final_activation")
     b = Builder()
     x0 = x = b.input(Array(sizes[0], dtype=dtype))
     for k, (n, m) in enumerate(zip(sizes, sizes[1:])):
@@ -127,17 +137,38 @@ def mlp(sizes: Sequence[int], activation: Callable | Poly = relu, final_activati
     return b.build([x0], [x], name=f"mlp({sizes})")
 
 
+def _layer(activation, what: str) -> Poly:
+    """An activation given to :func:`mlp`: a layer, or a function making one (``pl.nn.relu``)."""
+    expected = TypeError(f"mlp: {what} must be a layer of pl.nn such as "
+                         f"{', '.join(f'pl.nn.{n}' for n in _ACTIVATIONS)} (or one of them called, pl.nn.relu()), "
+                         f"got {activation!r}")
+    layer = activation
+    if callable(activation) and not isinstance(activation, (Poly, Term)):
+        try:
+            layer = activation()
+        except TypeError as e:  # a function that is not a layer constructor (pl.tanh wants a wire)
+            raise expected from e
+    if not isinstance(layer, Poly):
+        raise expected
+    return layer
+
+
 def conv2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 3, *,
-           stride=(1, 1), padding: int | tuple[int, int] | str = "valid", init: tuple = _init.he_normal()) -> Poly:
+           stride=(1, 1), padding: int | tuple | str = "valid", init: tuple = _init.he_normal()) -> Poly:
     """2-D convolution with bias on per-example (H, W, C) images; ``padding`` is
-    ``"valid"``, ``"same"`` (odd kernels, stride 1) or explicit ints."""
-    kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-    if padding == "valid":
-        pad = (0, 0)
-    elif padding == "same":
-        pad = (kh // 2, kw // 2)
-    else:
-        pad = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    ``"valid"``, ``"same"`` (``ceil(H / stride)`` rows, as JAX and TensorFlow: an even kernel
+    pads one more row after than before), an int, ``(ph, pw)`` or ``((top, bottom), (left, right))``.
+
+    >>> import paralens as pl
+    >>> pl.nn.conv2d(1, 2, 4, padding="same").at(pl.Array[8, 8, 1]).cod
+    Ty(Array[8, 8, 2])
+    """
+    in_channels = positive_int(in_channels, "conv2d: in_channels")
+    out_channels = positive_int(out_channels, "conv2d: out_channels")
+    kh, kw = W.positive_pair("conv2d", "kernel", kernel)
+    stride = W.positive_pair("conv2d", "stride", stride)
+    pad = W.padding_of("conv2d", padding)
+    init = _init.initializer(init, "conv2d: init")
 
     def make(ty: Ty) -> Term:
         (t,) = ty
@@ -151,14 +182,21 @@ def conv2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 
     return Poly(make, "conv2d")
 
 
+def _pool(name: str, fn: Callable, window, stride, padding) -> Poly:
+    window = W.positive_pair(name, "window", window)
+    stride = None if stride is None else W.positive_pair(name, "stride", stride)
+    W.padding_of(name, padding, per_side=False)
+    return _elementwise(lambda x: fn(x, window, stride, padding), name)
+
+
 def max_pool(window=(2, 2), stride=None, padding=(0, 0)) -> Poly:
-    """Max pooling of (H, W, C) images."""
-    return _elementwise(lambda x: W.max_pool(x, window, stride, padding), "max_pool")
+    """Max pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``)."""
+    return _pool("max_pool", W.max_pool, window, stride, padding)
 
 
 def avg_pool(window=(2, 2), stride=None, padding=(0, 0)) -> Poly:
-    """Average pooling of (H, W, C) images."""
-    return _elementwise(lambda x: W.avg_pool(x, window, stride, padding), "avg_pool")
+    """Average pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``)."""
+    return _pool("avg_pool", W.avg_pool, window, stride, padding)
 
 
 def flatten() -> Poly:

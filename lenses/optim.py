@@ -39,6 +39,7 @@ from . import prims as P
 from . import wires as T
 from .backends import get as _backend
 from .lens import Lens
+from .para import real
 from .prims import promote
 from .terms import Builder, Term, flatten, leaves, sig_of, tree_map
 from .types import ArrayType
@@ -266,8 +267,25 @@ def _adam_state(ptypes, mu_dtype, *extra: str) -> dict:
     return out
 
 
-def _hyper(**kw) -> dict:
-    return {k: float(v) for k, v in kw.items()}
+#: Where each hyperparameter's value makes sense (all finite): rates and norms are
+#: non-negative, decay rates of moving averages lie in [0, 1).
+_RANGES = {"learning_rate": {"low": 0}, "eps": {"low": 0}, "eps_root": {"low": 0}, "weight_decay": {"low": 0},
+           "max_norm": {"low": 0}, "b1": {"low": 0, "high": 1, "open_high": True},
+           "b2": {"low": 0, "high": 1, "open_high": True}, "momentum": {"low": 0, "high": 1, "open_high": True},
+           "decay": {"low": 0, "high": 1, "open_high": True}}
+
+
+def _hyper(transform: str, **kw) -> dict:
+    """The hyperparameters' defaults as floats, each checked against :data:`_RANGES` (the
+    error names ``transform``, the hyperparameter and its value)."""
+    return {k: real(v, f"{transform}: {k}", **_RANGES[k]) for k, v in kw.items()}
+
+
+def _dtype_option(dtype: str | None, what: str) -> str | None:
+    """``dtype`` if it is ``None`` or a floating-point dtype name; else a ``ValueError`` listing them."""
+    if dtype is not None and dtype not in P.FLOATS:
+        raise ValueError(f"{what}={dtype!r} is not a floating-point dtype; expected None or one of {P.FLOATS}")
+    return dtype
 
 
 def _leafwise(fn):
@@ -318,7 +336,7 @@ def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3) -> Transform:
             lr = T.cast(learning_rate(_as_float(s["count"], updates)), _dtype(updates))
             return {"count": _increment(s["count"])}, {n: -(lr * g) for n, g in updates.items()}
         return Transform({}, lambda ptypes: {"count": StateSpec(COUNT, 0)}, update_fn, "scale_by_schedule")
-    return Transform(_hyper(learning_rate=learning_rate),
+    return Transform(_hyper("scale_by_learning_rate", learning_rate=learning_rate),
                      update_fn=_leafwise(lambda h, g: -(h["learning_rate"] * g)),
                      name="scale_by_learning_rate")
 
@@ -332,8 +350,9 @@ def trace(decay: float = 0.9, nesterov: bool = False, accumulator_dtype: str | N
         m = {n: g + h["momentum"] * s["trace"][n] for n, g in updates.items()}
         out = {n: g + h["momentum"] * m[n] for n, g in updates.items()} if nesterov else m
         return {"trace": m}, out
-    return Transform(_hyper(momentum=decay), lambda ptypes: {"trace": _per_param(ptypes, dtype=accumulator_dtype)},
-                     update_fn, "trace")
+    accumulator_dtype = _dtype_option(accumulator_dtype, "trace: accumulator_dtype")
+    return Transform(_hyper("trace", momentum=decay),
+                     lambda ptypes: {"trace": _per_param(ptypes, dtype=accumulator_dtype)}, update_fn, "trace")
 
 
 def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> Transform:
@@ -345,18 +364,22 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> T
             inv = T.where(T.greater(acc[n], 0.0), 1.0 / T.sqrt(acc[n] + h["eps"]), T.zeros_like(acc[n]))
             out[n] = inv * g
         return {"sum_of_squares": acc}, out
-    return Transform(_hyper(eps=eps),
-                     lambda ptypes: {"sum_of_squares": _per_param(ptypes, float(initial_accumulator_value))},
+    initial = real(initial_accumulator_value, "scale_by_rss: initial_accumulator_value", 0)
+    return Transform(_hyper("scale_by_rss", eps=eps), lambda ptypes: {"sum_of_squares": _per_param(ptypes, initial)},
                      update_fn, "scale_by_rss")
 
 
 def _rms_like(centered: bool):
+    name = "scale_by_stddev" if centered else "scale_by_rms"
+
     def make(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True, bias_correction=False) -> Transform:
+        initial_scale = real(initial_scale, f"{name}: initial_scale", 0)
+
         def state_fn(ptypes):
             out = {"count": StateSpec(COUNT, 0)} if bias_correction else {}
             if centered:
                 out["mu"] = _per_param(ptypes)
-            out["nu"] = _per_param(ptypes, float(initial_scale))
+            out["nu"] = _per_param(ptypes, initial_scale)
             return out
 
         def update_fn(h, s, params, updates):
@@ -378,8 +401,7 @@ def _rms_like(centered: bool):
                 new_s["mu"] = mus
             new_s["nu"] = nus
             return new_s, out
-        return Transform(_hyper(decay=decay, eps=eps), state_fn, update_fn,
-                         "scale_by_stddev" if centered else "scale_by_rms")
+        return Transform(_hyper(name, decay=decay, eps=eps), state_fn, update_fn, name)
     return make
 
 
@@ -407,7 +429,9 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
             nu_hat = _bias_correction(nu, h["b2"], t)
             out[n] = mu_hat / (T.sqrt(nu_hat + h["eps_root"]) + h["eps"])
         return {"count": count, "mu": mus, "nu": nus}, out
-    return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root), lambda ptypes: _adam_state(ptypes, mu_dtype),
+    mu_dtype = _dtype_option(mu_dtype, "scale_by_adam: mu_dtype")
+    return Transform(_hyper("scale_by_adam", b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+                     lambda ptypes: _adam_state(ptypes, mu_dtype),
                      update_fn, "scale_by_adam")
 
 
@@ -426,7 +450,8 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_
             maxs[n] = T.maximum(s["nu_max"][n], nu_eff)
             out[n] = mu_hat / (T.sqrt(maxs[n] + h["eps_root"]) + h["eps"])
         return {"count": count, "mu": mus, "nu": nus, "nu_max": maxs}, out
-    return Transform(_hyper(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+    mu_dtype = _dtype_option(mu_dtype, "scale_by_amsgrad: mu_dtype")
+    return Transform(_hyper("scale_by_amsgrad", b1=b1, b2=b2, eps=eps, eps_root=eps_root),
                      lambda ptypes: _adam_state(ptypes, mu_dtype, "nu_max"), update_fn, "scale_by_amsgrad")
 
 
@@ -451,17 +476,21 @@ def scale_by_adopt(b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, mu_dt
             mus[n] = mu = (1.0 - b1_) * z + b1_ * s["mu"][n]
             out[n] = (1.0 - b1_) * z + b1_ * mu if nesterov else mu
         return {"count": _increment(s["count"]), "mu": mus, "nu": nus}, out
-    return Transform(_hyper(b1=b1, b2=b2, eps=eps), lambda ptypes: _adam_state(ptypes, mu_dtype), update_fn,
-                     "scale_by_adopt")
+    mu_dtype = _dtype_option(mu_dtype, "scale_by_adopt: mu_dtype")
+    return Transform(_hyper("scale_by_adopt", b1=b1, b2=b2, eps=eps), lambda ptypes: _adam_state(ptypes, mu_dtype),
+                     update_fn, "scale_by_adopt")
 
 
 def scale_by_dog(init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float = 1e-8) -> Transform:
     """Distance over Gradients (arXiv 2302.12022), as ``optax.contrib.scale_by_dog``:
     step size ``max_dist / sqrt(sum of squared gradient norms + eps)``."""
+    if not isinstance(init_step, (tuple, list)) or len(init_step) != 2:
+        raise TypeError(f"scale_by_dog: init_step must be a pair (kind, value), got {init_step!r}")
     kind, value = init_step
     if kind not in ("distance", "heuristic", "learning_rate"):
         raise ValueError(f"invalid init_step type {kind!r}: use 'distance', 'heuristic' or 'learning_rate'")
-    value = float(value)
+    # a zero initial distance would leave DoG's step size at zero for good; a learning rate may be zero
+    value = real(value, f"scale_by_dog: init_step value ({kind})", 0, open_low=kind != "learning_rate")
 
     def r_epsilon(params):
         if kind == "distance":
@@ -486,7 +515,7 @@ def scale_by_dog(init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float 
         new_s = {"is_init_step": T.zeros_like(s["is_init_step"]), "init_params": dict(s["init_params"]),
                  "max_dist": max_dist, "sum_sq_norm_grads": sum_sq}
         return new_s, {n: lr * g for n, g in updates.items()}
-    return Transform(_hyper(eps=eps), state_fn, update_fn, "scale_by_dog")
+    return Transform(_hyper("scale_by_dog", eps=eps), state_fn, update_fn, "scale_by_dog")
 
 
 def add_decayed_weights(weight_decay: float = 0.0, mask: Mapping[str, bool] | Callable | None = None) -> Transform:
@@ -498,7 +527,8 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Mapping[str, bool] | Ca
     def update_fn(h, s, params, updates):
         selected = _mask(mask, {n: p.type for n, p in params.items()})
         return s, {n: (g + h["weight_decay"] * params[n]) if selected[n] else g for n, g in updates.items()}
-    return Transform(_hyper(weight_decay=weight_decay), update_fn=update_fn, name="add_decayed_weights")
+    return Transform(_hyper("add_decayed_weights", weight_decay=weight_decay), update_fn=update_fn,
+                     name="add_decayed_weights")
 
 
 def _mask(mask, ptypes) -> dict[str, bool]:
@@ -517,7 +547,7 @@ def clip_by_global_norm(max_norm: float) -> Transform:
         norm = T.sqrt(_sq_norm(updates))
         below = T.greater(h["max_norm"] + T.zeros_like(norm), norm)
         return s, {n: T.where(below, g, (g / norm) * h["max_norm"]) for n, g in updates.items()}
-    return Transform(_hyper(max_norm=max_norm), update_fn=update_fn, name="clip_by_global_norm")
+    return Transform(_hyper("clip_by_global_norm", max_norm=max_norm), update_fn=update_fn, name="clip_by_global_norm")
 
 
 # --------------------------------------------------------------------------- optimizers (optax aliases)
@@ -603,12 +633,18 @@ def dog(learning_rate: float | Schedule = 1.0, init_step: tuple[str, float] = ("
 
 def constant_schedule(value: float) -> Schedule:
     """``lr(count) = value``."""
-    return lambda count: T.zeros_like(count) + float(value)
+    value = real(value, "constant_schedule: value")
+    return lambda count: T.zeros_like(count) + value
 
 
 def exponential_decay(init_value: float, transition_steps: int, decay_rate: float, transition_begin: int = 0,
                       staircase: bool = False, end_value: float | None = None) -> Schedule:
     """``init_value * decay_rate ** ((count - transition_begin) / transition_steps)``, as optax."""
+    init_value = real(init_value, "exponential_decay: init_value")
+    # a negative rate to a fractional power is not a number
+    decay_rate = real(decay_rate, "exponential_decay: decay_rate", 0)
+    if end_value is not None:
+        end_value = real(end_value, "exponential_decay: end_value")
     if transition_steps <= 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
@@ -631,7 +667,9 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
 def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0) -> Schedule:
     """Cosine decay from ``init_value`` to ``alpha * init_value`` over ``decay_steps``, as optax."""
     if decay_steps <= 0:
-        raise ValueError(f"decay_steps must be positive, got {decay_steps}")
+        raise ValueError(f"cosine_decay_schedule: decay_steps must be positive, got {decay_steps}")
+    init_value = real(init_value, "cosine_decay_schedule: init_value")
+    alpha, exponent = real(alpha, "cosine_decay_schedule: alpha"), real(exponent, "cosine_decay_schedule: exponent")
 
     def schedule(count):
         c = T.minimum(count, T.zeros_like(count) + float(decay_steps))
@@ -643,6 +681,8 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
 def polynomial_schedule(init_value: float, end_value: float, power: float, transition_steps: int,
                         transition_begin: int = 0) -> Schedule:
     """Polynomial interpolation from ``init_value`` to ``end_value``, as optax."""
+    init_value, power = real(init_value, "polynomial_schedule: init_value"), real(power, "polynomial_schedule: power")
+    end_value = real(end_value, "polynomial_schedule: end_value")
     if transition_steps <= 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
@@ -663,6 +703,11 @@ def linear_schedule(init_value: float, end_value: float, transition_steps: int, 
 def join_schedules(schedules, boundaries) -> Schedule:
     """``schedules[i]`` from ``boundaries[i-1]`` on, each restarted at its boundary, as optax
     (the joined values take the first schedule's dtype, as optax's weak types do)."""
+    schedules, boundaries = list(schedules), list(boundaries)
+    if not schedules or len(boundaries) != len(schedules) - 1:
+        raise ValueError(f"join_schedules: {len(schedules)} schedules need {max(len(schedules) - 1, 0)} boundaries "
+                         f"(one between each two), got boundaries={boundaries!r}")
+
     def schedule(count):
         out = schedules[0](count)
         for boundary, s in zip(boundaries, schedules[1:]):
@@ -675,6 +720,11 @@ def join_schedules(schedules, boundaries) -> Schedule:
 def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_steps: int, decay_steps: int,
                                  end_value: float = 0.0, exponent: float = 1.0) -> Schedule:
     """Linear warm-up to ``peak_value``, then cosine decay to ``end_value``, as optax."""
+    if decay_steps <= warmup_steps:
+        raise ValueError(f"warmup_cosine_decay_schedule: decay_steps={decay_steps!r} counts the warm-up; expected "
+                         f"more than warmup_steps={warmup_steps!r}")
+    peak_value = real(peak_value, "warmup_cosine_decay_schedule: peak_value")
+    end_value = real(end_value, "warmup_cosine_decay_schedule: end_value")
     alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
     return join_schedules([linear_schedule(init_value, peak_value, warmup_steps),
                            cosine_decay_schedule(peak_value, decay_steps - warmup_steps, alpha, exponent)],

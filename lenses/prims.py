@@ -383,7 +383,7 @@ def _transpose_rule(types, *, perm):
     _arity("transpose", types, 1)
     t = types[0]
     if sorted(perm) != list(range(t.ndim)):
-        _fail("transpose", types, f"{perm} is not a permutation of the axes")
+        _fail("transpose", types, f"perm={perm} is not a permutation of the axes")
     return [t.with_shape(t.shape[i] for i in perm)]
 
 
@@ -405,6 +405,8 @@ def parse_einsum(spec: str) -> tuple[list[str], str]:
 
 def _einsum_rule(types, *, spec, batched_out=None):
     _arity("einsum", types, 2)
+    if not isinstance(spec, str) or spec.count("->") != 1:
+        _fail("einsum", types, f"spec={spec!r} must name the output after '->', e.g. 'i,io->o'")
     ins, out = parse_einsum(spec)
     if len(ins) != 2:
         _fail("einsum", types, f"spec {spec!r} needs two operands")

@@ -15,10 +15,11 @@ Array[4, batched=False]
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 from typing import Iterator
 
-__all__ = ["ArrayType", "Array", "Param", "Ty", "as_ty", "CompositionError"]
+__all__ = ["ArrayType", "Array", "Param", "Ty", "as_ty", "CompositionError", "positive_int"]
 
 class CompositionError(TypeError):
     """Raised when a term is built from pieces whose types do not fit; the message names both."""
@@ -27,9 +28,27 @@ class CompositionError(TypeError):
 _DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "uint32", "bool")
 
 
+def positive_int(value, what: str) -> int:
+    """``value`` as an ``int`` if it is a positive integer (a Python or NumPy integer, not a
+    bool); otherwise an error naming ``what`` (the argument), the value and what was expected.
+
+    >>> positive_int(3, "n_out")
+    3
+    >>> positive_int(True, "n_out")
+    Traceback (most recent call last):
+    ...
+    TypeError: n_out must be a positive int, got True (a bool)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be a positive int, got {value!r} (a {type(value).__name__})")
+    if value <= 0:
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class ArrayType:
-    """The type of one wire: a per-example ``shape``, a ``dtype`` and a batch flag."""
+    """The type of one wire: a per-example ``shape`` (positive int sizes), a ``dtype`` and a batch flag."""
 
     shape: tuple[int, ...]
     dtype: str = "float32"
@@ -37,8 +56,8 @@ class ArrayType:
 
     def __post_init__(self):
         shape = tuple(self.shape)
-        if not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise TypeError(f"array shape must be a tuple of non-negative ints, got {self.shape!r}")
+        if not all(type(d) is int and d > 0 for d in shape):  # the fast path: plain positive ints
+            shape = tuple(positive_int(d, f"size {i} of the array shape {shape!r}") for i, d in enumerate(shape))
         if self.dtype not in _DTYPES:
             raise TypeError(f"unknown dtype {self.dtype!r}; expected one of {_DTYPES}")
         object.__setattr__(self, "shape", shape)
@@ -88,7 +107,7 @@ class _ArrayFactory:
     def __getitem__(self, dims) -> ArrayType:
         if not isinstance(dims, tuple):
             dims = (dims,)
-        if dims == ((),):
+        if len(dims) == 1 and isinstance(dims[0], tuple) and not dims[0]:
             dims = ()
         return ArrayType(tuple(dims), batched=self._batched)
 

@@ -16,12 +16,13 @@ one primitive (or a short composite of a few).
 
 from __future__ import annotations
 
+import builtins
 import numbers
 from contextlib import contextmanager
 from typing import Callable
 
 from . import prims as P
-from .types import ArrayType, CompositionError
+from .types import ArrayType, CompositionError, positive_int
 
 # The pointful vocabulary, exported as ``paralens.<name>`` (tracing, builder_of and lift are for the core).
 __all__ = [
@@ -213,21 +214,45 @@ def clip(x, low, high) -> Wire:
     return minimum(maximum(x, low), high)
 
 
-def _axes(x: Wire, axis) -> tuple[int, ...]:
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _axis(fn: str, axis, ndim: int, of, what: str = "axis") -> int:
+    """``axis`` as a non-negative position among ``ndim`` axes (those of ``of``, named in the
+    error); negative axes count from the end, as in NumPy."""
+    if not _is_int(axis):
+        raise TypeError(f"{fn}: {what} must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        expected = f"{of} has no axes" if ndim == 0 else f"expected an int in [{-ndim}, {ndim}) for {of}"
+        raise ValueError(f"{fn}: {what}={axis!r} is out of range: {expected}")
+    return int(axis) % ndim
+
+
+def _axes(fn: str, x: Wire, axis) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(x.ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a % x.ndim for a in axes))
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    out = tuple(sorted(_axis(fn, a, x.ndim, x.type) for a in axes))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{fn}: axis={axis!r} names an axis of {x.type} twice; expected distinct axes")
+    return out
+
+
+def _shape(fn: str, shape) -> tuple[int, ...]:
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{fn}: shape must be a tuple of positive ints, got {shape!r}")
+    return tuple(positive_int(d, f"{fn}: size {i} of shape={tuple(shape)!r}") for i, d in enumerate(shape))
 
 
 def sum(x: Wire, axis=None) -> Wire:  # noqa: A001
-    """Sum over per-example ``axis`` (all per-example axes by default)."""
-    return _wrap(x.builder, P.reduce_sum(x.builder, x.id, _axes(x, axis)))
+    """Sum over per-example ``axis`` (an int or a tuple; all per-example axes by default)."""
+    return _wrap(x.builder, P.reduce_sum(x.builder, x.id, _axes("sum", x, axis)))
 
 
 def mean(x: Wire, axis=None) -> Wire:
-    """Mean over per-example ``axis`` (all per-example axes by default)."""
-    axes = _axes(x, axis)
+    """Mean over per-example ``axis`` (an int or a tuple; all per-example axes by default)."""
+    axes = _axes("mean", x, axis)
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -236,34 +261,42 @@ def mean(x: Wire, axis=None) -> Wire:
 
 def max(x: Wire, axis=None) -> Wire:  # noqa: A001
     """Maximum over per-example ``axis``; ties share the cotangent equally."""
-    return _wrap(x.builder, x.builder.emit1(P.REDUCE_MAX, x.id, axes=_axes(x, axis)))
+    return _wrap(x.builder, x.builder.emit1(P.REDUCE_MAX, x.id, axes=_axes("max", x, axis)))
 
 
 def logsumexp(x: Wire, axis: int = -1) -> Wire:
     """``log(sum(exp(x), axis))``, computed stably."""
-    return _wrap(x.builder, x.builder.emit1(P.LOGSUMEXP, x.id, axis=axis % x.ndim))
+    return _wrap(x.builder, x.builder.emit1(P.LOGSUMEXP, x.id, axis=_axis("logsumexp", axis, x.ndim, x.type)))
 
 
 def softmax(x: Wire, axis: int = -1) -> Wire:
     """``exp(x) / sum(exp(x), axis)``, computed stably."""
-    return _wrap(x.builder, x.builder.emit1(P.SOFTMAX, x.id, axis=axis % x.ndim))
+    return _wrap(x.builder, x.builder.emit1(P.SOFTMAX, x.id, axis=_axis("softmax", axis, x.ndim, x.type)))
 
 
 def reshape(x: Wire, shape) -> Wire:
     """Reshape the per-example array (the batch axis is untouched)."""
-    return _wrap(x.builder, P.reshape(x.builder, x.id, tuple(shape)))
+    return _wrap(x.builder, P.reshape(x.builder, x.id, _shape("reshape", shape)))
 
 
 def transpose(x: Wire, perm) -> Wire:
-    """Permute the per-example axes."""
-    return _wrap(x.builder, x.builder.emit1(P.TRANSPOSE, x.id, perm=tuple(perm)))
+    """Permute the per-example axes (``perm[i]`` is the input axis that becomes axis ``i``)."""
+    if not isinstance(perm, (tuple, list)):
+        raise TypeError(f"transpose: perm must be a tuple of axes, got {perm!r}")
+    perm = tuple(_axis("transpose", a, x.ndim, x.type, "perm entry") for a in perm)
+    return _wrap(x.builder, x.builder.emit1(P.TRANSPOSE, x.id, perm=perm))
 
 
 def broadcast_to(x: Wire, shape, dims=None) -> Wire:
     """Broadcast to ``shape``; ``dims[i]`` is where input axis ``i`` goes (trailing by default)."""
-    shape = tuple(shape)
+    shape = _shape("broadcast_to", shape)
     if dims is None:
+        if x.ndim > len(shape):
+            raise ValueError(f"broadcast_to: shape={shape} has fewer axes than {x.type}; expected at least {x.ndim}")
         dims = tuple(range(len(shape) - x.ndim, len(shape)))
+    elif not isinstance(dims, (tuple, list)):
+        raise TypeError(f"broadcast_to: dims must be a tuple of axes of shape={shape}, got {dims!r}")
+    dims = tuple(_axis("broadcast_to", d, len(shape), f"shape={shape}", "dims entry") for d in dims)
     return _wrap(x.builder, P.broadcast(x.builder, x.id, shape, dims))
 
 
@@ -292,29 +325,111 @@ def matmul(x, y) -> Wire:
     return einsum(spec, x, y)
 
 
+#: The padding names of a convolution: no padding, or an output of ``ceil(size / stride)``.
+PADDINGS = ("valid", "same")
+
+
+def positive_pair(fn: str, what: str, value) -> tuple[int, int]:
+    """``value`` (an int, or a pair for height and width) as a pair of positive ints; else an
+    error naming ``fn``, the argument ``what`` and the value."""
+    pair = (value, value) if _is_int(value) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"{fn}: {what} must be a positive int or a pair of them, got {value!r}")
+    return tuple(positive_int(v, f"{fn}: {what}={value!r}: each entry") for v in pair)
+
+
+def padding_of(fn: str, padding, *, per_side: bool = True):
+    """A checked padding: one of :data:`PADDINGS` (where ``per_side``), or
+    ``((lo_h, hi_h), (lo_w, hi_w))`` from an int, a pair ``(ph, pw)`` or (where ``per_side``)
+    a pair of ``(lo, hi)`` pairs, all non-negative."""
+    forms = ("'valid', 'same', a non-negative int, a pair (ph, pw) or ((top, bottom), (left, right))" if per_side
+             else "a non-negative int or a pair (ph, pw)")
+    if isinstance(padding, str):
+        if per_side and padding in PADDINGS:
+            return padding
+        raise ValueError(f"{fn}: unknown padding={padding!r}; expected {forms}")
+    pair = (padding, padding) if _is_int(padding) else padding
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"{fn}: padding must be {forms}, got {padding!r}")
+    sides = []
+    for p in pair:
+        if _is_int(p):
+            side = (p, p)
+        elif per_side and isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(q) for q in p):
+            side = p
+        else:
+            raise TypeError(f"{fn}: padding must be {forms}, got {padding!r}")
+        if side[0] < 0 or side[1] < 0:
+            raise ValueError(f"{fn}: padding={padding!r} is negative; expected {forms}")
+        sides.append((int(side[0]), int(side[1])))
+    return tuple(sides)
+
+
+def _image(fn: str, x: Wire):
+    if x.ndim != 3:
+        raise TypeError(f"{fn}: x must be per-example (height, width, channels) images, got {x.type}")
+
+
+def _patches(x: Wire, kernel, stride, pads) -> Wire:
+    return _wrap(x.builder, x.builder.emit1(P.PATCHES, x.id, kh=kernel[0], kw=kernel[1], stride=stride, padding=pads))
+
+
+def _same(size: int, k: int, s: int) -> tuple[int, int]:
+    """JAX's and TensorFlow's "SAME": ``ceil(size / s)`` outputs, the odd pad after."""
+    total = builtins.max((-(-size // s) - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def _widen(w: Wire, axis: int, lo: int, hi: int) -> Wire:
+    """Kernel ``w`` with ``|hi - lo|`` zero taps along ``axis`` (0: height, 1: width), before
+    it when ``hi > lo``: padding ``max(lo, hi)`` on both sides then computes the convolution
+    padded ``lo`` before and ``hi`` after (the patches primitive pads symmetrically)."""
+    k = w.shape[axis]
+    n, off = k + abs(hi - lo), builtins.max(hi - lo, 0)
+    embed = constant([[float(i == j + off) for j in range(k)] for i in range(n)], (n, k), w.type.dtype, like=w)
+    return einsum("ijco,Ii->Ijco" if axis == 0 else "ijco,Jj->iJco", w, embed)
+
+
 def conv2d(x: Wire, w: Wire, *, stride=(1, 1), padding=(0, 0)) -> Wire:
-    """2-D convolution (cross-correlation), NHWC: ``x`` (H, W, C), ``w`` (kh, kw, C, O) -> (OH, OW, O)."""
-    kh, kw = w.shape[0], w.shape[1]
-    p = _wrap(x.builder, x.builder.emit1(P.PATCHES, x.id, kh=kh, kw=kw, stride=tuple(stride),
-                                         padding=tuple(padding)))
+    """2-D convolution (cross-correlation), NHWC: ``x`` (H, W, C), ``w`` (kh, kw, C, O) -> (OH, OW, O).
+
+    ``padding``: ``"valid"``, ``"same"`` (``ceil(H / stride)`` rows, as ``jax.lax`` and
+    TensorFlow: an even kernel pads one more row after than before), an int, ``(ph, pw)``
+    or per side ``((top, bottom), (left, right))``; zeros are padded.
+    """
+    _image("conv2d", x)
+    if w.ndim != 4:
+        raise TypeError(f"conv2d: the kernel w must have shape (kh, kw, channels, outputs), got {w.type}")
+    stride = positive_pair("conv2d", "stride", stride)
+    pads = padding_of("conv2d", padding)
+    if pads == "valid":
+        pads = ((0, 0), (0, 0))
+    elif pads == "same":
+        pads = tuple(_same(n, k, s) for n, k, s in zip(x.shape[:2], w.shape[:2], stride))
+    for axis, (lo, hi) in enumerate(pads):
+        if lo != hi:
+            w = _widen(w, axis, lo, hi)
+    p = _patches(x, w.shape[:2], stride, tuple(builtins.max(side) for side in pads))
     return einsum("hwijc,ijco->hwo", p, w)
 
 
-def _pool(x: Wire, window, stride, padding, reduce) -> Wire:
-    stride = tuple(window) if stride is None else tuple(stride)
-    p = _wrap(x.builder, x.builder.emit1(P.PATCHES, x.id, kh=window[0], kw=window[1], stride=stride,
-                                         padding=tuple(padding)))
-    return reduce(p, (2, 3))
+def _pool(fn: str, x: Wire, window, stride, padding, reduce) -> Wire:
+    _image(fn, x)
+    window = positive_pair(fn, "window", window)
+    stride = window if stride is None else positive_pair(fn, "stride", stride)
+    (ph, _), (pw, _) = padding_of(fn, padding, per_side=False)
+    return reduce(_patches(x, window, stride, (ph, pw)), (2, 3))
 
 
 def max_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
-    """Max pooling over ``window`` (stride defaults to the window): (H, W, C) -> (OH, OW, C)."""
-    return _pool(x, window, stride, padding, max)
+    """Max pooling over ``window`` (stride defaults to the window): (H, W, C) -> (OH, OW, C);
+    ``padding`` is an int or ``(ph, pw)``, zeros on both sides."""
+    return _pool("max_pool", x, window, stride, padding, max)
 
 
 def avg_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
     """Average pooling over ``window`` (zero padding counts): (H, W, C) -> (OH, OW, C)."""
-    return _pool(x, window, stride, padding, mean)
+    return _pool("avg_pool", x, window, stride, padding, mean)
 
 
 def batch_sum(x: Wire) -> Wire:
