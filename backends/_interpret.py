@@ -25,7 +25,7 @@ from paralens.prims import PRIMS, parse_einsum, patches_shape
 from paralens.terms import DictSig, Term, as_term, flatten, unflatten
 from paralens.types import ArrayType
 
-from .validate import cast
+from .validate import cast, check_labels, check_same_batch, labels_check
 
 __all__ = ["ArrayLib", "ArrayBackend", "python_loop", "fans"]
 
@@ -298,10 +298,11 @@ class ArrayBackend(Backend):
     #: options of :meth:`compile_step` that :meth:`fit` uses
     fit_options: dict = {}
 
-    def compile_step(self, step, *, scan: bool = False, check: Callable | None = None, **options) -> Callable:
+    def compile_step(self, step, *, scan: bool = False, classes: int | None = None, **options) -> Callable:
         """``step(state, x, y) -> (state, loss)``, eager; with ``scan=True`` it takes stacks of
-        batches ``(xs, ys)`` and returns the per-step losses. ``check(x, y)`` runs first, on the
-        host; ``options`` go to :meth:`compile`."""
+        batches ``(xs, ys)`` and returns the per-step losses. ``classes``: the labels are class
+        indices, checked to be in range. ``options`` go to :meth:`compile`."""
+        check = labels_check(classes)
         term = as_term(step)
         fn = self.compile(term, **options)
         keys = term.in_sig[0].keys
@@ -333,10 +334,14 @@ class ArrayBackend(Backend):
         from .fitting import fit
         return fit(self, step, state, x, y, **options)
 
-    def accuracy(self, predictions, labels) -> float:
-        """Fraction of examples whose arg-max prediction equals ``labels`` (class indices or one-hot)."""
-        pred = np.argmax(np.asarray(predictions), axis=-1)
-        labels = np.asarray(labels)
+    def accuracy(self, predictions, labels, x=None) -> float:
+        """Fraction of examples whose arg-max prediction equals ``labels`` (class indices or one-hot).
+        ``x``: the inputs, checked to be as many as the labels."""
+        predictions, labels = np.asarray(predictions), np.asarray(labels)
+        check_same_batch({"x": predictions if x is None else x, "labels": labels})
+        if labels.dtype.kind in "iu" and labels.ndim == predictions.ndim - 1:
+            check_labels(labels, predictions.shape[-1], "the labels")
+        pred = np.argmax(predictions, axis=-1)
         if labels.ndim == pred.ndim + 1:
             labels = np.argmax(labels, axis=-1)
         return float(np.mean(pred == labels))

@@ -50,11 +50,13 @@ class NonFiniteLossWarning(RuntimeWarning):
 
 def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, progress: bool,
         desc: str = "training", checkpoint_dir=None, every: int | None = None, keep: int = 3, resume: bool = False,
-        on_nonfinite: str = "stop"):
+        on_nonfinite: str = "stop", classes: int | None = None):
     """Run ``epochs`` more epochs of ``step`` (a learner's step term) from ``state``;
-    returns ``(state, losses)``, one loss per step of this run."""
-    from .validate import positive_int
+    returns ``(state, losses)``, one loss per step of this run. ``classes``: the labels are
+    class indices, checked to lie in ``0..classes-1``."""
+    from .validate import positive_int, training_data
 
+    x, y, batch_size = training_data(step, x, y, batch_size, classes)
     epochs = positive_int(epochs, "epochs", zero=True)
     seed = positive_int(seed, "seed", zero=True)
     if on_nonfinite not in ON_NONFINITE:

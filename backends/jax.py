@@ -18,6 +18,7 @@ import numpy as np
 from paralens.terms import Term, as_term
 
 from ._interpret import ArrayBackend, ArrayLib, batch_check
+from .validate import labels_check
 
 __all__ = ["backend", "compile", "init", "CompiledStep", "RULES"]
 
@@ -78,14 +79,15 @@ class JaxBackend(ArrayBackend):
     fit_options = {"donate": False}
 
     def compile_step(self, step, *, donate: bool = True, scan: bool = False, mesh=None,
-                     batch_axis: str | None = None, check=None) -> CompiledStep:
+                     batch_axis: str | None = None, classes: int | None = None) -> CompiledStep:
         """The training step as one ``jax.jit`` program (see :class:`CompiledStep`).
 
         ``mesh``: a ``jax.sharding.Mesh``; the batch is sharded over ``batch_axis``
         (its first axis by default), parameters and optimizer state are
         replicated, and XLA inserts the all-reduce of the parameter cotangents.
         """
-        return CompiledStep(as_term(step), donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis, check=check)
+        return CompiledStep(as_term(step), donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis,
+                            check=labels_check(classes))
 
     def to_optax(self, opt):
         """A paralens optimizer as an ``optax.GradientTransformation``."""

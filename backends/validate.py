@@ -26,7 +26,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["cast", "check_labels", "check_same_batch", "check_finite", "positive_int"]
+__all__ = ["cast", "check_labels", "check_same_batch", "check_finite", "positive_int", "labels_check",
+           "training_data"]
 
 
 def _kind(dtype) -> str:
@@ -108,3 +109,31 @@ def positive_int(value, what: str, *, zero: bool = False) -> int:
     if value < (0 if zero else 1):
         raise ValueError(f"{what} must be {'>= 0' if zero else 'positive'}, got {value}")
     return int(value)
+
+
+def labels_check(classes: int | None):
+    """``check(x, y)`` for a step whose labels are class indices (``None``: no check)."""
+    if classes is None:
+        return None
+
+    def check(x, y):
+        check_labels(y, classes, "the labels y")
+    return check
+
+
+def training_data(step, x, y, batch_size, classes: int | None):
+    """``x``, ``y`` as NumPy arrays of the step's dtypes, after the checks ``fit`` makes: one
+    label per input, finite values, labels in range, ``batch_size`` an int in ``1..len(x)``."""
+    x_type, y_type = step.input_types()[1:]
+    if isinstance(x_type, tuple) or isinstance(y_type, tuple):
+        raise TypeError("fit takes one input array and one label array; compile the step for several")
+    x, y = cast(np.asarray(x), x_type, "x"), cast(np.asarray(y), y_type, "y")
+    check_same_batch({"x": x, "y": y})
+    batch_size = positive_int(batch_size, "batch_size")
+    if batch_size > len(x):
+        raise ValueError(f"batch_size must be in 1..{len(x)} (the number of examples), got {batch_size}")
+    check_finite(x, "x")
+    check_finite(y, "y")
+    if classes is not None:
+        check_labels(y, classes, "the labels y")
+    return x, y, batch_size

@@ -207,7 +207,7 @@ class Learner:
         and data of another dtype is cast to the model's (the state keeps its
         dtypes). The compiled program is the same as without these checks.
         """
-        return backends.get(backend).compile_step(self.step_term, check=self._check_labels, **options)
+        return backends.get(backend).compile_step(self.step_term, classes=self.classes, **options)
 
     @cached_property
     def classes(self) -> int | None:
@@ -218,11 +218,6 @@ class Learner:
                 and len(cod) == 1 and cod[0].ndim >= 1:
             return cod[0].shape[-1]
         return None
-
-    def _check_labels(self, x, y):
-        if self.classes is not None:
-            from .backends.validate import check_labels
-            check_labels(y, self.classes, "the labels y")
 
     def set_hyper(self, state: dict, **values) -> dict:
         """A state with new hyperparameter values, typed as the step expects (no recompile).
@@ -249,15 +244,8 @@ class Learner:
 
     def accuracy(self, state: dict, x, labels, backend: str = "numpy") -> float:
         """Fraction of examples whose arg-max output equals ``labels`` (class indices or one-hot)."""
-        import numpy as np
-        from .backends.validate import check_labels, check_same_batch
-
-        labels = np.asarray(labels)
-        check_same_batch({"x": x, "labels": labels})
-        if labels.dtype.kind in "iu" and labels.ndim == 1 and self.model.cod[0].ndim >= 1:
-            check_labels(labels, self.model.cod[0].shape[-1], "the labels")
         be = backends.get(backend)
-        return be.accuracy(be.compile(self.model)(self.model_params(state), x), labels)
+        return be.accuracy(be.compile(self.model)(self.model_params(state), x), labels, x=x)
 
     def fit(self, x, y, *, epochs: int = 10, batch_size: int = 32, seed: int = 0, state: dict | None = None,
             backend: str = "jax", progress: bool = True, checkpoint_dir=None, every: int | None = None,
@@ -292,31 +280,11 @@ class Learner:
         (``FloatingPointError``) or ``"continue"`` (warn and go on). The last
         good checkpoint is kept.
         """
-        x, y = self._data(x, y, batch_size)
         state = self.init(seed, backend=backend) if state is None else state
         return backends.get(backend).fit(self.step_term, state, x, y, epochs=epochs, batch_size=batch_size,
                                          seed=seed, progress=progress, desc=f"training {self.model.name[:40]}",
                                          checkpoint_dir=checkpoint_dir, every=every, keep=keep, resume=resume,
-                                         on_nonfinite=on_nonfinite)
-
-    def _data(self, x, y, batch_size):
-        """``x``, ``y`` as NumPy arrays of the model's dtypes, after the checks :meth:`fit` lists."""
-        import numpy as np
-        from .backends.validate import cast, check_finite, check_same_batch, positive_int
-
-        x_types, y_types = self.step_term.input_types()[1:]
-        if isinstance(x_types, tuple) or isinstance(y_types, tuple):
-            raise TypeError("fit takes one input array and one label array; compile the step for several")
-        x, y = cast(np.asarray(x), x_types, "x"), cast(np.asarray(y), y_types, "y")
-        check_same_batch({"x": x, "y": y})
-        n = len(x)
-        batch_size = positive_int(batch_size, "batch_size")
-        if batch_size > n:
-            raise ValueError(f"batch_size must be in 1..{n} (the number of examples), got {batch_size}")
-        check_finite(x, "x")
-        check_finite(y, "y")
-        self._check_labels(x, y)
-        return x, y
+                                         on_nonfinite=on_nonfinite, classes=self.classes)
 
 
 def _opt_inputs(state: dict, optimizer: Transform) -> list[int]:
