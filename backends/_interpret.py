@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from paralens.backends import Backend
-from paralens.prims import PRIMS, parse_einsum, patches_shape
+from paralens.prims import PRIMS, pad_sides, parse_einsum, patches_shape
 from paralens.terms import DictSig, Term, as_term, flatten, unflatten
 from paralens.types import ArrayType
 
@@ -80,8 +80,9 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
         t = ins[0]
         x4 = x if t.batched else x[None]
         oh, ow = patches_shape(t.shape, kh, kw, stride, padding)[:2]
-        (ph, pw), (sh, sw) = padding, stride
-        xp4 = lib.pad(x4, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        (top, bottom), (left, right) = pad_sides(padding)
+        sh, sw = stride
+        xp4 = lib.pad(x4, ((0, 0), (top, bottom), (left, right), (0, 0)))
         rows = [xp.stack([xp4[:, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw, :]
                           for j in range(kw)], axis=3) for i in range(kh)]
         out = xp.stack(rows, axis=3)  # (N, OH, OW, kh, kw, C)
@@ -91,15 +92,16 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
         t = ins[0]
         d6 = d if t.batched else d[None]
         h, w, c = in_shape
-        (ph, pw), (sh, sw) = padding, stride
+        (top, bottom), (left, right) = pad_sides(padding)
+        sh, sw = stride
         oh, ow = t.shape[:2]
-        acc = lib.full((d6.shape[0], h + 2 * ph, w + 2 * pw, c), 0, t.dtype)
+        acc = lib.full((d6.shape[0], h + top + bottom, w + left + right, c), 0, t.dtype)
         for i in range(kh):
             for j in range(kw):
                 idx = (slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw),
                        slice(None))
                 acc = lib.add_at(acc, idx, d6[:, :, :, i, j, :])
-        out = acc[:, ph: ph + h, pw: pw + w, :]
+        out = acc[:, top: top + h, left: left + w, :]
         return out if t.batched else out[0]
 
     return {

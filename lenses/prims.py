@@ -487,10 +487,16 @@ LOGSUMEXP = define("logsumexp", _axis_rule("logsumexp", True), _logsumexp_rev)
 # --------------------------------------------------------------------------- convolution patches
 
 
+def pad_sides(padding) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``padding`` as ``((top, bottom), (left, right))``; ``(ph, pw)`` pads both sides alike."""
+    return tuple(p if isinstance(p, tuple) else (p, p) for p in padding)
+
+
 def patches_shape(in_shape, kh, kw, stride, padding):
     h, w, c = in_shape
-    oh = (h + 2 * padding[0] - kh) // stride[0] + 1
-    ow = (w + 2 * padding[1] - kw) // stride[1] + 1
+    (t, b), (l, r) = pad_sides(padding)
+    oh = (h + t + b - kh) // stride[0] + 1
+    ow = (w + l + r - kw) // stride[1] + 1
     return (oh, ow, kh, kw, c)
 
 

@@ -380,16 +380,6 @@ def _same(size: int, k: int, s: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _widen(w: Wire, axis: int, lo: int, hi: int) -> Wire:
-    """Kernel ``w`` with ``|hi - lo|`` zero taps along ``axis`` (0: height, 1: width), before
-    it when ``hi > lo``: padding ``max(lo, hi)`` on both sides then computes the convolution
-    padded ``lo`` before and ``hi`` after (the patches primitive pads symmetrically)."""
-    k = w.shape[axis]
-    n, off = k + abs(hi - lo), builtins.max(hi - lo, 0)
-    embed = constant([[float(i == j + off) for j in range(k)] for i in range(n)], (n, k), w.type.dtype, like=w)
-    return einsum("ijco,Ii->Ijco" if axis == 0 else "ijco,Jj->iJco", w, embed)
-
-
 def conv2d(x: Wire, w: Wire, *, stride=(1, 1), padding=(0, 0)) -> Wire:
     """2-D convolution (cross-correlation), NHWC: ``x`` (H, W, C), ``w`` (kh, kw, C, O) -> (OH, OW, O).
 
@@ -406,10 +396,7 @@ def conv2d(x: Wire, w: Wire, *, stride=(1, 1), padding=(0, 0)) -> Wire:
         pads = ((0, 0), (0, 0))
     elif pads == "same":
         pads = tuple(_same(n, k, s) for n, k, s in zip(x.shape[:2], w.shape[:2], stride))
-    for axis, (lo, hi) in enumerate(pads):
-        if lo != hi:
-            w = _widen(w, axis, lo, hi)
-    p = _patches(x, w.shape[:2], stride, tuple(builtins.max(side) for side in pads))
+    p = _patches(x, w.shape[:2], stride, tuple(lo if lo == hi else (lo, hi) for lo, hi in pads))
     return einsum("hwijc,ijco->hwo", p, w)
 
 
