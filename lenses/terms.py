@@ -751,7 +751,7 @@ def id(ty) -> Term:  # noqa: A001 - the categorical name is the public contract
 def copy(ty, n: int = 2) -> Term:
     """Copy ``ty`` to ``n`` copies (``n = 2``: the diagonal). Its reverse derivative adds."""
     ty = as_ty(ty)
-    if not isinstance(n, int) or n < 0:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"copy makes n >= 0 copies, got n={n!r} (n=0 is pl.discard)")
     return wiring(ty, list(range(len(ty))) * n, f"copy({_ty_str(ty)})")
 

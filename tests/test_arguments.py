@@ -260,6 +260,8 @@ def test_copy_refuses_a_negative_count_and_zero_copies_discard():
         pl.copy(pl.Array[3], n=-1)
     with pytest.raises(ValueError, match=r"got n=1.5"):
         pl.copy(pl.Array[3], n=1.5)
+    with pytest.raises(ValueError, match=r"got n=True"):
+        pl.copy(pl.Array[3], n=True)
     none = pl.copy(pl.Array[3], n=0)
     assert none.dom == pl.discard(pl.Array[3]).dom and none.cod == pl.Ty()
     assert pl.copy(pl.Array[3], n=3).cod == pl.Ty(pl.Array[3], pl.Array[3], pl.Array[3])
