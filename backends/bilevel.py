@@ -9,12 +9,14 @@ the outer optimizer step, and the loop over outer steps.
 
 from __future__ import annotations
 
+import warnings
 
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
+from paralens.bilevel import SolverWarning
 from paralens.derivative import R, value_and_R
 from paralens.optim import init_state
 from paralens.terms import leaves, unflatten
@@ -41,7 +43,7 @@ def _theta0(h, value, n: int, dtype):
     if h.positive == "log":
         v = np.log(v)
     elif h.positive == "softplus":
-        v = np.log(np.expm1(v))
+        v = v + np.log(-np.expm1(-v))  # log(exp(v) - 1), without overflow for large v
     elif h.positive == "sigmoid":
         v = np.log(v) - np.log1p(-v)
     return jnp.asarray(v, dtype=dtype)
@@ -161,21 +163,27 @@ class CompiledBilevel:
         return dp
 
     def solve(self, params, train, lam_obj, g: dict, tol=None):
-        """``H^{-1} g`` by the method's solver."""
+        """``(H^{-1} g, ok)`` by the method's solver; ``ok`` is false where the solver cannot
+        answer: conjugate gradient met non-positive curvature, the Neumann series' terms grew
+        (``alpha`` outside ``(0, 2 / largest eigenvalue)``, or ``H`` not positive definite), or
+        the exact solve was not finite (``H`` singular)."""
         meth = self.method
         A = lambda v: self.hvp(params, train, lam_obj, v)[0]  # noqa: E731
         if meth.solver == "exact":
             flat, unravel = jax.flatten_util.ravel_pytree(g)
             cols = jax.vmap(lambda e: jax.flatten_util.ravel_pytree(A(unravel(e)))[0])(jnp.eye(flat.size, dtype=flat.dtype))
-            return unravel(jnp.linalg.solve(cols.T, flat))
+            q = jnp.linalg.solve(cols.T, flat)
+            return unravel(q), jnp.all(jnp.isfinite(q))
         if meth.solver == "neumann":
             alpha = meth.alpha if meth.alpha is not None else 1.0 / self._largest_eigenvalue(A, g)
             def body(_, pv):
                 p_, v = pv
                 v = _axpy(-alpha, A(v), v)
                 return _axpy(1.0, v, p_), v
-            p_, _ = jax.lax.fori_loop(0, meth.solver_steps, body, (g, g))
-            return tmap(lambda t: alpha * t, p_)
+            p_, v = jax.lax.fori_loop(0, meth.solver_steps, body, (g, g))
+            # v = (I - alpha H)^K g shrinks iff |1 - alpha lambda| < 1 for H's eigenvalues; NaN compares false
+            ok = (alpha > 0) & (_dot(v, v) <= _dot(g, g))
+            return tmap(lambda t: alpha * t, p_), ok
         return _cg(A, g, meth.solver_steps, tol)
 
     def _largest_eigenvalue(self, A, g, iters: int = 30):
@@ -202,7 +210,7 @@ class CompiledBilevel:
         params, opt = self._uncarry(carry)
         xv, yv = val
         gv, dval = self._val_R(params, (xv, yv, *lam_model), jnp.ones((), p.hyper_dtype))
-        q = self.solve(params, train, lam_obj, gv, tol)
+        q, ok = self.solve(params, train, lam_obj, gv, tol)
         _, mixed = self.hvp(params, train, lam_obj, q)
         dlam = {k: -m for k, m in zip(self._obj_names, mixed)}
         for k, d in zip(p.model_hypers, dval[2:]):  # V depends on the model's hyperparameters directly too
@@ -211,7 +219,7 @@ class CompiledBilevel:
         _, dth = self._lam_R({}, th_args if len(th_args) > 1 else th_args[0],
                              dlam_all if len(dlam_all) > 1 else dlam_all[0])
         dth = dth if isinstance(dth, tuple) else (dth,)
-        metrics = {"validation_loss": self._val(params, (xv, yv, *lam_model))}
+        metrics = {"validation_loss": self._val(params, (xv, yv, *lam_model)), "solver_failed": ~ok}
         return dict(zip(p.hyper_names, dth)), metrics, params, opt
 
     def _solve_inner_to(self, state, th_args, train, lam_obj, tol):
@@ -238,6 +246,9 @@ class CompiledBilevel:
         dtheta, metrics, params, opt = self.hypergradient(state, train, val)
         upd, _ = self._outer_update(state["theta"])
         outer, theta = upd({}, state["outer"], state["theta"], dtheta, state["outer_hyper"])
+        if "solver_failed" in metrics:  # a failed linear solve gives no hypergradient: theta stays
+            keep = lambda new, old: tmap(lambda a, b: jnp.where(metrics["solver_failed"], b, a), new, old)  # noqa: E731
+            outer, theta = keep(outer, state["outer"]), keep(theta, state["theta"])
         new = {"theta": theta, "params": params, "opt": opt, "outer": outer, "outer_hyper": state["outer_hyper"],
                "k": state["k"] + 1}
         metrics = dict(metrics)
@@ -260,9 +271,20 @@ class CompiledBilevel:
     def fit(self, train, val, *, outer_steps: int = 100, seed: int = 0, state=None, progress: bool = True):
         """Run ``outer_steps`` outer steps; returns ``(state, history)`` where ``history`` maps
         ``validation_loss``, ``hypergradient_norm`` and each hyperparameter's value (its mean for
-        per-example ones) to an array with one entry per outer step."""
-        train = tuple(jnp.asarray(a) for a in train)
-        val = tuple(jnp.asarray(a) for a in val)
+        per-example ones) to an array with one entry per outer step; for the implicit methods
+        also ``solver_failed``, and if any step's linear solve failed a :class:`SolverWarning`
+        says which steps and what to change.
+
+        ``train`` and ``val`` are pairs ``(x, y)`` with one label per example; they are checked
+        on the host first (lengths, per-example shapes, real numbers) and cast to the wires' dtypes.
+        """
+        p = self.problem
+        v = p.validation
+        n_x = len(p.model.dom)
+        train = _host_data("train", train, p.model.dom[0], p.label_types[0])
+        val = _host_data("val", val, v.dom[0], v.dom[n_x])
+        if p.batch_size is not None and p.batch_size > len(train[0]):
+            raise ValueError(f"fit: batch_size={p.batch_size} is more than the {len(train[0])} training examples")
         state = self.init(seed, len(train[0])) if state is None else state
         history: dict[str, list] = {}
         steps = range(outer_steps)
@@ -279,35 +301,80 @@ class CompiledBilevel:
                 history.setdefault(k, []).append(v)  # device scalars: read back once, at the end
             if bar is not None:  # showing progress reads the loss back each step
                 bar.set_postfix(val=f"{float(metrics['validation_loss']):.4f}")
-        return state, {k: np.asarray(jnp.stack(v)) for k, v in history.items()}
+        history = {k: np.asarray(jnp.stack(v)) for k, v in history.items()}
+        if "solver_failed" in history and history["solver_failed"].any():
+            warnings.warn(self._solver_failure(np.flatnonzero(history["solver_failed"])), SolverWarning,
+                          stacklevel=2)
+        return state, history
+
+    def _solver_failure(self, steps) -> str:
+        """What went wrong at outer ``steps`` (indices) and what to change."""
+        meth = self.method
+        where = f"at {len(steps)} outer step(s) (first: {steps[0]}); those steps left theta unchanged"
+        if meth.solver == "cg":
+            return (f"conjugate gradient met non-positive curvature (p^T H p <= 0) solving H q = grad V {where}: the "
+                    "inner Hessian H is not positive definite there (the inner parameters are not at a strict "
+                    "minimum, or the inner objective is not convex). Use solver='exact' (any invertible H), "
+                    "more inner steps, a larger l2, or method=unrolled(...)")
+        if meth.solver == "neumann":
+            how = (f"alpha={meth.alpha} is at or beyond 2 / (largest eigenvalue of H): pass a smaller alpha, or "
+                   "alpha=None for 1 / (largest eigenvalue) by power iteration" if meth.alpha is not None else
+                   "with alpha = 1 / (largest eigenvalue, by power iteration) this means H has a negative "
+                   "eigenvalue: the inner parameters are not at a minimum; use solver='exact' or more inner steps")
+            return f"the Neumann series for H^-1 grad V diverged (its terms grew) {where}: {how}"
+        return (f"the exact solve of H q = grad V gave non-finite values {where}: the inner Hessian H is singular; "
+                "add an l2 penalty")
 
 
-def _cg(A, b: dict, iters: int, tol=None) -> dict:
+def _host_data(what: str, data, x_type: ArrayType, y_type: ArrayType) -> tuple:
+    """``data`` (a pair ``(x, y)``, one label per example) as JAX arrays of the wires' dtypes;
+    refused with a message naming ``what`` when lengths, shapes or kinds of number do not fit."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"fit: {what} must be a pair (x, y), got {type(data).__name__}"
+                        + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else ""))
+    out = []
+    for part, a, t in zip("xy", data, (x_type, y_type)):
+        a = np.asarray(a)
+        integral = np.issubdtype(np.dtype(t.dtype), np.integer) if t.dtype != "bfloat16" else False
+        allowed = "biu" if integral else "biuf"
+        if a.dtype.kind not in allowed:
+            raise TypeError(f"fit: {what} {part} must hold {'integers' if integral else 'real numbers'} for a "
+                            f"{t.dtype} wire, got dtype {a.dtype}")
+        if a.ndim != t.ndim + 1 or a.shape[1:] != t.shape:
+            raise ValueError(f"fit: {what} {part} should have shape (examples, {', '.join(map(str, t.shape))}) "
+                             f"for per-example type {t}, got {a.shape}")
+        out.append(jnp.asarray(a, dtype=t.dtype))
+    if len(out[0]) != len(out[1]):
+        raise ValueError(f"fit: {what} has {len(out[0])} examples in x but {len(out[1])} labels in y; "
+                         "give one label per example")
+    return tuple(out)
+
+
+def _cg(A, b: dict, iters: int, tol=None):
     """Conjugate gradient for ``A x = b`` (``A`` symmetric positive definite), from ``x = 0``:
-    ``iters`` iterations, or fewer once the residual norm is below ``tol``."""
+    ``iters`` iterations, or fewer once the residual norm is below ``tol``. Returns ``(x, ok)``;
+    ``ok`` is false when a search direction ``p`` had ``p^T A p <= 0`` (or not finite): ``A`` is not
+    positive definite, CG stops there and ``x`` is the iterate it had reached."""
     x = tmap(jnp.zeros_like, b)
-    r = b
-    rs = _dot(r, r)
+    rs = _dot(b, b)
 
     def body(state):
-        i, x, r, p, rs = state
+        i, x, r, p, rs, _ = state
         ap = A(p)
         pap = _dot(p, ap)
-        alpha = jnp.where(pap > 0, rs / jnp.where(pap > 0, pap, 1.0), 0.0)
+        curved = pap > 0
+        alpha = jnp.where(curved, rs / jnp.where(curved, pap, 1.0), 0.0)
         x = _axpy(alpha, p, x)
         r = _axpy(-alpha, ap, r)
         rs_new = _dot(r, r)
-        beta = jnp.where(rs > 0, rs_new / jnp.where(rs > 0, rs, 1.0), 0.0)
-        p = _axpy(beta, p, r)
-        return i + 1, x, r, p, rs_new
+        p = _axpy(rs_new / rs, p, r)  # rs > 0 inside the loop
+        return i + 1, x, r, p, rs_new, curved
 
     def cond(state):
-        i, _, _, _, rs = state
+        i, _, _, _, rs, ok = state
         done = i >= iters
         if tol is not None:
             done = done | (jnp.sqrt(rs) <= tol)
-        return ~done & (rs > 0)
-    _, x, _, _, _ = jax.lax.while_loop(cond, body, (jnp.asarray(0), x, r, b, rs))
-    return x
-
-
+        return ~done & (rs > 0) & ok
+    _, x, _, _, _, ok = jax.lax.while_loop(cond, body, (jnp.asarray(0), x, b, b, rs, jnp.asarray(True)))
+    return x, ok

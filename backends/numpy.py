@@ -18,7 +18,10 @@ __all__ = ["backend", "compile", "init", "RULES"]
 
 
 def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    """``1 / (1 + e**-x)`` from ``e**-|x|`` in (0, 1]: no overflow, and no cancellation for x < 0
+    (``(1 + tanh(x / 2)) / 2`` is 0 in float32 from x = -17, where ``log(sigmoid(x))`` is still -17)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
 def _mask(cond, *like):

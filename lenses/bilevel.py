@@ -29,6 +29,8 @@ reverse derivative, built here as terms:
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -45,7 +47,7 @@ from .terms import Builder, Poly, Term, flatten, leaves, tree_map
 from .types import ArrayType
 from .wires import Wire
 
-__all__ = ["Hyper", "Bilevel", "unrolled", "truncated", "implicit", "hoag", "Method"]
+__all__ = ["Hyper", "Bilevel", "unrolled", "truncated", "implicit", "hoag", "Method", "SolverWarning"]
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,42 @@ class Hyper:
     per_example: bool = False
 
     def __post_init__(self):
-        if self.positive not in ("log", "softplus", "sigmoid", None):
+        if self.positive not in _RANGES:
             raise ValueError(f"positive must be 'log', 'softplus', 'sigmoid' or None, got {self.positive!r}")
+        if self.value is not None:
+            _check_start(self.value, self.positive, f"Hyper({self.value!r}, positive={self.positive!r})")
+
+
+class SolverWarning(RuntimeWarning):
+    """An implicit hypergradient's linear solve ``H q = grad_w V`` failed at some outer steps
+    (conjugate gradient met non-positive curvature, the Neumann series diverged, the exact
+    solve was not finite); ``fit`` warns once, after its last step. Those steps left ``theta``
+    and the outer optimizer's state unchanged. Make it an error with
+    ``warnings.simplefilter("error", pl.bilevel.SolverWarning)``."""
+
+
+#: The values each positivity map reaches: ``lambda = map(theta)`` for a finite ``theta``.
+_RANGES = {
+    "log": ("> 0 (lambda = exp(theta))", lambda v: v > 0),
+    "softplus": ("> 0 (lambda = softplus(theta))", lambda v: v > 0),
+    "sigmoid": ("in (0, 1) (lambda = sigmoid(theta))", lambda v: 0 < v < 1),
+    None: ("finite (lambda = theta)", lambda v: True),
+}
+
+
+def _check_start(value, positive: str | None, what: str):
+    """Refuse a starting ``value`` (a number, or one per example) that ``positive`` cannot reach:
+    its inverse would give a NaN or infinite ``theta``."""
+    flat = value.tolist() if hasattr(value, "tolist") else value
+    flat = list(flat) if isinstance(flat, (list, tuple)) else [flat]
+    expected, reached = _RANGES[positive]
+    for v in flat:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{what}: the starting value must be a real number or a sequence of them, "
+                            f"got {v!r} ({type(v).__name__})")
+        if not (math.isfinite(v) and reached(v)):
+            raise ValueError(f"{what}: the starting value must be {expected} for positive={positive!r}, "
+                             f"got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -98,9 +134,20 @@ def truncated(steps: int = 100, backprop: int = 10) -> Method:
 
 def implicit(inner_steps: int = 100, solver: str = "cg", solver_steps: int = 100, alpha: float | None = None) -> Method:
     """Implicit function theorem at the inner solution (Lorraine et al.): ``inner_steps`` warm-started
-    inner steps, then ``H q = grad_w V`` by conjugate gradient, a Neumann series, or exactly."""
+    inner steps, then ``H q = grad_w V`` by conjugate gradient, a Neumann series, or exactly.
+
+    Conjugate gradient needs ``H`` positive definite and the Neumann series
+    ``alpha * sum_k (I - alpha H)^k`` needs ``0 < alpha < 2 / (largest eigenvalue of H)``
+    (``alpha=None`` takes ``1 / largest eigenvalue``, by power iteration). A step whose solve
+    fails (non-positive curvature ``p^T H p <= 0``; Neumann terms growing; a non-finite
+    exact solve) reports ``solver_failed`` in its metrics and leaves ``theta`` unchanged,
+    and ``fit`` warns (:class:`SolverWarning`)."""
     if solver not in ("cg", "neumann", "exact"):
         raise ValueError(f"solver must be 'cg', 'neumann' or 'exact', got {solver!r}")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
+                              or not (math.isfinite(alpha) and alpha > 0)):
+        raise ValueError(f"alpha (the Neumann step) must be a finite number > 0, or None to take 1 / (largest "
+                         f"eigenvalue of the inner Hessian), got {alpha!r}")
     return Method("implicit", inner_steps, solver=solver, solver_steps=solver_steps, alpha=alpha)
 
 
@@ -158,6 +205,9 @@ class Bilevel:
         if unknown:
             raise KeyError(f"unknown hyperparameters {unknown}: this problem's hyperparameter wires are "
                            f"{sorted(self.available_hypers)} (declare others with pl.hyperparameter)")
+        for k, h in self.hyper.items():
+            if h.value is None:  # the wire's default must be reachable too
+                _check_start(self.available_hypers[k], h.positive, f"hyper[{k!r}] (the wire's default)")
         if "weights" in self.hyper and not self.hyper["weights"].per_example:
             raise ValueError("the 'weights' hyperparameter needs per_example=True")
         if batch_size is not None and self.method.kind not in ("unrolled", "truncated"):

@@ -150,7 +150,19 @@ def _unary(prim, doc):
 
 
 exp = _unary(P.EXP, "Elementwise e**x.")
-log = _unary(P.LOG, "Elementwise natural logarithm.")
+
+
+def log(x: Wire) -> Wire:
+    """Elementwise natural logarithm. ``log(sigmoid(z))`` is built as ``-softplus(-z)``: finite, and
+    with a finite reverse derivative ``sigmoid(-z)``, where ``sigmoid(z)`` underflows to 0."""
+    b = builder_of(x)
+    w = lift(b, x)
+    made = next((e for e in reversed(b.eqns) if w in e.outs), None)
+    if made is not None and made.prim is P.SIGMOID:
+        return -softplus(-Wire(b, made.ins[0]))
+    return _wrap(b, b.emit1(P.LOG, w))
+
+
 sqrt = _unary(P.SQRT, "Elementwise square root.")
 tanh = _unary(P.TANH, "Elementwise hyperbolic tangent.")
 sigmoid = _unary(P.SIGMOID, "Elementwise logistic function 1 / (1 + e**-x).")

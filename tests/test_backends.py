@@ -58,8 +58,8 @@ def test_sympy_derives_the_textbook_formula():
 
 
 def test_jax_backend_is_jittable_and_differentiable():
-    f = pl.nn.mlp([3, 4, 2], activation=pl.nn.tanh)
-    p = {k: v.astype(np.float64) for k, v in f.init(0).items()}
+    f = pl.nn.mlp([3, 4, 2], activation=pl.nn.tanh, dtype="float64")
+    p = f.init(0)
     x = np.random.default_rng(0).standard_normal((5, 3))
     fn = pjax.compile(f)
     np.testing.assert_allclose(jax.jit(fn)(p, x), pnp.compile(f)(p, x), rtol=1e-12)
