@@ -4,8 +4,8 @@ A run is a sequence of steps over a fixed data order: epoch ``e`` visits the
 examples in the order ``numpy.random.default_rng([seed, e]).permutation(n)``,
 in batches of ``batch_size`` (the last incomplete batch is dropped). Where a
 run stands is therefore one number, the steps taken, which the returned state
-carries as ``state["step"]``: a later ``fit`` from that state continues the
-same order, and two fits of 5 epochs give the state one fit of 10 gives.
+carries as ``state["step"]`` (the step term counts it): a later ``fit`` from
+that state continues the same order, and two fits of 5 epochs give the state one fit of 10 gives.
 
 The steps run as the backend's scanned step (one ``lax.scan`` on JAX) over
 chunks that end at each epoch's end and, with ``checkpoint_dir``, at every
@@ -67,8 +67,10 @@ def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, 
         every = positive_int(every, "every")
     elif checkpoint_dir is not None:
         every = k
+    counted = "step" in step.in_sig[0].keys  # else (a circuit's step) the count is kept here
     start = positive_int(int(state.get("step", 0)), 'state["step"]', zero=True)
-    state = {key: v for key, v in state.items() if key != "step"}
+    if not counted:
+        state = {**state, "step": np.asarray(start, np.int32)}
     record = {"seed": seed, "batch_size": batch_size, "examples": n, "data_crc": _fingerprint(x, y),
               "backend": backend.name}
     history = []
@@ -114,7 +116,7 @@ def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, 
             if not np.all(np.isfinite(losses)):
                 warnings.warn(f"non-finite loss at step {t + int(np.flatnonzero(~np.isfinite(losses))[0])}, "
                               "training continues (on_nonfinite='continue')", NonFiniteLossWarning, stacklevel=3)
-            state, t = new, end
+            state, t = (new if counted else {**new, "step": np.asarray(end, np.int32)}), end
             history.append(losses)
             if ckpt is not None and (t % every == 0 or t == target):
                 ckpt.save(t, state, np.concatenate(history), record)
@@ -130,17 +132,11 @@ def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, 
                          f"{ckpt.directory!r}, resume=True)" if ckpt is not None else
                          "the state so far is on this exception's .state (pass checkpoint_dir= to save it)")
                 raise TrainingInterrupted(f"training interrupted after step {t} of {target}; {where}",
-                                          state=_with_step(backend, state, t), losses=_joined(history), step=t,
+                                          state=state, losses=_joined(history), step=t,
                                           checkpoint=ckpt.directory if ckpt is not None else None)
     if bar is not None:
         bar.close()
-    return _with_step(backend, state, t), _joined(history)
-
-
-def _with_step(backend, state: dict, t: int) -> dict:
-    """The state with the steps taken, as a 0-d int32 array of the backend (a pytree of arrays)."""
-    from paralens.types import ArrayType
-    return {**state, "step": backend.array(t, ArrayType((), "int32"))}
+    return state, _joined(history)
 
 
 def _joined(history) -> np.ndarray:

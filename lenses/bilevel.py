@@ -381,7 +381,10 @@ class Bilevel:
         if truncated_consts:
             theta = {k: T.stop_gradient(Wire(b, w)).id for k, w in theta.items()}
         hyper = self._hypers(b, self._lambda(b, theta), types["hyper"])
+        # the inner loop counts its own steps: the learner's step count is fed 0 and dropped
         state = {"params": params, "opt": opt, "hyper": hyper}
+        if "step" in types:
+            state["step"] = P.emit_const(b, 0, (), types["step"].dtype)
         outs = b.inline(step, flatten(state, step.in_sig[0]) + xs + ys)[:-1]  # the loss is not carried
         ins = list(params.values()) + flatten(opt, step.in_sig[0].values[1]) + list(theta_in.values()) + xs + ys
         new = iter(outs)

@@ -33,21 +33,27 @@ from .derivative import forward_gradient
 from .lens import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
 from .terms import Builder, Poly, Term, leaves, plain_sig, sig_of, tree_map
+from . import prims as P
 from .prims import KEY
 from .types import ArrayType, Ty
 
 __all__ = ["Learner"]
 
+#: the type of ``state["step"]``, the steps a state has taken
+STEP = ArrayType((), "int32", batched=False)
+
 
 class Learner:
     """Model + loss lens + learning-rate lens + optimizer lens, as one update term.
 
-    The training state is a plain pytree ``{"params": ..., "opt": ..., "hyper": ...}``:
+    The training state is a plain pytree ``{"params": ..., "opt": ..., "hyper": ..., "step": ...}``:
     ``params`` the model's trainable parameters by name, ``opt`` the optimizer's
     state (named fields), ``hyper`` every hyperparameter wire (the optimizer's,
     such as ``learning_rate``, and those declared with
-    :func:`~paralens.hyperparameter` in the model or the loss); set a new value
-    there (:meth:`set_hyper`) to change it between steps without recompiling.
+    :func:`~paralens.hyperparameter` in the model or the loss; set a new value
+    there with :meth:`set_hyper` to change it between steps without
+    recompiling), ``step`` the steps taken (an int32 the step term counts, which
+    tells :meth:`fit` where in its data order a state stands).
 
     ``learning_rate`` is the learning-rate lens, a costate on the loss's output:
     by default the constant 1 (the step size lives in the optimizer, as in
@@ -126,7 +132,16 @@ class Learner:
                "hyper": {k: declared.get(k, opt_hyper) for k in self.hyper_defaults}}
         if self.gradient == "forward":
             out["key"] = KEY
+        if self.counts_steps:
+            out["step"] = STEP
         return out
+
+    @cached_property
+    def counts_steps(self) -> bool:
+        """Whether the step term counts its steps in ``state["step"]``: every learner but a
+        circuit's, whose parameters are all bits (the Z2 backend holds bits only; ``fit``
+        keeps the count for it)."""
+        return not all(t.dtype == "bool" for t in self.param_types.values())
 
     # ---------------------------------------------------------------- the assembly
     @cached_property
@@ -156,6 +171,10 @@ class Learner:
         new_state = {"params": tree_map(lambda _: next(new), p), "opt": new_opt}
         if self.gradient == "forward":
             new_state["key"] = key
+        if self.counts_steps:
+            b.group = ("optimizer",)  # the step count, as optax counts in its optimizers' states
+            new_state["step"] = P.add(b, state["step"], P.emit_const(b, 1, (), STEP.dtype))
+            b.group = ()
         in_sig = (sig_of(state), self.model.in_sig[0], plain_sig(len(ys)))
         out_sig = (sig_of(new_state), None)
         return b.build(leaves(state) + xs + ys, leaves(new_state) + [l],
@@ -178,8 +197,8 @@ class Learner:
 
     # ---------------------------------------------------------------- running it
     def init(self, seed: int = 0, backend: str = "numpy", params: dict | None = None) -> dict:
-        """The initial training state ``{"params", "opt", "hyper"}``, typed as the step term reads it;
-        the parameters are drawn, or start from ``params`` where it gives them."""
+        """The initial training state ``{"params", "opt", "hyper", "step"}``, typed as the step
+        term reads it; the parameters are drawn, or start from ``params`` where it gives them."""
         be = backends.get(backend)
         types = self.step_term.input_types()[0]
         values = be.init(self.model, seed)
@@ -193,6 +212,8 @@ class Learner:
         state = {"params": params, "opt": opt, "hyper": hyper}
         if self.gradient == "forward":
             state["key"] = be.array([0, seed], KEY)  # the layout of jax.random.PRNGKey(seed)
+        if self.counts_steps:
+            state["step"] = be.array(0, STEP)
         return state
 
     def compile(self, backend: str = "jax", **options):
@@ -255,9 +276,9 @@ class Learner:
         Epoch ``e`` visits the examples in the order
         ``numpy.random.default_rng([seed, e]).permutation(len(x))``, in batches
         of ``batch_size`` (the last incomplete batch is dropped); each run of
-        steps is one compiled ``lax.scan`` on JAX. The returned state carries
-        ``state["step"]``, the steps taken: ``fit(..., state=state)`` continues
-        the same data order, so two fits of 5 epochs equal one of 10.
+        steps is one compiled ``lax.scan`` on JAX. The state counts the steps it
+        has taken in ``state["step"]``: ``fit(..., state=state)`` continues the
+        same data order, so two fits of 5 epochs equal one of 10.
 
         Checked first: ``x`` and ``y`` have the same number of examples, no
         NaN or inf in them, integer class labels in range, ``batch_size`` an int

@@ -79,7 +79,7 @@ def check_every_file_loads(out):
         if ckpt.latest() is not None:  # the latest committed checkpoint restores whole
             state, losses, record = ckpt.restore(_learner().init(backend="jax"))
             assert record["step"] == ckpt.latest() == len(losses)
-            assert set(state) == {"params", "opt", "hyper"}
+            assert set(state) == {"params", "opt", "hyper", "step"} and int(state["step"]) == record["step"]
         ckpt.close()
     return names
 

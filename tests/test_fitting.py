@@ -307,3 +307,18 @@ def test_the_random_key_of_a_forward_gradient_run_is_checkpointed(backend, tmp_p
     resumed, losses = learner.fit(x, y, epochs=4, checkpoint_dir=tmp_path, resume=True, **kw)
     assert_bitwise_equal(resumed, whole)
     assert len(losses) == 36
+
+
+def test_a_circuits_run_is_counted_by_fit_and_resumes_bit_exactly(tmp_path):
+    """A circuit's step runs on bits only, so fit keeps its step count; resume still matches."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, (24, 3)).astype(bool)
+    y = np.stack([x[:, 0] ^ x[:, 1], x[:, 2]], axis=1)
+    learner = pl.z2.rda_learner(pl.z2.dense(3, 2))
+    assert not learner.counts_steps and "step" not in learner.init(backend="z2")
+    kw = dict(batch_size=4, backend="z2", progress=False)
+    whole, losses = learner.fit(x, y, epochs=4, **kw)
+    assert int(whole["step"]) == 24 == len(losses)
+    learner.fit(x, y, epochs=2, checkpoint_dir=tmp_path, **kw)
+    resumed, _ = learner.fit(x, y, epochs=4, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert_bitwise_equal(resumed, whole)
