@@ -19,6 +19,7 @@ from .learner import Learner
 from .lens import Lens, costate, lens
 from .loops import loop, scan_term
 from .para import bind, hyperparameter, reparam, tie
+from .precision import astype
 from .prims import PRIMS
 from .structure import add, const, zero
 from .terms import Builder, Eqn, ParamSpec, Poly, Term, as_term, copy, discard, id, seq, swap

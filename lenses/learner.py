@@ -32,6 +32,7 @@ from . import backends
 from .derivative import forward_gradient
 from .lens import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
+from .precision import astype
 from .terms import Builder, Poly, Term, leaves, plain_sig, sig_of, tree_map
 from . import prims as P
 from .prims import KEY
@@ -60,6 +61,11 @@ class Learner:
     optax); reverse derivative ascent feeds the error itself back
     (:func:`paralens.z2.rda_learner`).
 
+    ``compute_dtype="bfloat16"`` is mixed precision: the parameters and the
+    optimizer state stay in the model's dtype (float32), the model runs in
+    ``compute_dtype`` (:func:`~paralens.astype`), its output is cast back for the
+    loss, and its cotangents back for the optimizer.
+
     ``gradient="forward"`` replaces the backward pass by a forward-gradient
     estimate (:func:`~paralens.forward_gradient`, MATH.md 9): one forward
     derivative along a random tangent. The state then carries the random
@@ -67,7 +73,7 @@ class Learner:
     """
 
     def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform, *, gradient: str = "reverse",
-                 learning_rate: Lens | None = None):
+                 learning_rate: Lens | None = None, compute_dtype: str | None = None):
         if not isinstance(model, Term):
             raise TypeError(f"the model must be a term (e.g. pl.nn.mlp([...])), got {type(model).__name__}")
         if not isinstance(optimizer, Transform):
@@ -93,6 +99,13 @@ class Learner:
             raise ValueError(f"gradient must be 'reverse' (R, exact) or 'forward' (a forward-gradient estimate), "
                              f"got {gradient!r}")
         self.gradient = gradient
+        if compute_dtype is not None:
+            if gradient != "reverse":
+                raise ValueError("compute_dtype (mixed precision) needs gradient='reverse'")
+            self.compute_model = astype(model, compute_dtype, source=_float_dtype(model))
+        else:
+            self.compute_model = model
+        self.compute_dtype = compute_dtype
         names = list(self.optimizer.hyper) + list(model.hyper_names) + list(self.loss.hyper_names)
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
@@ -148,7 +161,7 @@ class Learner:
     def step_term(self) -> Term:
         """One training step ``(state, x, y) -> ({"params", "opt"}, loss)``: the four lenses, run
         forward and then backward, as one term."""
-        model, loss, rate = lens(self.model), lens(self.loss), self.learning_rate
+        model, loss, rate = lens(self.compute_model), lens(self.loss), self.learning_rate
         opt = self.optimizer.lens(self.param_types)
         b = Builder()
         state = b.inputs(self.state_types)
@@ -156,7 +169,10 @@ class Learner:
         p, h = state["params"], state["hyper"]
         seen, opt_res = opt.forward(b, _opt_inputs(state, self.optimizer), [], group="optimizer")  # get
         seen = dict(zip(p, seen))
-        yhat, m_res = model.forward(b, xs, _bind(self.model, seen, h), group="model")
+        low = self.compute_model  # mixed precision: into the compute dtype, and back for the loss
+        yhat, m_res = model.forward(b, _cast(b, xs, low.dom), _cast(b, _bind(self.model, seen, h),
+                                                                     [q.type for q in low.params]), group="model")
+        yhat = _cast(b, yhat, self.model.cod)
         (l,), l_res = loss.forward(b, yhat, _bind(self.loss, iter(ys), h), group="loss")
         if self.gradient == "forward":
             trained, key = self._forward_gradient(b, xs, _bind(self.model, seen, h) + _bind(self.loss, iter(ys), h),
@@ -164,7 +180,8 @@ class Learner:
         else:
             dl = rate.backward(b, rate.forward(b, [l], [], group="learning rate")[1], [], group="learning rate")[1]
             dyhat = loss.backward(b, l_res, dl, group="loss")[1]                              # backward pass
-            dp = model.backward(b, m_res, dyhat, group="model")[0]
+            dp = model.backward(b, m_res, _cast(b, dyhat, low.cod), group="model")[0]
+            dp = _cast(b, dp, [q.type for q in self.model.params])
             trained = [d for d, s in zip(dp, self.model.params) if not s.hyper]
         new = iter(opt.backward(b, opt_res, trained, group="optimizer")[1])                  # put
         new_opt = tree_map(lambda _: next(new), state["opt"])
@@ -306,6 +323,22 @@ class Learner:
                                          seed=seed, progress=progress, desc=f"training {self.model.name[:40]}",
                                          checkpoint_dir=checkpoint_dir, every=every, keep=keep, resume=resume,
                                          on_nonfinite=on_nonfinite, classes=self.classes)
+
+
+def _float_dtype(term: Term) -> str:
+    floats = {t.dtype for t in list(term.dom) + [p.type for p in term.params] if t.dtype in P.FLOATS}
+    if len(floats) != 1:
+        raise TypeError(f"compute_dtype needs a model of one float dtype, {term.name} has {sorted(floats)}")
+    return floats.pop()
+
+
+def _cast(b: Builder, wires: list[int], types) -> list[int]:
+    """Each float wire cast to its type's dtype, where it differs (mixed precision)."""
+    out = []
+    for w, t in zip(wires, types):
+        have = b.type_of(w).dtype
+        out.append(w if have == t.dtype or have not in P.FLOATS else b.emit1(P.CAST, w, dtype=t.dtype))
+    return out
 
 
 def _opt_inputs(state: dict, optimizer: Transform) -> list[int]:
