@@ -77,13 +77,23 @@ def reverse(f: Term):
         env[w] = b.redeclare(spec)
     xs = [b.input(t) for t in f.dom]
     env.update(zip(f.inputs, xs))
-    for e in f.eqns:  # forward part: each box once
+    varying = set(env.values()) | set(xs)  # wires that depend on a parameter or an input
+    kept: dict[int, object] = {}  # eqn index -> what its optic forward kept for its reverse
+    for i, e in enumerate(f.eqns):  # forward part: each box once
         ins = tuple(env[w] for w in e.ins)
-        outs = []
-        for w in e.outs:
-            env[w] = b.new_wire(f.wires[w])
-            outs.append(env[w])
-        b.eqns.append(Eqn(e.prim, e.params, ins, tuple(outs), e.group, e.layer))
+        if e.prim.optic is not None:  # a box that keeps its own residuals (a scan)
+            b.group, b.layer = e.group, e.layer
+            outs, kept[i] = e.prim.optic[0](b, e.kwargs, list(ins))
+            b.group, b.layer = (), None
+            env.update(zip(e.outs, outs))
+        else:
+            outs = []
+            for w in e.outs:
+                env[w] = b.new_wire(f.wires[w])
+                outs.append(env[w])
+            b.eqns.append(Eqn(e.prim, e.params, ins, tuple(outs), e.group, e.layer))
+        if varying.intersection(ins):
+            varying.update(outs)
     n_fwd = len(b.eqns)
     ys = [env[w] for w in f.outputs]
     dys = [b.input(t) for t in f.cod]
@@ -97,14 +107,18 @@ def reverse(f: Term):
     b.backward = True
     for y, dy in zip(ys, dys):
         accumulate(y, dy)
-    for e in reversed(f.eqns):
+    for i in reversed(range(len(f.eqns))):
+        e = f.eqns[i]
         outs = [env[w] for w in e.outs]
         if not any(o in cot for o in outs):
             continue  # no cotangent reaches this box
         b.group, b.layer = e.group, e.layer  # a box's backward boxes belong where it does
         douts = [cot[o] if o in cot else P.zeros_like(b, o) for o in outs]
         ins = [env[w] for w in e.ins]
-        dins = e.prim.rev(b, e.kwargs, ins, outs, douts)
+        if i in kept:
+            dins = e.prim.optic[1](b, e.kwargs, ins, outs, kept[i], douts, [w in varying for w in ins])
+        else:
+            dins = e.prim.rev(b, e.kwargs, ins, outs, douts)
         for w, d in zip(ins, dins):
             if d is not None:
                 accumulate(w, d)

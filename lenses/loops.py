@@ -4,11 +4,13 @@
 (a ``scan`` holding the body as a term), so a term with a 1000-step loop is as
 small as one with a 10-step loop, and JAX compiles it to one ``lax.scan``.
 
-Its reverse derivative is the reverse loop (MATH.md 8.2): a forward scan that
-also stacks the carries it went through (the residuals), then a scan backwards
-over them applying ``R(body)`` at each stored carry and summing the cotangents
-of the wires shared by every step. Both are scans again, so ``R`` applies to
-them too.
+Its reverse derivative is the reverse loop (MATH.md 8.2), built from the
+body's lens: ``R`` runs the forward scan once, with the body's forward part,
+which also stacks the body's residuals step by step (a residual that is a
+shared input is kept once, not stacked); then a scan backwards over them runs
+the body's reverse part at each step, summing the cotangents of the shared
+inputs that need one. The body's forward runs once per step. Both are scans
+again, so ``R`` applies to them too.
 
 >>> import paralens as pl
 >>> @pl.para
@@ -21,7 +23,7 @@ them too.
 from __future__ import annotations
 
 from . import prims as P
-from .derivative import R
+from .lens import lens
 from .terms import Builder, CompositionError, Term
 from .types import ArrayType
 
@@ -49,49 +51,68 @@ def _scan_rule(types, *, body, length, n_carry, n_const, reverse):
     return list(carry) + [_stacked(t, length) for t in body.cod[nc:]]
 
 
-def _with_history(body: Term, nc: int) -> Term:
-    """The body, also returning the carry it was given (to stack as residuals)."""
-    b = Builder()
-    ins = [b.input(t) for t in body.dom]
-    outs = b.inline(body, ins)
-    return b.build(ins, outs + ins[:nc], name=f"history({body.name})")
-
-
-def _reverse_body(body: Term, nc: int, na: int) -> Term:
-    """One backward step: carry (dc, da_sum), shared (a), per step (c_k, x_k, dy_k) -> (dc_prev, da_sum'), dx_k."""
-    rf = R(body)
-    carry_t, const_t = list(body.dom[:nc]), list(body.dom[nc:nc + na])
-    x_t, y_t = list(body.dom[nc + na:]), list(body.cod[nc:])
-    b = Builder()
-    dc = [b.input(t) for t in carry_t]
-    acc = [b.input(t) for t in const_t]
-    a = [b.input(t) for t in const_t]
-    c_k = [b.input(t) for t in carry_t]
-    x_k = [b.input(t) for t in x_t]
-    dy_k = [b.input(t) for t in y_t]
-    outs = b.inline(rf, c_k + a + x_k + dc + dy_k)
-    d_prev, da_k, dx_k = outs[:nc], outs[nc:nc + na], outs[nc + na:]
-    acc2 = [P.add(b, s, d) for s, d in zip(acc, da_k)]
-    return b.build(dc + acc + a + c_k + x_k + dy_k, d_prev + acc2 + dx_k, name=f"reverse({body.name})")
-
-
 def _scan_rev(b, p, ins, outs, douts):
-    body, k, nc, na, rev = p["body"], p["length"], p["n_carry"], p["n_const"], p["reverse"]
-    carries, consts, xs = ins[:nc], ins[nc:nc + na], ins[nc + na:]
-    ny = len(body.cod) - nc
-    hist_outs = b.emit(SCAN, carries + consts + xs, body=_with_history(body, nc), length=k, n_carry=nc,
-                       n_const=na, reverse=rev)
-    history = hist_outs[nc + ny:]
-    zeros = [P.zeros_like(b, a) for a in consts]
-    back = b.emit(SCAN, list(douts[:nc]) + zeros + consts + history + xs + list(douts[nc:]),
-                  body=_reverse_body(body, nc, na), length=k, n_carry=nc + na, n_const=na, reverse=not rev)
-    return back[:nc] + back[nc:nc + na] + back[nc + na:]
+    raise AssertionError("R reverses a scan through SCAN.optic, which keeps the body's residuals")
 
 
 #: ``scan(carries, consts, xs; body, length, n_carry, n_const, reverse)``: run ``body`` ``length``
 #: times on the carries, with shared ``consts`` and one slice of each ``xs`` per step; returns
 #: the last carries and the per-step outputs stacked on a new first axis (``lax.scan``).
 SCAN = P.define("scan", _scan_rule, _scan_rev)
+
+
+def _scan_forward(b, p, ins):
+    """``R``'s copy of a scan: the body's lens forward part, which also returns the body's
+    residuals, stacked per step; the residuals that are shared inputs are not stacked."""
+    body, k, nc, na = p["body"], p["length"], p["n_carry"], p["n_const"]
+    optic = lens(body)
+    fwd = optic.fwd
+    n_out = len(body.cod)
+    position = {w: i for i, w in enumerate(fwd.inputs)}
+    where = []  # each residual: ("const", j) for shared input j, ("step", r) for stacked residual r
+    stacked = []
+    for w in fwd.outputs[n_out:]:
+        i = position.get(w)
+        if i is not None and nc <= i < nc + na:
+            where.append(("const", i - nc))
+        else:
+            where.append(("step", len(stacked)))
+            stacked.append(w)
+    fb = Builder()
+    fb.wires, fb.params, fb.param_wires, fb.eqns = list(fwd.wires), [], [], list(fwd.eqns)
+    body_f = fb.build(list(fwd.inputs), list(fwd.outputs[:n_out]) + stacked, name=f"fwd({body.name})")
+    outs = b.emit(SCAN, ins, body=body_f, length=k, n_carry=nc, n_const=na, reverse=p["reverse"])
+    return outs[:len(outs) - len(stacked)], (optic, where, outs[len(outs) - len(stacked):])
+
+
+def _scan_reverse(b, p, ins, outs, kept, douts, needed):
+    """The reverse scan over the stored residuals: the body's lens reverse part at each step,
+    the shared inputs' cotangents summed (only those of inputs that need one)."""
+    body, k, nc, na, rev = p["body"], p["length"], p["n_carry"], p["n_const"], p["reverse"]
+    optic, where, stacked = kept
+    consts = ins[nc:nc + na]
+    wanted = [j for j in range(na) if needed[nc + j]]
+    carry_t, const_t = list(body.dom[:nc]), list(body.dom[nc:nc + na])
+    x_t, y_t = list(body.dom[nc + na:]), list(body.cod[nc:])
+    rb = Builder()
+    dc = [rb.input(t) for t in carry_t]
+    acc = [rb.input(const_t[j]) for j in wanted]
+    a = [rb.input(t) for t in const_t]
+    res_k = [rb.input(b.type_of(w).with_shape(b.type_of(w).shape[1:])) for w in stacked]
+    dy_k = [rb.input(t) for t in y_t]
+    residuals = [a[i] if kind == "const" else res_k[i] for kind, i in where]
+    d = rb.inline(optic.rev, residuals + dc + dy_k)
+    d_prev, da_k, dx_k = d[:nc], d[nc:nc + na], d[nc + na:]
+    acc2 = [P.add(rb, s, da_k[j]) for s, j in zip(acc, wanted)]
+    rev_body = rb.build(dc + acc + a + res_k + dy_k, d_prev + acc2 + dx_k, name=f"rev({body.name})")
+    zeros = [P.zeros_like(b, consts[j]) for j in wanted]
+    back = b.emit(SCAN, list(douts[:nc]) + zeros + list(consts) + list(stacked) + list(douts[nc:]),
+                  body=rev_body, length=k, n_carry=nc + len(wanted), n_const=na, reverse=not rev)
+    d_const = dict(zip(wanted, back[nc:nc + len(wanted)]))
+    return back[:nc] + [d_const.get(j) for j in range(na)] + back[nc + len(wanted):]
+
+
+SCAN.optic = (_scan_forward, _scan_reverse)
 
 
 def _params_as_inputs(term: Term) -> Term:

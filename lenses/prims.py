@@ -36,7 +36,8 @@ __all__ = [
     "POW", "ADD", "SUB", "MUL", "DIV", "GREATER", "EQUAL", "WHERE", "ZEROS", "CONST",
     "STOP_GRADIENT", "REDUCE_SUM", "REDUCE_MAX", "BROADCAST", "RESHAPE", "TRANSPOSE", "EINSUM",
     "SOFTMAX", "LOGSUMEXP", "PATCHES", "PATCHES_T", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
-    "CAST", "POWER", "COS", "SIN", "FLOOR", "FOREIGN", "Foreign", "NORMAL", "KEY",
+    "CAST", "POWER", "COS", "SIN", "FLOOR", "FOREIGN", "Foreign", "NORMAL", "UNIFORM", "KEY", "TAKE", "SCATTER_ADD",
+    "INTS",
 ]
 
 
@@ -56,6 +57,12 @@ class Prim:
         self.type_rule = type_rule
         self.rev = rev
         self.elementwise = elementwise
+        #: ``(forward, reverse)`` for a box that keeps its own residuals when ``R`` copies it
+        #: (a scan stores its body's residuals per step): ``forward(b, params, ins) -> (outs,
+        #: kept)`` replaces the copy of the box, ``reverse(b, params, ins, outs, kept, douts,
+        #: needed) -> dins`` replaces ``rev`` (``needed[i]``: input ``i`` depends on a parameter
+        #: or an input of the term, so its cotangent is wanted). ``None``: copy, then ``rev``.
+        self.optic: tuple[Callable, Callable] | None = None
 
     def __repr__(self) -> str:
         return f"<prim {self.name}>"
@@ -283,6 +290,21 @@ def _normal_rule(types, *, shape, dtype):
 #: ``normal(key; shape, dtype) -> (key', sample)``: standard normal numbers drawn with ``key``, and
 #: the key to draw the next ones with. Neither depends differentiably on anything.
 NORMAL = define("normal", _normal_rule, lambda b, p, x, y, dy: [None])
+
+
+def _uniform_rule(types):
+    _arity("uniform", types, 2)
+    if types[0] != KEY:
+        _fail("uniform", types, f"takes a random key of type {KEY} first")
+    if types[1].dtype not in FLOATS:
+        _fail("uniform", types, f"draws floating-point numbers, not {types[1].dtype}")
+    return [KEY, types[1]]
+
+
+#: ``uniform(key, like) -> (key', sample)``: numbers uniform in [0, 1) of ``like``'s type, drawn
+#: with ``key``; a batched ``like`` gets a draw per example (dropout masks). Only the type of
+#: ``like`` is read, so nothing here depends differentiably on anything.
+UNIFORM = define("uniform", _uniform_rule, lambda b, p, x, y, dy: [None, None])
 
 
 # --------------------------------------------------------------------------- constants
@@ -534,6 +556,56 @@ def _patches_t_rev(b, p, x, y, dy):
 #: reverse derivative is its transpose ``patches_t`` (overlapping windows add up).
 PATCHES = define("patches", _patches_rule, _patches_rev)
 PATCHES_T = define("patches_t", _patches_t_rule, _patches_t_rev)
+
+
+# --------------------------------------------------------------------------- gather and scatter
+
+#: The dtypes of indices.
+INTS = ("int32", "int64", "uint32")
+
+
+def _indices(name, types, idx: ArrayType):
+    if idx.dtype not in INTS:
+        _fail(name, types, f"takes integer indices ({', '.join(INTS)}), not {idx.dtype}")
+
+
+def _take_rule(types):
+    _arity("take", types, 2)
+    table, idx = types
+    _indices("take", types, idx)
+    if table.ndim == 0:
+        _fail("take", types, "needs a table with at least one axis to take rows of")
+    return [ArrayType(idx.shape + table.shape[1:], table.dtype, table.batched or idx.batched)]
+
+
+def _scatter_add_rule(types, *, size, batched_out=None):
+    _arity("scatter_add", types, 2)
+    values, idx = types
+    _indices("scatter_add", types, idx)
+    if values.shape[:idx.ndim] != idx.shape:
+        _fail("scatter_add", types, f"the values' shape must start with the indices' shape {idx.shape}")
+    any_b = values.batched or idx.batched
+    bo = any_b if batched_out is None else batched_out
+    if bo and not any_b:
+        _fail("scatter_add", types, "a batched output needs a batched operand")
+    return [ArrayType((size,) + values.shape[idx.ndim:], values.dtype, bo)]
+
+
+def _take_rev(b, p, x, y, dy):
+    t = b.type_of(x[0])
+    return [b.emit1(SCATTER_ADD, dy[0], x[1], size=t.shape[0], batched_out=t.batched), None]
+
+
+#: ``take(table, idx)``: rows of ``table`` (``n, *rest``) at integer indices ``idx`` of any shape ``s``,
+#: giving ``(*s, *rest)`` (``table[idx]``; an embedding lookup). Batched if either operand is; a batched
+#: table is indexed per example. Indices must be in ``[0, n)``: out of range, NumPy raises and JAX clamps.
+TAKE = define("take", _take_rule, _take_rev)
+#: ``scatter_add(values, idx; size, batched_out)``: zeros of shape ``(size, *rest)`` with each row
+#: ``values[i]`` added at row ``idx[i]`` (repeated indices add up): the transpose of ``take``, and
+#: linear. With ``batched_out=False`` batched operands are also summed over the batch, in the same
+#: scatter (the cotangent of an embedding table shared by every example).
+SCATTER_ADD = define("scatter_add", _scatter_add_rule,
+                     lambda b, p, x, y, dy: [b.emit1(TAKE, dy[0], x[1]), None])
 
 
 # --------------------------------------------------------------------------- the batch axis

@@ -61,3 +61,63 @@ def test_loop_type_errors():
         pl.loop(pl.nn.dense(3, 2), 3)
     with pytest.raises(ValueError, match="at least 1"):
         pl.loop(body, 0)
+
+
+def _boxes(term, name):
+    """Boxes called ``name`` in ``term``, inside scan bodies too."""
+    n = 0
+    for e in term.eqns:
+        n += e.prim.name == name
+        body = dict(e.params).get("body")
+        if body is not None:
+            n += _boxes(body, name)
+    return n
+
+
+@pytest.mark.parametrize("k", [1, 64])
+def test_R_of_a_scan_runs_the_body_forward_once_per_step(k):
+    """One forward scan (the body's lens forward, stacking its residuals) and one reverse scan
+    (the lens's reverse part): the body's tanh appears once in R's term and once in the
+    compiled program, whatever the length."""
+    f = pl.loop(body, k)
+    assert _boxes(f, "tanh") == 1
+    r = pl.R(f)
+    assert _boxes(r, "scan") == 2 and _boxes(r, "tanh") == 1
+    p = {"body.w": np.eye(3)}
+    x, v = np.ones((2, 3)), np.ones((2, 3))
+    hlo = jax.jit(pjax.compile(r)).lower(p, (x, v), (x, v)).as_text()
+    assert hlo.count("stablehlo.tanh") == 1
+
+
+def test_R_of_a_scan_skips_the_cotangents_of_constant_shared_inputs():
+    """A shared input that depends on no parameter or input (a constant) gets no summed
+    cotangent: the reverse scan carries only the shared inputs that need one."""
+    C = pl.ArrayType((3,), "float64", batched=False)
+
+    @pl.para(dom=[A, C])
+    def step(x, c, w: pl.Param((3, 3), dtype="float64")):
+        return pl.tanh(x @ w + c)
+
+    looped = pl.loop(step, 8, n_carry=1)
+
+    @pl.para(dom=[A])
+    def constant_shift(x):
+        return looped(x, pl.constant(np.full(3, 0.1), (3,), "float64", like=x))
+
+    def carried_backwards(term):
+        return dict([e for e in pl.R(term).eqns if e.prim.name == "scan"][-1].params)["n_carry"]
+
+    assert carried_backwards(looped) == 3              # dx, the sum of dc, the sum of dw
+    assert carried_backwards(constant_shift) == 2      # dx and the sum of dw: c is a constant
+    p = {"step.w": 0.3 * np.eye(3)}
+    x, dy = np.ones((2, 3)), np.ones((2, 3))
+    dp, dx = pnp.compile(pl.R(constant_shift))(p, x, dy)
+    g = jax.grad(lambda w, x: hand_shift(w, x).sum(), argnums=(0, 1))(p["step.w"], x)
+    np.testing.assert_allclose(dp["step.w"], g[0], rtol=1e-10)
+    np.testing.assert_allclose(dx, g[1], rtol=1e-10)
+
+
+def hand_shift(w, x):
+    for _ in range(8):
+        x = jnp.tanh(x @ w + 0.1)
+    return x
