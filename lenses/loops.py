@@ -69,12 +69,16 @@ def _scan_forward(b, p, ins):
     fwd = optic.fwd
     n_out = len(body.cod)
     position = {w: i for i, w in enumerate(fwd.inputs)}
-    where = []  # each residual: ("const", j) for shared input j, ("step", r) for stacked residual r
+    # each residual: ("const", j) for shared input j, ("x", j) for per-step input j (the loop
+    # has them stacked already), ("step", r) for residual r, stacked by the forward scan
+    where = []
     stacked = []
     for w in fwd.outputs[n_out:]:
         i = position.get(w)
         if i is not None and nc <= i < nc + na:
             where.append(("const", i - nc))
+        elif i is not None and i >= nc + na:
+            where.append(("x", i - nc - na))
         else:
             where.append(("step", len(stacked)))
             stacked.append(w)
@@ -99,14 +103,16 @@ def _scan_reverse(b, p, ins, outs, kept, douts, needed):
     acc = [rb.input(const_t[j]) for j in wanted]
     a = [rb.input(t) for t in const_t]
     res_k = [rb.input(b.type_of(w).with_shape(b.type_of(w).shape[1:])) for w in stacked]
+    x_k = [rb.input(t) for t in x_t]
     dy_k = [rb.input(t) for t in y_t]
-    residuals = [a[i] if kind == "const" else res_k[i] for kind, i in where]
+    residuals = [{"const": a, "x": x_k, "step": res_k}[kind][i] for kind, i in where]
     d = rb.inline(optic.rev, residuals + dc + dy_k)
     d_prev, da_k, dx_k = d[:nc], d[nc:nc + na], d[nc + na:]
     acc2 = [P.add(rb, s, da_k[j]) for s, j in zip(acc, wanted)]
-    rev_body = rb.build(dc + acc + a + res_k + dy_k, d_prev + acc2 + dx_k, name=f"rev({body.name})")
+    rev_body = rb.build(dc + acc + a + res_k + x_k + dy_k, d_prev + acc2 + dx_k, name=f"rev({body.name})")
     zeros = [P.zeros_like(b, consts[j]) for j in wanted]
-    back = b.emit(SCAN, list(douts[:nc]) + zeros + list(consts) + list(stacked) + list(douts[nc:]),
+    xs = ins[nc + na:]
+    back = b.emit(SCAN, list(douts[:nc]) + zeros + list(consts) + list(stacked) + list(xs) + list(douts[nc:]),
                   body=rev_body, length=k, n_carry=nc + len(wanted), n_const=na, reverse=not rev)
     d_const = dict(zip(wanted, back[nc:nc + len(wanted)]))
     return back[:nc] + [d_const.get(j) for j in range(na)] + back[nc + len(wanted):]

@@ -121,3 +121,16 @@ def hand_shift(w, x):
     for _ in range(8):
         x = jnp.tanh(x @ w + 0.1)
     return x
+
+
+def test_the_rnn_benchmark_runs_and_matches_hand_written_jax():
+    """benchmarks/bench_rnn.py checks its first step's loss against lax.scan + jax.grad itself."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parent.parent / "benchmarks" / "bench_rnn.py"
+    spec = importlib.util.spec_from_file_location("bench_rnn", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.bench(steps=8, batch=3, rounds=1, calls=1)
+    assert r["step_ratio_median"] > 0
