@@ -1,0 +1,61 @@
+"""One process of a multi-process data-parallel run (started twice by tests/test_distributed.py).
+
+    python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT DATA.npz OUT.npz
+
+Each process joins the run with ``jax.distributed.initialize``, builds the mesh over
+every process's devices, feeds its own slice of the global batch with
+``jax.make_array_from_process_local_data``, takes the steps, and (process 0) writes
+the final parameters and losses to OUT.npz.
+"""
+
+import sys
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import paralens as pl
+
+
+def learner() -> pl.Learner:
+    """The learner the test also trains in one process; the two must stay the same."""
+    return pl.Learner(pl.nn.mlp([6, 12, 3], activation=pl.nn.tanh),
+                      loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=pl.optim.adam(1e-2))
+
+
+def main(process_id: int, num_processes: int, port: int, data: str, out: str) -> None:
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # the CPU all-reduce across processes
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=num_processes,
+                               process_id=process_id)
+    assert jax.process_count() == num_processes and len(jax.devices()) > len(jax.local_devices())
+
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    replicated, batch = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+    lr = learner()
+    step = lr.compile("jax", mesh=mesh)
+    # every process starts from the same seed, so its local copy of the state is the global one
+    state = jax.tree.map(lambda v: jax.make_array_from_process_local_data(replicated, np.asarray(v)), lr.init(0))
+
+    d = np.load(data)
+    xs, ys = d["xs"], d["ys"]                     # (steps, global batch, ...): every process reads it all
+    share = xs.shape[1] // num_processes
+    mine = slice(process_id * share, (process_id + 1) * share)
+    losses = []
+    for x, y in zip(xs, ys):
+        gx = jax.make_array_from_process_local_data(batch, x[mine])
+        gy = jax.make_array_from_process_local_data(batch, y[mine])
+        assert gx.shape == x.shape and not gx.is_fully_addressable
+        if not losses:
+            assert "all-reduce" in step.lower(state, gx, gy).compile().as_text(), "no all-reduce across processes"
+        state, loss = step(state, gx, gy)
+        losses.append(np.asarray(loss.addressable_data(0)))
+    if process_id == 0:
+        np.savez(out, losses=np.array(losses),
+                 **{k: np.asarray(v.addressable_data(0)) for k, v in state["params"].items()})
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    pid, n, port = (int(a) for a in sys.argv[1:4])
+    main(pid, n, port, *sys.argv[4:6])
