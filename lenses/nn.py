@@ -12,19 +12,21 @@ a :func:`~paralens.hyperparameter`: it then becomes a wire of the layer.
 ('dense0.W', 'dense0.b', 'dense1.W', 'dense1.b')
 """
 
+import math
 import numbers
 from typing import Callable, Sequence
 
 from . import para as _init
 from . import wires as W
-from .para import number
-from .prims import promote
+from .para import number, real
+from .prims import FLOATS, INTS, KEY, promote
 from .terms import Builder, Poly, Term
 from .trace import trace, trace_on
 from .types import Array, ArrayType, Ty, positive_int
 
 __all__ = ["dense", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "softmax", "mlp",
-           "conv2d", "max_pool", "avg_pool", "flatten"]
+           "conv2d", "max_pool", "avg_pool", "flatten", "layer_norm", "rms_norm", "embedding", "dropout",
+           "multi_head_attention", "transformer_block"]
 
 
 def _elementwise(fn: Callable, name: str) -> Poly:
@@ -98,7 +100,8 @@ def _dense_into(b: Builder, x: int, n_in: int, n_out: int, dtype: str, init: tup
     w = b.param("dense", slot, "W", ArrayType((n_in, n_out), dtype, False), init)
     bias = b.param("dense", slot, "b", ArrayType((n_out,), dtype, False), _init.zeros())
     b.layer = ("dense", slot)
-    out = (W.einsum("i,io->o", W.Wire(b, x), W.Wire(b, w)) + W.Wire(b, bias)).id
+    lead = "abcdefgh"[: b.type_of(x).ndim - 1]  # any leading axes (tokens) are kept
+    out = (W.einsum(f"{lead}i,io->{lead}o", W.Wire(b, x), W.Wire(b, w)) + W.Wire(b, bias)).id
     b.layer = None
     return out
 
@@ -202,3 +205,253 @@ def avg_pool(window=(2, 2), stride=None, padding=(0, 0)) -> Poly:
 def flatten() -> Poly:
     """Reshape each example to a vector."""
     return _elementwise(lambda x: W.reshape(x, (x.type.size,)), "flatten")
+
+
+# --------------------------------------------------------------------------- transformers
+# These layers act on per-example sequences (T, d) of T tokens of d features (the norms on the
+# last axis of any array). Their type follows the input: each is a Poly, instantiated at the
+# type of what it is composed after, or explicitly with ``.at(pl.Array[T, d])``.
+
+
+def _dtype(name: str, dtype):
+    if dtype is not None and dtype not in FLOATS:
+        raise ValueError(f"{name}: dtype={dtype!r} is not a floating-point dtype; expected one of {FLOATS} "
+                         "(or None: the input's)")
+    return dtype
+
+
+def _features(name: str, ty: Ty, d: int, dtype, *, sequence: bool = False) -> ArrayType:
+    """The one input of a layer over the last axis (``d`` features) of float arrays of ``dtype``
+    (any float dtype where ``None``); ``sequence``: exactly (T, d)."""
+    want = f"(T, {d}) sequences" if sequence else f"arrays whose last axis has {d} features"
+    if len(ty) != 1:
+        raise TypeError(f"{name} takes one input, {want}; got {ty}")
+    (t,) = ty
+    if t.ndim == 0 or t.shape[-1] != d or (sequence and t.ndim != 2):
+        raise TypeError(f"{name} expects per-example {want}, got {t}")
+    if t.dtype not in FLOATS or (dtype is not None and t.dtype != dtype):
+        raise TypeError(f"{name} expects {dtype or 'floating-point'} inputs, got {t}")
+    return t
+
+
+def _normalize(x: W.Wire, eps: float, centre: bool) -> W.Wire:
+    """``x`` divided by the root mean square over its last axis (after subtracting the mean: ``centre``)."""
+    lead = tuple(range(x.ndim - 1))
+
+    def spread(s):  # a statistic per row, back over the row (elementwise broadcasting is trailing only)
+        return W.broadcast_to(s, x.shape, lead)
+    if centre:
+        x = x - spread(W.mean(x, -1))
+    return x * spread((W.mean(x * x, -1) + eps) ** -0.5)
+
+
+def layer_norm(d: int, eps: float = 1e-5, *, dtype: str | None = None) -> Poly:
+    """Layer normalisation over the last axis: ``(x - mean) / sqrt(var + eps) * scale + bias``, the
+    mean and (biased) variance taken over the ``d`` features of each row; ``scale`` (d,) starts at
+    ones, ``bias`` (d,) at zeros. Input and output (..., d); ``dtype``: the inputs' (and parameters')
+    dtype, any float where ``None``.
+
+    >>> import paralens as pl
+    >>> ln = pl.nn.layer_norm(4).at(pl.Array[3, 4])
+    >>> ln.cod, ln.param_names
+    (Ty(Array[3, 4]), ('layer_norm.scale', 'layer_norm.bias'))
+    """
+    d = positive_int(d, "layer_norm: d")
+    eps = real(eps, "layer_norm: eps", 0, open_low=True)
+    dtype = _dtype("layer_norm", dtype)
+
+    def make(ty: Ty) -> Term:
+        t = _features("layer_norm", ty, d, dtype)
+        vec = ArrayType((d,), t.dtype, False)
+
+        def norm(x, scale: vec = _init.ones(), bias: vec = _init.zeros()):
+            return _normalize(x, eps, centre=True) * scale + bias
+        return trace(norm, dom=[t], name=f"layer_norm({d})", layer="layer_norm")
+    return Poly(make, "layer_norm")
+
+
+def rms_norm(d: int, eps: float = 1e-6, *, dtype: str | None = None) -> Poly:
+    """RMS normalisation over the last axis: ``x / sqrt(mean(x ** 2) + eps) * scale``, with ``scale``
+    (d,) starting at ones and no bias or centring. Input and output (..., d); ``dtype`` as in
+    :func:`layer_norm`.
+
+    >>> import paralens as pl
+    >>> pl.nn.rms_norm(4).at(pl.Array[4]).param_names
+    ('rms_norm.scale',)
+    """
+    d = positive_int(d, "rms_norm: d")
+    eps = real(eps, "rms_norm: eps", 0, open_low=True)
+    dtype = _dtype("rms_norm", dtype)
+
+    def make(ty: Ty) -> Term:
+        t = _features("rms_norm", ty, d, dtype)
+
+        def norm(x, scale: ArrayType((d,), t.dtype, False) = _init.ones()):
+            return _normalize(x, eps, centre=False) * scale
+        return trace(norm, dom=[t], name=f"rms_norm({d})", layer="rms_norm")
+    return Poly(make, "rms_norm")
+
+
+def embedding(vocab: int, d: int, *, dtype: str = "float32", init: tuple = _init.normal(1.0)) -> Poly:
+    """Token ids to vectors: integer ids of any per-example shape ``s`` (int32, e.g. (T,)) -> (*s, d),
+    row ``id`` of a learned ``table`` (vocab, d) of ``dtype``, drawn with ``init`` (normal, stddev 1).
+    Ids must lie in ``[0, vocab)``. The table's gradient is a scatter-add of the output's cotangent:
+    a row looked up twice receives the sum, and rows not looked up receive zero.
+
+    >>> import numpy as np, paralens as pl
+    >>> emb = pl.nn.embedding(10, 3).at(pl.Array(4, dtype="int32"))
+    >>> emb.cod, emb.param_types["embedding.table"]
+    (Ty(Array[4, 3]), Array[10, 3, batched=False])
+    >>> table = np.arange(30, dtype=np.float32).reshape(10, 3)
+    >>> pl.backends.get("numpy").compile(emb)(table, np.array([[2, 0, 2, 9]]))[0, 0].tolist()
+    [6.0, 7.0, 8.0]
+    """
+    vocab, d = positive_int(vocab, "embedding: vocab"), positive_int(d, "embedding: d")
+    if dtype not in FLOATS:
+        raise ValueError(f"embedding: dtype={dtype!r} is not a floating-point dtype; expected one of {FLOATS}")
+    init = _init.initializer(init, "embedding: init")
+
+    def make(ty: Ty) -> Term:
+        if len(ty) != 1 or ty[0].dtype not in INTS:
+            raise TypeError(f"embedding takes one input of integer token ids ({', '.join(INTS)}), got {ty}")
+
+        def embed(ids, table: ArrayType((vocab, d), dtype, False) = init):
+            return W.take(table, ids)
+        return trace(embed, dom=list(ty), name=f"embedding({vocab}, {d})", layer="embedding")
+    return Poly(make, "embedding")
+
+
+def dropout(rate: float) -> Poly:
+    """Dropout: ``(x, key) -> (y, key')``. Each entry of ``x`` is zeroed with probability ``rate``
+    and the others are scaled by ``1 / (1 - rate)``, so the mean is kept; a batched ``x`` gets a mask
+    per example. The randomness is an input wire: ``key`` (the unbatched uint32 pair of
+    ``jax.random.PRNGKey``, type ``pl.prims.KEY``) draws the mask, and ``key'`` is the key for the
+    next draw; so a step is a deterministic function of its key, and ``R`` passes the cotangent
+    through the same mask. ``rate`` is in [0, 1); at ``rate=0`` the layer is the identity and
+    hands its key on unchanged, so a model built with ``rate=0`` for evaluation has the same
+    parameters and calling convention as the one trained.
+
+    In a model, thread the key through every dropout layer and return it with the output (the key
+    is an input wire, typed by ``dom``: an unbatched annotation would declare a parameter)::
+
+        drop = pl.nn.dropout(0.1)
+
+        @pl.para(dom=[pl.Array[8], pl.prims.KEY])
+        def model(x, key, w: pl.Param[8, 8]):
+            h, key = drop(pl.relu(x @ w), key)
+            return h, key
+
+    >>> import numpy as np, paralens as pl
+    >>> drop = pl.nn.dropout(0.5).at([pl.Array[4], pl.prims.KEY])
+    >>> y, key = pl.backends.get("numpy").compile(drop)({}, (np.ones((2, 4), np.float32), np.array([0, 7], np.uint32)))
+    >>> sorted(set(y.ravel().tolist())) in ([0.0, 2.0], [2.0], [0.0]), key.dtype
+    (True, dtype('uint32'))
+    """
+    rate = real(rate, "dropout: rate", 0, 1, open_high=True)
+
+    def make(ty: Ty) -> Term:
+        if len(ty) != 2 or ty[1] != KEY or ty[0].dtype not in FLOATS:
+            raise TypeError(f"dropout takes (x, key): a floating-point array and a random key of type {KEY}, "
+                            f"got {ty}")
+
+        def drop(x, key):
+            if rate == 0.0:
+                return x, key
+            key, u = W.uniform(key, x)
+            return x * W.greater(u, rate) * (1.0 / (1.0 - rate)), key
+        return trace(drop, dom=list(ty), name=f"dropout({rate:g})", layer="dropout")
+    return Poly(make, "dropout")
+
+
+def _heads(name: str, d, heads) -> tuple[int, int]:
+    d, heads = positive_int(d, f"{name}: d"), positive_int(heads, f"{name}: heads")
+    if d % heads:
+        raise ValueError(f"{name}: heads={heads} does not divide d={d}; each head takes d // heads features, "
+                         f"so choose heads among {[h for h in range(1, d + 1) if d % h == 0]}")
+    return d, heads
+
+
+def multi_head_attention(d: int, heads: int, causal: bool = False, *, dtype: str | None = None) -> Poly:
+    """Multi-head self-attention on per-example sequences (T, d) -> (T, d).
+
+    Projections ``q = x @ Wq + bq``, ``k``, ``v`` likewise (each ``W`` (d, d), Glorot-uniform, each
+    ``b`` (d,), zero) are split into ``heads`` heads of ``d // heads`` features; each head attends
+    with ``softmax(q k^T / sqrt(d // heads))`` over the keys, and the heads, joined again, go
+    through ``@ Wo + bo``. ``causal``: position ``t`` attends to positions ``<= t`` only (a constant
+    lower-triangular mask, applied with ``where``), so nothing flows back from the future.
+    ``dtype`` as in :func:`layer_norm`.
+
+    >>> import paralens as pl
+    >>> att = pl.nn.multi_head_attention(8, heads=2, causal=True).at(pl.Array[5, 8])
+    >>> att.cod, att.param_names[:2]
+    (Ty(Array[5, 8]), ('attention.Wq', 'attention.bq'))
+    """
+    d, heads = _heads("multi_head_attention", d, heads)
+    dtype = _dtype("multi_head_attention", dtype)
+    dh = d // heads
+    causal = bool(causal)
+
+    def make(ty: Ty) -> Term:
+        t = _features("multi_head_attention", ty, d, dtype, sequence=True)
+        n = t.shape[0]
+        mat, vec = ArrayType((d, d), t.dtype, False), ArrayType((d,), t.dtype, False)
+        glorot, zeros = _init.glorot_uniform(), _init.zeros()
+
+        def attention(x, Wq: mat = glorot, bq: vec = zeros, Wk: mat = glorot, bk: vec = zeros,  # noqa: N803
+                      Wv: mat = glorot, bv: vec = zeros, Wo: mat = glorot, bo: vec = zeros):
+            def split(y):  # (T, d) -> (T, heads, d // heads)
+                return W.reshape(y, (n, heads, dh))
+            q, k, v = split((x @ Wq + bq) * (1.0 / math.sqrt(dh))), split(x @ Wk + bk), split(x @ Wv + bv)
+            scores = W.einsum("thc,shc->hts", q, k)
+            if causal:
+                below = [[1.0 if j <= i else 0.0 for j in range(n)] for i in range(n)]
+                scores = W.where(W.constant(below, (n, n), t.dtype), scores,
+                                 W.constant(-math.inf, (), t.dtype))
+            out = W.einsum("hts,shc->thc", W.softmax(scores, -1), v)
+            return W.reshape(out, (n, d)) @ Wo + bo
+        return trace(attention, dom=[t], name=f"multi_head_attention({d}, {heads}{', causal' * causal})",
+                     layer="attention")
+    return Poly(make, "multi_head_attention")
+
+
+def _tokenwise_dense(n_in: int, n_out: int) -> Poly:
+    """``dense`` on the last axis of (..., n_in) inputs (each token alike)."""
+    def make(ty: Ty) -> Term:
+        t = _features("dense", ty, n_in, None)
+        b = Builder()
+        x = b.input(t)
+        return b.build([x], [_dense_into(b, x, n_in, n_out, t.dtype, _init.glorot_uniform())],
+                       name=f"dense({n_in}, {n_out})")
+    return Poly(make, "dense")
+
+
+def transformer_block(d: int, heads: int, mlp_ratio: int = 4, causal: bool = False, *,
+                      dtype: str | None = None) -> Poly:
+    """A pre-LN transformer block on per-example sequences (T, d) -> (T, d)::
+
+        x = x + multi_head_attention(layer_norm(x))
+        x = x + dense(gelu(dense(layer_norm(x))))     # d -> mlp_ratio * d -> d, per token
+
+    (GELU in its tanh form). ``causal`` as in :func:`multi_head_attention`; ``dtype`` as in
+    :func:`layer_norm`.
+
+    >>> import paralens as pl
+    >>> block = pl.nn.transformer_block(8, heads=2).at(pl.Array[5, 8])
+    >>> block.cod, len(block.param_names)
+    (Ty(Array[5, 8]), 16)
+    """
+    d, heads = _heads("transformer_block", d, heads)
+    mlp_ratio = positive_int(mlp_ratio, "transformer_block: mlp_ratio")
+    dtype = _dtype("transformer_block", dtype)
+    attend = multi_head_attention(d, heads, causal)
+    mlp_ = _tokenwise_dense(d, mlp_ratio * d) >> gelu() >> _tokenwise_dense(mlp_ratio * d, d)
+
+    def make(ty: Ty) -> Term:
+        t = _features("transformer_block", ty, d, dtype, sequence=True)
+
+        def block(x):
+            x = x + attend(layer_norm(d)(x))
+            return x + mlp_(layer_norm(d)(x))
+        return trace(block, dom=[t], name=f"transformer_block({d}, {heads}{', causal' * bool(causal)})",
+                     layer="transformer_block")
+    return Poly(make, "transformer_block")
