@@ -94,7 +94,7 @@ def _exp_sum(x, axis):
 
 
 def _add_at(acc, idx, v):
-    acc[idx] = acc[idx] + v
+    np.add.at(acc, idx, v)  # repeated indices add up
     return acc
 
 
@@ -109,6 +109,13 @@ _DRAWS = itertools.count()
 def _normal(ins, outs, key, *, shape, dtype):
     """A draw is a fresh symbol per number (``v_{k}``): formulas show where randomness enters."""
     cells = [sp.Symbol(f"v_{{{next(_DRAWS)}}}") for _ in range(int(np.prod(shape, dtype=int)))]
+    return [key, np.asarray(cells, dtype=object).reshape(shape)]
+
+
+def _uniform(ins, outs, key, like):
+    """Like :func:`_normal`: a fresh symbol ``u_{k}`` per number (one per example where batched)."""
+    shape = np.shape(like)
+    cells = [sp.Symbol(f"u_{{{next(_DRAWS)}}}") for _ in range(int(np.prod(shape, dtype=int)))]
     return [key, np.asarray(cells, dtype=object).reshape(shape)]
 
 
@@ -133,6 +140,7 @@ RULES = {
     "reduce_max": _max,
     "foreign": _foreign,
     "normal": _normal,
+    "uniform": _uniform,
     "softmax": lambda ins, outs, x, *, axis: _vec(sp.exp)(x) / _exp_sum(x, axis + ins[0].batched),
     "logsumexp": lambda ins, outs, x, *, axis: np.squeeze(_vec(sp.log)(_exp_sum(x, axis + ins[0].batched)),
                                                         axis + ins[0].batched),

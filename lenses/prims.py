@@ -183,6 +183,18 @@ SIN = unary("sin", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(COS, x[0]))])
 #: ``floor(x)``: largest integer <= x (zero derivative almost everywhere).
 FLOOR = unary("floor", lambda b, p, x, y, dy: [None])
 STOP_GRADIENT = unary("stop_gradient", lambda b, p, x, y, dy: [None])
+
+
+def _barrier_rule(types):
+    if not types:
+        _fail("optimization_barrier", types, "needs at least one input")
+    return list(types)
+
+
+#: ``optimization_barrier(*xs)``: the identity on its inputs, which a compiler may not see
+#: through (``jax.lax.optimization_barrier``): recomputed residuals stay recomputed, in the
+#: backward pass (:func:`paralens.R` with a ``residuals`` policy).
+OPT_BARRIER = define("optimization_barrier", _barrier_rule, lambda b, p, x, y, dy: list(dy))
 #: ``scale(x; c) = c * x`` and ``shift(x; c) = x + c`` for a Python constant ``c``.
 SCALE = unary("scale", lambda b, p, x, y, dy: [scale(b, dy[0], p["c"])])
 SHIFT = unary("shift", lambda b, p, x, y, dy: [dy[0]])
@@ -498,8 +510,9 @@ def _softmax_rev(b, p, x, y, dy):
 
 def _logsumexp_rev(b, p, x, y, dy):
     t = b.type_of(x[0])
-    sm = b.emit1(SOFTMAX, x[0], axis=p["axis"])
-    return [mul(b, broadcast(b, dy[0], t.shape, _kept(t.ndim, (p["axis"],))), sm)]
+    kept = _kept(t.ndim, (p["axis"],))
+    sm = b.emit1(EXP, sub(b, x[0], broadcast(b, y[0], t.shape, kept)))  # softmax from the output: one exp
+    return [mul(b, broadcast(b, dy[0], t.shape, kept), sm)]
 
 
 SOFTMAX = define("softmax", _axis_rule("softmax", False), _softmax_rev)

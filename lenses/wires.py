@@ -27,10 +27,12 @@ from .types import ArrayType, CompositionError, positive_int
 # The pointful vocabulary, exported as ``paralens.<name>`` (tracing, builder_of and lift are for the core).
 __all__ = [
     "Wire",
-    "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "cos", "sin",
+    "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "optimization_barrier",
+    "cos", "sin",
     "floor", "power", "cast", "greater", "equal", "where", "maximum", "minimum", "clip", "sum", "mean",
     "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to", "einsum", "matmul", "conv2d",
-    "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant", "normal",
+    "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant", "normal", "uniform", "take",
+    "scatter_add",
 ]
 
 _STACK: list = []  # builders of the functions being traced, innermost last
@@ -169,6 +171,13 @@ sigmoid = _unary(P.SIGMOID, "Elementwise logistic function 1 / (1 + e**-x).")
 softplus = _unary(P.SOFTPLUS, "Elementwise log(1 + e**x).")
 relu = _unary(P.RELU, "Elementwise max(x, 0).")
 stop_gradient = _unary(P.STOP_GRADIENT, "The identity, with zero reverse derivative.")
+
+
+def optimization_barrier(*xs: Wire) -> tuple[Wire, ...]:
+    """The identity on ``xs``, which a compiler may not see through or reorder across
+    (``jax.lax.optimization_barrier``); its reverse derivative is the identity too."""
+    b = builder_of(*xs)
+    return tuple(_wrap(b, w) for w in b.emit(P.OPT_BARRIER, [lift(b, x) for x in xs]))
 cos = _unary(P.COS, "Elementwise cosine.")
 sin = _unary(P.SIN, "Elementwise sine.")
 floor = _unary(P.FLOOR, "Elementwise floor (zero derivative).")
@@ -462,3 +471,35 @@ def normal(key: Wire, shape=(), dtype: str = "float32") -> tuple[Wire, Wire]:
     b = key.builder
     new, sample = b.emit(P.NORMAL, [key.id], shape=tuple(shape), dtype=dtype)
     return Wire(b, new), Wire(b, sample)
+
+
+def uniform(key: Wire, like: Wire) -> tuple[Wire, Wire]:
+    """``(key', sample)``: numbers uniform in [0, 1) of ``like``'s type (shape, dtype, and a draw
+    per example where ``like`` is batched), drawn with the random ``key``, and the next key."""
+    b = builder_of(key, like)
+    new, sample = b.emit(P.UNIFORM, [lift(b, key), lift(b, like)])
+    return Wire(b, new), Wire(b, sample)
+
+
+def take(table, idx) -> Wire:
+    """Rows of ``table`` at integer indices: ``table`` (n, *rest), ``idx`` of any shape s ->
+    (*s, *rest), as ``table[idx]``. Its reverse derivative scatters the cotangent back
+    (:func:`scatter_add`: rows taken twice receive the sum).
+
+    >>> import paralens as pl
+    >>> @pl.para
+    ... def lookup(ids: pl.Array(5, dtype="int32"), table: pl.Param[10, 3]):
+    ...     return pl.take(table, ids)
+    >>> lookup.cod
+    Ty(Array[5, 3])
+    """
+    b = builder_of(table, idx)
+    return _wrap(b, b.emit1(P.TAKE, lift(b, table), lift(b, idx)))
+
+
+def scatter_add(values, idx, size: int) -> Wire:
+    """Zeros of shape (size, *rest) with ``values[i]`` added at row ``idx[i]`` (repeated indices add
+    up): ``values`` (*s, *rest), ``idx`` integers of shape s. The transpose of :func:`take`."""
+    b = builder_of(values, idx)
+    size = positive_int(size, "scatter_add: size")
+    return _wrap(b, b.emit1(P.SCATTER_ADD, lift(b, values), lift(b, idx), size=size))

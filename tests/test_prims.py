@@ -59,6 +59,22 @@ def _loop_body(x, w: par(3, 3)):
     return pl.tanh(x @ w) + 0.5 * x
 
 
+def ids_of(x, n):  # integer ids in [0, n) computed from a float wire (constant almost everywhere)
+    return pl.cast(pl.floor(pl.sigmoid(x) * float(n)), "int32")
+
+
+def w_take(x, table: par(4, 3)):
+    return pl.take(table, ids_of(x, 4)) + x
+
+
+def takes(x, y):  # a batched table, with shared and with per-example ids
+    return pl.take(x, pl.constant([2, 0, 2], (3,), "int32")), pl.take(x, ids_of(y, 4))
+
+
+def scatters(x, y):  # repeated ids add up
+    return pl.scatter_add(x, ids_of(y, 4), 4), pl.scatter_add(x, pl.constant([1, 3, 1], (3,), "int32"), 5)
+
+
 LOOP = pl.loop(pl.trace(_loop_body, dom=[arr(3)], name="body"), 4)
 
 CASES = [
@@ -83,6 +99,7 @@ CASES = [
     case("maximum", lambda x, y: pl.maximum(x, y), [arr(3), arr(3)]),
     case("step_equal", lambda x: pl.relu(x) * x + pl.equal(x, x) * x, [arr(3)]),
     case("stop_gradient", lambda x: x * pl.stop_gradient(x), [arr(3)], fd=False),
+    case("optimization_barrier", lambda x, y: pl.optimization_barrier(x * y, y)[0] * x, [arr(3), arr(3)]),
     case("power", lambda x, e: pl.power(x, e), [arr(3), arr(3)], pos),
     case("cast", lambda x: pl.cast(pl.cast(x, "float32") * 2.0, "float64") * x, [arr(3)], fd=False),
     case("cos_sin", lambda x: pl.cos(x) * pl.sin(2.0 * x), [arr(3)]),
@@ -107,6 +124,9 @@ CASES = [
     case("avg_pool_overlap", lambda x: pl.avg_pool(x, (2, 2), (1, 1), (1, 1)), [arr(3, 3, 1)]),
     case("batch_sum_mean", lambda x: (pl.batch_sum(x * x), pl.batch_mean(x)),
          [arr(3)]),
+    case("take_param_table", w_take, [arr(3)]),
+    case("take_batched_table", takes, [arr(4, 2), arr(3)]),
+    case("scatter_add", scatters, [arr(3, 2), arr(3)]),
     case("zeros_const", lambda x: x + pl.zeros_like(x) + pl.constant([1.0, 2.0, 3.0], (3,)), [arr(3)]),
 ]
 
@@ -205,6 +225,7 @@ def test_every_primitive_is_exercised():
     names = {e.prim.name for param in CASES for e in param.values[0].eqns}
     names |= {e.prim.name for param in CASES for e in pl.R(param.values[0]).eqns}
     # foreign: no reverse derivative by design (tested with from_optax); normal: each backend draws its
-    # own numbers, so JAX cannot be the reference (tested in test_forward_gradient)
-    opaque = {"foreign", "normal"}
+    # own numbers, so JAX cannot be the reference (tested in test_forward_gradient; uniform in
+    # test_transformer_layers, through dropout)
+    opaque = {"foreign", "normal", "uniform"}
     assert set(pl.PRIMS) - opaque <= names, sorted(set(pl.PRIMS) - opaque - names)
