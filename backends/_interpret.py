@@ -13,6 +13,7 @@ reshape, patches, ...) are written once here, over an :class:`ArrayLib`.
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import zlib
@@ -25,6 +26,7 @@ from paralens.prims import PRIMS, pad_sides, parse_einsum, patches_shape
 from paralens.terms import DictSig, Term, as_term, flatten, unflatten
 from paralens.types import ArrayType
 
+from ._codegen import MISS, fast_entry, staged, straight_line
 from .validate import cast, check_labels, check_same_batch, labels_check
 
 __all__ = ["ArrayLib", "ArrayBackend", "python_loop", "fans"]
@@ -33,7 +35,8 @@ __all__ = ["ArrayLib", "ArrayBackend", "python_loop", "fans"]
 class ArrayLib(types.SimpleNamespace):
     """What the shared rules need of an array library: ``xp`` (a NumPy-like namespace) and
     ``full(shape, value, dtype)``, ``constant(flat_values, shape, dtype)``,
-    ``einsum(spec, a, b)``, ``pad(x, widths)``, ``add_at(acc, index, values)``."""
+    ``einsum(spec, a, b)``, ``pad(x, widths)``, ``add_at(acc, index, values)`` (``acc[index] += values``
+    with repeated indices adding up, as ``numpy.add.at``; it may update ``acc`` in place)."""
 
 
 def _ax(t: ArrayType, axes) -> tuple[int, ...]:
@@ -45,6 +48,11 @@ def _batch_size(vals, types_):
         if t.batched:
             return v.shape[0]
     return None
+
+
+def _shape(t: ArrayType) -> tuple:
+    """A wire's array shape, ``None`` standing for the batch size (known when it runs)."""
+    return ((None,) if t.batched else ()) + t.shape
 
 
 def _align(xp, vals, ins, out: ArrayType):
@@ -61,20 +69,64 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
     def full(t: ArrayType, batch, value):
         return lib.full(((batch,) if t.batched else ()) + t.shape, value, t.dtype)
 
-    def broadcast(ins, outs, x, *, shape, dims):
+    broadcast_to = getattr(lib, "broadcast_to", xp.broadcast_to)
+
+    @staged
+    def broadcast(ins, outs, *, shape, dims):
         t = ins[0]
         new = [1] * len(shape)
         for i, d in enumerate(dims):
             new[d] = t.shape[i]
-        lead = (x.shape[0],) if t.batched else ()
-        return xp.broadcast_to(xp.reshape(x, lead + tuple(new)), lead + tuple(shape))
+        new, shape = tuple(new), tuple(shape)
+        if not t.batched:
+            return lambda x: broadcast_to(x.reshape(new), shape)
 
-    def einsum(ins, outs, a, c, *, spec, batched_out=None):
+        def batched(x):
+            lead = (x.shape[0],)
+            return broadcast_to(x.reshape(lead + new), lead + shape)
+        return batched
+
+    @staged
+    def reduce_sum(ins, outs, *, axes):
+        if not axes:
+            return lambda x: x
+        axis = _ax(ins[0], axes)
+        return lambda x: x.sum(axis=axis)  # the method: NumPy's xp.sum adds a layer of dispatch
+
+    @staged
+    def reshape(ins, outs, *, shape):
+        shape = tuple(shape)
+        if not ins[0].batched:
+            return lambda x: xp.reshape(x, shape)
+        return lambda x: xp.reshape(x, (x.shape[0],) + shape)
+
+    @staged
+    def transpose(ins, outs, *, perm):
+        perm = ((0,) + tuple(p + 1 for p in perm)) if ins[0].batched else tuple(perm)
+        return lambda x: xp.transpose(x, perm)
+
+    @staged
+    def batch_count(ins, outs):
+        dtype = ins[0].dtype
+        return lambda ref: lib.asarray(ref.shape[0], dtype)
+
+    @staged
+    def einsum(ins, outs, *, spec, batched_out=None):
         (sa, sc), so = parse_einsum(spec)
         z = next(ch for ch in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if ch not in spec)
         sa, sc = (z + sa if ins[0].batched else sa), (z + sc if ins[1].batched else sc)
         so = z + so if outs[0].batched else so
-        return lib.einsum(f"{sa},{sc}->{so}", a, c)
+        full = f"{sa},{sc}->{so}"
+        # a library may plan the contraction once for the wires' shapes (NumPy: one matmul)
+        plan = getattr(lib, "contraction", None)
+        return functools.partial(lib.einsum, full) if plan is None else plan(full, _shape(ins[0]), _shape(ins[1]))
+
+    @staged
+    def const(ins, outs, *, value, shape, dtype):
+        def make():
+            return lib.constant(value, shape, dtype)
+        make.constant = True  # straight-line code computes it once
+        return make
 
     def patches(ins, outs, x, *, kh, kw, stride, padding):
         t = ins[0]
@@ -104,28 +156,66 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
         out = acc[:, top: top + h, left: left + w, :]
         return out if t.batched else out[0]
 
+    def rows_of(n: int, idx: ArrayType):
+        """Example numbers shaped to index a batched array alongside ``idx`` (one per example)."""
+        return xp.reshape(xp.arange(n), (n,) + (1,) * idx.ndim)
+
+    def indices(idx, t: ArrayType):
+        return xp.asarray(idx).astype(t.dtype)  # SymPy holds indices as Integer objects
+
+    def take(ins, outs, table, idx):
+        idx = indices(idx, ins[1])
+        return table[rows_of(table.shape[0], ins[1]), idx] if ins[0].batched else table[idx]
+
+    def scatter_add(ins, outs, v, idx, *, size, batched_out=None):
+        tv, ti = ins
+        idx = indices(idx, ti)
+        n = _batch_size((v, idx), ins)
+        acc = full(outs[0], n, 0)
+        if outs[0].batched:
+            return lib.add_at(acc, (rows_of(n, ti), idx), v)
+        if tv.batched and not ti.batched:  # every example's rows go to the same table
+            idx = xp.broadcast_to(idx, (n,) + ti.shape)
+        return lib.add_at(acc, idx, v)
+
     return {
         "zeros": lambda ins, outs, *vals, types: [full(t, _batch_size(vals, ins), 0) for t in outs],
-        "const": lambda ins, outs, *, value, shape, dtype: lib.constant(value, shape, dtype),
-        "reduce_sum": lambda ins, outs, x, *, axes: xp.sum(x, axis=_ax(ins[0], axes)) if axes else x,
+        "const": const,
+        "reduce_sum": reduce_sum,
         "broadcast": broadcast,
-        "reshape": lambda ins, outs, x, *, shape: xp.reshape(
-            x, ((x.shape[0],) if ins[0].batched else ()) + tuple(shape)),
-        "transpose": lambda ins, outs, x, *, perm: xp.transpose(
-            x, ((0,) + tuple(p + 1 for p in perm)) if ins[0].batched else perm),
+        "reshape": reshape,
+        "transpose": transpose,
         "einsum": einsum,
         "patches": patches,
         "patches_t": patches_t,
+        "take": take,
+        "scatter_add": scatter_add,
         "foreign": lambda ins, outs, *vals, fn, types_out: list(fn(*vals)),
-        "batch_sum": lambda ins, outs, x: xp.sum(x, axis=0),
-        "batch_broadcast": lambda ins, outs, u, ref: xp.broadcast_to(u, (ref.shape[0],) + tuple(u.shape)),
-        "batch_count": lambda ins, outs, ref: lib.full((), ref.shape[0], ins[0].dtype),
+        "batch_sum": staged(lambda ins, outs: lambda x: x.sum(axis=0)),
+        "batch_broadcast": staged(lambda ins, outs: lambda u, ref: broadcast_to(u, (ref.shape[0],) + u.shape)),
+        "batch_count": batch_count,
+        "optimization_barrier": lambda ins, outs, *vals: list(vals),
     }
 
 
 def _elementwise(fn: Callable, xp) -> Callable:
     def rule(ins, outs, *vals, **params):
         return fn(*_align(xp, vals, ins, outs[0]), **params)
+
+    def stage(ins, outs, **params):
+        """``fn`` with its parameters bound; batched operands are lined up as :func:`_align` does,
+        by indexing with the new axes fixed now."""
+        out = outs[0]
+        index = [(slice(None),) + (None,) * (out.ndim - t.ndim) if t.batched and t.ndim < out.ndim else None
+                 for t in ins]
+        bound = functools.partial(fn, **params) if params else fn
+        if not any(i is not None for i in index):
+            return bound
+
+        def aligned(*vals):
+            return bound(*[v if i is None else v[i] for v, i in zip(vals, index)])
+        return aligned
+    rule.stage, rule.fn = stage, fn
     rule.__name__ = getattr(fn, "__name__", "elementwise")
     return rule
 
@@ -182,6 +272,10 @@ def sample(spec_init: tuple, t: ArrayType, rng: np.random.Generator) -> np.ndarr
     return np.asarray(out, dtype=t.dtype)
 
 
+def _same(v):
+    return v
+
+
 class ArrayBackend(Backend):
     """A backend that runs terms box by box on the arrays of one library.
 
@@ -195,9 +289,15 @@ class ArrayBackend(Backend):
     bits = False
     #: ``cast(value, type, what)``: user data to the wire's dtype, refusing what cannot be (validate.cast)
     cast = staticmethod(cast)
+    #: whether :meth:`compile` writes a term out as straight-line Python (:meth:`straight_line`)
+    #: instead of running it through the interpreter loop :meth:`run` on every call
+    generates_code = False
+    #: the array class whose values of the wire's dtype :meth:`compile`'s fast entry passes as they are
+    #: (cast and convert leave them alone); ``None``: every call takes the general path
+    native: type | None = None
 
     def __init__(self, name: str, lib: ArrayLib, rules: dict[str, Callable], *, convert: Callable,
-                 finish: Callable = lambda v: v, loop: Callable = python_loop, wrap: Callable | None = None):
+                 finish: Callable = _same, loop: Callable = python_loop, wrap: Callable | None = None):
         self.name = name
         self.lib = lib
         self.convert = convert
@@ -210,11 +310,24 @@ class ArrayBackend(Backend):
             raise ValueError(f"the {name} backend has rules for unknown primitives {unknown}")
         self.rules = {k: (_elementwise(fn, lib.xp) if k in PRIMS and PRIMS[k].elementwise else fn)
                       for k, fn in table.items()}
-        self.rules["scan"] = self._scan
+        self.rules["scan"] = self._scan_rule()
 
     # ---------------------------------------------------------------- running terms
-    def _scan(self, ins, outs, *vals, body, length, n_carry, n_const, reverse):
-        """Run a ``scan`` box: the body is a term, run by this same interpreter."""
+    def _scan_rule(self) -> Callable:
+        """The ``scan`` box's rule: the body is a term, run by this same interpreter; staged,
+        the body is written out too (when this backend writes code)."""
+        def rule(ins, outs, *vals, body, **params):
+            return self._scan(lambda v: self.run(body, v), ins, outs, vals, **params)
+
+        def stage(ins, outs, *, body, **params):
+            run = self.evaluator(body)
+            if len(outs) == 1:  # a stage's function answers one output bare
+                return lambda *vals: self._scan(run, ins, outs, vals, **params)[0]
+            return lambda *vals: self._scan(run, ins, outs, vals, **params)
+        rule.stage = stage
+        return rule
+
+    def _scan(self, run, ins, outs, vals, *, length, n_carry, n_const, reverse):
         xp = self.lib.xp
         nc, na = n_carry, n_const
         carries, consts = list(vals[:nc]), list(vals[nc:nc + na])
@@ -222,7 +335,7 @@ class ArrayBackend(Backend):
         xs = [xp.moveaxis(v, 1, 0) if t.batched else v for v, t in zip(vals[nc + na:], ins[nc + na:])]
 
         def step(c, x):
-            out = self.run(body, list(c) + consts + list(x))
+            out = run(list(c) + consts + list(x))
             return out[:nc], out[nc:]
         final, ys = self.loop(step, carries, xs, length, reverse)
         ys = [xp.moveaxis(v, 0, 1) if t.batched else v for v, t in zip(ys, outs[nc:])]
@@ -246,6 +359,21 @@ class ArrayBackend(Backend):
             env.update(zip(e.outs, out))
         return [env[w] for w in term.outputs]
 
+    def straight_line(self, term: Term) -> Callable[..., list]:
+        """``fn(*values) -> outputs``: what :meth:`run` computes, written out once as one Python
+        function with a line per box (its text is ``fn.source``; see :mod:`._codegen`)."""
+        return straight_line(self, as_term(term))
+
+    def evaluator(self, term: Term) -> Callable[[list], list]:
+        """``evaluate(values) -> outputs`` for ``term``: its straight-line function when this backend
+        writes code, else the interpreter."""
+        if not self.generates_code:
+            return lambda values: self.run(term, values)
+        fn = self.straight_line(term)
+        evaluate = lambda values: fn(*values)  # noqa: E731
+        evaluate.source, evaluate.fn = fn.source, fn
+        return evaluate
+
     def compile(self, term, **options) -> Callable:
         """``fn(params, *args)`` following ``term``'s calling convention (params: a dict by name,
         or the one parameter's array bare)."""
@@ -258,15 +386,25 @@ class ArrayBackend(Backend):
         ptypes = [s.type for s in term.params]
         all_types = ptypes + list(term.dom)
         sig = tuple(term.in_sig)
+        evaluate = self.evaluator(term)
+        fast = None
+        if self.native is not None and self.generates_code:
+            fast = fast_entry(term, names, all_types, evaluate.fn, native=self.native, cast=self.cast,
+                              convert=self.convert, finish=None if self.finish is _same else self.finish,
+                              whats=[_what(names, k) for k in range(len(all_types))])
 
         def fn(params, *args):
             if len(args) != len(sig):
                 raise TypeError(f"{term.name} takes params and {len(sig)} argument(s), got {len(args)}")
+            if fast is not None:
+                out = fast(params, args)
+                if out is not MISS:
+                    return out
             flat = _flatten_params(params, names)
             flatten(args, sig, flat, "the arguments")
             vals = [self.convert(self.cast(v, t, _what(names, k))) for k, (v, t) in enumerate(zip(flat, all_types))]
             _check(term, names, all_types, vals)
-            outs = [self.finish(v) for v in self.run(term, vals)]
+            outs = [self.finish(v) for v in evaluate(vals)]
             # a single parameter passed bare gets its cotangent back bare too
             bare = names if len(names) == 1 and not isinstance(params, dict) else None
             return _unflatten(term.out_sig, iter(outs), bare)
@@ -274,6 +412,7 @@ class ArrayBackend(Backend):
         fn.__name__ = f"{self.name}_compiled"
         fn.__doc__ = f"{term.name}: {term.dom} -> {term.cod}, compiled for {self.name}"
         fn.term = term
+        fn.source = getattr(evaluate, "source", None)  # the straight-line code, where there is one
         return fn
 
     # ---------------------------------------------------------------- the rest of the protocol

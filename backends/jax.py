@@ -32,12 +32,18 @@ def _normal(ins, outs, key, *, shape, dtype):
     return [new, jax.random.normal(draw, shape, dtype)]
 
 
+def _uniform(ins, outs, key, like):
+    new, draw = jax.random.split(key)
+    return [new, jax.random.uniform(draw, like.shape, outs[1].dtype)]
+
+
 #: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
 RULES = {
     "neg": jnp.negative, "exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt, "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid, "softplus": jax.nn.softplus, "relu": jax.nn.relu,
     "step": lambda x: _mask(x > 0, x), "cos": jnp.cos, "sin": jnp.sin, "floor": jnp.floor,
     "stop_gradient": jax.lax.stop_gradient,
+    "optimization_barrier": lambda ins, outs, *vals: list(jax.lax.optimization_barrier(tuple(vals))),
     "scale": lambda x, *, c: x * c, "shift": lambda x, *, c: x + c, "pow": lambda x, *, p: jnp.power(x, p),
     "add": jnp.add, "sub": jnp.subtract, "mul": jnp.multiply, "div": jnp.divide, "power": jnp.power,
     "greater": lambda x, y: _mask(jnp.greater(x, y), x, y), "equal": lambda x, y: _mask(jnp.equal(x, y), x, y),
@@ -46,6 +52,7 @@ RULES = {
     "softmax": lambda ins, outs, x, *, axis: jax.nn.softmax(x, axis=axis + ins[0].batched),
     "logsumexp": lambda ins, outs, x, *, axis: jax.nn.logsumexp(x, axis=axis + ins[0].batched),
     "normal": _normal,
+    "uniform": _uniform,
 }
 
 

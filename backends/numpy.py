@@ -10,8 +10,12 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
+from ._codegen import staged
 from ._interpret import ArrayBackend, ArrayLib
 
 __all__ = ["backend", "compile", "init", "RULES"]
@@ -25,20 +29,36 @@ def _sigmoid(x):
 
 
 def _mask(cond, *like):
-    return cond.astype(np.result_type(*like, np.float32))
+    dtypes = [getattr(v, "dtype", None) for v in like]
+    if None in dtypes:  # a Python number: NumPy's promotion rules for it
+        return cond.astype(np.result_type(*like, np.float32))
+    dtype = np.float32
+    for d in dtypes:  # arrays: promote_types is result_type without its parsing
+        dtype = np.promote_types(d, dtype)
+    return cond.astype(dtype)
 
 
-def _softmax(ins, outs, x, *, axis):
+@staged
+def _softmax(ins, outs, *, axis):
     axis += ins[0].batched
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+
+    def softmax(x):  # the ufuncs' reduce: np.max and np.sum add a layer of dispatch
+        e = np.exp(x - np.maximum.reduce(x, axis, None, None, True))
+        return e / np.add.reduce(e, axis, None, None, True)
+    return softmax
 
 
-def _logsumexp(ins, outs, x, *, axis):
+@staged
+def _logsumexp(ins, outs, *, axis):
     axis += ins[0].batched
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    return np.log(np.sum(np.exp(x - m), axis=axis)) + np.squeeze(m, axis)
+
+    drop = (slice(None),) * axis + (0,)  # m without its kept axis
+
+    def logsumexp(x):
+        m = np.maximum.reduce(x, axis, None, None, True)
+        m = np.where(np.isfinite(m), m, 0)
+        return np.log(np.add.reduce(np.exp(x - m), axis)) + m[drop]
+    return logsumexp
 
 
 def _normal(ins, outs, key, *, shape, dtype):
@@ -48,9 +68,87 @@ def _normal(ins, outs, key, *, shape, dtype):
     return [rng.integers(0, 2 ** 32, 2, dtype=np.uint32), sample]
 
 
+def _contraction(spec: str, shape_a: tuple, shape_b: tuple):
+    """``np.einsum(spec, a, b)`` planned once for these shapes (``None``: the batch size), as one
+    ``np.matmul``: each operand is transposed to (batch, kept, contracted) axes and reshaped
+    to three (or two) axes, as ``np.einsum(optimize=True)`` does on every call. Indices summed
+    out of one operand alone, or repeated in one, are left to ``np.einsum``."""
+    (ta, tb), to = spec.split("->")[0].split(","), spec.split("->")[1]
+    if len(set(ta)) < len(ta) or len(set(tb)) < len(tb) or not set(ta) ^ set(tb) <= set(to):
+        return functools.partial(np.einsum, spec, optimize=True)
+    size = {**dict(zip(ta, shape_a)), **dict(zip(tb, shape_b))}
+    bat = [i for i in ta if i in tb and i in to]
+    con = [i for i in ta if i in tb and i not in to]
+    a_keep, b_keep = [i for i in ta if i not in tb], [i for i in tb if i not in ta]
+
+    def fused(*groups):  # the reshape that fuses each group of indices into one axis
+        if all(len(g) == 1 for g in groups):
+            return None
+        sizes = [math.prod(size[i] for i in g) if all(size[i] is not None for i in g) else -1 for g in groups]
+        return tuple(sizes)
+
+    def perm(term, order):
+        p = tuple(term.index(i) for i in order)
+        return None if p == tuple(range(len(p))) else p
+
+    if not con:  # no contraction: a broadcast product, axes in the output's order
+        pa, pb = perm(ta, [i for i in to if i in ta]), perm(tb, [i for i in to if i in tb])
+        ia = tuple(slice(None) if i in ta else None for i in to)
+        ib = tuple(slice(None) if i in tb else None for i in to)
+
+        def product(a, b):
+            a = a if pa is None else a.transpose(pa)
+            b = b if pb is None else b.transpose(pb)
+            return np.multiply(a[ia], b[ib])
+        return product
+    groups_a, groups_b, groups_o = ((bat, a_keep, con), (bat, con, b_keep), (bat, a_keep, b_keep)) if bat else \
+        ((a_keep, con), (con, b_keep), (a_keep, b_keep))
+    pa, pb = perm(ta, bat + a_keep + con), perm(tb, bat + con + b_keep)
+    sa, sb = fused(*groups_a), fused(*groups_b)
+    produced = bat + a_keep + b_keep
+    so = None if all(len(g) == 1 for g in groups_o) else tuple(-1 if size[i] is None else size[i] for i in produced)
+    po = perm(produced, list(to))
+    if pa is None and pb is None and sa is None and sb is None and so is None and po is None:
+        return np.matmul
+
+    def matmul(a, b):
+        if pa is not None:
+            a = a.transpose(pa)
+        if sa is not None:
+            a = a.reshape(sa)
+        if pb is not None:
+            b = b.transpose(pb)
+        if sb is not None:
+            b = b.reshape(sb)
+        ab = np.matmul(a, b)
+        if so is not None:
+            ab = ab.reshape(so)
+        return ab if po is None else ab.transpose(po)
+    return matmul
+
+
+def _broadcast_to(x, shape):
+    """``np.broadcast_to``, written out when small: the view costs more to make than the copy."""
+    if math.prod(shape) > 4096:
+        return np.broadcast_to(x, shape)
+    out = np.empty(shape, x.dtype)
+    out[...] = x
+    return out
+
+
 def _add_at(acc, idx, v):
-    acc[idx] += v
+    if any(isinstance(i, np.ndarray) for i in (idx if isinstance(idx, tuple) else (idx,))):
+        np.add.at(acc, idx, v)  # repeated indices add up (slower than +=, so only for index arrays)
+    else:
+        acc[idx] += v
     return acc
+
+
+def _uniform(ins, outs, key, like):
+    """The draw is NumPy's ``default_rng(key).random(like.shape)``; the next key comes after it."""
+    rng = np.random.default_rng(np.asarray(key, np.uint64))
+    sample = rng.random(np.shape(like)).astype(outs[1].dtype)
+    return [rng.integers(0, 2 ** 32, 2, dtype=np.uint32), sample]
 
 
 #: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
@@ -66,6 +164,7 @@ RULES = {
     "softmax": _softmax,
     "logsumexp": _logsumexp,
     "normal": _normal,
+    "uniform": _uniform,
 }
 
 LIB = ArrayLib(
@@ -74,13 +173,19 @@ LIB = ArrayLib(
     full=lambda shape, value, dtype: np.full(shape, value, dtype=dtype),
     constant=lambda value, shape, dtype: np.asarray(value, dtype=dtype).reshape(shape),
     einsum=lambda spec, a, b: np.einsum(spec, a, b, optimize=True),
+    contraction=_contraction,
+    broadcast_to=_broadcast_to,
     pad=np.pad,
     add_at=_add_at,
 )
 
 
 class NumpyBackend(ArrayBackend):
-    """Eager NumPy: the reference every other backend is tested against."""
+    """Eager NumPy: the reference every other backend is tested against. A compiled term is
+    straight-line Python (``compile(term).source``): one call per box, nothing looked up."""
+
+    generates_code = True
+    native = np.ndarray
 
     def owns(self, value) -> bool:
         return isinstance(value, (np.ndarray, np.generic))
