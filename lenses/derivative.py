@@ -25,10 +25,12 @@ True
 
 from __future__ import annotations
 
+from typing import Callable
+
 from . import prims as P
 from .terms import Builder, DictSig, Eqn, Term
 
-__all__ = ["R", "D", "value_and_R", "forward_gradient"]
+__all__ = ["R", "D", "value_and_R", "forward_gradient", "residual_policy"]
 
 
 def _arg_sig(term: Term):
@@ -68,9 +70,64 @@ def _fit(b: Builder, d: int, target: int) -> int:
     return d
 
 
-def reverse(f: Term):
+#: the named residual policies: which boxes' outputs the backward pass reads as stored
+POLICIES = {"store": lambda e: True, "recompute": lambda e: False, "matmuls": lambda e: e.prim is P.EINSUM}
+
+
+def residual_policy(residuals) -> Callable[[Eqn], bool] | None:
+    """``residuals`` as ``store(eqn) -> bool`` (``None`` when everything is stored).
+
+    ``"store"`` keeps every residual, ``"recompute"`` none inside a layer,
+    ``"matmuls"`` only einsum outputs; a callable ``store(eqn)`` decides box by box;
+    a dict ``{layer name: policy}`` decides per layer (others are stored).
+    """
+    if residuals is None or residuals == "store":
+        return None
+    if isinstance(residuals, str):
+        if residuals not in POLICIES:
+            raise ValueError(f"residuals={residuals!r}: expected one of {sorted(POLICIES)}, a dict "
+                             "{layer name: policy} or a function store(eqn) -> bool")
+        return POLICIES[residuals]
+    if isinstance(residuals, dict):
+        by_layer = {k: residual_policy(v) or POLICIES["store"] for k, v in residuals.items()}
+        return lambda e: e.layer is None or by_layer.get(e.layer[0], POLICIES["store"])(e)
+    if callable(residuals):
+        return residuals
+    raise TypeError(f"residuals must be a policy name, a dict or a function, got {type(residuals).__name__}")
+
+
+def _recomputed(f: Term, store) -> dict[tuple, list[int]]:
+    """The boxes whose outputs the backward pass recomputes, by layer instance (forward order).
+
+    A wire is stored when its box's policy says so, when no layer holds its box,
+    when it is an output, or when it crosses from one layer instance to another
+    (the layer's checkpoint): a layer's backward recomputes only its own insides."""
+    stored = set(f.outputs)
+    producer = {}
+    for i, e in enumerate(f.eqns):
+        for w in e.outs:
+            producer[w] = i
+        if e.layer is None or e.prim.optic is not None or store(e):
+            stored.update(e.outs)
+    for e in f.eqns:
+        for w in e.ins:
+            j = producer.get(w)
+            if j is not None and f.eqns[j].layer != e.layer:
+                stored.add(w)
+    out: dict[tuple, list[int]] = {}
+    for i, e in enumerate(f.eqns):
+        if not stored.issuperset(e.outs):
+            out.setdefault(e.layer, []).append(i)
+    return out
+
+
+def reverse(f: Term, residuals=None):
     """Build ``R(f)`` in a fresh builder; return it and the wires the lens split needs:
-    ``(b, n_forward_boxes, param wires, inputs, outputs, cotangent inputs, dparams, dxs)``."""
+    ``(b, n_forward_boxes, param wires, inputs, outputs, cotangent inputs, dparams, dxs)``.
+    ``residuals``: the policy (:func:`residual_policy`) for what the backward pass reads
+    stored and what it recomputes."""
+    store = residual_policy(residuals)
+    recompute = _recomputed(f, store) if store is not None else {}
     b = Builder()
     env: dict[int, int] = {}
     for spec, w in zip(f.params, f.param_wires):
@@ -107,18 +164,23 @@ def reverse(f: Term):
     b.backward = True
     for y, dy in zip(ys, dys):
         accumulate(y, dy)
+    seen = {}  # the backward pass's view of the forward wires: recomputed ones where the policy says
     for i in reversed(range(len(f.eqns))):
         e = f.eqns[i]
         outs = [env[w] for w in e.outs]
         if not any(o in cot for o in outs):
             continue  # no cotangent reaches this box
         b.group, b.layer = e.group, e.layer  # a box's backward boxes belong where it does
-        douts = [cot[o] if o in cot else P.zeros_like(b, o) for o in outs]
+        if e.layer in recompute:
+            _recompute(b, f, recompute.pop(e.layer), env, seen, [cot[o] for o in outs if o in cot][0])
+        r_outs = [seen.get(w, env[w]) for w in e.outs]
+        douts = [cot[o] if o in cot else P.zeros_like(b, r) for o, r in zip(outs, r_outs)]
         ins = [env[w] for w in e.ins]
+        r_ins = [seen.get(w, env[w]) for w in e.ins]
         if i in kept:
-            dins = e.prim.optic[1](b, e.kwargs, ins, outs, kept[i], douts, [w in varying for w in ins])
+            dins = e.prim.optic[1](b, e.kwargs, r_ins, r_outs, kept[i], douts, [w in varying for w in ins])
         else:
-            dins = e.prim.rev(b, e.kwargs, ins, outs, douts)
+            dins = e.prim.rev(b, e.kwargs, r_ins, r_outs, douts)
         for w, d in zip(ins, dins):
             if d is not None:
                 accumulate(w, d)
@@ -133,7 +195,23 @@ def reverse(f: Term):
     return b, n_fwd, pw, xs, ys, dys, dps, dxs
 
 
-def R(f: Term) -> Term:
+def _recompute(b: Builder, f: Term, boxes: list[int], env: dict, seen: dict, after: int):
+    """Emit, in the backward pass, the forward boxes ``boxes`` of one layer instance again,
+    from its stored wires passed with the cotangent ``after`` through an optimization
+    barrier: the compiler can neither merge the copies with the forward pass nor run them
+    before the backward pass reaches the layer."""
+    made = {w for i in boxes for w in f.eqns[i].outs}
+    reads = list(dict.fromkeys(w for i in boxes for w in f.eqns[i].ins if w not in made))
+    barred = b.emit(P.OPT_BARRIER, [seen.get(w, env[w]) for w in reads] + [after])
+    local = dict(zip(reads, barred))
+    for i in boxes:
+        e = f.eqns[i]
+        outs = b.emit(e.prim, [local[w] for w in e.ins], **e.kwargs)
+        local.update(zip(e.outs, outs))
+    seen.update({w: local[w] for w in made})
+
+
+def R(f: Term, residuals=None) -> Term:
     """The reverse derivative of ``f``: ``(params, x, dy) -> (dparams, dx)``.
 
     ``dparams`` is a dict keyed like ``f``'s parameters. ``R`` is a functor:
@@ -146,10 +224,14 @@ def R(f: Term) -> Term:
     >>> dparams, dx = pnp.compile(pl.R(f))(params, np.array([[1.0, 2.0]]), np.array([[1.0]]))
     >>> dparams["dense.W"].ravel().tolist(), dx.tolist()
     ([1.0, 2.0], [[1.0, 1.0]])
+
+    ``residuals`` chooses what the backward pass reads stored and what it recomputes
+    (:func:`residual_policy`: ``"store"``, ``"recompute"``, ``"matmuls"``, per layer, or a
+    function of the box); every choice gives the same numbers.
     """
     if not isinstance(f, Term):
         raise TypeError(f"R takes a Term, got {type(f).__name__}")
-    b, _, _, xs, _, dys, dps, dxs = reverse(f)
+    b, _, _, xs, _, dys, dps, dxs = reverse(f, residuals)
     x_sig, y_sig = _arg_sig(f), f.out_sig
     return b.build(xs + dys, dps + dxs, in_sig=(x_sig, y_sig),
                    out_sig=(DictSig(f.param_names), x_sig), name=f"R({f.name})", arg_names=_d_names(f))

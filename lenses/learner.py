@@ -29,7 +29,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from . import backends
-from .derivative import forward_gradient
+from .derivative import forward_gradient, residual_policy
 from .lens import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
 from .precision import astype
@@ -66,6 +66,11 @@ class Learner:
     ``compute_dtype`` (:func:`~paralens.astype`), its output is cast back for the
     loss, and its cotangents back for the optimizer.
 
+    ``residuals`` chooses what the model's backward pass reads stored and what it
+    recomputes, layer by layer (:func:`~paralens.R`): ``"store"`` (the default),
+    ``"recompute"``, ``"matmuls"``, ``{layer name: policy}`` or a function of the box.
+    The gradients are the same; recomputing trades time for memory.
+
     ``gradient="forward"`` replaces the backward pass by a forward-gradient
     estimate (:func:`~paralens.forward_gradient`, MATH.md 9): one forward
     derivative along a random tangent. The state then carries the random
@@ -73,7 +78,7 @@ class Learner:
     """
 
     def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform, *, gradient: str = "reverse",
-                 learning_rate: Lens | None = None, compute_dtype: str | None = None):
+                 learning_rate: Lens | None = None, compute_dtype: str | None = None, residuals=None):
         if not isinstance(model, Term):
             raise TypeError(f"the model must be a term (e.g. pl.nn.mlp([...])), got {type(model).__name__}")
         if not isinstance(optimizer, Transform):
@@ -106,6 +111,8 @@ class Learner:
         else:
             self.compute_model = model
         self.compute_dtype = compute_dtype
+        residual_policy(residuals)  # checked now, used when the step is assembled
+        self.residuals = residuals
         names = list(self.optimizer.hyper) + list(model.hyper_names) + list(self.loss.hyper_names)
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
@@ -161,7 +168,7 @@ class Learner:
     def step_term(self) -> Term:
         """One training step ``(state, x, y) -> ({"params", "opt"}, loss)``: the four lenses, run
         forward and then backward, as one term."""
-        model, loss, rate = lens(self.compute_model), lens(self.loss), self.learning_rate
+        model, loss, rate = lens(self.compute_model, self.residuals), lens(self.loss), self.learning_rate
         opt = self.optimizer.lens(self.param_types)
         b = Builder()
         state = b.inputs(self.state_types)

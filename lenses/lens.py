@@ -178,15 +178,17 @@ def _paren(name: str) -> str:
     return f"({name})" if " >> " in name else name
 
 
-def lens(f) -> Lens:
+def lens(f, residuals=None) -> Lens:
     """The lens of a term: ``R(f)`` split at its residuals into a forward and a reverse part.
 
     The forward part runs each box of ``f`` once and also returns the wires the
     reverse derivative reads (activations, parameters); the reverse part is
-    ``R(f)``'s backward boxes, reading only those residuals.
+    ``R(f)``'s backward boxes, reading only those residuals. ``residuals`` is the
+    policy of :func:`paralens.R`: with ``"recompute"`` a layer's residuals are its
+    inputs only, and its reverse part recomputes the rest.
     """
     f = as_term(f) if not isinstance(f, Term) else f
-    b, n_fwd, pw, xs, ys, dys, dps, dxs = reverse(f)
+    b, n_fwd, pw, xs, ys, dys, dps, dxs = reverse(f, residuals)
     fwd_eqns, rev_eqns = b.eqns[:n_fwd], b.eqns[n_fwd:]
     produced_by_rev = {w for e in rev_eqns for w in e.outs} | set(dys)
     residuals: list[int] = []
