@@ -1,0 +1,88 @@
+"""Trace + compile time of a training step on residual MLPs of growing depth: paralens (building
+the learner's step term, emitting the JAX program, XLA compiling it) against hand-written
+JAX + optax (tracing and compiling), fresh functions each round, interleaved, median ratios.
+
+    python benchmarks/bench_trace.py                  # depths 16, 64, 256
+    python benchmarks/bench_trace.py --check          # exit 1 unless every ratio <= 1.1
+"""
+
+import argparse
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import paralens as pl
+
+WIDTH, BATCH = 64, 32
+
+
+def paralens_step(depth: int):
+    @pl.para(dom=[pl.Array[WIDTH]], name="block")
+    def block(x, w: pl.Param((WIDTH, WIDTH))):
+        return x + pl.tanh(x @ w)
+    model = block
+    for _ in range(depth - 1):
+        model = model >> block
+    learner = pl.Learner(model, loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-3))
+    return learner
+
+
+def hand_step(depth: int):
+    tx = optax.adam(1e-3)
+
+    def loss(ws, x, y):
+        for w in ws:
+            x = x + jnp.tanh(x @ w)
+        return jnp.mean(jnp.sum((x - y) ** 2, axis=-1)) / 2
+
+    def step(state, x, y):
+        ws, s = state
+        l, g = jax.value_and_grad(loss)(ws, x, y)
+        u, s = tx.update(g, s, ws)
+        return (optax.apply_updates(ws, u), s), l
+    ws = [jnp.zeros((WIDTH, WIDTH), jnp.float32) for _ in range(depth)]
+    return step, (ws, tx.init(ws))
+
+
+def bench(depths=(16, 64, 256), rounds=5) -> dict:
+    x = np.zeros((BATCH, WIDTH), np.float32)
+    y = np.zeros((BATCH, WIDTH), np.float32)
+    out = {}
+    for depth in depths:
+        ratios = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            learner = paralens_step(depth)
+            state = learner.init(0, backend="jax")
+            learner.compile("jax").lower(state, x, y).compile()
+            tp = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            fn, state = hand_step(depth)
+            jax.jit(fn, donate_argnums=(0,)).lower(state, x, y).compile()
+            tr = time.perf_counter() - t0
+            ratios.append(tp / tr)
+        out[depth] = statistics.median(ratios)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args(argv)
+    r = bench(rounds=a.rounds)
+    print("residual MLP trace+compile, paralens / hand-written: "
+          + ", ".join(f"depth {d}: {v:.2f}x" for d, v in r.items()))
+    if a.check and max(r.values()) > 1.1:
+        print("FAILED: a ratio above 1.1", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

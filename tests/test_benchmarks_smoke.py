@@ -1,0 +1,38 @@
+"""The accelerator benchmark and the memory benchmark run end to end (tiny sizes, on the CPU)."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    r = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, f"{script} {' '.join(args)} exited with {r.returncode}:\n{r.stdout}\n{r.stderr[-3000:]}"
+    return r.stdout
+
+
+def test_memory_benchmark_reports_every_kind_and_passes_its_check():
+    out = run("bench_memory.py", "--check")
+    assert "MLP [784, 512, 512, 10] batch 256 Adam" in out
+    for kind in ("temp", "argument", "output", "alias", "total"):
+        assert re.search(rf"^  {kind} +[\d.]+ MiB vs +[\d.]+ MiB  [\d.]+x$", out, re.M), (kind, out)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_cpu_smoke_prints_every_section():
+    out = run("gpu.py", "--cpu-smoke")
+    assert "dense bf16 peak unknown" in out
+    for model in ("MLP ", "CNN ", "transformer block ", "wide MLP "):
+        assert re.search(rf"^  {model}.*: [\d.]+x \([\d.]+ ms vs [\d.]+ ms", out, re.M), (model, out)
+        assert re.search(rf"^  {model}.*: temp [\d.]+x, total [\d.]+x, peak ", out, re.M), (model, out)
+    flops = [line for line in out.splitlines() if "TFLOP/s" in line and line.startswith("  ")]
+    assert len(flops) == 2 and all(line.count("peak unknown") == 2 for line in flops), out
