@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -243,8 +244,17 @@ def _as_float(count: Wire, like: Mapping[str, Wire]) -> Wire:
 
 
 def _bias_correction(m: Wire, decay: Wire, t: Wire) -> Wire:
-    """``m / (1 - decay ** t)`` with ``t`` the incremented count (optax ``tree.bias_correction``)."""
-    return m / (1.0 - T.power(decay, t))
+    """``m / (1 - decay ** t)`` with ``t`` the incremented count (optax ``tree.bias_correction``);
+    the denominator is one scalar per step, built once and shared by every parameter."""
+    shared = _DENOMINATORS.setdefault(m.builder, {})
+    key = (decay.id, t.id)
+    if key not in shared:
+        shared[key] = 1.0 - T.power(decay, t)
+    return m / shared[key]
+
+
+#: the bias-correction denominators built so far, per builder (forgotten with the builder)
+_DENOMINATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _sq_norm(ws: Mapping[str, Wire]) -> Wire:
@@ -288,12 +298,6 @@ def _dtype_option(dtype: str | None, what: str) -> str | None:
     return dtype
 
 
-def _leafwise(fn):
-    def update_fn(h, s, params, updates):
-        return s, {n: fn(h, g) for n, g in updates.items()}
-    return update_fn
-
-
 # --------------------------------------------------------------------------- combinators
 
 
@@ -334,10 +338,13 @@ def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3) -> Transform:
     if callable(learning_rate):
         def update_fn(h, s, params, updates):
             lr = T.cast(learning_rate(_as_float(s["count"], updates)), _dtype(updates))
-            return {"count": _increment(s["count"])}, {n: -(lr * g) for n, g in updates.items()}
+            step = -lr
+            return {"count": _increment(s["count"])}, {n: step * g for n, g in updates.items()}
         return Transform({}, lambda ptypes: {"count": StateSpec(COUNT, 0)}, update_fn, "scale_by_schedule")
-    return Transform(_hyper("scale_by_learning_rate", learning_rate=learning_rate),
-                     update_fn=_leafwise(lambda h, g: -(h["learning_rate"] * g)),
+    def update_fn(h, s, params, updates):
+        step = -h["learning_rate"]  # negated once, as optax's -learning_rate * g
+        return {}, {n: step * g for n, g in updates.items()}
+    return Transform(_hyper("scale_by_learning_rate", learning_rate=learning_rate), update_fn=update_fn,
                      name="scale_by_learning_rate")
 
 
