@@ -51,16 +51,20 @@ def _d_names(f: Term) -> tuple:
 def _fit(b: Builder, d: int, target: int) -> int:
     """Bring a cotangent to its wire's type: undo implicit broadcasts and dtype promotion.
 
-    An operand broadcast along leading axes (a scalar, a bias) receives the sum
-    of its cotangent over them; an unbatched wire (a parameter) used by every example receives
+    An operand broadcast along leading axes (a scalar, a bias) or stretched along
+    axes of size 1 receives the sum of its cotangent over them; an unbatched wire
+    (a parameter) used by every example receives
     the sum over the batch (the reverse derivative of copying it B times).
     """
     td, tt = b.type_of(d), b.type_of(target)
     if td.shape != tt.shape:
         lead = td.ndim - tt.ndim
-        if lead <= 0 or td.shape[lead:] != tt.shape:
+        stretched = [lead + i for i, n in enumerate(tt.shape) if n == 1 and td.shape[lead + i] != 1]
+        if lead < 0 or any(td.shape[lead + i] not in (n, 1) and n != 1 for i, n in enumerate(tt.shape)):
             raise AssertionError(f"cotangent of shape {td.shape} for a wire of shape {tt.shape}")
-        d = P.reduce_sum(b, d, range(lead))
+        d = P.reduce_sum(b, d, list(range(lead)) + stretched)
+        if stretched:  # the summed size-1 axes come back
+            d = P.reshape(b, d, tt.shape)
     if td.batched and not tt.batched:
         d = b.emit1(P.BATCH_SUM, d)
     elif tt.batched and not td.batched:

@@ -9,11 +9,12 @@ and output wires ``y`` (the optic's residuals) and the output cotangents
 ``dy``; it returns one cotangent per input, or ``None`` where the derivative
 is zero.
 
-Shapes are per example. Elementwise boxes broadcast trailing axes: operand
-shapes must be equal, or end the longest one (a scalar, a bias); batched and unbatched
-operands mix freely (an unbatched operand is shared by every example). ``R``
-reconciles such implicit broadcasts generically (sum over the batch, sum
-over the broadcast leading axes), so no rule here special-cases them.
+Shapes are per example. Elementwise boxes broadcast as NumPy does: shapes line
+up at their trailing axes and axes of size 1 stretch (a scalar, a bias, a
+mean taken with ``keepdims``); batched and unbatched operands mix freely (an
+unbatched operand is shared by every example). ``R`` reconciles such implicit
+broadcasts generically (sum over the batch, over the broadcast leading axes
+and over the stretched axes), so no rule here special-cases them.
 
 This module needs nothing but :mod:`paralens.types`: rules reach the builder
 only through the ``b`` they are given.
@@ -112,11 +113,16 @@ def _unary_rule(name, bits: bool = False):
 
 
 def _broadcast_shapes(name, types):
-    """Operands broadcast as trailing axes: each shape must end the longest one."""
-    longest = max((t.shape for t in types), key=len)
-    if any(longest[len(longest) - t.ndim:] != t.shape for t in types):
-        _fail(name, types, "operand shapes must be equal or trailing parts of one another")
-    return longest
+    """Operands broadcast as NumPy's do: shapes line up at their trailing axes, and an axis of
+    size 1 stretches to the others' size."""
+    ndim = max(t.ndim for t in types)
+    out = []
+    for i in range(ndim):
+        sizes = {t.shape[t.ndim - ndim + i] for t in types if t.ndim - ndim + i >= 0} - {1}
+        if len(sizes) > 1:
+            _fail(name, types, "operand shapes do not broadcast (trailing axes must be equal or 1)")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 def promote(types: Sequence[ArrayType]) -> str:

@@ -97,9 +97,9 @@ class Wire:
     def T(self) -> Wire:
         return transpose(self, tuple(reversed(range(self.ndim))))
 
-    def sum(self, axis=None) -> Wire: return sum(self, axis)
-    def mean(self, axis=None) -> Wire: return mean(self, axis)
-    def max(self, axis=None) -> Wire: return max(self, axis)
+    def sum(self, axis=None, keepdims=False) -> Wire: return sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False) -> Wire: return mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False) -> Wire: return max(self, axis, keepdims)
     def reshape(self, *shape) -> Wire:
         return reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape)
 
@@ -266,28 +266,40 @@ def _shape(fn: str, shape) -> tuple[int, ...]:
     return tuple(positive_int(d, f"{fn}: size {i} of shape={tuple(shape)!r}") for i, d in enumerate(shape))
 
 
-def sum(x: Wire, axis=None) -> Wire:  # noqa: A001
-    """Sum over per-example ``axis`` (an int or a tuple; all per-example axes by default)."""
-    return _wrap(x.builder, P.reduce_sum(x.builder, x.id, _axes("sum", x, axis)))
+def _kept(x: Wire, reduced: Wire, axes, keepdims: bool) -> Wire:
+    """``reduced`` with the reduced ``axes`` of ``x`` back as size 1, when ``keepdims``."""
+    if not keepdims:
+        return reduced
+    return reshape(reduced, tuple(1 if a in axes else n for a, n in enumerate(x.shape)))
 
 
-def mean(x: Wire, axis=None) -> Wire:
-    """Mean over per-example ``axis`` (an int or a tuple; all per-example axes by default)."""
+def sum(x: Wire, axis=None, keepdims: bool = False) -> Wire:  # noqa: A001
+    """Sum over per-example ``axis`` (an int or a tuple; all per-example axes by default);
+    ``keepdims=True`` keeps them as axes of size 1, to broadcast against ``x``."""
+    axes = _axes("sum", x, axis)
+    return _kept(x, _wrap(x.builder, P.reduce_sum(x.builder, x.id, axes)), axes, keepdims)
+
+
+def mean(x: Wire, axis=None, keepdims: bool = False) -> Wire:
+    """Mean over per-example ``axis`` (an int or a tuple; all per-example axes by default);
+    ``x - pl.mean(x, -1, keepdims=True)`` centres the last axis, as in NumPy."""
     axes = _axes("mean", x, axis)
     n = 1
     for a in axes:
         n *= x.shape[a]
-    return sum(x, axes) * (1.0 / n)
+    return sum(x, axes, keepdims) * (1.0 / n)
 
 
-def max(x: Wire, axis=None) -> Wire:  # noqa: A001
+def max(x: Wire, axis=None, keepdims: bool = False) -> Wire:  # noqa: A001
     """Maximum over per-example ``axis``; ties share the cotangent equally."""
-    return _wrap(x.builder, x.builder.emit1(P.REDUCE_MAX, x.id, axes=_axes("max", x, axis)))
+    axes = _axes("max", x, axis)
+    return _kept(x, _wrap(x.builder, x.builder.emit1(P.REDUCE_MAX, x.id, axes=axes)), axes, keepdims)
 
 
-def logsumexp(x: Wire, axis: int = -1) -> Wire:
+def logsumexp(x: Wire, axis: int = -1, keepdims: bool = False) -> Wire:
     """``log(sum(exp(x), axis))``, computed stably."""
-    return _wrap(x.builder, x.builder.emit1(P.LOGSUMEXP, x.id, axis=_axis("logsumexp", axis, x.ndim, x.type)))
+    a = _axis("logsumexp", axis, x.ndim, x.type)
+    return _kept(x, _wrap(x.builder, x.builder.emit1(P.LOGSUMEXP, x.id, axis=a)), (a,), keepdims)
 
 
 def softmax(x: Wire, axis: int = -1) -> Wire:
