@@ -64,9 +64,17 @@ def _lax_loop(step, carries, xs, length, reverse):
     return list(final), list(ys)
 
 
+def _fresh(v, dtype):
+    """A new JAX array of ``v``: a state leaf never aliases a parameter. Host data is copied
+    with NumPy and put on the device in one transfer (no conversion dispatched per leaf)."""
+    if isinstance(v, (np.ndarray, np.generic, int, float, list, tuple)):
+        return jax.device_put(np.array(v, dtype=dtype))
+    return jnp.array(v, dtype=dtype)
+
+
 LIB = ArrayLib(
     xp=jnp,
-    asarray=lambda v, dtype: jnp.array(v, dtype=dtype),  # a copy: a state leaf never aliases a parameter
+    asarray=lambda v, dtype: _fresh(v, dtype),
     full=lambda shape, value, dtype: jnp.full(shape, value, dtype=dtype),
     constant=lambda value, shape, dtype: jnp.asarray(np.asarray(value, dtype=dtype).reshape(shape)),
     einsum=lambda spec, a, b: jnp.einsum(spec, a, b),

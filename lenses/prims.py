@@ -115,6 +115,9 @@ def _unary_rule(name, bits: bool = False):
 def _broadcast_shapes(name, types):
     """Operands broadcast as NumPy's do: shapes line up at their trailing axes, and an axis of
     size 1 stretches to the others' size."""
+    first = types[0].shape
+    if all(t.shape == first for t in types):  # the common case, checked first
+        return first
     ndim = max(t.ndim for t in types)
     out = []
     for i in range(ndim):
