@@ -125,51 +125,53 @@ class Transform:
             return tuple(t.state(ptypes) for t in self.parts)
         return self.state_fn(dict(ptypes))
 
-    def update_term(self, ptypes: Mapping[str, ArrayType] | None = None, utypes=None) -> Term:
+    def update_term(self, ptypes: Mapping[str, ArrayType] | None = None) -> Term:
         """``(state, params, updates, hyper) -> (state', updates')`` as a term; a chain's is the
         composite of its parts' (each gets the previous one's updates and the same params)."""
-        ptypes = dict(ptypes or DEFAULT_PARAMS)
-        utypes = dict(utypes or ptypes)
-        specs = self.state(ptypes)
-        b = Builder()
-        s_in = b.inputs(_types(specs))
-        p_in, u_in = b.inputs(ptypes), b.inputs(utypes)
-        h_in = b.inputs({k: hyper_type(ptypes.values()) for k in self.hyper})
-        if self.parts:
-            u, new_s = u_in, []
-            for i, part in enumerate(self.parts):
-                term = part.update_term(ptypes, {n: b.type_of(w) for n, w in u.items()})
-                args = (s_in[i], p_in, u, {k: h_in[c] for k, c in self.part_hyper[i].items()})
-                outs = iter(b.inline(term, flatten(args, term.in_sig), group=part.name))
-                new_s.append(tree_map(lambda _: next(outs), s_in[i]))
-                u = {n: next(outs) for n in u}
-            new_s = tuple(new_s)
-        else:
-            wire = lambda w: Wire(b, w)  # noqa: E731
-            with tracing(b):
-                s2, u2 = self.update_fn(tree_map(wire, h_in), tree_map(wire, s_in), tree_map(wire, p_in),
-                                        tree_map(wire, u_in))
-            new_s = _cast_tree(b, s2, _types(specs))
-            u = {n: u2[n].id for n in u_in}
-        ins = (s_in, p_in, u_in, h_in)
+        b, ins = self._inputs(dict(ptypes or DEFAULT_PARAMS))
+        new_s, u = self._emit(b, *ins)
         return b.build(leaves(ins), leaves((new_s, u)), in_sig=sig_of(ins), out_sig=sig_of((new_s, u)),
                        name=f"update({self.name})",
                        arg_names=(("state", "", "g{}", ""), ("state'", "u{}")))
+
+    def _inputs(self, ptypes: dict):
+        """A builder with the update's inputs ``(state, params, updates, hyper)``."""
+        b = Builder()
+        ins = (b.inputs(_types(self.state(ptypes))), b.inputs(ptypes), b.inputs(ptypes),
+               b.inputs({k: hyper_type(ptypes.values()) for k in self.hyper}))
+        return b, ins
+
+    def _emit(self, b: Builder, s_in, p_in, u_in, h_in):
+        """Emit the update into ``b`` (a chain's parts one after the other, each in its group);
+        returns the wires of ``(state', updates')``."""
+        if self.parts:
+            u, new_s, outer = u_in, [], b.group
+            for i, part in enumerate(self.parts):
+                b.group = outer + (part.name,)
+                s_i, u = part._emit(b, s_in[i], p_in, u, {k: h_in[c] for k, c in self.part_hyper[i].items()})
+                new_s.append(s_i)
+            b.group = outer
+            return tuple(new_s), u
+        wire = lambda w: Wire(b, w)  # noqa: E731
+        with tracing(b):
+            s2, u2 = self.update_fn(tree_map(wire, h_in), tree_map(wire, s_in), tree_map(wire, p_in),
+                                    tree_map(wire, u_in))
+        return _cast_tree(b, s2, tree_map(b.type_of, s_in)), {n: u2[n].id for n in u_in}
+
+    def _emit_put(self, b: Builder, s, p, g, h, ptypes):
+        """Emit the put: the update, then ``params + updates`` in each parameter's dtype."""
+        new_s, u = self._emit(b, s, p, g, h)
+        return new_s, {n: _cast(b, P.add(b, w, u[n]), ptypes[n]) for n, w in p.items()}
 
     def term(self, ptypes: Mapping[str, ArrayType] | None = None) -> Term:
         """The optimizer lens's *put*: ``(state, params, grads, hyper) -> (state', params')``,
         with ``params' = params + updates`` cast back to each parameter's dtype (as
         ``optax.apply_updates``). Without ``ptypes``, for one scalar parameter ``"w"``."""
         ptypes = dict(ptypes or DEFAULT_PARAMS)
-        upd = self.update_term(ptypes)
-        b = Builder()
-        s, p, g, h = b.inputs(upd.input_types())
-        outs = iter(b.inline(upd, flatten((s, p, g, h), upd.in_sig)))
-        new_s = tree_map(lambda _: next(outs), s)
-        new_p = {n: _cast(b, P.add(b, w, next(outs)), ptypes[n]) for n, w in p.items()}
-        ins = (s, p, g, h)
-        return b.build(leaves(ins), leaves((new_s, new_p)), in_sig=upd.in_sig,
-                       out_sig=upd.out_sig, name=self.name, arg_names=(("state", "", "d{}", ""), ("state'", "{}'")))
+        b, ins = self._inputs(ptypes)
+        new_s, new_p = self._emit_put(b, *ins, ptypes)
+        return b.build(leaves(ins), leaves((new_s, new_p)), in_sig=sig_of(ins), out_sig=sig_of((new_s, new_p)),
+                       name=self.name, arg_names=(("state", "", "d{}", ""), ("state'", "{}'")))
 
     def _repr_svg_(self) -> str:  # Jupyter shows it as its diagram
         return self.as_term()._repr_svg_()
@@ -181,17 +183,15 @@ class Transform:
         """The optimizer as a lens ``(S x P x H) -> P``: *get* passes the parameters to the
         model and keeps ``(s, p, h)`` as residuals; *put* turns the parameters' cotangents
         into ``(s', p', h)``."""
-        put = self.term(ptypes)
-        s_t, p_t, g_t, h_t = put.input_types()
+        ptypes = dict(ptypes or DEFAULT_PARAMS)
+        rb, (s, p, g, h) = self._inputs(ptypes)
+        new_s, new_p = self._emit_put(rb, s, p, g, h, ptypes)  # the put, emitted where it runs
+        rev = rb.build(leaves((s, p, h)) + list(g.values()), leaves((new_s, new_p)) + list(h.values()),
+                       name=f"put({self.name})")
         b = Builder()
-        s, p, h = b.inputs(s_t), b.inputs(p_t), b.inputs(h_t)
+        s, p, h = (b.inputs(tree_map(rb.type_of, t)) for t in (s, p, h))
         res = leaves((s, p, h))
         fwd = b.build(res, list(p.values()) + res, name=f"get({self.name})")
-        rb = Builder()
-        s, p, h, g = rb.inputs(s_t), rb.inputs(p_t), rb.inputs(h_t), rb.inputs(g_t)
-        outs = rb.inline(put, flatten((s, p, g, h), put.in_sig))
-        rev = rb.build(leaves((s, p, h)) + list(g.values()),
-                       outs + list(h.values()), name=f"put({self.name})")
         return Lens(fwd, rev, len(res), self.name)
 
 
