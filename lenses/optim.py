@@ -32,7 +32,6 @@ True
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -243,18 +242,10 @@ def _as_float(count: Wire, like: Mapping[str, Wire]) -> Wire:
     return T.cast(count, _dtype(like))
 
 
-def _bias_correction(m: Wire, decay: Wire, t: Wire) -> Wire:
-    """``m / (1 - decay ** t)`` with ``t`` the incremented count (optax ``tree.bias_correction``);
-    the denominator is one scalar per step, built once and shared by every parameter."""
-    shared = _DENOMINATORS.setdefault(m.builder, {})
-    key = (decay.id, t.id)
-    if key not in shared:
-        shared[key] = 1.0 - T.power(decay, t)
-    return m / shared[key]
-
-
-#: the bias-correction denominators built so far, per builder (forgotten with the builder)
-_DENOMINATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def _correction(decay: Wire, t: Wire) -> Wire:
+    """Bias correction's denominator ``1 - decay ** t`` with ``t`` the incremented count (optax
+    ``tree.bias_correction`` divides each moment by it): one scalar a step, built once."""
+    return 1.0 - T.power(decay, t)
 
 
 def _sq_norm(ws: Mapping[str, Wire]) -> Wire:
@@ -394,13 +385,13 @@ def _rms_like(centered: bool):
             new_s, mus, nus, out = {}, {}, {}, {}
             if bias_correction:
                 new_s["count"] = _increment(s["count"])
-                t = _as_float(new_s["count"], updates)
+                c = _correction(d, _as_float(new_s["count"], updates))
             for n, g in updates.items():
                 nus[n] = nu = (1.0 - d) * (g * g) + d * s["nu"][n]
-                nu_hat = _bias_correction(nu, d, t) if bias_correction else nu
+                nu_hat = nu / c if bias_correction else nu
                 if centered:
                     mus[n] = mu = (1.0 - d) * g + d * s["mu"][n]
-                    mu_hat = _bias_correction(mu, d, t) if bias_correction else mu
+                    mu_hat = mu / c if bias_correction else mu
                     nu_hat = nu_hat - mu_hat * mu_hat
                 scaling = 1.0 / T.sqrt(nu_hat + h["eps"]) if eps_in_sqrt else 1.0 / (T.sqrt(nu_hat) + h["eps"])
                 out[n] = scaling * g
@@ -425,15 +416,16 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     def update_fn(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
+        c1, c2 = _correction(h["b1"], t), _correction(h["b2"], t)
+        c1_next = _correction(h["b1"], t + 1.0) if nesterov else None
         mus, nus, out = {}, {}, {}
         for n, g in updates.items():
             mus[n], nus[n] = mu, nu = _moments(h, g, s["mu"][n], s["nu"][n])
             if nesterov:
-                mu_hat = (h["b1"] * _bias_correction(mu, h["b1"], t + 1.0)
-                          + (1.0 - h["b1"]) * _bias_correction(g, h["b1"], t))
+                mu_hat = h["b1"] * (mu / c1_next) + (1.0 - h["b1"]) * (g / c1)
             else:
-                mu_hat = _bias_correction(mu, h["b1"], t)
-            nu_hat = _bias_correction(nu, h["b2"], t)
+                mu_hat = mu / c1
+            nu_hat = nu / c2
             out[n] = mu_hat / (T.sqrt(nu_hat + h["eps_root"]) + h["eps"])
         return {"count": count, "mu": mus, "nu": nus}, out
     mu_dtype = _dtype_option(mu_dtype, "scale_by_adam: mu_dtype")
@@ -449,11 +441,12 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_
     def update_fn(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
+        c1, c2 = _correction(h["b1"], t), _correction(h["b2"], t)
         mus, nus, maxs, out = {}, {}, {}, {}
         for n, g in updates.items():
             mus[n], nus[n] = mu, nu = _moments(h, g, s["mu"][n], s["nu"][n])
-            mu_hat = _bias_correction(mu, h["b1"], t) if bias_correction_mu else mu
-            nu_eff = _bias_correction(nu, h["b2"], t) if bias_correction_nu else nu
+            mu_hat = mu / c1 if bias_correction_mu else mu
+            nu_eff = nu / c2 if bias_correction_nu else nu
             maxs[n] = T.maximum(s["nu_max"][n], nu_eff)
             out[n] = mu_hat / (T.sqrt(maxs[n] + h["eps_root"]) + h["eps"])
         return {"count": count, "mu": mus, "nu": nus, "nu_max": maxs}, out
