@@ -20,7 +20,7 @@ optimizer in float32.
 from __future__ import annotations
 
 from .prims import FLOATS
-from .terms import Builder, ParamSpec, Term, as_term
+from .terms import Builder, Term, as_term
 from .types import ArrayType
 
 __all__ = ["astype"]
@@ -68,5 +68,4 @@ def _retyped(term: Term, src: str, dst: str) -> Term:
                   out_sig=term.out_sig, name=term.name, dce=False, arg_names=term.arg_names)
     # the parameters keep their names: the learner binds them by name
     assert out.param_names == term.param_names, (out.param_names, term.param_names)
-    assert all(isinstance(p, ParamSpec) for p in out.params)
     return out
