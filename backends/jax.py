@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from paralens.prims import OPT_BARRIER
 from paralens.terms import Term, as_term
 
 from ._interpret import ArrayBackend, ArrayLib, batch_check
@@ -137,6 +138,12 @@ def init(term, seed: int = 0) -> dict:
     return backend.init(term, seed)
 
 
+def _has_barrier(term: Term) -> bool:
+    """Whether ``term`` or a term inside one of its boxes (a scan's body) has an optimization barrier."""
+    return any(e.prim is OPT_BARRIER or any(isinstance(v, Term) and _has_barrier(v) for v in e.kwargs.values())
+               for e in term.eqns)
+
+
 class CompiledStep:
     """A training step compiled as one ``jax.jit`` program, from a learner's step term alone.
 
@@ -180,6 +187,13 @@ class CompiledStep:
             data = NamedSharding(mesh, Spec(None, axis) if scan else Spec(axis))
             kw = dict(in_shardings=(replicated, replicated, data, data), out_shardings=(replicated, replicated))
         self.mesh = mesh
+        platform = (mesh.devices.flat[0] if mesh is not None else jax.devices()[0]).platform
+        if platform == "cpu" and _has_barrier(term):
+            # XLA:CPU removes optimization barriers before common-subexpression elimination,
+            # which merges a recomputed layer back into the forward pass and keeps every
+            # residual alive (hand-written jax.checkpoint loses its savings the same way).
+            # Keeping the barriers makes a recomputing residual policy save memory on CPU too.
+            kw["compiler_options"] = {"xla_disable_hlo_passes": "cse_barrier_expander"}
         self._jit = jax.jit(paralens_step, donate_argnums=(0,) if donate else (), **kw)
 
     def _split(self, state):

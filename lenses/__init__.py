@@ -12,7 +12,7 @@ Ty(Array[3], Array[4, 3, batched=False], Array[4])
 from . import backends, bilevel, diagram, dream, learn, losses, nn, optim, z2
 from . import para as init  # initialiser descriptors: pl.init.he_normal()
 from .bilevel import Bilevel, Hyper
-from .derivative import D, R, forward_gradient, value_and_R
+from .derivative import D, R, Segments, forward_gradient, value_and_R
 from .formulas import formulas
 from .graph import draw, draw_equation, to_networkx
 from .learner import Learner
@@ -31,7 +31,7 @@ from .wires import *  # noqa: F401,F403 - the pointful vocabulary: exp, einsum, 
 __version__ = "0.1.0"
 
 __all__ = [
-    "R", "D", "value_and_R", "forward_gradient", "lens", "Lens", "costate", "Learner", "Term", "Poly", "Eqn", "ParamSpec",
+    "R", "D", "value_and_R", "forward_gradient", "Segments", "lens", "Lens", "costate", "Learner", "Term", "Poly", "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "as_term", "para", "trace", "reparam", "tie", "bind", "hyperparameter",
     "to_networkx", "draw", "draw_equation", "diagram", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
