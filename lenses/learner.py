@@ -33,7 +33,7 @@ from .derivative import forward_gradient, residual_policy
 from .lens import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
 from .precision import astype
-from .terms import Builder, Poly, Term, leaves, plain_sig, sig_of, tree_map
+from .terms import Builder, Eqn, Poly, Term, leaves, plain_sig, sig_of, tree_map
 from . import prims as P
 from .prims import KEY
 from .types import ArrayType, Ty
@@ -71,6 +71,13 @@ class Learner:
     ``"recompute"``, ``"matmuls"``, ``{layer name: policy}`` or a function of the box.
     The gradients are the same; recomputing trades time for memory.
 
+    ``fuse_optimizer=True`` updates each parameter as soon as its cotangent is
+    complete, inside the backward pass, instead of all of them after it: the
+    optimizer's boxes for a parameter (elementwise: every optimizer but global-norm
+    clipping) move next to the box that completes its cotangent, and an optimization
+    barrier holds the backward pass until they have run, so only one gradient is
+    alive at a time (:func:`fuse_updates`). The numbers are the same.
+
     ``gradient="forward"`` replaces the backward pass by a forward-gradient
     estimate (:func:`~paralens.forward_gradient`, MATH.md 9): one forward
     derivative along a random tangent. The state then carries the random
@@ -78,7 +85,8 @@ class Learner:
     """
 
     def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform, *, gradient: str = "reverse",
-                 learning_rate: Lens | None = None, compute_dtype: str | None = None, residuals=None):
+                 learning_rate: Lens | None = None, compute_dtype: str | None = None, residuals=None,
+                 fuse_optimizer: bool = False):
         if not isinstance(model, Term):
             raise TypeError(f"the model must be a term (e.g. pl.nn.mlp([...])), got {type(model).__name__}")
         if not isinstance(optimizer, Transform):
@@ -113,6 +121,11 @@ class Learner:
         self.compute_dtype = compute_dtype
         residual_policy(residuals)  # checked now, used when the step is assembled
         self.residuals = residuals
+        if not isinstance(fuse_optimizer, bool):
+            raise TypeError(f"fuse_optimizer must be True or False, got {fuse_optimizer!r}")
+        if fuse_optimizer and gradient != "reverse":
+            raise ValueError("fuse_optimizer needs gradient='reverse' (a backward pass to fuse into)")
+        self.fuse_optimizer = fuse_optimizer
         names = list(self.optimizer.hyper) + list(model.hyper_names) + list(self.loss.hyper_names)
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
@@ -190,7 +203,11 @@ class Learner:
             dp = model.backward(b, m_res, _cast(b, dyhat, low.cod), group="model")[0]
             dp = _cast(b, dp, [q.type for q in self.model.params])
             trained = [d for d, s in zip(dp, self.model.params) if not s.hyper]
-        new = iter(opt.backward(b, opt_res, trained, group="optimizer")[1])                  # put
+        put = len(b.eqns)
+        new = opt.backward(b, opt_res, trained, group="optimizer")[1]                       # put
+        if self.fuse_optimizer:
+            new = fuse_updates(b, put, trained, new)
+        new = iter(new)
         new_opt = tree_map(lambda _: next(new), state["opt"])
         new_state = {"params": tree_map(lambda _: next(new), p), "opt": new_opt}
         if self.gradient == "forward":
@@ -330,6 +347,73 @@ class Learner:
                                          seed=seed, progress=progress, desc=f"training {self.model.name[:40]}",
                                          checkpoint_dir=checkpoint_dir, every=every, keep=keep, resume=resume,
                                          on_nonfinite=on_nonfinite, classes=self.classes)
+
+
+def fuse_updates(b: Builder, put: int, grads: list[int], outputs: list[int]) -> list[int]:
+    """Move the optimizer's boxes ``b.eqns[put:]`` into the backward pass before them: the
+    boxes of each parameter's update right after the box that completes its cotangent
+    ``grads[k]``, followed by an optimization barrier on the update's ``outputs`` and the
+    backward pass's live wires (the cotangents it goes on with), so that no compiler can
+    delay the update to the end and keep every gradient alive. Return ``outputs`` renamed
+    to the barrier's outputs.
+
+    Raises ``ValueError`` when a box of the optimizer reads two parameters' cotangents
+    (global-norm clipping): that update cannot run before the backward pass ends."""
+    head, tail = b.eqns[:put], b.eqns[put:]
+    made_at = {w: i for i, e in enumerate(head) for w in e.outs}
+    which = {g: k for k, g in enumerate(grads)}
+    reads: dict[int, frozenset] = {}  # a put box's output wire -> the cotangents it depends on
+    part = []  # the cotangent each put box depends on (None: none, it can run any time)
+    for e in tail:
+        deps = frozenset().union(*(reads.get(w, frozenset({which[w]} if w in which else ())) for w in e.ins))
+        if len(deps) > 1:
+            raise ValueError(f"fuse_optimizer: the optimizer's {e.prim.name} box reads the cotangents of "
+                             f"{len(deps)} parameters (global-norm clipping?); it cannot run inside the "
+                             "backward pass")
+        reads.update({w: deps for w in e.outs})
+        part.append(next(iter(deps)) if deps else None)
+    # each update goes right after its cotangent's last box; the free boxes (step counts,
+    # bias corrections) before the first update
+    at = {k: made_at.get(g, -1) for k, g in enumerate(grads)}
+    slots: dict[int, list[Eqn]] = {}
+    for e, k in zip(tail, part):
+        if k is not None:
+            slots.setdefault(at[k], []).append(e)
+    free = [e for e, k in zip(tail, part) if k is None]
+    final = set(outputs)
+    last_read = {w: i for i, e in enumerate(head) for w in e.ins}
+    rename: dict[int, int] = {}
+    live: dict[int, None] = {}  # backward wires made so far and read later (ordered)
+
+    def renamed(e: Eqn) -> Eqn:
+        if rename.keys().isdisjoint(e.ins):
+            return e
+        return Eqn(e.prim, e.params, tuple(rename.get(w, w) for w in e.ins), e.outs, e.group, e.layer, e.backward)
+
+    def place(group: list[Eqn]):
+        order.extend(renamed(f) for f in free + group)
+        free.clear()
+        done = [w for f in group for w in f.outs if w in final]
+        held = done + list(live)
+        outs = tuple(b.new_wire(b.type_of(rename.get(w, w))) for w in held)
+        order.append(Eqn(P.OPT_BARRIER, (), tuple(rename.get(w, w) for w in held), outs, ("optimizer",), None, True))
+        rename.update(zip(held, outs))
+
+    order: list[Eqn] = []
+    if -1 in slots:
+        place(slots[-1])
+    for i, e in enumerate(head):
+        order.append(renamed(e))
+        for w in e.ins:
+            if last_read[w] == i:
+                live.pop(w, None)
+        if e.backward:
+            live.update((w, None) for w in e.outs if last_read.get(w, -1) > i)
+        if i in slots:
+            place(slots[i])
+    order.extend(renamed(f) for f in free)
+    b.eqns[:] = order
+    return [rename.get(w, w) for w in outputs]
 
 
 def _float_dtype(term: Term) -> str:
