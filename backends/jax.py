@@ -11,14 +11,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from paralens.prims import OPT_BARRIER
 from paralens.terms import Term, as_term
+from paralens.types import ArrayType
 
 from ._interpret import ArrayBackend, ArrayLib, batch_check
+from .numpy import backend as host
 from .validate import labels_check
 
 __all__ = ["backend", "compile", "init", "CompiledStep", "RULES"]
@@ -38,15 +43,59 @@ def _uniform(ins, outs, key, like):
     return [new, jax.random.uniform(draw, like.shape, outs[1].dtype)]
 
 
+#: The floating-point dtypes, on which each jax.numpy function below is its lax primitive.
+_FLOATS = frozenset(np.dtype(d) for d in ("float16", jnp.bfloat16, "float32", "float64"))
+
+
+def _unary(op, numpy_fn):
+    """``numpy_fn`` of one array, as the lax primitive ``op`` it binds on floats. Tracing a step
+    calls a rule once a box: the primitive skips jax.numpy's promotion and the ``jit`` each
+    jax.numpy function is wrapped in (the program is the same); other dtypes take ``numpy_fn``."""
+    def fn(x):
+        return op(x) if getattr(x, "dtype", None) in _FLOATS else numpy_fn(x)
+    fn.__name__ = numpy_fn.__name__
+    return fn
+
+
+def _binary(op, numpy_fn, floats_only: bool = True):
+    """``numpy_fn(x, y)`` as the lax primitive ``op`` when both operands have one dtype (a float,
+    or with ``floats_only=False`` any but bool): what jax.numpy does there, rank promotion
+    included, without its promotion machinery and ``jit`` wrapper per call."""
+    def fn(x, y):
+        dtype = getattr(x, "dtype", None)
+        if dtype is None or dtype != getattr(y, "dtype", None) or (dtype not in _FLOATS if floats_only
+                                                                   else dtype == np.bool_):
+            return numpy_fn(x, y)
+        if x.ndim != y.ndim and x.ndim and y.ndim:  # jax.numpy's rank promotion; lax broadcasts scalars
+            rank = max(x.ndim, y.ndim)
+            x, y = lax.broadcast_to_rank(x, rank), lax.broadcast_to_rank(y, rank)
+        return op(x, y)
+    fn.__name__ = numpy_fn.__name__
+    return fn
+
+
+def _by_constant(op, numpy_fn):
+    """``x * c`` or ``x + c`` with a Python float ``c``, as ``op``: jax.numpy takes ``c`` weakly typed,
+    in ``x``'s dtype, so ``c`` is converted to it here (with 64-bit JAX too)."""
+    def fn(x, *, c):
+        dtype = getattr(x, "dtype", None)
+        return op(x, dtype.type(c)) if type(c) is float and dtype in _FLOATS else numpy_fn(x, c)
+    return fn
+
+
 #: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
 RULES = {
-    "neg": jnp.negative, "exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt, "tanh": jnp.tanh,
+    "neg": _unary(lax.neg, jnp.negative), "exp": _unary(lax.exp, jnp.exp), "log": _unary(lax.log, jnp.log),
+    "sqrt": _unary(lax.sqrt, jnp.sqrt), "tanh": _unary(lax.tanh, jnp.tanh),
     "sigmoid": jax.nn.sigmoid, "softplus": jax.nn.softplus, "relu": jax.nn.relu,
     "step": lambda x: _mask(x > 0, x), "cos": jnp.cos, "sin": jnp.sin, "floor": jnp.floor,
     "stop_gradient": jax.lax.stop_gradient,
     "optimization_barrier": lambda ins, outs, *vals: list(jax.lax.optimization_barrier(tuple(vals))),
-    "scale": lambda x, *, c: x * c, "shift": lambda x, *, c: x + c, "pow": lambda x, *, p: jnp.power(x, p),
-    "add": jnp.add, "sub": jnp.subtract, "mul": jnp.multiply, "div": jnp.divide, "power": jnp.power,
+    "scale": _by_constant(lax.mul, jnp.multiply), "shift": _by_constant(lax.add, jnp.add),
+    "pow": lambda x, *, p: jnp.power(x, p),
+    "add": _binary(lax.add, jnp.add, floats_only=False), "sub": _binary(lax.sub, jnp.subtract, floats_only=False),
+    "mul": _binary(lax.mul, jnp.multiply, floats_only=False), "div": _binary(lax.div, jnp.divide),
+    "power": jnp.power,
     "greater": lambda x, y: _mask(jnp.greater(x, y), x, y), "equal": lambda x, y: _mask(jnp.equal(x, y), x, y),
     "where": lambda c, x, y: jnp.where(c != 0, x, y), "cast": lambda x, *, dtype: jnp.asarray(x).astype(dtype),
     "reduce_max": lambda ins, outs, x, *, axes: jnp.max(x, axis=tuple(a + ins[0].batched for a in axes)) if axes else x,
@@ -65,12 +114,48 @@ def _lax_loop(step, carries, xs, length, reverse):
     return list(final), list(ys)
 
 
+#: What is data on the host: NumPy arrays and Python numbers (and nested lists of them).
+_HOST = (np.ndarray, np.generic, int, float, list, tuple)
+
+
 def _fresh(v, dtype):
     """A new JAX array of ``v``: a state leaf never aliases a parameter. Host data is copied
     with NumPy and put on the device in one transfer (no conversion dispatched per leaf)."""
-    if isinstance(v, (np.ndarray, np.generic, int, float, list, tuple)):
+    if isinstance(v, _HOST):
         return jax.device_put(np.array(v, dtype=dtype))
     return jnp.array(v, dtype=dtype)
+
+
+def _contraction(spec: str, shape_a: tuple, shape_b: tuple):
+    """``jnp.einsum(spec, a, b)`` planned once for these shapes (``None``: the batch size): the one
+    ``lax.dot_general`` (and transpose) it emits for two operands, which opt_einsum hands it
+    ``b`` first, without its path search and ``jit`` per call. Indices summed out of one
+    operand alone, repeated in one, or of size 1 against a larger one, and operands of two
+    dtypes, are left to ``jnp.einsum``."""
+    (ta, tb), to = spec.split("->")[0].split(","), spec.split("->")[1]
+    general = functools.partial(jnp.einsum, spec)
+    size_a, size_b = dict(zip(ta, shape_a)), dict(zip(tb, shape_b))
+    if len(set(ta)) < len(ta) or len(set(tb)) < len(tb) or not set(ta) ^ set(tb) <= set(to) \
+            or any((size_a[i] == 1) != (size_b[i] == 1) for i in set(ta) & set(tb)):
+        return general
+    contracted = sorted(set(ta) & set(tb) - set(to))
+    batch = [i for i in to if i in ta and i in tb]
+    kept_a, kept_b = ([i for i in t if i not in batch and i not in contracted] for t in (ta, tb))
+    dims_a, dims_b = ((tuple(t.index(i) for i in contracted), tuple(t.index(i) for i in batch)) for t in (ta, tb))
+    if "".join(batch + kept_a + kept_b) == to:
+        operands, numbers, names = (0, 1), ((dims_a[0], dims_b[0]), (dims_a[1], dims_b[1])), to
+    else:
+        operands, numbers = (1, 0), ((dims_b[0], dims_a[0]), (dims_b[1], dims_a[1]))
+        names = "".join(batch + kept_b + kept_a)
+    perm = None if names == to else tuple(names.index(i) for i in to)
+
+    def contract(a, b):
+        if a.dtype != b.dtype or a.dtype not in _FLOATS:
+            return general(a, b)
+        lhs, rhs = (a, b)[operands[0]], (a, b)[operands[1]]
+        out = lax.dot_general(lhs, rhs, numbers, None, preferred_element_type=a.dtype)
+        return out if perm is None else lax.transpose(out, perm)
+    return contract
 
 
 LIB = ArrayLib(
@@ -79,6 +164,7 @@ LIB = ArrayLib(
     full=lambda shape, value, dtype: jnp.full(shape, value, dtype=dtype),
     constant=lambda value, shape, dtype: jnp.asarray(np.asarray(value, dtype=dtype).reshape(shape)),
     einsum=lambda spec, a, b: jnp.einsum(spec, a, b),
+    contraction=_contraction,
     pad=jnp.pad,
     add_at=lambda acc, idx, v: acc.at[idx].add(v),
 )
@@ -90,6 +176,14 @@ class JaxBackend(ArrayBackend):
 
     def owns(self, value) -> bool:
         return isinstance(value, jax.Array)
+
+    def array(self, value, type: ArrayType):
+        """``value`` as a JAX array of ``type``; host data (a zero state leaf, a drawn parameter)
+        is shaped with NumPy and put on the device in one transfer, not broadcast by a dispatched
+        ``jnp.full`` after it."""
+        if isinstance(value, _HOST):
+            return jax.device_put(host.array(value, type))
+        return super().array(value, type)
 
     #: fit keeps the state before each chunk of steps (to return it if a loss turns non-finite)
     fit_options = {"donate": False}

@@ -256,9 +256,15 @@ def _sq_norm(ws: Mapping[str, Wire]) -> Wire:
     return total
 
 
-def _moments(h: dict, g: Wire, mu_old: Wire, nu_old: Wire) -> tuple[Wire, Wire]:
-    """Adam's moment EMAs, as optax: ``(1 - b1) g + b1 mu`` and ``(1 - b2) g**2 + b2 nu``."""
-    return (1.0 - h["b1"]) * g + h["b1"] * mu_old, (1.0 - h["b2"]) * (g * g) + h["b2"] * nu_old
+def _complements(h: dict) -> tuple[Wire, Wire]:
+    """``1 - b1`` and ``1 - b2``: emitted once at the top of an update, not once a parameter."""
+    return 1.0 - h["b1"], 1.0 - h["b2"]
+
+
+def _moments(h: dict, one_minus: tuple[Wire, Wire], g: Wire, mu_old: Wire, nu_old: Wire) -> tuple[Wire, Wire]:
+    """Adam's moment EMAs, as optax: ``(1 - b1) g + b1 mu`` and ``(1 - b2) g**2 + b2 nu``
+    (``one_minus``: the :func:`_complements`)."""
+    return one_minus[0] * g + h["b1"] * mu_old, one_minus[1] * (g * g) + h["b2"] * nu_old
 
 
 def _adam_state(ptypes, mu_dtype, *extra: str) -> dict:
@@ -418,11 +424,12 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
         t = _as_float(count, updates)
         c1, c2 = _correction(h["b1"], t), _correction(h["b2"], t)
         c1_next = _correction(h["b1"], t + 1.0) if nesterov else None
+        one_minus = _complements(h)
         mus, nus, out = {}, {}, {}
         for n, g in updates.items():
-            mus[n], nus[n] = mu, nu = _moments(h, g, s["mu"][n], s["nu"][n])
+            mus[n], nus[n] = mu, nu = _moments(h, one_minus, g, s["mu"][n], s["nu"][n])
             if nesterov:
-                mu_hat = h["b1"] * (mu / c1_next) + (1.0 - h["b1"]) * (g / c1)
+                mu_hat = h["b1"] * (mu / c1_next) + one_minus[0] * (g / c1)
             else:
                 mu_hat = mu / c1
             nu_hat = nu / c2
@@ -442,9 +449,10 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_
         count = _increment(s["count"])
         t = _as_float(count, updates)
         c1, c2 = _correction(h["b1"], t), _correction(h["b2"], t)
+        one_minus = _complements(h)
         mus, nus, maxs, out = {}, {}, {}, {}
         for n, g in updates.items():
-            mus[n], nus[n] = mu, nu = _moments(h, g, s["mu"][n], s["nu"][n])
+            mus[n], nus[n] = mu, nu = _moments(h, one_minus, g, s["mu"][n], s["nu"][n])
             mu_hat = mu / c1 if bias_correction_mu else mu
             nu_eff = nu / c2 if bias_correction_nu else nu
             maxs[n] = T.maximum(s["nu_max"][n], nu_eff)
