@@ -26,9 +26,8 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
-
-import numpy as np
 
 from . import prims as P
 from .terms import Builder, DictSig, Eqn, Term
@@ -96,7 +95,7 @@ class Segments:
     """
 
     def __init__(self, every: int | None = None):
-        if every is not None and (isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1):
+        if every is not None and (isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1):
             raise ValueError(f"Segments(every={every!r}): expected a positive int or None (sqrt of the layer count)")
         self.every = None if every is None else int(every)
 

@@ -33,7 +33,8 @@ from .derivative import forward_gradient, residual_policy
 from .lens import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
 from .precision import astype
-from .terms import Builder, Eqn, Poly, Term, leaves, plain_sig, sig_of, tree_map
+from .nn import inference_mode
+from .terms import Builder, Eqn, Poly, Term, id, leaves, plain_sig, sig_of, tree_map
 from . import prims as P
 from .prims import KEY
 from .types import ArrayType, Ty
@@ -78,6 +79,11 @@ class Learner:
     barrier holds the backward pass until they have run, so only one gradient is
     alive at a time (:func:`fuse_updates`). The numbers are the same.
 
+    A keyed model ``(x..., key) -> (y..., key')`` (one with :func:`~paralens.nn.dropout`
+    layers) draws from ``state["key"]``: each step feeds the state's key to the model
+    and keeps the key it returns, so a step is a deterministic function of its state.
+    :meth:`predict` and :meth:`accuracy` run :attr:`inference_model` (dropout off).
+
     ``gradient="forward"`` replaces the backward pass by a forward-gradient
     estimate (:func:`~paralens.forward_gradient`, MATH.md 9): one forward
     derivative along a random tangent. The state then carries the random
@@ -93,12 +99,15 @@ class Learner:
             hint = " (wrap optax transformations with pl.optim.from_optax)" if hasattr(optimizer, "update") else ""
             raise TypeError(f"the optimizer must be a pl.optim optimizer{hint}, got {type(optimizer).__name__}")
         self.model = model
-        self.loss = loss.at(model.cod) if isinstance(loss, Poly) else loss
+        self.keyed = len(model.dom) >= 2 and model.dom[-1] == KEY and len(model.cod) >= 2 and model.cod[-1] == KEY
+        self.data_dom = model.dom[:-1] if self.keyed else model.dom
+        self.data_cod = model.cod[:-1] if self.keyed else model.cod
+        self.loss = loss.at(self.data_cod) if isinstance(loss, Poly) else loss
         if not isinstance(self.loss, Term):
             raise TypeError(f"the loss must be a term or a pl.losses loss, got {type(loss).__name__}")
-        if self.loss.dom != model.cod:
+        if self.loss.dom != self.data_cod:
             raise TypeError(f"the loss {self.loss.name} takes {self.loss.dom}, "
-                            f"but the model {model.name} returns {model.cod}")
+                            f"but the model {model.name} returns {self.data_cod}")
         if learning_rate is None:
             if len(self.loss.cod) != 1 or self.loss.cod[0].shape != () or self.loss.cod[0].batched:
                 raise TypeError(f"a loss must return one unbatched scalar, {self.loss.name} returns {self.loss.cod}")
@@ -111,6 +120,9 @@ class Learner:
         if gradient not in ("reverse", "forward"):
             raise ValueError(f"gradient must be 'reverse' (R, exact) or 'forward' (a forward-gradient estimate), "
                              f"got {gradient!r}")
+        if gradient == "forward" and self.keyed:
+            raise ValueError("gradient='forward' draws its tangents from the state's key; a keyed model "
+                             "(dropout) needs gradient='reverse'")
         self.gradient = gradient
         if compute_dtype is not None:
             if gradient != "reverse":
@@ -135,8 +147,15 @@ class Learner:
     # ---------------------------------------------------------------- names and types
     @cached_property
     def objective(self) -> Term:
-        """``model >> loss``: parameters are the model's, then the loss's (the label first)."""
-        return self.model >> self.loss
+        """``model >> loss``: parameters are the model's, then the loss's (the label first); a keyed
+        model's key goes on beside the loss."""
+        return self.model >> (self.loss @ id(Ty(KEY)) if self.keyed else self.loss)
+
+    @cached_property
+    def inference_model(self) -> Term:
+        """The model as :meth:`predict` and :meth:`accuracy` run it: the model itself, or for a
+        keyed model its :func:`~paralens.nn.inference_mode` (dropout off, no key)."""
+        return inference_mode(self.model) if self.keyed else self.model
 
     @cached_property
     def param_types(self) -> dict[str, ArrayType]:
@@ -163,7 +182,7 @@ class Learner:
         out = {"params": dict(self.param_types),
                "opt": tree_map(lambda s: s.type, self.optimizer.state(self.param_types)),
                "hyper": {k: declared.get(k, opt_hyper) for k in self.hyper_defaults}}
-        if self.gradient == "forward":
+        if self.gradient == "forward" or self.keyed:
             out["key"] = KEY
         if self.counts_steps:
             out["step"] = STEP
@@ -185,14 +204,17 @@ class Learner:
         opt = self.optimizer.lens(self.param_types)
         b = Builder()
         state = b.inputs(self.state_types)
-        xs, ys = [b.input(t) for t in self.model.dom], [b.input(t) for t in self.label_types]
+        xs, ys = [b.input(t) for t in self.data_dom], [b.input(t) for t in self.label_types]
         p, h = state["params"], state["hyper"]
         seen, opt_res = opt.forward(b, _opt_inputs(state, self.optimizer), [], group="optimizer")  # get
         seen = dict(zip(p, seen))
         low = self.compute_model  # mixed precision: into the compute dtype, and back for the loss
-        yhat, m_res = model.forward(b, _cast(b, xs, low.dom), _cast(b, _bind(self.model, seen, h),
-                                                                     [q.type for q in low.params]), group="model")
-        yhat = _cast(b, yhat, self.model.cod)
+        keys = [state["key"]] if self.keyed else []  # a keyed model draws from the state's key
+        yhat, m_res = model.forward(b, _cast(b, xs + keys, low.dom), _cast(b, _bind(self.model, seen, h),
+                                                                            [q.type for q in low.params]), group="model")
+        if self.keyed:
+            yhat, keys = yhat[:-1], yhat[-1:]
+        yhat = _cast(b, yhat, self.data_cod)
         (l,), l_res = loss.forward(b, yhat, _bind(self.loss, iter(ys), h), group="loss")
         if self.gradient == "forward":
             trained, key = self._forward_gradient(b, xs, _bind(self.model, seen, h) + _bind(self.loss, iter(ys), h),
@@ -200,7 +222,8 @@ class Learner:
         else:
             dl = rate.backward(b, rate.forward(b, [l], [], group="learning rate")[1], [], group="learning rate")[1]
             dyhat = loss.backward(b, l_res, dl, group="loss")[1]                              # backward pass
-            dp = model.backward(b, m_res, _cast(b, dyhat, low.cod), group="model")[0]
+            dkeys = [P.zeros_like(b, k) for k in keys]  # a key carries no cotangent
+            dp = model.backward(b, m_res, _cast(b, dyhat, low.cod[:len(dyhat)]) + dkeys, group="model")[0]
             dp = _cast(b, dp, [q.type for q in self.model.params])
             trained = [d for d, s in zip(dp, self.model.params) if not s.hyper]
         put = len(b.eqns)
@@ -212,11 +235,13 @@ class Learner:
         new_state = {"params": tree_map(lambda _: next(new), p), "opt": new_opt}
         if self.gradient == "forward":
             new_state["key"] = key
+        if self.keyed:
+            new_state["key"] = keys[0]
         if self.counts_steps:
             b.group = ("optimizer",)  # the step count, as optax counts in its optimizers' states
             new_state["step"] = P.add(b, state["step"], P.emit_const(b, 1, (), STEP.dtype))
             b.group = ()
-        in_sig = (sig_of(state), self.model.in_sig[0], plain_sig(len(ys)))
+        in_sig = (sig_of(state), self.inference_model.in_sig[0], plain_sig(len(ys)))
         out_sig = (sig_of(new_state), None)
         return b.build(leaves(state) + xs + ys, leaves(new_state) + [l],
                        in_sig=in_sig, out_sig=out_sig, name=f"step({self.model.name})",
@@ -251,7 +276,7 @@ class Learner:
         opt = init_state(self.optimizer.state(self.param_types), params, be.array)
         hyper = {k: be.array(self.hyper_defaults[k], t) for k, t in types["hyper"].items()}
         state = {"params": params, "opt": opt, "hyper": hyper}
-        if self.gradient == "forward":
+        if self.gradient == "forward" or self.keyed:
             state["key"] = be.array([0, seed], KEY)  # the layout of jax.random.PRNGKey(seed)
         if self.counts_steps:
             state["step"] = be.array(0, STEP)
@@ -275,7 +300,7 @@ class Learner:
     def classes(self) -> int | None:
         """The number of classes when the labels are integer class indices into the model's last
         output axis (``softmax_cross_entropy_with_integer_labels``); otherwise ``None``."""
-        lt, cod = self.label_types, self.model.cod
+        lt, cod = self.label_types, self.data_cod
         if len(lt) == 1 and lt[0].shape == () and lt[0].dtype.startswith(("int", "uint")) \
                 and len(cod) == 1 and cod[0].ndim >= 1:
             return cod[0].shape[-1]
@@ -302,12 +327,12 @@ class Learner:
 
     def predict(self, state: dict, x, backend: str = "numpy"):
         """The model's output on ``x`` with the state's parameters (``x`` cast to the model's dtype)."""
-        return backends.get(backend).compile(self.model)(self.model_params(state), x)
+        return backends.get(backend).compile(self.inference_model)(self.model_params(state), x)
 
     def accuracy(self, state: dict, x, labels, backend: str = "numpy") -> float:
         """Fraction of examples whose arg-max output equals ``labels`` (class indices or one-hot)."""
         be = backends.get(backend)
-        return be.accuracy(be.compile(self.model)(self.model_params(state), x), labels, x=x)
+        return be.accuracy(be.compile(self.inference_model)(self.model_params(state), x), labels, x=x)
 
     def fit(self, x, y, *, epochs: int = 10, batch_size: int = 32, seed: int = 0, state: dict | None = None,
             backend: str = "jax", progress: bool = True, checkpoint_dir=None, every: int | None = None,

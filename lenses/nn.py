@@ -20,13 +20,13 @@ from . import para as _init
 from . import wires as W
 from .para import number, real
 from .prims import FLOATS, INTS, KEY, promote
-from .terms import Builder, Poly, Term
+from .terms import Builder, Eqn, Poly, Term
 from .trace import trace, trace_on
 from .types import Array, ArrayType, Ty, positive_int
 
 __all__ = ["dense", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "softmax", "mlp",
            "conv2d", "max_pool", "avg_pool", "flatten", "layer_norm", "rms_norm", "embedding", "dropout",
-           "multi_head_attention", "transformer_block"]
+           "inference_mode", "multi_head_attention", "transformer_block"]
 
 
 def _elementwise(fn: Callable, name: str) -> Poly:
@@ -369,6 +369,70 @@ def _heads(name: str, d, heads) -> tuple[int, int]:
         raise ValueError(f"{name}: heads={heads} does not divide d={d}; each head takes d // heads features, "
                          f"so choose heads among {[h for h in range(1, d + 1) if d % h == 0]}")
     return d, heads
+
+
+def inference_mode(model: Term) -> Term:
+    """The model as it is evaluated: every :func:`dropout` layer the identity, and the random key
+    gone. A keyed model ``(x..., key) -> (y..., key')`` becomes ``(x...) -> (y...)`` with the
+    same parameters (the name of equinox's ``eqx.nn.inference_mode``).
+    :class:`~paralens.Learner` predicts and measures accuracy with it.
+
+    >>> import numpy as np, paralens as pl
+    >>> drop = pl.nn.dropout(0.5)
+    >>> @pl.para(dom=[pl.Array[3], pl.prims.KEY])
+    ... def model(x, key, w: pl.Param[3, 3]):
+    ...     h, key = drop(x @ w, key)
+    ...     return h, key
+    >>> evaluated = pl.nn.inference_mode(model)
+    >>> evaluated.dom, evaluated.param_names
+    (Ty(Array[3]), ('model.w',))
+
+    Raises ``ValueError`` when a box other than dropout reads the key: that model has no
+    deterministic evaluation this function could know of.
+    """
+    if len(model.dom) < 2 or model.dom[-1] != KEY or len(model.cod) < 2 or model.cod[-1] != KEY:
+        raise TypeError(f"inference_mode takes a keyed model (x..., key) -> (y..., key'), "
+                        f"got {model.dom} -> {model.cod}")
+    eqns = model.eqns
+    dropped = {e.layer for e in eqns if e.layer is not None and e.layer[0] == "dropout"}
+    same: dict[int, int] = {}  # a dropout layer's output wire -> the input wire it passes on
+    for inst in dropped:
+        made = {w for e in eqns if e.layer == inst for w in e.outs}
+        read = list(dict.fromkeys(w for e in eqns if e.layer == inst for w in e.ins if w not in made))
+        xs = [w for w in read if model.wires[w] != KEY]
+        keys = [w for w in read if model.wires[w] == KEY]
+        outside = {w for e in eqns if e.layer != inst for w in e.ins} | set(model.outputs)
+        for w in (w for w in made if w in outside):
+            source = keys if model.wires[w] == KEY else xs
+            if len(source) != 1:
+                raise ValueError(f"inference_mode: dropout layer {inst} does not read one array and one key")
+            same[w] = source[0]
+
+    def origin(w: int) -> int:
+        while w in same:
+            w = same[w]
+        return w
+    b = Builder()
+    env = {w: b.redeclare(spec) for spec, w in zip(model.params, model.param_wires)}
+    key = model.inputs[-1]
+    env.update({w: b.input(model.wires[w]) for w in model.inputs[:-1]})
+    for e in eqns:
+        if e.layer in dropped:
+            continue
+        ins = [origin(w) for w in e.ins]
+        if key in ins:
+            raise ValueError(f"inference_mode: the {e.prim.name} box reads the random key; only dropout layers may")
+        outs = [b.new_wire(model.wires[w]) for w in e.outs]
+        env.update(zip(e.outs, outs))
+        b.eqns.append(Eqn(e.prim, e.params, tuple(env[w] for w in ins), tuple(outs), e.group, e.layer, e.backward))
+    outs = [origin(w) for w in model.outputs[:-1]]
+    if key in outs:
+        raise ValueError("inference_mode: the model returns its key where it should return data")
+    in_sig, out_sig = model.in_sig[0], model.out_sig
+    return b.build([env[w] for w in model.inputs[:-1]], [env[w] for w in outs],
+                   in_sig=(None if len(model.dom) == 2 else in_sig[:-1],) if isinstance(in_sig, tuple) else None,
+                   out_sig=None if len(model.cod) == 2 else (out_sig[:-1] if isinstance(out_sig, tuple) else None),
+                   name=f"inference({model.name})")
 
 
 def multi_head_attention(d: int, heads: int, causal: bool = False, *, dtype: str | None = None) -> Poly:
