@@ -198,13 +198,18 @@ def bench(case: Case, rounds: int, calls: int, seed: int = 0) -> dict:
         p_times.append(tp)
         r_times.append(tr)
     p_mem, r_mem = memory_stats(p_compiled), memory_stats(r_compiled)
+    lrn = case.learner  # the same learner with its optimizer fused into the backward pass (memory only)
+    fused = pl.Learner(lrn.model, loss=lrn.loss, optimizer=lrn.optimizer, compute_dtype=lrn.compute_dtype,
+                       residuals=lrn.residuals, fuse_optimizer=True)
+    f_mem = memory_stats(fused.compile("jax").lower(fused.init(seed, backend="jax"), x, y).compile())
     tp, tr = statistics.median(p_times), statistics.median(r_times)
     return {"name": case.name, "flops_reported": case.flops, "first_loss": [float(p_loss), float(r_loss)],
             "step_ratio_median": statistics.median(step_ratios), "paralens_step_ms": 1e3 * tp,
             "jax_step_ms": 1e3 * tr, "compile_ratio": p_compile_s / r_compile_s,
             "paralens_flops": flop_count(p_compiled), "jax_flops": flop_count(r_compiled),
             "paralens_flop_per_s": flop_count(p_compiled) / tp, "jax_flop_per_s": flop_count(r_compiled) / tr,
-            "paralens_memory": p_mem, "jax_memory": r_mem, "memory_ratio": ratios(p_mem, r_mem)}
+            "paralens_memory": p_mem, "jax_memory": r_mem, "memory_ratio": ratios(p_mem, r_mem),
+            "fused_memory": f_mem, "fused_memory_ratio": ratios(f_mem, r_mem)}
 
 
 def report(results: list[dict], device, peak: float | None) -> str:
@@ -231,7 +236,8 @@ def report(results: list[dict], device, peak: float | None) -> str:
         lines.append(f"  {r['name']}: temp {m['temp']:.3f}x, total {m['total']:.3f}x, peak {peak}, "
                      f"argument {m['argument']:.3f}x, output {m['output']:.3f}x "
                      f"(temp {r['paralens_memory']['temp'] / 2**20:.2f} MiB "
-                     f"vs {r['jax_memory']['temp'] / 2**20:.2f} MiB)")
+                     f"vs {r['jax_memory']['temp'] / 2**20:.2f} MiB; optimizer fused: "
+                     f"temp {r['fused_memory_ratio']['temp']:.3f}x, total {r['fused_memory_ratio']['total']:.3f}x)")
     return "\n".join(lines)
 
 
