@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -654,6 +655,10 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
     if end_value is not None:
         end_value = real(end_value, "exponential_decay: end_value")
     if transition_steps <= 0:
+        return constant_schedule(init_value)
+    if decay_rate == 0:  # optax warns and holds init_value, where the formula would fall to 0
+        warnings.warn("exponential_decay: decay_rate=0 gives a constant schedule at init_value, as in optax",
+                      stacklevel=2)
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
 

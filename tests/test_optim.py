@@ -175,6 +175,16 @@ def test_convergence_on_quadratic_and_rosenbrock(make, lr_quad, lr_rosen):
     (O.warmup_cosine_decay_schedule(0.0, 1.0, 10, 50, 0.1), optax.warmup_cosine_decay_schedule(0.0, 1.0, 10, 50, 0.1)),
 ])
 def test_schedules_match_optax(ours, ref):
+    _check_schedule(ours, ref)
+
+
+def test_exponential_decay_at_rate_zero_is_constant_as_in_optax():
+    with pytest.warns(UserWarning, match="decay_rate=0"):
+        ours = O.exponential_decay(0.1, 7, 0.0)
+    _check_schedule(ours, optax.exponential_decay(0.1, 7, 0.0))
+
+
+def _check_schedule(ours, ref):
     f = pl.trace(lambda c: ours(c), dom=[pl.Array((), dtype="float64")], name="schedule")
     counts = np.arange(0, 80, dtype=np.float64)
     from paralens.backends import numpy as pnp
