@@ -14,7 +14,7 @@ a callable with the box's parameters already bound. The function keeps its
     def dense_3_2_relu(v1, v2, v0):
         v3 = einsum0(v0, v1)  # einsum batched_out=None spec='i,io->o' [dense]
         v4 = add(v3, v2)  # add [dense]
-        v5 = relu(v4)  # relu [relu]
+        v5 = relu2(v4)  # relu [relu]
         return [v5]
 
 A rule takes part in two ways. Its plain form ``rule(in_types, out_types,
@@ -23,20 +23,26 @@ A rule takes part in two ways. Its plain form ``rule(in_types, out_types,
 the box's callable of arrays alone (answering a one-output box's array bare,
 several outputs as a list), and its plain form is defined as that callable
 applied: so the generated code and the interpreter compute the same numbers by
-construction. Any other rule is bound with its parameters as it is.
+construction. Any other rule is bound with its parameters as it is. One box is
+written differently: a ``broadcast`` read only by elementwise boxes that would
+broadcast its input themselves is a view of it (:func:`_views`), the same numbers
+without the copy.
+
+:func:`fast_entry` and :func:`fast_step` write the function a user calls the same
+way: the checks of the common call, then the body inline.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from paralens.terms import DictSig, Term
 
-__all__ = ["staged", "straight_line", "fast_entry", "MISS"]
+__all__ = ["staged", "straight_line", "fast_entry", "fast_step"]
 
 
 def staged(stage: Callable) -> Callable:
@@ -83,113 +89,220 @@ def _identifier(name: str) -> str:
     return ident if not ident[0].isdigit() else "t_" + ident
 
 
-def straight_line(backend, term: Term) -> Callable[..., list]:
-    """``fn(*flat_values) -> flat_outputs`` computing ``term`` as ``backend.run`` does, written
-    out as one Python function (``fn.source``). The backend's ``rules``, ``name`` and ``wrap``
-    are read once, here; a box without a rule is refused now, not when it runs."""
-    namespace: dict[str, Any] = {}
-    lines = []
-    wires = term.wires
+class _Writer:
+    """The lines and namespace of one generated function; objects are bound under unique names."""
 
-    def bind(obj, name: str) -> str:
-        while namespace.get(name, obj) is not obj:
-            name = f"{name}_{len(namespace)}"
-        namespace[name] = obj
+    def __init__(self):
+        self.namespace: dict[str, Any] = {}
+        self.lines: list[str] = []
+
+    def bind(self, obj, name: str) -> str:
+        while self.namespace.get(name, obj) is not obj:
+            name = f"{name}_{len(self.namespace)}"
+        self.namespace[name] = obj
         return name
 
-    wrap = None if backend.wrap is None else bind(backend.wrap, "wrap")
+    def define(self, name: str, args: str, filename: str) -> tuple[Callable, str]:
+        """The function ``def name(args):`` with the lines as its body, and its text."""
+        source = f"def {name}({args}):\n" + "\n".join(self.lines) + "\n"
+        exec(compile(source, filename, "exec"), self.namespace)  # noqa: S102
+        return self.namespace[name], source
+
+
+def _views(term: Term) -> dict[int, tuple]:
+    """The ``broadcast`` boxes the straight-line code writes as views (box index -> the view's
+    index): those whose result feeds only elementwise boxes whose other operands already span
+    the result's shape. Their broadcasting then gives the same numbers from the input with a
+    size-1 axis for each new one, and the copy is skipped. Each such view is the input indexed
+    with ``None`` at the new axes (a broadcast's ``dims`` are in order)."""
+    wires = term.wires
+    readers: dict[int, list] = {}
+    for e in term.eqns:
+        for n in e.ins:
+            readers.setdefault(n, []).append(e)
+    spread: dict[int, tuple] = {}  # a view's wire -> its shape, right-aligned as its readers see it
+
+    def spanned(r) -> bool:
+        out = wires[r.outs[0]]
+        shapes = [spread.get(n, wires[n].shape) for n in r.ins]
+        return all(max(s[i - out.ndim + len(s)] if i - out.ndim + len(s) >= 0 else 1 for s in shapes) == size
+                   for i, size in enumerate(out.shape))
+
+    views = {}
+    for k, e in enumerate(term.eqns):
+        if e.prim.name != "broadcast" or e.outs[0] in term.outputs:
+            continue
+        o, t, p = e.outs[0], wires[e.ins[0]], dict(e.params)
+        axes = range(len(p["shape"]))
+        spread[o] = tuple(t.shape[p["dims"].index(i)] if i in p["dims"] else 1 for i in axes)
+        if all(r.prim.elementwise and spanned(r) for r in readers.get(o, ())):
+            views[k] = (slice(None),) * t.batched + tuple(slice(None) if i in p["dims"] else None for i in axes)
+        else:
+            del spread[o]
+    return views
+
+
+def _body(w: _Writer, backend, term: Term) -> None:
+    """The lines computing ``term``'s boxes, wire ``n`` in the local ``v<n>``; a box without a
+    rule in ``backend.rules`` is refused now, not when it runs."""
+    wires = term.wires
+    wrap = None if backend.wrap is None else w.bind(backend.wrap, "wrap")
+    views = _views(term) if wrap is None else {}
     for k, e in enumerate(term.eqns):
         name = e.prim.name
+        if k in views:
+            w.lines.append(f"    v{e.outs[0]} = v{e.ins[0]}[{w.bind(views[k], f'{name}{k}')}]  "
+                           f"# {_describe(e)}, as a view")
+            continue
         try:
             rule = backend.rules[name]
         except KeyError:
             raise NotImplementedError(f"the {backend.name} backend has no rule for {name}") from None
-        ins, outs = tuple(wires[w] for w in e.ins), tuple(wires[w] for w in e.outs)
+        ins, outs = tuple(wires[n] for n in e.ins), tuple(wires[n] for n in e.outs)
         fn, plain = _callable(rule, ins, outs, dict(e.params))
         if getattr(fn, "constant", False) and wrap is None and not set(e.outs) & set(term.outputs):
             # no inputs and a fixed value: computed once (an output is computed per call, never shared)
-            call = bind(fn(), f"{name}{k}")
+            call = w.bind(fn(), f"{name}{k}")
         else:
-            call = f"{bind(fn, name if plain else f'{name}{k}')}({', '.join(f'v{w}' for w in e.ins)})"
+            call = f"{w.bind(fn, name if plain else f'{name}{k}')}({', '.join(f'v{n}' for n in e.ins)})"
             if wrap is not None:
                 call = f"{wrap}({call})" if len(e.outs) == 1 else f"[{wrap}(o) for o in {call}]"
-        targets = ", ".join(f"v{w}" for w in e.outs)
-        lines.append(f"    {targets} = {call}  # {_describe(e)}")
-    outs = ", ".join(f"v{w}" for w in term.outputs)
-    args = ", ".join(f"v{w}" for w in term.param_wires + term.inputs)
+        w.lines.append(f"    {', '.join(f'v{n}' for n in e.outs)} = {call}  # {_describe(e)}")
+
+
+def straight_line(backend, term: Term) -> Callable[..., list]:
+    """``fn(*flat_values) -> flat_outputs`` computing ``term`` as ``backend.run`` does, written
+    out as one Python function (``fn.source``). The backend's ``rules``, ``name`` and ``wrap``
+    are read once, here."""
+    w = _Writer()
+    _body(w, backend, term)
+    w.lines.append(f"    return [{', '.join(f'v{n}' for n in term.outputs)}]")
     fname = _identifier(term.name)
-    while fname in namespace:  # a term named after one of its boxes (``tanh``) must not shadow it
+    while fname in w.namespace:  # a term named after one of its boxes (``tanh``) must not shadow it
         fname += "_term"
-    source = f"def {fname}({args}):\n" + "\n".join(lines + [f"    return [{outs}]"]) + "\n"
-    exec(compile(source, f"<paralens {backend.name}: {term.name}>", "exec"), namespace)  # noqa: S102
-    fn = namespace[fname]
-    fn.source = source
+    fn, fn.source = w.define(fname, ", ".join(f"v{n}" for n in term.param_wires + term.inputs),
+                             f"<paralens {backend.name}: {term.name}>")
     return fn
 
 
+# ------------------------------------------------------------------ fast entries
+# An entry is the compiled function the user calls: for the common call it checks what the
+# general path would, reads the leaves straight into the body's locals, runs the body inline
+# and builds the outputs; anything else (another structure, class, shape) it hands to the
+# general path, which answers it or raises its error. Every local of an entry starts with
+# ``_`` and no box is named so, so the two never meet.
 
-#: what a fast entry answers when the arguments need the general path (which also raises the errors)
-MISS = object()
 
+class _Entry(_Writer):
+    """An entry being written: ``fallback`` is the call of the general path, as text."""
 
-def fast_entry(term: Term, names, types_, body: Callable, *, native: type, cast: Callable, convert: Callable,
-               finish: Callable | None, whats) -> Callable:
-    """``entry(params, args)``: ``body``'s outputs in ``term``'s calling convention, or :data:`MISS`.
+    def __init__(self, backend, term: Term, general: Callable, fallback: str, whats):
+        super().__init__()
+        self.backend, self.term, self.fallback, self.whats = backend, term, fallback, whats
+        self.bind(general, "_general")
+        self.leaves: list[str] = []
 
-    It takes the common case only: ``params`` a dict, arguments that fit the signature, leaves
-    ``native`` arrays (others are cast and converted, as the general path does) of the types'
-    shapes. Anything else is a :data:`MISS`, and the caller's general path handles it, with
-    its error messages. The function is generated like :func:`straight_line`'s."""
-    namespace: dict[str, Any] = {"MISS": MISS, "native": native, "cast": cast, "convert": convert, "body": body,
-                                 "finish": finish}
-    lines, leaves = [], []
+    def miss(self, cond: str) -> None:
+        self.lines.append(f"    if {cond}: return {self.fallback}")
 
-    def const(value, prefix: str) -> str:
-        name = f"{prefix}{len(namespace)}"
-        namespace[name] = value
-        return name
-
-    def walk(expr: str, sig):
+    def walk(self, expr: str, sig) -> None:
+        """Lines that hand anything but ``sig``'s structure (exact dicts, tuples or lists) to the
+        general path; the leaves' expressions are collected in calling-convention order."""
         if sig is None:
-            leaves.append(expr)
-        elif isinstance(sig, DictSig):
-            var = f"d{len(lines)}"
-            lines.append(f"    {var} = {expr}")
-            lines.append(f"    if {var}.__class__ is not dict or {var}.keys() != {const(set(sig.keys), 'K')}: return MISS")
-            for k, s in sig.items():
-                walk(f"{var}[{k!r}]", s)
-        else:
-            var = f"d{len(lines)}"
-            lines.append(f"    {var} = {expr}")
-            lines.append(f"    if {var}.__class__ not in (tuple, list) or len({var}) != {len(sig)}: return MISS")
-            for i, s in enumerate(sig):
-                walk(f"{var}[{i}]", s)
-
-    walk("params", DictSig(tuple(names)))
-    walk("args", tuple(term.in_sig))
-    for k, (expr, t, what) in enumerate(zip(leaves, types_, whats)):
-        dtype, shape = const(np.dtype(t.dtype), "D"), const(tuple(t.shape), "S")
-        lines.append(f"    l{k} = {expr}")
-        lines.append(f"    if l{k}.__class__ is not native or l{k}.dtype is not {dtype}: "
-                     f"l{k} = convert(cast(l{k}, {const(t, 'T')}, {what!r}))")
-        if t.batched:
-            lines.append(f"    s = l{k}.shape")
-            lines.append(f"    if len(s) != {t.ndim + 1} or s[1:] != {shape}: return MISS")
-        else:
-            lines.append(f"    if l{k}.shape != {shape}: return MISS")
-    lines.append(f"    o = body({', '.join(f'l{k}' for k in range(len(leaves)))})")
-    outs = iter(range(len(term.outputs)))
-
-    def build(sig) -> str:
-        if sig is None:
-            i = next(outs)
-            return f"finish(o[{i}])" if finish is not None else f"o[{i}]"
+            self.leaves.append(expr)
+            return
+        var = f"_d{len(self.lines)}"
+        self.lines.append(f"    {var} = {expr}")
         if isinstance(sig, DictSig):
-            return "{" + ", ".join(f"{k!r}: {build(s)}" for k, s in sig.items()) + "}"
-        return "(" + "".join(f"{build(s)}, " for s in sig) + ")"
-    lines.append(f"    return {build(term.out_sig)}")
-    source = "def entry(params, args):\n" + "\n".join(lines) + "\n"
-    exec(compile(source, f"<paralens entry: {term.name}>", "exec"), namespace)  # noqa: S102
-    entry = namespace["entry"]
-    entry.source = source
-    return entry
+            self.miss(f"{var}.__class__ is not dict or {var}.keys() != {self.bind(set(sig.keys), '_K')}")
+            for k, s in sig.items():
+                self.walk(f"{var}[{k!r}]", s)
+        else:
+            self.miss(f"{var}.__class__ not in (tuple, list) or len({var}) != {len(sig)}")
+            for i, s in enumerate(sig):
+                self.walk(f"{var}[{i}]", s)
+
+    def read(self) -> None:
+        """Each leaf into its wire's local: a ``native`` array of the wire's dtype as it is, so is
+        a ``native_scalar`` of it on a 0-d wire (anything else is cast and converted, as the general
+        path does); of the wire's shape, else the general path."""
+        term, be = self.term, self.backend
+        types_ = [s.type for s in term.params] + list(term.dom)
+        native, cast, convert = self.bind(be.native, "_native"), self.bind(be.cast, "_cast"), \
+            self.bind(be.convert, "_convert")
+        for n, expr, t, what in zip(term.param_wires + term.inputs, self.leaves, types_, self.whats):
+            v, shape = f"v{n}", self.bind(tuple(t.shape), "_S")
+            self.lines.append(f"    {v} = {expr}")
+            other = f"{v}.__class__ is not {native} or {v}.dtype is not {self.bind(np.dtype(t.dtype), '_D')}"
+            if be.native_scalar is not None and not t.batched and not t.shape:
+                other = f"{v}.__class__ is not {self.bind(be.native_scalar(t.dtype), '_C')} and ({other})"
+            self.lines.append(f"    if {other}: {v} = {convert}({cast}({v}, {self.bind(t, '_T')}, {what!r}))")
+            if t.batched:
+                self.miss(f"len({v}.shape) != {t.ndim + 1} or {v}.shape[1:] != {shape}")
+            else:
+                self.miss(f"{v}.shape != {shape}")
+
+    def build(self, sig, outs: Iterator[int], finish: Callable | None) -> str:
+        """The expression of the outputs in ``sig``'s structure."""
+        if sig is None:
+            v = f"v{next(outs)}"
+            return v if finish is None else f"{self.bind(finish, '_finish')}({v})"
+        if isinstance(sig, DictSig):
+            return "{" + ", ".join(f"{k!r}: {self.build(s, outs, finish)}" for k, s in sig.items()) + "}"
+        return "(" + "".join(f"{self.build(s, outs, finish)}, " for s in sig) + ")"
+
+    def entry(self, name: str, args: str) -> Callable:
+        """The entry ``def name(args):``, its text kept as ``entry_source``."""
+        fn, fn.entry_source = self.define(name, args, f"<paralens entry: {self.term.name}>")
+        return fn
+
+
+def fast_entry(backend, term: Term, general: Callable, *, whats, finish: Callable | None) -> Callable:
+    """``entry(params, *args)``: ``general(params, *args)``, the compiled term's calling convention,
+    with the common call taken inline. That is ``params`` a dict and arguments that fit the
+    signature, with leaves of ``backend.native``'s class and the wires' shapes; ``finish``
+    (``None``: none) is applied to each output. ``whats`` name the leaves in cast errors. The
+    entry's text is ``entry.entry_source``."""
+    sig = tuple(term.in_sig)
+    w = _Entry(backend, term, general, "_general(_params, *_args)", whats)
+    w.miss(f"len(_args) != {len(sig)}")
+    w.walk("_params", DictSig(tuple(term.param_names)))
+    for i, s in enumerate(sig):
+        w.walk(f"_args[{i}]", s)
+    w.read()
+    _body(w, backend, term)
+    w.lines.append(f"    return {w.build(term.out_sig, iter(term.outputs), finish)}")
+    return w.entry("_entry", "_params, *_args")
+
+
+def fast_step(backend, term: Term, general: Callable, *, whats, finish: Callable | None,
+              labels: Callable | None = None, classes: int | None = None) -> Callable:
+    """``step(state, x, y) -> (state, loss)`` for a step term ``(state, x, y) -> (new, loss)`` taking
+    no parameters, one array ``x`` and one ``y``: ``general(state, x, y)``, with the common call
+    taken inline. That is ``state`` a dict holding the term's keys (the others pass through),
+    arrays ``x`` and ``y`` with one batch size, and leaves as :func:`fast_entry` takes them.
+
+    ``labels(x, y)`` checks class labels, ``classes`` of them (``None``: no check); a few
+    integer labels are seen to be in range inline, any others go to ``labels``, which raises
+    what the general path would. That path checks the batch, then the labels, then casts the
+    leaves, and so does this one."""
+    state_sig, x_sig, y_sig = term.in_sig
+    w = _Entry(backend, term, general, "_general(_state, _x, _y)", whats)
+    native = w.bind(backend.native, "_native")
+    w.miss(f"_state.__class__ is not dict or not {w.bind(set(state_sig.keys), '_K')} <= _state.keys()")
+    for k, s in state_sig.items():
+        w.walk(f"_state[{k!r}]", s)
+    w.walk("_x", x_sig)
+    w.walk("_y", y_sig)
+    w.miss(f"_x.__class__ is not {native} or _y.__class__ is not {native} or _x.shape[:1] != _y.shape[:1]")
+    if labels is not None:
+        # Python's min and max of a short list cost less than NumPy's reductions
+        w.lines.append(f"    if _y.ndim != 1 or not 0 < len(_y) <= 64 or _y.dtype.kind not in 'iu' "
+                       f"or min(_f := _y.tolist()) < 0 or max(_f) >= {classes}: {w.bind(labels, '_labels')}(_x, _y)")
+    w.read()
+    _body(w, backend, term)
+    new_sig, loss_sig = term.out_sig
+    outs = iter(term.outputs)
+    new = "".join(f"{k!r}: {w.build(s, outs, finish)}, " for k, s in new_sig.items())
+    w.lines.append(f"    return {{**_state, {new}}}, {w.build(loss_sig, outs, finish)}")
+    return w.entry("_step", "_state, _x, _y")

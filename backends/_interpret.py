@@ -26,7 +26,7 @@ from paralens.prims import PRIMS, pad_sides, parse_einsum, patches_shape
 from paralens.terms import DictSig, Term, as_term, flatten, unflatten
 from paralens.types import ArrayType
 
-from ._codegen import MISS, fast_entry, staged, straight_line
+from ._codegen import fast_entry, fast_step, staged, straight_line
 from .validate import cast, check_labels, check_same_batch, labels_check
 
 __all__ = ["ArrayLib", "ArrayBackend", "python_loop", "fans"]
@@ -36,7 +36,8 @@ class ArrayLib(types.SimpleNamespace):
     """What the shared rules need of an array library: ``xp`` (a NumPy-like namespace) and
     ``full(shape, value, dtype)``, ``constant(flat_values, shape, dtype)``,
     ``einsum(spec, a, b)``, ``pad(x, widths)``, ``add_at(acc, index, values)`` (``acc[index] += values``
-    with repeated indices adding up, as ``numpy.add.at``; it may update ``acc`` in place)."""
+    with repeated indices adding up, as ``numpy.add.at``; it may update ``acc`` in place). Optionally
+    ``sum(x, axis)``, ``x.sum(axis=axis)`` called the cheapest way (else the method)."""
 
 
 def _ax(t: ArrayType, axes) -> tuple[int, ...]:
@@ -86,12 +87,16 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
             return broadcast_to(x.reshape(lead + new), lead + shape)
         return batched
 
+    total = getattr(lib, "sum", None)
+
+    def summed(axis):
+        if total is None:
+            return lambda x: x.sum(axis=axis)  # the method: NumPy's xp.sum adds a layer of dispatch
+        return lambda x: total(x, axis)
+
     @staged
     def reduce_sum(ins, outs, *, axes):
-        if not axes:
-            return lambda x: x
-        axis = _ax(ins[0], axes)
-        return lambda x: x.sum(axis=axis)  # the method: NumPy's xp.sum adds a layer of dispatch
+        return summed(_ax(ins[0], axes)) if axes else lambda x: x
 
     @staged
     def reshape(ins, outs, *, shape):
@@ -191,7 +196,7 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
         "take": take,
         "scatter_add": scatter_add,
         "foreign": lambda ins, outs, *vals, fn, types_out: list(fn(*vals)),
-        "batch_sum": staged(lambda ins, outs: lambda x: x.sum(axis=0)),
+        "batch_sum": staged(lambda ins, outs: summed(0)),
         "batch_broadcast": staged(lambda ins, outs: lambda u, ref: broadcast_to(u, (ref.shape[0],) + u.shape)),
         "batch_count": batch_count,
         "optimization_barrier": lambda ins, outs, *vals: list(vals),
@@ -199,8 +204,13 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
 
 
 def _elementwise(fn: Callable, xp) -> Callable:
+    """The rule of an elementwise entry ``fn``: a function of arrays, or one made with :func:`staged`
+    when it depends on the wires' types (a mask's dtype); its operands are lined up first."""
+    typed = getattr(fn, "stage", None)
+
     def rule(ins, outs, *vals, **params):
-        return fn(*_align(xp, vals, ins, outs[0]), **params)
+        vals = _align(xp, vals, ins, outs[0])
+        return fn(*vals, **params) if typed is None else fn(ins, outs, *vals, **params)
 
     def stage(ins, outs, **params):
         """``fn`` with its parameters bound; batched operands are lined up as :func:`_align` does,
@@ -208,7 +218,10 @@ def _elementwise(fn: Callable, xp) -> Callable:
         out = outs[0]
         index = [(slice(None),) + (None,) * (out.ndim - t.ndim) if t.batched and t.ndim < out.ndim else None
                  for t in ins]
-        bound = functools.partial(fn, **params) if params else fn
+        if typed is not None:
+            bound = typed(ins, outs, **params)
+        else:
+            bound = functools.partial(fn, **params) if params else fn
         if not any(i is not None for i in index):
             return bound
 
@@ -295,6 +308,9 @@ class ArrayBackend(Backend):
     #: the array class whose values of the wire's dtype :meth:`compile`'s fast entry passes as they are
     #: (cast and convert leave them alone); ``None``: every call takes the general path
     native: type | None = None
+    #: ``native_scalar(dtype)``: the scalar class a 0-d result of ``dtype`` comes back as, which
+    #: the fast entry also passes as it is on a 0-d wire (``None``: none)
+    native_scalar: Callable | None = None
 
     def __init__(self, name: str, lib: ArrayLib, rules: dict[str, Callable], *, convert: Callable,
                  finish: Callable = _same, loop: Callable = python_loop, wrap: Callable | None = None):
@@ -376,30 +392,22 @@ class ArrayBackend(Backend):
 
     def compile(self, term, **options) -> Callable:
         """``fn(params, *args)`` following ``term``'s calling convention (params: a dict by name,
-        or the one parameter's array bare)."""
+        or the one parameter's array bare). Where this backend writes code and has a
+        :attr:`native` array class, ``fn`` is itself generated: the common call runs the
+        straight-line body inline (``fn.entry_source``), any other goes the general way."""
         if options:
             raise TypeError(f"the {self.name} backend takes no options here, got {sorted(options)}")
         term = as_term(term)
         if not self.bits:
             _refuse_bit_arithmetic(term, self.name)
         names = term.param_names
-        ptypes = [s.type for s in term.params]
-        all_types = ptypes + list(term.dom)
+        all_types = [s.type for s in term.params] + list(term.dom)
         sig = tuple(term.in_sig)
         evaluate = self.evaluator(term)
-        fast = None
-        if self.native is not None and self.generates_code:
-            fast = fast_entry(term, names, all_types, evaluate.fn, native=self.native, cast=self.cast,
-                              convert=self.convert, finish=None if self.finish is _same else self.finish,
-                              whats=[_what(names, k) for k in range(len(all_types))])
 
         def fn(params, *args):
             if len(args) != len(sig):
                 raise TypeError(f"{term.name} takes params and {len(sig)} argument(s), got {len(args)}")
-            if fast is not None:
-                out = fast(params, args)
-                if out is not MISS:
-                    return out
             flat = _flatten_params(params, names)
             flatten(args, sig, flat, "the arguments")
             vals = [self.convert(self.cast(v, t, _what(names, k))) for k, (v, t) in enumerate(zip(flat, all_types))]
@@ -409,11 +417,23 @@ class ArrayBackend(Backend):
             bare = names if len(names) == 1 and not isinstance(params, dict) else None
             return _unflatten(term.out_sig, iter(outs), bare)
 
+        if self._fast:
+            fn = fast_entry(self, term, fn, **self._entry_options(term))
         fn.__name__ = f"{self.name}_compiled"
         fn.__doc__ = f"{term.name}: {term.dom} -> {term.cod}, compiled for {self.name}"
         fn.term = term
         fn.source = getattr(evaluate, "source", None)  # the straight-line code, where there is one
         return fn
+
+    @property
+    def _fast(self) -> bool:
+        """Whether compiled functions get a generated entry (:func:`._codegen.fast_entry`)."""
+        return self.native is not None and self.generates_code
+
+    def _entry_options(self, term: Term) -> dict:
+        names = term.param_names
+        return {"whats": [_what(names, k) for k in range(len(names) + len(term.dom))],
+                "finish": None if self.finish is _same else self.finish}
 
     # ---------------------------------------------------------------- the rest of the protocol
     def init(self, term, seed: int = 0) -> dict:
@@ -442,7 +462,9 @@ class ArrayBackend(Backend):
     def compile_step(self, step, *, scan: bool = False, classes: int | None = None, **options) -> Callable:
         """``step(state, x, y) -> (state, loss)``, eager; with ``scan=True`` it takes stacks of
         batches ``(xs, ys)`` and returns the per-step losses. ``classes``: the labels are class
-        indices, checked to be in range. ``options`` go to :meth:`compile`."""
+        indices, checked to be in range. ``options`` go to :meth:`compile`. Where compiled
+        functions get a generated entry, so does the one-step form with one ``x`` and one ``y``
+        (:func:`._codegen.fast_step`): the state is read and rebuilt in it."""
         check = labels_check(classes)
         term = as_term(step)
         fn = self.compile(term, **options)
@@ -468,7 +490,11 @@ class ArrayBackend(Backend):
                 state, loss = run(state, x, y)
                 losses.append(loss)
             return state, np.asarray(losses)
-        return many if scan else one
+        if scan:
+            return many
+        if self._fast and term.in_sig[1:] == (None, None):
+            return fast_step(self, term, one, labels=check, classes=classes, **self._entry_options(term))
+        return one
 
     def fit(self, step: Term, state, x, y, **options):
         """Shuffle, batch and run the step's scanned form (see :func:`paralens.backends.fitting.fit`)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
+from typing import Callable
 
 import numpy as np
 
@@ -28,14 +30,32 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
-def _mask(cond, *like):
-    dtypes = [getattr(v, "dtype", None) for v in like]
-    if None in dtypes:  # a Python number: NumPy's promotion rules for it
-        return cond.astype(np.result_type(*like, np.float32))
-    dtype = np.float32
-    for d in dtypes:  # arrays: promote_types is result_type without its parsing
-        dtype = np.promote_types(d, dtype)
-    return cond.astype(dtype)
+def _zero(t):
+    """0 as an array of the wire's dtype: the same numbers as a Python 0 in a ufunc, without its
+    conversion on every call."""
+    return np.zeros((), t.dtype)
+
+
+def _mask(compare: Callable, *, with_zero: bool = False) -> Callable:
+    """The elementwise rule of a comparison giving a float mask (1.0 where true), of the dtype
+    NumPy's promotion gives its operands and float32, fixed from the wires' types;
+    ``with_zero``: ``compare(x, 0)``."""
+    @staged
+    def mask(ins, outs):
+        dtype = np.dtype(np.float32)
+        for t in ins:  # promote_types is result_type without its parsing
+            dtype = np.promote_types(t.dtype, dtype)
+        if with_zero:
+            zero = _zero(ins[0])
+            return lambda x: compare(x, zero).astype(dtype)
+        return lambda x, y: compare(x, y).astype(dtype)
+    return mask
+
+
+@staged
+def _relu(ins, outs):
+    zero = _zero(ins[0])
+    return lambda x: np.maximum(x, zero)
 
 
 @staged
@@ -53,12 +73,20 @@ def _logsumexp(ins, outs, *, axis):
     axis += ins[0].batched
 
     drop = (slice(None),) * axis + (0,)  # m without its kept axis
+    big = np.finfo(ins[0].dtype).max
+    lo, hi = np.array(-big, ins[0].dtype), np.array(big, ins[0].dtype)
 
     def logsumexp(x):
-        m = np.maximum.reduce(x, axis, None, None, True)
-        m = np.where(np.isfinite(m), m, 0)
+        # the max held to finite values (from below by the reduction's initial value): an infinite
+        # max gives the same infinite result as the max taken as 0 would, and NaN stays NaN
+        m = np.minimum(np.maximum.reduce(x, axis, None, None, True, lo), hi)
         return np.log(np.add.reduce(np.exp(x - m), axis)) + m[drop]
     return logsumexp
+
+
+@staged
+def _cast(ins, outs, *, dtype):
+    return operator.methodcaller("astype", np.dtype(dtype))  # x.astype(dtype), called from C
 
 
 def _normal(ins, outs, key, *, shape, dtype):
@@ -151,15 +179,16 @@ def _uniform(ins, outs, key, like):
     return [rng.integers(0, 2 ** 32, 2, dtype=np.uint32), sample]
 
 
-#: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
+#: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays, or
+#: made with ``staged`` where the function depends on the wires' types (a mask's dtype, a typed zero).
 RULES = {
     "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sigmoid": _sigmoid,
-    "softplus": lambda x: np.logaddexp(0, x), "relu": lambda x: np.maximum(x, 0), "step": lambda x: _mask(x > 0, x),
+    "softplus": lambda x: np.logaddexp(0, x), "relu": _relu, "step": _mask(np.greater, with_zero=True),
     "cos": np.cos, "sin": np.sin, "floor": np.floor, "stop_gradient": lambda x: x,
     "scale": lambda x, *, c: x * c, "shift": lambda x, *, c: x + c, "pow": lambda x, *, p: np.power(x, p),
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "power": np.power,
-    "greater": lambda x, y: _mask(np.greater(x, y), x, y), "equal": lambda x, y: _mask(np.equal(x, y), x, y),
-    "where": lambda c, x, y: np.where(c != 0, x, y), "cast": lambda x, *, dtype: np.asarray(x).astype(dtype),
+    "greater": _mask(np.greater), "equal": _mask(np.equal),
+    "where": lambda c, x, y: np.where(c != 0, x, y), "cast": _cast,
     "reduce_max": lambda ins, outs, x, *, axes: np.max(x, axis=tuple(a + ins[0].batched for a in axes)) if axes else x,
     "softmax": _softmax,
     "logsumexp": _logsumexp,
@@ -169,13 +198,14 @@ RULES = {
 
 LIB = ArrayLib(
     xp=np,
-    asarray=lambda v, dtype: np.array(v, dtype=dtype),  # a copy: a state leaf never aliases a parameter
+    asarray=np.array,  # np.array(value, dtype), a copy: a state leaf never aliases a parameter
     full=lambda shape, value, dtype: np.full(shape, value, dtype=dtype),
     constant=lambda value, shape, dtype: np.asarray(value, dtype=dtype).reshape(shape),
     einsum=lambda spec, a, b: np.einsum(spec, a, b, optimize=True),
     contraction=_contraction,
     broadcast_to=_broadcast_to,
     pad=np.pad,
+    sum=np.add.reduce,  # what x.sum(axis=...) calls, without the method's two layers of Python
     add_at=_add_at,
 )
 
@@ -186,6 +216,7 @@ class NumpyBackend(ArrayBackend):
 
     generates_code = True
     native = np.ndarray
+    native_scalar = staticmethod(lambda dtype: np.dtype(dtype).type)  # a 0-d result: np.float32(...)
 
     def owns(self, value) -> bool:
         return isinstance(value, (np.ndarray, np.generic))
