@@ -29,17 +29,20 @@ def _block(width):
     return wide
 
 
-POLICIES = ["store", "recompute", "matmuls", {"block": "recompute"}, lambda e: e.prim.name != "tanh"]
+POLICIES = ["store", "recompute", "matmuls", {"block": "recompute"}, lambda e: e.prim.name != "tanh",
+            "segments", pl.Segments(1), pl.Segments(2), pl.Segments(5)]
+IDS = ["store", "recompute", "matmuls", "per-layer", "predicate", "segments", "segments-1", "segments-2", "segments-5"]
 
 
+@pytest.mark.parametrize("batch", [1, 5])
 @pytest.mark.parametrize("backend", ["numpy", "jax"])
-@pytest.mark.parametrize("policy", POLICIES, ids=["store", "recompute", "matmuls", "per-layer", "predicate"])
-def test_every_policy_gives_the_same_gradients(backend, policy):
+@pytest.mark.parametrize("policy", POLICIES, ids=IDS)
+def test_every_policy_gives_the_same_gradients(backend, policy, batch):
     f = pl.nn.dense(3, W) >> residual_mlp(4) >> pl.nn.dense(W, 2)
     be = pl.backends.get(backend)
     p = be.init(f, 0)
     rng = np.random.default_rng(0)
-    x, dy = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((5, 2)).astype(np.float32)
+    x, dy = rng.standard_normal((batch, 3)).astype(np.float32), rng.standard_normal((batch, 2)).astype(np.float32)
     want = be.compile(pl.R(f))(p, x, dy)
     got = be.compile(pl.R(f, residuals=policy))(p, x, dy)
     for u, v in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
@@ -88,21 +91,6 @@ def test_unknown_policies_are_refused():
         pl.R(block, residuals="all")
     with pytest.raises(TypeError, match="residuals must be"):
         pl.Learner(pl.nn.dense(2, 1), loss=pl.losses.mse(), optimizer=pl.optim.sgd(), residuals=3)
-
-
-@pytest.mark.parametrize("backend", ["numpy", "jax"])
-@pytest.mark.parametrize("policy", ["segments", pl.Segments(1), pl.Segments(2), pl.Segments(5)],
-                         ids=["sqrt", "1", "2", "5"])
-def test_segments_give_the_same_gradients(backend, policy):
-    f = pl.nn.dense(3, W) >> residual_mlp(4) >> pl.nn.dense(W, 2)
-    be = pl.backends.get(backend)
-    p = be.init(f, 0)
-    rng = np.random.default_rng(0)
-    x, dy = rng.standard_normal((1, 3)).astype(np.float32), rng.standard_normal((1, 2)).astype(np.float32)
-    want = be.compile(pl.R(f))(p, x, dy)
-    got = be.compile(pl.R(f, residuals=policy))(p, x, dy)
-    for u, v in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
-        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-6)
 
 
 def test_segments_keep_one_input_per_segment():
