@@ -114,6 +114,9 @@ def _lax_loop(step, carries, xs, length, reverse):
     return list(final), list(ys)
 
 
+#: The class of a concrete JAX array (what ``jax.device_put`` returns)
+_DEVICE_ARRAY = type(jnp.zeros(()))
+
 #: What is data on the host: NumPy arrays and Python numbers (and nested lists of them).
 _HOST = (np.ndarray, np.generic, int, float, list, tuple)
 
@@ -256,6 +259,10 @@ class CompiledStep:
         self.scan = scan
         self._same_batch = batch_check(term, scan)
         self._check = check
+        _, x_type, y_type = term.input_types()
+        self._lead = 2 if scan else 1
+        # one batched x and one batched y: device arrays of equal leading sizes need no other check
+        self._plain = all(isinstance(t, ArrayType) and t.batched for t in (x_type, y_type))
         fn = backend.compile(term)
         self.updated = term.out_sig[0].keys  # the parts of the state the step returns
         self.kept = tuple(k for k in term.in_sig[0].keys if k not in self.updated)
@@ -294,10 +301,12 @@ class CompiledStep:
         return {k: state[k] for k in self.updated}, {k: state[k] for k in self.kept}
 
     def __call__(self, state, x, y):
-        self._same_batch(x, y)
-        if self._check is not None:
-            self._check(x, y)
-        new, loss = self._jit(*self._split(state), x, y)
+        if not (self._plain and type(x) is _DEVICE_ARRAY and type(y) is _DEVICE_ARRAY
+                and x.shape[:self._lead] == y.shape[:self._lead]):
+            self._same_batch(x, y)  # labels on a device are not range-checked (no read back)
+            if self._check is not None:
+                self._check(x, y)
+        new, loss = self._jit({k: state[k] for k in self.updated}, {k: state[k] for k in self.kept}, x, y)
         return {**state, **new}, loss
 
     def lower(self, state, x, y):

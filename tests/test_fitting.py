@@ -195,6 +195,26 @@ def test_a_step_refuses_one_label_for_a_batch(backend, scan):
         step(learner.init(backend=backend), xs, ys)
 
 
+@pytest.mark.finding(18)
+@pytest.mark.parametrize("scan", [False, True])
+def test_a_jax_step_refuses_mismatched_device_arrays(scan):
+    """Data already on the device takes the step's quick path, which compares leading sizes too."""
+    x, y = _data()
+    learner = _learner()
+    step = learner.compile("jax", scan=scan)
+    if scan:
+        cases = [(x[:16].reshape(2, 8, 4), y[:2].reshape(2, 1)), (x[:16].reshape(2, 8, 4), y[:24].reshape(3, 8))]
+    else:
+        cases = [(x[:8], y[:1]), (x[:1], y[:8])]
+    for xs, ys in cases:
+        with pytest.raises(ValueError, match="share a batch"):
+            step(learner.init(backend="jax"), jax.device_put(xs), jax.device_put(ys))
+    good = (x[:16].reshape(2, 8, 4), y[:16].reshape(2, 8)) if scan else (x[:8], y[:8])
+    state, loss = step(learner.init(backend="jax"), *map(jax.device_put, good))
+    want = learner.compile("jax", scan=scan)(learner.init(backend="jax"), *good)[1]
+    np.testing.assert_array_equal(np.asarray(loss), np.asarray(want))
+
+
 @pytest.mark.finding(19)
 @pytest.mark.finding(20)
 @pytest.mark.parametrize("backend", BACKENDS)
