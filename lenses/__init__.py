@@ -35,5 +35,5 @@ __all__ = [
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "as_term", "para", "trace", "reparam", "tie", "bind", "hyperparameter",
     "to_networkx", "draw", "draw_equation", "diagram", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
-    "bilevel", "Bilevel", "Hyper", "learn", "dream", "z2",
+    "bilevel", "Bilevel", "Hyper", "learn", "dream", "z2", "astype",
 ] + wires.__all__

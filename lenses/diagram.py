@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .terms import Term, as_term
+from .terms import as_term
 
 __all__ = ["Node", "Wire", "Layout", "layout", "box_label"]
 

@@ -210,8 +210,9 @@ class Learner:
         seen = dict(zip(p, seen))
         low = self.compute_model  # mixed precision: into the compute dtype, and back for the loss
         keys = [state["key"]] if self.keyed else []  # a keyed model draws from the state's key
-        yhat, m_res = model.forward(b, _cast(b, xs + keys, low.dom), _cast(b, _bind(self.model, seen, h),
-                                                                            [q.type for q in low.params]), group="model")
+        inputs = _cast(b, xs + keys, low.dom)
+        yhat, m_res = model.forward(b, inputs, _cast(b, _bind(self.model, seen, h), [q.type for q in low.params]),
+                                    group="model")
         if self.keyed:
             yhat, keys = yhat[:-1], yhat[-1:]
         yhat = _cast(b, yhat, self.data_cod)

@@ -42,7 +42,7 @@ from .backends import get as _backend
 from .lens import Lens
 from .para import real
 from .prims import promote
-from .terms import Builder, Term, flatten, leaves, sig_of, tree_map
+from .terms import Builder, Term, leaves, sig_of, tree_map
 from .types import ArrayType
 from .wires import Wire, tracing
 

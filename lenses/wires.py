@@ -178,6 +178,8 @@ def optimization_barrier(*xs: Wire) -> tuple[Wire, ...]:
     (``jax.lax.optimization_barrier``); its reverse derivative is the identity too."""
     b = builder_of(*xs)
     return tuple(_wrap(b, w) for w in b.emit(P.OPT_BARRIER, [lift(b, x) for x in xs]))
+
+
 cos = _unary(P.COS, "Elementwise cosine.")
 sin = _unary(P.SIN, "Elementwise sine.")
 floor = _unary(P.FLOOR, "Elementwise floor (zero derivative).")

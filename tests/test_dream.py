@@ -37,7 +37,6 @@ def test_dreaming_is_gradient_descent_on_the_input(backend):
 
 def test_per_example_optimizer_state_for_a_dreamed_batch():
     m = model()
-    params = m.init(0)
     x0 = np.random.default_rng(1).standard_normal((3, 4))
     learner = pl.Learner(pl.dream.input_as_param(m), pl.losses.softmax_cross_entropy_with_integer_labels(),
                          pl.optim.adam(0.1))

@@ -29,7 +29,8 @@ OPTIMIZERS = {
 }
 
 
-@pytest.mark.parametrize("backend,name", [("numpy", n) for n in sorted(OPTIMIZERS)] + [("jax", "adamw"), ("jax", "nesterov")])
+@pytest.mark.parametrize("backend,name", [("numpy", n) for n in sorted(OPTIMIZERS)]
+                         + [("jax", "adamw"), ("jax", "nesterov")])
 def test_fused_steps_equal_unfused_steps(backend, name):
     """Bit for bit on NumPy; on JAX to float32 rounding (XLA fuses the moved boxes differently)."""
     x, y = data()

@@ -133,7 +133,7 @@ def test_a_box_without_a_rule_is_refused_when_compiled():
 @pytest.mark.parametrize("batch", [0, 1, 4])
 def test_planned_contraction_is_einsum(spec, batch):
     rng = np.random.default_rng(2)
-    (ta, tb), to = spec.split("->")[0].split(","), spec.split("->")[1]
+    ta, tb = spec.split("->")[0].split(",")
     size = {c: int(rng.integers(2, 5)) for c in set(ta + tb)}
     size["Z"] = batch
     a = rng.standard_normal([size[c] for c in ta])
