@@ -306,7 +306,7 @@ class CompiledStep:
             self._same_batch(x, y)  # labels on a device are not range-checked (no read back)
             if self._check is not None:
                 self._check(x, y)
-        new, loss = self._jit({k: state[k] for k in self.updated}, {k: state[k] for k in self.kept}, x, y)
+        new, loss = self._jit(*self._split(state), x, y)
         return {**state, **new}, loss
 
     def lower(self, state, x, y):

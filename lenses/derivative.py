@@ -245,8 +245,8 @@ def reverse(f: Term, residuals=None):
 
 
 def _recompute(b: Builder, f: Term, boxes: list[int], env: dict, seen: dict, after: int):
-    """Emit, in the backward pass, the forward boxes ``boxes`` of one layer instance again,
-    from its stored wires passed with the cotangent ``after`` through an optimization
+    """Emit, in the backward pass, the forward boxes ``boxes`` of one checkpoint (a layer
+    instance, or a segment of them) again, from its stored wires passed with the cotangent ``after`` through an optimization
     barrier: the compiler can neither merge the copies with the forward pass nor run them
     before the backward pass reaches the layer."""
     made = {w for i in boxes for w in f.eqns[i].outs}
@@ -275,7 +275,7 @@ def R(f: Term, residuals=None) -> Term:
     ([1.0, 2.0], [[1.0, 1.0]])
 
     ``residuals`` chooses what the backward pass reads stored and what it recomputes
-    (:func:`residual_policy`: ``"store"``, ``"recompute"``, ``"matmuls"``, per layer, or a
+    (:func:`residual_policy`: ``"store"``, ``"recompute"``, ``"segments"``, ``"matmuls"``, per layer, or a
     function of the box); every choice gives the same numbers.
     """
     if not isinstance(f, Term):

@@ -69,7 +69,8 @@ class Learner:
 
     ``residuals`` chooses what the model's backward pass reads stored and what it
     recomputes, layer by layer (:func:`~paralens.R`): ``"store"`` (the default),
-    ``"recompute"``, ``"matmuls"``, ``{layer name: policy}`` or a function of the box.
+    ``"recompute"``, ``"segments"`` (:class:`~paralens.Segments`), ``"matmuls"``,
+    ``{layer name: policy}`` or a function of the box.
     The gradients are the same; recomputing trades time for memory.
 
     ``fuse_optimizer=True`` updates each parameter as soon as its cotangent is
