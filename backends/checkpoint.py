@@ -63,9 +63,10 @@ class Checkpoints:
     def save(self, step: int, state, losses, record: dict) -> None:
         """Save the state after ``step`` steps, the losses of those steps, and ``record``."""
         args = self._ocp.args
-        tree = {"state": _storable(state), "losses": np.asarray(losses)}
-        self._manager.save(int(step), args=args.Composite(tree=args.StandardSave(tree),
-                                                          record=args.JsonSave({**record, "step": int(step)})),
+        losses = np.asarray(losses)
+        tree = {"state": _storable(state), "losses": losses}
+        record = {**record, "step": int(step), "losses_dtype": losses.dtype.name}  # float64 runs stay float64
+        self._manager.save(int(step), args=args.Composite(tree=args.StandardSave(tree), record=args.JsonSave(record)),
                            force=True)
         self._manager.wait_until_finished()
 
@@ -77,7 +78,7 @@ class Checkpoints:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         args = self._ocp.args
         record = self._manager.restore(step, args=args.Composite(record=args.JsonRestore()))["record"]
-        template = {"state": _storable(like), "losses": np.zeros(record["step"], np.float32)}
+        template = {"state": _storable(like), "losses": np.zeros(record["step"], record.get("losses_dtype", "float32"))}
         try:
             out = self._manager.restore(step, args=args.Composite(tree=args.StandardRestore(template)))["tree"]
         except (ValueError, KeyError) as e:

@@ -156,7 +156,7 @@ def _fingerprint(x, y) -> int:
 
 def _same_run(saved: dict, now: dict, where: str):
     for key, what in (("data_crc", "the data"), ("examples", "the number of examples"),
-                      ("batch_size", "the batch size"), ("seed", "the seed")):
+                      ("batch_size", "the batch size"), ("seed", "the seed"), ("backend", "the backend")):
         if saved.get(key) != now[key]:
             raise ValueError(f"cannot resume from {where}: {what} differs from the checkpointed run's "
                              f"({saved.get(key)} then, {now[key]} now)")

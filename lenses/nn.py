@@ -390,9 +390,9 @@ def inference_mode(model: Term) -> Term:
     Raises ``ValueError`` when a box other than dropout reads the key: that model has no
     deterministic evaluation this function could know of.
     """
-    if len(model.dom) < 2 or model.dom[-1] != KEY or len(model.cod) < 2 or model.cod[-1] != KEY:
-        raise TypeError(f"inference_mode takes a keyed model (x..., key) -> (y..., key'), "
-                        f"got {model.dom} -> {model.cod}")
+    if not isinstance(model, Term) or len(model.dom) < 2 or model.dom[-1] != KEY or len(model.cod) < 2 or model.cod[-1] != KEY:
+        got = f"{model.dom} -> {model.cod}" if isinstance(model, Term) else type(model).__name__
+        raise TypeError(f"inference_mode takes a keyed model (x..., key) -> (y..., key'), got {got}")
     eqns = model.eqns
     dropped = {e.layer for e in eqns if e.layer is not None and e.layer[0] == "dropout"}
     same: dict[int, int] = {}  # a dropout layer's output wire -> the input wire it passes on

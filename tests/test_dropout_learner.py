@@ -102,6 +102,8 @@ def test_inference_mode_equals_the_model_without_dropout():
 def test_inference_mode_refuses_what_it_cannot_evaluate():
     with pytest.raises(TypeError, match="keyed model"):
         pl.nn.inference_mode(plain)
+    with pytest.raises(TypeError, match="got Poly"):
+        pl.nn.inference_mode(pl.nn.dropout(0.3))
 
     @pl.para(dom=[pl.Array[3], pl.prims.KEY])
     def noisy(x, key):

@@ -110,6 +110,19 @@ def test_fit_from_a_state_continues_the_data_order(backend):
     assert np.array_equal(np.concatenate([first, second]), losses)
 
 
+def test_a_float64_run_resumes_with_its_float64_losses(tmp_path):
+    """The losses before the checkpoint come back in the run's dtype, not rounded to float32."""
+    x, y = _data()  # the suite runs with x64 on (conftest)
+    learner = pl.Learner(pl.nn.mlp([4, 5, 3], dtype="float64"),
+                         loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=pl.optim.adam(0.05))
+    kw = dict(batch_size=5, backend="numpy", progress=False)
+    whole, losses = learner.fit(x.astype(np.float64), y, epochs=2, **kw)
+    learner.fit(x.astype(np.float64), y, epochs=1, checkpoint_dir=tmp_path, **kw)
+    resumed, again = learner.fit(x.astype(np.float64), y, epochs=2, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert again.dtype == np.float64 and np.array_equal(again, losses)
+    assert_bitwise_equal(resumed, whole)
+
+
 def test_resume_refuses_another_run(tmp_path):
     x, y = _data()
     learner = _learner()
@@ -119,6 +132,9 @@ def test_resume_refuses_another_run(tmp_path):
                     resume=True)
     with pytest.raises(ValueError, match="the data differs"):
         learner.fit(x + 1, y, epochs=1, batch_size=5, backend="numpy", progress=False, checkpoint_dir=tmp_path,
+                    resume=True)
+    with pytest.raises(ValueError, match="the backend differs"):  # its numbers (and random draws) differ
+        learner.fit(x, y, epochs=2, batch_size=5, backend="jax", progress=False, checkpoint_dir=tmp_path,
                     resume=True)
     other = pl.Learner(pl.nn.mlp([4, 5, 3]), loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
                        optimizer=pl.optim.adam(0.05))
