@@ -11,11 +11,18 @@ a callable with the box's parameters already bound. The function keeps its
     >>> from paralens.backends import numpy as pnp
     >>> fn = straight_line(pnp.backend, pl.nn.dense(3, 2) >> pl.nn.relu())
     >>> print(fn.source)                         # doctest: +NORMALIZE_WHITESPACE
-    def dense_3_2_relu(v1, v2, v0):
-        v3 = einsum0(v0, v1)  # einsum batched_out=None spec='i,io->o' [dense]
-        v4 = add(v3, v2)  # add [dense]
-        v5 = relu2(v4)  # relu [relu]
+    def term(v1, v2, v0):
+        # term 'dense(3, 2) >> relu'
+        v3 = f0(v0, v1)  # einsum batched_out=None spec='i,io->o' [dense]
+        v4 = f1(v3, v2)  # add [dense]
+        v5 = f2(v4)  # relu [relu]
         return [v5]
+
+No string of the user's (a term's, a layer's or a parameter's name) is ever
+part of the code: every identifier is generated (``term``, ``v3``, ``f0``),
+dictionary keys are ``repr()`` literals of exact ``str`` objects, and names
+appear only in comments, with every character that could end a line (or not
+be displayed) escaped. A name holding a newline and code stays a comment.
 
 A rule takes part in two ways. Its plain form ``rule(in_types, out_types,
 *arrays, **params)`` is what the interpreter calls. A rule made with
@@ -40,9 +47,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from paralens.diagram import printable
 from paralens.terms import DictSig, Term
 
-__all__ = ["staged", "straight_line", "fast_entry", "fast_step"]
+__all__ = ["staged", "straight_line", "fast_entry", "fast_step", "comment"]
 
 
 def staged(stage: Callable) -> Callable:
@@ -65,47 +73,70 @@ def _single(fn: Callable) -> Callable:
     return call
 
 
-def _callable(rule: Callable, ins: tuple, outs: tuple, params: dict) -> tuple[Callable, bool]:
-    """The box's function of arrays, and whether it is the table's own entry (no parameters bound)."""
+def _callable(rule: Callable, ins: tuple, outs: tuple, params: dict) -> Callable:
+    """The box's function of arrays (a table's own entry where no parameters are bound)."""
     stage = getattr(rule, "stage", None)
     if stage is not None:
-        fn = stage(ins, outs, **params)
-        return fn, fn is getattr(rule, "fn", None)
+        return stage(ins, outs, **params)
     fn = functools.partial(rule, ins, outs, **params)
-    return (_single(fn) if len(outs) == 1 else fn), False
+    return _single(fn) if len(outs) == 1 else fn
 
 
-def _describe(e, limit: int = 60) -> str:
+def comment(text: str, limit: int = 80) -> str:
+    """``text`` as the inside of a one-line comment (:func:`paralens.diagram.printable`): every
+    character that could end the line escaped, long text cut short.
+
+    >>> comment("layer\\n    import os")
+    'layer\\\\n    import os'
+    """
+    return printable(text, limit)
+
+
+def _describe(e) -> str:
     params = " ".join(f"{k}={v!r}" for k, v in e.params if not isinstance(v, Term) and not callable(v))
-    text = f"{e.prim.name} {params}".strip()
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
+    text = comment(f"{e.prim.name} {params}".strip(), 60)
     group = "/".join(e.group) if e.group else (e.layer[0] if e.layer else "")
-    return text + (f" [{group}]" if group else "")
+    return text + (f" [{comment(group, 40)}]" if group else "")
 
 
-def _identifier(name: str) -> str:
-    ident = re.sub(r"\W+", "_", name).strip("_") or "term"
-    return ident if not ident[0].isdigit() else "t_" + ident
+def _literal(key: str) -> str:
+    """A dictionary key as a Python literal: ``repr`` of an exact ``str`` is a literal that reads
+    back as the same string and cannot break out of itself."""
+    if type(key) is not str:
+        raise TypeError(f"names are strings, got {type(key).__name__}")
+    return repr(key)
+
+
+#: a generated identifier: a fixed stem of ours and a number (``_S``, ``f3``)
+_IDENTIFIER = re.compile(r"_?[A-Za-z]+[0-9]*")
 
 
 class _Writer:
-    """The lines and namespace of one generated function; objects are bound under unique names."""
+    """The lines and namespace of one generated function. Objects are bound under generated
+    names: a stem of this module's (``f``, ``_S``) and a number; the same object is bound once."""
 
     def __init__(self):
         self.namespace: dict[str, Any] = {}
         self.lines: list[str] = []
+        self._bound: dict[int, str] = {}
 
-    def bind(self, obj, name: str) -> str:
-        while self.namespace.get(name, obj) is not obj:
-            name = f"{name}_{len(self.namespace)}"
-        self.namespace[name] = obj
+    def bind(self, obj, stem: str = "f") -> str:
+        """The name ``obj`` is bound to in the namespace (``stem`` numbered, ``f0`` ...)."""
+        name = self._bound.get(id(obj))
+        if name is None or self.namespace.get(name) is not obj:
+            # stems are this module's, never a user's, and none is ``v`` (the wires' locals)
+            assert _IDENTIFIER.fullmatch(stem) and stem != "v", stem
+            name = f"{stem}{len(self.namespace)}"
+            self.namespace[name] = obj
+            self._bound[id(obj)] = name
         return name
 
-    def define(self, name: str, args: str, filename: str) -> tuple[Callable, str]:
-        """The function ``def name(args):`` with the lines as its body, and its text."""
-        source = f"def {name}({args}):\n" + "\n".join(self.lines) + "\n"
-        exec(compile(source, filename, "exec"), self.namespace)  # noqa: S102
+    def define(self, name: str, args: str, what: str) -> tuple[Callable, str]:
+        """The function ``def name(args):`` with the lines as its body, and its text. ``name`` is
+        generated; ``what`` (a term's name) appears only in a comment."""
+        assert _IDENTIFIER.fullmatch(name), name
+        source = f"def {name}({args}):\n    # {comment(what)}\n" + "\n".join(self.lines) + "\n"
+        exec(compile(source, "<paralens generated>", "exec"), self.namespace)  # noqa: S102
         return self.namespace[name], source
 
 
@@ -151,20 +182,19 @@ def _body(w: _Writer, backend, term: Term) -> None:
     for k, e in enumerate(term.eqns):
         name = e.prim.name
         if k in views:
-            w.lines.append(f"    v{e.outs[0]} = v{e.ins[0]}[{w.bind(views[k], f'{name}{k}')}]  "
-                           f"# {_describe(e)}, as a view")
+            w.lines.append(f"    v{e.outs[0]} = v{e.ins[0]}[{w.bind(views[k], 'i')}]  # {_describe(e)}, as a view")
             continue
         try:
             rule = backend.rules[name]
         except KeyError:
             raise NotImplementedError(f"the {backend.name} backend has no rule for {name}") from None
         ins, outs = tuple(wires[n] for n in e.ins), tuple(wires[n] for n in e.outs)
-        fn, plain = _callable(rule, ins, outs, dict(e.params))
+        fn = _callable(rule, ins, outs, dict(e.params))
         if getattr(fn, "constant", False) and wrap is None and not set(e.outs) & set(term.outputs):
             # no inputs and a fixed value: computed once (an output is computed per call, never shared)
-            call = w.bind(fn(), f"{name}{k}")
+            call = w.bind(fn(), "c")
         else:
-            call = f"{w.bind(fn, name if plain else f'{name}{k}')}({', '.join(f'v{n}' for n in e.ins)})"
+            call = f"{w.bind(fn)}({', '.join(f'v{n}' for n in e.ins)})"
             if wrap is not None:
                 call = f"{wrap}({call})" if len(e.outs) == 1 else f"[{wrap}(o) for o in {call}]"
         w.lines.append(f"    {', '.join(f'v{n}' for n in e.outs)} = {call}  # {_describe(e)}")
@@ -177,11 +207,7 @@ def straight_line(backend, term: Term) -> Callable[..., list]:
     w = _Writer()
     _body(w, backend, term)
     w.lines.append(f"    return [{', '.join(f'v{n}' for n in term.outputs)}]")
-    fname = _identifier(term.name)
-    while fname in w.namespace:  # a term named after one of its boxes (``tanh``) must not shadow it
-        fname += "_term"
-    fn, fn.source = w.define(fname, ", ".join(f"v{n}" for n in term.param_wires + term.inputs),
-                             f"<paralens {backend.name}: {term.name}>")
+    fn, fn.source = w.define("term", ", ".join(f"v{n}" for n in term.param_wires + term.inputs), f"term {term.name!r}")
     return fn
 
 
@@ -199,7 +225,7 @@ class _Entry(_Writer):
     def __init__(self, backend, term: Term, general: Callable, fallback: str, whats):
         super().__init__()
         self.backend, self.term, self.fallback, self.whats = backend, term, fallback, whats
-        self.bind(general, "_general")
+        self.namespace["_general"] = general  # a fixed name: tests reach the general path through it
         self.leaves: list[str] = []
 
     def miss(self, cond: str) -> None:
@@ -216,7 +242,7 @@ class _Entry(_Writer):
         if isinstance(sig, DictSig):
             self.miss(f"{var}.__class__ is not dict or {var}.keys() != {self.bind(set(sig.keys), '_K')}")
             for k, s in sig.items():
-                self.walk(f"{var}[{k!r}]", s)
+                self.walk(f"{var}[{_literal(k)}]", s)
         else:
             self.miss(f"{var}.__class__ not in (tuple, list) or len({var}) != {len(sig)}")
             for i, s in enumerate(sig):
@@ -236,7 +262,7 @@ class _Entry(_Writer):
             other = f"{v}.__class__ is not {native} or {v}.dtype is not {self.bind(np.dtype(t.dtype), '_D')}"
             if be.native_scalar is not None and not t.batched and not t.shape:
                 other = f"{v}.__class__ is not {self.bind(be.native_scalar(t.dtype), '_C')} and ({other})"
-            self.lines.append(f"    if {other}: {v} = {convert}({cast}({v}, {self.bind(t, '_T')}, {what!r}))")
+            self.lines.append(f"    if {other}: {v} = {convert}({cast}({v}, {self.bind(t, '_T')}, {_literal(what)}))")
             if t.batched:
                 self.miss(f"len({v}.shape) != {t.ndim + 1} or {v}.shape[1:] != {shape}")
             else:
@@ -248,12 +274,12 @@ class _Entry(_Writer):
             v = f"v{next(outs)}"
             return v if finish is None else f"{self.bind(finish, '_finish')}({v})"
         if isinstance(sig, DictSig):
-            return "{" + ", ".join(f"{k!r}: {self.build(s, outs, finish)}" for k, s in sig.items()) + "}"
+            return "{" + ", ".join(f"{_literal(k)}: {self.build(s, outs, finish)}" for k, s in sig.items()) + "}"
         return "(" + "".join(f"{self.build(s, outs, finish)}, " for s in sig) + ")"
 
     def entry(self, name: str, args: str) -> Callable:
         """The entry ``def name(args):``, its text kept as ``entry_source``."""
-        fn, fn.entry_source = self.define(name, args, f"<paralens entry: {self.term.name}>")
+        fn, fn.entry_source = self.define(name, args, f"entry of {self.term.name!r}")
         return fn
 
 
@@ -291,7 +317,7 @@ def fast_step(backend, term: Term, general: Callable, *, whats, finish: Callable
     native = w.bind(backend.native, "_native")
     w.miss(f"_state.__class__ is not dict or not {w.bind(set(state_sig.keys), '_K')} <= _state.keys()")
     for k, s in state_sig.items():
-        w.walk(f"_state[{k!r}]", s)
+        w.walk(f"_state[{_literal(k)}]", s)
     w.walk("_x", x_sig)
     w.walk("_y", y_sig)
     w.miss(f"_x.__class__ is not {native} or _y.__class__ is not {native} or _x.shape[:1] != _y.shape[:1]")
@@ -303,6 +329,6 @@ def fast_step(backend, term: Term, general: Callable, *, whats, finish: Callable
     _body(w, backend, term)
     new_sig, loss_sig = term.out_sig
     outs = iter(term.outputs)
-    new = "".join(f"{k!r}: {w.build(s, outs, finish)}, " for k, s in new_sig.items())
+    new = "".join(f"{_literal(k)}: {w.build(s, outs, finish)}, " for k, s in new_sig.items())
     w.lines.append(f"    return {{**_state, {new}}}, {w.build(loss_sig, outs, finish)}")
     return w.entry("_step", "_state, _x, _y")

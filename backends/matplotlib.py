@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import io
+import warnings
 
 import matplotlib
 
@@ -28,7 +29,7 @@ from matplotlib.patches import FancyBboxPatch, PathPatch, Rectangle  # noqa: E40
 from matplotlib.path import Path  # noqa: E402
 
 from paralens.backends import Backend  # noqa: E402
-from paralens.diagram import Layout, layout  # noqa: E402
+from paralens.diagram import LABEL_LIMIT, Layout, layout, printable  # noqa: E402
 
 __all__ = ["backend", "draw", "draw_equation"]
 
@@ -54,20 +55,20 @@ def _render(ax, lay: Layout, x0: float = 0.0, collapse: bool = False):
     for name, top, bottom in lay.bands:
         ax.add_patch(Rectangle((x0 - 0.15, top - 0.15), lay.width + 0.3, bottom - top + 0.05,
                                facecolor="#f7f7f7" if name == "forward" else "#f2f0f7", edgecolor="none", zorder=0))
-        ax.text(x0 - 0.12, top - 0.17, name, fontsize=8, color="#888888", va="bottom", ha="left", style="italic")
+        _text(ax, x0 - 0.12, top - 0.17, name, fontsize=8, color="#888888", va="bottom", ha="left", style="italic")
     parts = {}
     for (name, band), (l, t, r, b) in lay.groups("part").items():
         colour = parts.setdefault(name, PARTS[len(parts) % len(PARTS)])
         ax.add_patch(FancyBboxPatch((x0 + l - 0.08, t - 0.08), r - l + 0.16, b - t + 0.16,
                                     boxstyle="round,pad=0.02", facecolor=colour, edgecolor="#888888", alpha=0.45,
                                     zorder=1))
-        ax.text(x0 + l - 0.06, t - 0.1, name, fontsize=8, fontweight="bold", va="bottom", ha="left", zorder=5)
+        _text(ax, x0 + l - 0.06, t - 0.1, name, fontsize=8, fontweight="bold", va="bottom", ha="left", zorder=5)
     if not collapse:
         for (name, band), (l, t, r, b) in lay.groups("unit").items():
             ax.add_patch(FancyBboxPatch((x0 + l - 0.04, t - 0.04), r - l + 0.08, b - t + 0.08,
                                         boxstyle="round,pad=0.01", facecolor="none", edgecolor="#999999",
                                         ls="--", lw=0.7, zorder=2))
-            ax.text(x0 + r + 0.02, t - 0.04, name, fontsize=6, color="#777777", va="bottom", ha="right", zorder=5)
+            _text(ax, x0 + r + 0.02, t - 0.04, name, fontsize=6, color="#777777", va="bottom", ha="right", zorder=5)
     for w in lay.wires:
         style = WIRES[w.kind]
         pts = [(x0 + x, y) for x, y in w.points]
@@ -76,15 +77,21 @@ def _render(ax, lay: Layout, x0: float = 0.0, collapse: bool = False):
         ax.annotate("", xy=pts[-1], xytext=(pts[-1][0] - 0.05, pts[-1][1]),
                     arrowprops=dict(arrowstyle="-|>", color=style["color"], lw=0.8), zorder=3)
         if w.label:
-            ax.text(pts[0][0] + 0.05, pts[0][1] - 0.05, w.label, fontsize=5.5, color="#666666", zorder=5)
+            _text(ax, pts[0][0] + 0.05, pts[0][1] - 0.05, w.label, fontsize=5.5, color="#666666", zorder=5)
     for n in lay.boxes():
         l, t, r, b = n.rect
         face = PORTS.get(n.kind, "#ffffff")
         style = "round,pad=0.02" if n.kind == "box" else "round4,pad=0.02"
         ax.add_patch(FancyBboxPatch((x0 + l, t), r - l, b - t, boxstyle=style, facecolor=face,
                                     edgecolor="#333333", lw=0.9, zorder=4))
-        ax.text(x0 + n.x, n.y, n.label, fontsize=7, ha="center", va="center", zorder=6,
-                family="monospace" if n.kind == "box" else "sans-serif")
+        _text(ax, x0 + n.x, n.y, n.label, fontsize=7, ha="center", va="center", zorder=6,
+              family="monospace" if n.kind == "box" else "sans-serif")
+
+
+def _text(ax, x: float, y: float, text: str, **style):
+    """A label as plain text: a name is shown as it is (``$`` is not mathtext), its unprintable
+    characters escaped, cut short at a label's length."""
+    ax.text(x, y, printable(text, LABEL_LIMIT), parse_math=False, **style)
 
 
 def _figure(width: float, height: float, title: str | None) -> tuple[Figure, object]:
@@ -94,12 +101,14 @@ def _figure(width: float, height: float, title: str | None) -> tuple[Figure, obj
     ax.set_ylim(height + 0.3, -0.6)
     ax.axis("off")
     if title:
-        fig.suptitle(title[:150], fontsize=10)
+        fig.suptitle(printable(title, 150), fontsize=10, parse_math=False)
     return fig, ax
 
 
 def _save(fig: Figure, path: str | None) -> str:
-    with matplotlib.rc_context({"svg.fonttype": "none"}):  # labels stay text: searchable, selectable
+    with matplotlib.rc_context({"svg.fonttype": "none"}), warnings.catch_warnings():  # labels stay text
+        # a letter the font lacks (a CJK name) stays a letter in the SVG text; in a PNG it is a box
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
         if path is None:
             buf = io.StringIO()
             fig.savefig(buf, format="svg")

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 
 import numpy as np
 import sympy as sp
 
+from paralens.diagram import printable
 from paralens.terms import as_term
 from paralens.types import ArrayType
 
@@ -148,8 +150,16 @@ RULES = {
 
 
 def _sympify(v):
-    # a boolean is the number 0 or 1 here (SymPy's true and false are not numbers: Ne(false, 0) holds)
-    return sp.Integer(int(v)) if isinstance(v, (bool, np.bool_)) else sp.sympify(v)
+    # a boolean is the number 0 or 1 here (SymPy's true and false are not numbers: Ne(false, 0) holds);
+    # strict: a string is refused, never parsed (SymPy's parser evaluates Python)
+    if isinstance(v, (bool, np.bool_)):
+        return sp.Integer(int(v))
+    try:
+        return sp.sympify(v, strict=True)
+    except sp.SympifyError:
+        raise TypeError(f"the sympy backend takes numbers, SymPy expressions and arrays of them, not "
+                        f"{type(v).__name__} ({printable(repr(v), 60)}); build an expression with sympy.Symbol "
+                        "or sympy.parse_expr yourself") from None
 
 
 def _convert(v):
@@ -176,24 +186,62 @@ LIB = ArrayLib(
 
 
 class Formulas(dict):
-    """A term's outputs as formulas, by port name (``dW``, ``dx``, ...); a notebook shows them as LaTeX."""
+    """A term's outputs as formulas, by port name (``dW``, ``dx``, ...); a notebook shows them as LaTeX.
+
+    ``symbol_names`` gives the LaTeX of the symbols whose names are not plain identifiers: a
+    name is data, and reaches LaTeX with every special character escaped (:func:`tex_text`).
+    """
+
+    def __init__(self, items=(), symbol_names: dict | None = None):
+        super().__init__(items)
+        self.symbol_names = dict(symbol_names or {})
 
     def latex(self) -> str:
-        rows = [rf"{_latex_name(k)} &= {sp.latex(v, mul_symbol='dot')}" for k, v in self.items()]
+        rows = [rf"{_latex_name(k)} &= {sp.latex(v, mul_symbol='dot', symbol_names=self.symbol_names)}"
+                for k, v in self.items()]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
     def _repr_latex_(self) -> str:
         return f"$${self.latex()}$$"
 
 
+#: a name SymPy prints well as it is: letters, digits and ``_`` subscripts
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)?")
+#: what each character special to LaTeX (or to the HTML a formula sits in) is written as
+_TEX = {"\\": r"\backslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#", "%": r"\%",
+        "_": r"\_", "^": r"\hat{}", "~": r"\sim{}", "<": r"\lt{}", ">": r"\gt{}", " ": r"\ "}
+
+
+def tex_text(name: str, limit: int = 48) -> str:
+    """``name`` as LaTeX that shows it letter for letter: unprintable characters escaped
+    (:func:`~paralens.diagram.printable`), then every character special to LaTeX written as its
+    command, so a name can never be read as LaTeX commands.
+
+    >>> tex_text("a_{b}\\\\input")
+    'a\\\\_\\\\{b\\\\}\\\\backslash{}input'
+    """
+    return "".join(_TEX.get(c, c) for c in printable(name, limit))
+
+
 def _latex_name(label: str) -> str:
-    return r"\mathit{" + label.replace("_", r"\_").replace("{", "").replace("}", "") + "}"
+    return r"\mathit{" + tex_text(label) + "}"
 
 
-def _symbols(name: str, shape: tuple):
+def _symbols(name: str, shape: tuple, names: dict):
+    """Symbols for an array named ``name`` (``name_{i,j}``); the LaTeX of each whose name is not
+    plain goes into ``names``."""
+    shown = None if _PLAIN.fullmatch(name) else r"\mathtt{" + tex_text(name) + "}"
     if not shape:
-        return sp.Symbol(name)
-    cells = [sp.Symbol(f"{name}_{{{','.join(map(str, i))}}}") for i in itertools.product(*map(range, shape))]
+        symbol = sp.Symbol(name)
+        if shown:
+            names[symbol] = shown
+        return symbol
+    cells = []
+    for i in itertools.product(*map(range, shape)):
+        index = ",".join(map(str, i))
+        cells.append(sp.Symbol(f"{name}_{{{index}}}"))
+        if shown:
+            names[cells[-1]] = f"{shown}_{{{index}}}"
     return np.asarray(cells, dtype=object).reshape(shape)
 
 
@@ -213,19 +261,19 @@ class SympyBackend(ArrayBackend):
         in_labels, out_labels = term.port_labels()
         locals_ = [s.local or s.layer for s in term.params]
         short = locals_ if len(set(locals_)) == len(locals_) else [n.replace(".", "_") for n in term.param_names]
-        args = []
+        args, names = [], {}
         for name, full, spec in zip(short, term.param_names, term.params):
             v = values.get(full, values.get(name))
-            args.append(_convert(v) if v is not None else _symbols(name, spec.type.shape))
+            args.append(_convert(v) if v is not None else _symbols(name, spec.type.shape, names))
         for label, t in zip(in_labels, term.dom):
             v = values.get(label)
-            v = np.asarray(_convert(v) if v is not None else _symbols(label, t.shape), dtype=object)
+            v = np.asarray(_convert(v) if v is not None else _symbols(label, t.shape, names), dtype=object)
             if v.shape != t.shape:
                 v = np.broadcast_to(v, t.shape)
             args.append(v[None] if t.batched else v)  # one example
         outs = self.run(term, [np.asarray(a, dtype=object) for a in args])
-        return Formulas((label, _finish(np.asarray(v, dtype=object)[0] if t.batched else v))
-                        for label, v, t in zip(out_labels, outs, term.cod))
+        return Formulas(((label, _finish(np.asarray(v, dtype=object)[0] if t.batched else v))
+                         for label, v, t in zip(out_labels, outs, term.cod)), names)
 
     def init(self, term, seed: int = 0) -> dict:
         """Each parameter as an array of symbols named ``name[i,j]`` (``seed`` is not used);

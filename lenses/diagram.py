@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from .terms import as_term
 
-__all__ = ["Node", "Wire", "Layout", "layout", "box_label"]
+__all__ = ["Node", "Wire", "Layout", "layout", "box_label", "printable"]
 
 FORWARD, BACKWARD = 0, 1
 GAP_X, GAP_Y, BAND_GAP = 0.55, 0.3, 0.9
@@ -95,6 +95,23 @@ class Layout:
         return {k: tuple(v) for k, v in out.items()}
 
 
+#: the longest label a box or port shows (a longer name is cut short, with an ellipsis)
+LABEL_LIMIT = 48
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` as it can be shown in one line: every character that is not printable (a line
+    break, a tab, NUL, an unpaired surrogate) written as its Python escape, and anything past
+    ``limit`` characters cut off with ``...``. Letters of any script stay as they are.
+
+    >>> printable("layer\\n#2"), printable("größe"), printable("x" * 10, limit=6)
+    ('layer\\\\n#2', 'größe', 'xxx...')
+    """
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 3, 0)] + "..."
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def box_label(e, constants: int = 4) -> str:
     """What a box shows: its primitive and the parameters that say what it does; a constant's value."""
     kw = dict(e.params)
@@ -132,7 +149,7 @@ def layout(term, *, collapse: bool = False) -> Layout:
     producer: dict[int, int] = {}  # wire -> node
 
     def add(kind, label, **kw) -> Node:
-        n = Node(len(nodes), kind, label, **kw)
+        n = Node(len(nodes), kind, printable(label, LABEL_LIMIT), **kw)
         nodes.append(n)
         return n
 
@@ -198,7 +215,7 @@ def layout(term, *, collapse: bool = False) -> Layout:
         src, dst = nodes[wire.src], nodes[wire.dst]
         via = [(nodes[i].x, nodes[i].y) for i in wire.points]
         wire.points = [(src.x + src.w / 2, src.y)] + via + [(dst.x - dst.w / 2, dst.y)]
-    return Layout(nodes, wires, width, height, bands, term.name)
+    return Layout(nodes, wires, width, height, bands, printable(term.name, 150))
 
 
 def _columns(nodes: list[Node], wires: list[Wire]):

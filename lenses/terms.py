@@ -573,6 +573,7 @@ class Builder:
 
     def new_layer(self, layer: str) -> int:
         """Reserve the next instance number of ``layer`` in this term."""
+        _check_name(layer, "layer")
         slot = self._slots.get(layer, 0)
         self._slots[layer] = slot + 1
         return slot
@@ -580,8 +581,9 @@ class Builder:
     def param(self, layer: str, slot: int, local: str, t: ArrayType, init: tuple = ("zeros",),
               hyper: bool = False) -> int:
         """Declare a parameter wire of instance ``slot`` of ``layer``."""
-        if "." in layer or "." in local:
-            raise ValueError(f"layer and parameter names cannot contain '.': {layer!r}, {local!r}")
+        _check_name(layer, "layer")
+        if local:
+            _check_name(local, "parameter")
         key = (layer, slot, local)
         if key in self._declared:
             raise ValueError(f"parameter {layer}{slot}.{local} declared twice")
@@ -717,6 +719,21 @@ class Builder:
         d = _Diagram(wires, tuple(self.params), pw, ins, outs, new_eqns)
         return Term(Ty(*(wires[i] for i in ins)), Ty(*(wires[i] for i in outs)), diagram=d, in_sig=in_sig,
                     out_sig=out_sig, name=name or "term", arg_names=arg_names)
+
+
+def _check_name(name, what: str) -> None:
+    """A layer or parameter name is any text but ``.`` (which joins them in parameter names):
+    a ``str``, not empty, that UTF-8 can encode (no lone surrogate), since it becomes a key of the
+    state that checkpoints and exports store. It is data: never code (see the NumPy backend)."""
+    if type(name) is not str:
+        raise TypeError(f"a {what} name must be a str, got {type(name).__name__}")
+    if not name or "." in name:
+        raise ValueError(f"a {what} name must be non-empty and cannot contain '.' (it joins layer and parameter "
+                         f"names), got {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"a {what} name must be text UTF-8 can encode (no lone surrogates), got {name!r}") from None
 
 
 def _live_eqns(eqns: Sequence[Eqn], outputs: Sequence[int]) -> list[Eqn]:
