@@ -93,7 +93,7 @@ def comment(text: str, limit: int = 80) -> str:
 
 
 def _describe(e) -> str:
-    params = " ".join(f"{k}={v!r}" for k, v in e.params if not isinstance(v, Term) and not callable(v))
+    params = " ".join(f"{k}={v!r}" for k, v in e.attrs if not isinstance(v, Term) and not callable(v))
     text = comment(f"{e.prim.name} {params}".strip(), 60)
     group = "/".join(e.group) if e.group else (e.layer[0] if e.layer else "")
     return text + (f" [{comment(group, 40)}]" if group else "")
@@ -163,7 +163,7 @@ def _views(term: Term) -> dict[int, tuple]:
     for k, e in enumerate(term.eqns):
         if e.prim.name != "broadcast" or e.outs[0] in term.outputs:
             continue
-        o, t, p = e.outs[0], wires[e.ins[0]], dict(e.params)
+        o, t, p = e.outs[0], wires[e.ins[0]], e.kwargs
         axes = range(len(p["shape"]))
         spread[o] = tuple(t.shape[p["dims"].index(i)] if i in p["dims"] else 1 for i in axes)
         if all(r.prim.elementwise and spanned(r) for r in readers.get(o, ())):
@@ -189,7 +189,7 @@ def _body(w: _Writer, backend, term: Term) -> None:
         except KeyError:
             raise NotImplementedError(f"the {backend.name} backend has no rule for {name}") from None
         ins, outs = tuple(wires[n] for n in e.ins), tuple(wires[n] for n in e.outs)
-        fn = _callable(rule, ins, outs, dict(e.params))
+        fn = _callable(rule, ins, outs, e.kwargs)
         if getattr(fn, "constant", False) and wrap is None and not set(e.outs) & set(term.outputs):
             # no inputs and a fixed value: computed once (an output is computed per call, never shared)
             call = w.bind(fn(), "c")

@@ -367,7 +367,7 @@ class ArrayBackend(Backend):
             except KeyError:
                 raise NotImplementedError(f"the {self.name} backend has no rule for {e.prim.name}") from None
             out = rule([wires[w] for w in e.ins], [wires[w] for w in e.outs], *(env[w] for w in e.ins),
-                       **dict(e.params))
+                       **e.kwargs)
             if len(e.outs) == 1 and not isinstance(out, list):
                 out = [out]
             if wrap is not None:

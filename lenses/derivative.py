@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from . import prims as P
 from .terms import Builder, DictSig, Eqn, Term
 
-__all__ = ["R", "D", "value_and_R", "forward_gradient", "residual_policy", "Segments"]
+__all__ = ["R", "D", "value_and_R", "forward_gradient", "residual_policy", "Segments", "Reverse", "reverse"]
 
 
 def _arg_sig(term: Term):
@@ -170,11 +170,22 @@ def _recomputed(f: Term, store) -> tuple[dict, dict]:
     return out, key
 
 
-def reverse(f: Term, residuals=None):
-    """Build ``R(f)`` in a fresh builder; return it and the wires the lens split needs:
-    ``(b, n_forward_boxes, param wires, inputs, outputs, cotangent inputs, dparams, dxs)``.
-    ``residuals``: the policy (:func:`residual_policy`) for what the backward pass reads
-    stored and what it recomputes."""
+class Reverse(NamedTuple):
+    """``R(f)`` being built: its builder, and the wires the lens split needs."""
+
+    builder: Builder
+    n_forward: int          #: the first ``n_forward`` boxes are the forward part
+    param_wires: list[int]  #: ``f``'s parameters
+    inputs: list[int]       #: ``f``'s inputs ``x``
+    outputs: list[int]      #: ``f``'s outputs ``y`` (made by the forward part)
+    cotangents: list[int]   #: the inputs ``dy``
+    dparams: list[int]      #: the parameters' cotangents
+    dinputs: list[int]      #: the inputs' cotangents ``dx``
+
+
+def reverse(f: Term, residuals=None) -> Reverse:
+    """Build ``R(f)`` in a fresh builder (see :class:`Reverse`). ``residuals``: the policy
+    (:func:`residual_policy`) for what the backward pass reads stored and what it recomputes."""
     store = residual_policy(residuals)
     recompute, checkpoint = _recomputed(f, store) if store is not None else ({}, {})
     b = Builder()
@@ -197,7 +208,7 @@ def reverse(f: Term, residuals=None):
             for w in e.outs:
                 env[w] = b.new_wire(f.wires[w])
                 outs.append(env[w])
-            b.eqns.append(Eqn(e.prim, e.params, ins, tuple(outs), e.group, e.layer))
+            b.eqns.append(e.replace(ins=ins, outs=tuple(outs), backward=False))
         if varying.intersection(ins):
             varying.update(outs)
     n_fwd = len(b.eqns)
@@ -239,9 +250,7 @@ def reverse(f: Term, residuals=None):
         return cot[w] if w in cot else P.zeros_like(b, w)
 
     pw = [env[w] for w in f.param_wires]
-    dps = [result(w) for w in pw]
-    dxs = [result(w) for w in xs]
-    return b, n_fwd, pw, xs, ys, dys, dps, dxs
+    return Reverse(b, n_fwd, pw, xs, ys, dys, [result(w) for w in pw], [result(w) for w in xs])
 
 
 def _recompute(b: Builder, f: Term, boxes: list[int], env: dict, seen: dict, after: int):
@@ -280,9 +289,9 @@ def R(f: Term, residuals=None) -> Term:
     """
     if not isinstance(f, Term):
         raise TypeError(f"R takes a Term, got {type(f).__name__}")
-    b, _, _, xs, _, dys, dps, dxs = reverse(f, residuals)
+    r = reverse(f, residuals)
     x_sig, y_sig = _arg_sig(f), f.out_sig
-    return b.build(xs + dys, dps + dxs, in_sig=(x_sig, y_sig),
+    return r.builder.build(r.inputs + r.cotangents, r.dparams + r.dinputs, in_sig=(x_sig, y_sig),
                    out_sig=(DictSig(f.param_names), x_sig), name=f"R({f.name})", arg_names=_d_names(f))
 
 
@@ -291,10 +300,10 @@ def value_and_R(f: Term) -> Term:
 
     The forward pass runs once and feeds both outputs (as ``jax.value_and_grad``).
     """
-    b, _, _, xs, ys, dys, dps, dxs = reverse(f)
+    r = reverse(f)
     x_sig = _arg_sig(f)
     (x, y), (dp, dx) = _d_names(f)
-    return b.build(xs + dys, ys + dps + dxs, in_sig=(x_sig, f.out_sig),
+    return r.builder.build(r.inputs + r.cotangents, r.outputs + r.dparams + r.dinputs, in_sig=(x_sig, f.out_sig),
                    out_sig=(f.out_sig, DictSig(f.param_names), x_sig), name=f"value_and_R({f.name})",
                    arg_names=((x, y), (y[1:], dp, dx)))
 

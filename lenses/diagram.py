@@ -114,7 +114,7 @@ def printable(text: str, limit: int | None = None) -> str:
 
 def box_label(e, constants: int = 4) -> str:
     """What a box shows: its primitive and the parameters that say what it does; a constant's value."""
-    kw = dict(e.params)
+    kw = e.kwargs
     name = e.prim.name
     if name == "const":
         v = kw["value"]

@@ -417,7 +417,7 @@ def fuse_updates(b: Builder, put: int, grads: list[int], outputs: list[int]) -> 
     def renamed(e: Eqn) -> Eqn:
         if rename.keys().isdisjoint(e.ins):
             return e
-        return Eqn(e.prim, e.params, tuple(rename.get(w, w) for w in e.ins), e.outs, e.group, e.layer, e.backward)
+        return e.replace(ins=tuple(rename.get(w, w) for w in e.ins))
 
     def place(group: list[Eqn]):
         order.extend(renamed(f) for f in free + group)

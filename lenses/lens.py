@@ -188,22 +188,23 @@ def lens(f, residuals=None) -> Lens:
     inputs only, and its reverse part recomputes the rest.
     """
     f = as_term(f) if not isinstance(f, Term) else f
-    b, n_fwd, pw, xs, ys, dys, dps, dxs = reverse(f, residuals)
-    fwd_eqns, rev_eqns = b.eqns[:n_fwd], b.eqns[n_fwd:]
-    produced_by_rev = {w for e in rev_eqns for w in e.outs} | set(dys)
+    r = reverse(f, residuals)
+    b = r.builder
+    fwd_eqns, rev_eqns = b.eqns[:r.n_forward], b.eqns[r.n_forward:]
+    produced_by_rev = {w for e in rev_eqns for w in e.outs} | set(r.cotangents)
     residuals: list[int] = []
     seen: set[int] = set()
-    for w in [w for e in rev_eqns for w in e.ins] + dps + dxs:
+    for w in [w for e in rev_eqns for w in e.ins] + r.dparams + r.dinputs:
         if w not in produced_by_rev and w not in seen:
             seen.add(w)
             residuals.append(w)
 
     fb = Builder()
-    fb.wires, fb.params, fb.param_wires, fb.eqns = list(b.wires), list(b.params), list(pw), fwd_eqns
-    fwd = fb.build(xs, ys + residuals, name=f"fwd({f.name})")
+    fb.wires, fb.params, fb.param_wires, fb.eqns = list(b.wires), list(b.params), list(r.param_wires), fwd_eqns
+    fwd = fb.build(r.inputs, r.outputs + residuals, name=f"fwd({f.name})")
     rb = Builder()
     rb.wires, rb.eqns = list(b.wires), rev_eqns
-    rev = rb.build(residuals + dys, dps + dxs, name=f"rev({f.name})")
+    rev = rb.build(residuals + r.cotangents, r.dparams + r.dinputs, name=f"rev({f.name})")
     return Lens(fwd, rev, len(residuals), f.name)
 
 

@@ -424,7 +424,7 @@ def inference_mode(model: Term) -> Term:
             raise ValueError(f"inference_mode: the {e.prim.name} box reads the random key; only dropout layers may")
         outs = [b.new_wire(model.wires[w]) for w in e.outs]
         env.update(zip(e.outs, outs))
-        b.eqns.append(Eqn(e.prim, e.params, tuple(env[w] for w in ins), tuple(outs), e.group, e.layer, e.backward))
+        b.eqns.append(e.replace(ins=tuple(env[w] for w in ins), outs=tuple(outs)))
     outs = [origin(w) for w in model.outputs[:-1]]
     if key in outs:
         raise ValueError("inference_mode: the model returns its key where it should return data")

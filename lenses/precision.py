@@ -60,7 +60,7 @@ def _retyped(term: Term, src: str, dst: str) -> Term:
         if e.prim.name == "foreign":
             raise TypeError(f"astype: {term.name} holds an opaque box ({e.prim.name}) whose dtype cannot change")
         b.group, b.layer, b.backward = e.group, e.layer, e.backward
-        params = {k: param(v) for k, v in e.params}  # a scan's body is a term: retyped too
+        params = {k: param(v) for k, v in e.attrs}  # a scan's body is a term: retyped too
         outs = b.emit(e.prim, [env[w] for w in e.ins], **params)
         env.update(zip(e.outs, outs))
     b.group, b.layer, b.backward = (), None, False

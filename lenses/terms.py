@@ -28,9 +28,10 @@ unique (see :class:`ParamSpec`).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from dataclasses import FrozenInstanceError, dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from .backends import get as _backend
 from .prims import Prim
@@ -38,32 +39,61 @@ from .types import ArrayType, CompositionError, Ty, as_ty
 from .wires import Wire, builder_of, lift
 
 __all__ = [
-    "Eqn", "ParamSpec", "DictSig", "Term", "Poly", "Builder", "seq", "id", "copy", "discard", "swap",
+    "Eqn", "TRAINING_ONLY", "Seq", "Par", "ParamSpec", "DictSig", "Term", "Poly", "Builder", "seq", "id", "copy",
+    "discard", "swap",
     "wiring", "as_term", "plain_sig", "sig_of", "flatten", "unflatten", "tree_map", "leaves", "CompositionError",
 ]
 
 
 @dataclass(frozen=True)
 class Eqn:
-    """One box in a diagram: ``outs = prim(*ins; **params)``.
+    """One box in a diagram: ``outs = prim(*ins; **attrs)``.
 
-    ``group`` names the parts it belongs to, outermost first (``("model",)`` in
-    a learner's step); ``layer`` is the layer instance ``(layer, slot)`` that
-    made it (numbered like parameters); ``backward`` marks the boxes of a
-    reverse derivative's or a lens's backward part. Diagrams use all three.
+    ``attrs`` are the primitive's attributes (an einsum's ``spec``, a cast's ``dtype``), as
+    sorted ``(name, value)`` pairs. ``group`` names the parts it belongs to, outermost first
+    (``("model",)`` in a learner's step); ``layer`` is the layer instance ``(layer, slot)`` that
+    made it (numbered like parameters); ``backward`` marks the boxes of a reverse derivative's
+    or a lens's backward part; ``role`` is what the box is for, read by the passes that
+    rewrite terms (:data:`TRAINING_ONLY`: a dropout layer's), never its layer's name.
+    Diagrams use the first three.
     """
 
     prim: Prim
-    params: tuple[tuple[str, Any], ...]
+    attrs: tuple[tuple[str, Any], ...]
     ins: tuple[int, ...]
     outs: tuple[int, ...]
     group: tuple[str, ...] = ()
     layer: tuple[str, int] | None = None
     backward: bool = False
+    role: str | None = None
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        return dict(self.params)
+        """The attributes as a dict, to pass on as keyword arguments (``b.emit(e.prim, ins, **e.kwargs)``)."""
+        return dict(self.attrs)
+
+    def replace(self, **changes) -> Eqn:
+        """A copy with some fields changed (as ``jax.core.JaxprEqn.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+#: The role of a box that only runs while training: in inference mode
+#: (:func:`paralens.nn.inference_mode`) its layer is the identity on its data and passes its key on.
+TRAINING_ONLY = "training only"
+
+
+class Seq(NamedTuple):
+    """A lazy sequential composite ``first >> then`` (flattened on first use)."""
+
+    first: Term
+    then: Term
+
+
+class Par(NamedTuple):
+    """A lazy parallel composite ``left @ right`` (flattened on first use)."""
+
+    left: Term
+    right: Term
 
 
 @dataclass(frozen=True)
@@ -188,7 +218,7 @@ class Term:
 
     __slots__ = ("dom", "cod", "in_sig", "out_sig", "arg_names", "_node", "_diagram", "_name", "_names", "_hash")
 
-    def __init__(self, dom: Ty, cod: Ty, *, diagram: _Diagram | None = None, node: tuple | None = None,
+    def __init__(self, dom: Ty, cod: Ty, *, diagram: _Diagram | None = None, node: Seq | Par | None = None,
                  in_sig=None, out_sig=None, name: str | None = None, arg_names: tuple | None = None):
         s = object.__setattr__
         s(self, "dom", dom)
@@ -335,13 +365,13 @@ class Term:
                 f"cannot compose {_short(self)} >> {_short(other)}: the codomain of "
                 f"{_short(self)} is {self.cod} but the domain of {_short(other)} is {other.dom}"
                 + _lens_hint(self, other))
-        return Term(self.dom, other.cod, node=("seq", self, other))
+        return Term(self.dom, other.cod, node=Seq(self, other))
 
     def __matmul__(self, other: Term) -> Term:
         """Parallel composition: ``self`` on the first wires, ``other`` on the rest."""
         if not isinstance(other, Term):
             return NotImplemented
-        return Term(self.dom @ other.dom, self.cod @ other.cod, node=("par", self, other))
+        return Term(self.dom @ other.dom, self.cod @ other.cod, node=Par(self, other))
 
     def then(self, *others: Term) -> Term:
         """``f.then(g, h)`` is ``f >> g >> h``."""
@@ -396,24 +426,14 @@ def _lens_hint(f: Term, g: Term) -> str:
     return ""
 
 
-def _seq_parts(t: Term) -> list[Term]:
-    """The terms of a chain ``a >> b >> c`` however it was bracketed (no recursion)."""
+def _parts(t: Term, kind: type) -> list[Term]:
+    """The terms of a chain ``a >> b >> c`` (``kind=Seq``) or ``a @ b @ c`` (``Par``), however it
+    was bracketed (no recursion)."""
     out, todo = [], [t]
     while todo:
         u = todo.pop()
-        if u._node is not None and u._node[0] == "seq":
-            todo += [u._node[2], u._node[1]]
-        else:
-            out.append(u)
-    return out
-
-
-def _par_parts(t: Term) -> list[Term]:
-    out, todo = [], [t]
-    while todo:
-        u = todo.pop()
-        if u._node is not None and u._node[0] == "par":
-            todo += [u._node[2], u._node[1]]
+        if isinstance(u._node, kind):
+            todo += reversed(u._node)
         else:
             out.append(u)
     return out
@@ -422,7 +442,7 @@ def _par_parts(t: Term) -> list[Term]:
 def _composite_name(t: Term) -> str:
     if t._node is None:
         return "term"
-    op, parts = (">>", _seq_parts(t)) if t._node[0] == "seq" else ("@", _par_parts(t))
+    op, parts = (">>", _parts(t, Seq)) if isinstance(t._node, Seq) else ("@", _parts(t, Par))
     if len(parts) > 8:
         return f"{_paren(parts[0], op)} {op} ... ({len(parts)} terms) {op} {_paren(parts[-1], op)}"
     return f" {op} ".join(_paren(p, op) for p in parts)
@@ -538,7 +558,7 @@ class Builder:
     """Builds a term equation by equation. Used by composition, the tracer, ``R`` and the
     assemblies of lenses and learners.
 
-    ``group``, ``layer`` and ``backward`` are given to every equation emitted
+    ``group``, ``layer``, ``backward`` and ``role`` are given to every equation emitted
     while they are set (see :class:`Eqn`).
     """
 
@@ -550,6 +570,7 @@ class Builder:
         self.group: tuple[str, ...] = ()
         self.layer: tuple[str, int] | None = None
         self.backward = False
+        self.role: str | None = None
         self._slots: dict[str, int] = {}
         self._declared: set[tuple[str, int, str]] = set()
 
@@ -597,17 +618,18 @@ class Builder:
         """Declare a parameter like ``spec`` (same layer instance, type and initialiser)."""
         return self.param(spec.layer, spec.slot, spec.local, spec.type, spec.init, spec.hyper)
 
-    def emit(self, prim: Prim, ins: Sequence[int], **params) -> list[int]:
-        """Apply ``prim`` to wires ``ins``; returns the output wires."""
+    def emit(self, prim: Prim, ins: Sequence[int], **attrs) -> list[int]:
+        """Apply ``prim`` with attributes ``attrs`` to wires ``ins``; returns the output wires."""
         in_types = [self.wires[w] for w in ins]
-        out_types = prim.type_rule(in_types, **params)
+        out_types = prim.type_rule(in_types, **attrs)
         outs = [self.new_wire(t) for t in out_types]
-        self.eqns.append(Eqn(prim, tuple(sorted(params.items())), tuple(ins), tuple(outs), self.group, self.layer,
-                             self.backward))
+        self.eqns.append(Eqn(prim, tuple(sorted(attrs.items())), tuple(ins), tuple(outs), self.group, self.layer,
+                             self.backward, self.role))
         return outs
 
-    def emit1(self, prim: Prim, *ins: int, **params) -> int:
-        (out,) = self.emit(prim, ins, **params)
+    def emit1(self, prim: Prim, *ins: int, **attrs) -> int:
+        """:meth:`emit` for a box with one output: that output's wire."""
+        (out,) = self.emit(prim, ins, **attrs)
         return out
 
     def inline(self, term: Term, inputs: Sequence[int], params: dict[int, int] | None = None,
@@ -645,13 +667,14 @@ class Builder:
             op = todo.pop()
             if op[0] == "visit":
                 t, ins = op[1], op[2]
-                if t._diagram is not None or t._node is None:
+                node = t._node
+                if t._diagram is not None or node is None:
                     results.append(self._inline_flat(t, ins, {}, False))
-                elif t._node[0] == "seq":
-                    todo += [("then", t._node[2]), ("visit", t._node[1], ins)]
+                elif isinstance(node, Seq):
+                    todo += [("then", node.then), ("visit", node.first, ins)]
                 else:
-                    k = len(t._node[1].dom)
-                    todo += [("join",), ("visit", t._node[2], ins[k:]), ("visit", t._node[1], ins[:k])]
+                    k = len(node.left.dom)
+                    todo += [("join",), ("visit", node.right, ins[k:]), ("visit", node.left, ins[:k])]
             elif op[0] == "then":
                 todo.append(("visit", op[1], results.pop()))
             else:
@@ -682,7 +705,7 @@ class Builder:
                                 spec.hyper)
         for layer, off in offsets.items():
             self._slots[layer] = max(self._slots.get(layer, 0), off + last[layer] + 1)
-        wires, group, new = d.wires, self.group, self.new_wire
+        wires, group, role, new = d.wires, self.group, self.role, self.new_wire
         append = self.eqns.append
         for e in d.eqns:
             try:
@@ -694,7 +717,7 @@ class Builder:
                 env[w] = nw = new(wires[w])
                 outs.append(nw)
             layer = e.layer if not fresh or e.layer is None else (e.layer[0], offsets[e.layer[0]] + e.layer[1])
-            append(Eqn(e.prim, e.params, ins, tuple(outs), group + e.group, layer, backward or e.backward))
+            append(Eqn(e.prim, e.attrs, ins, tuple(outs), group + e.group, layer, backward or e.backward, role or e.role))
         return [env[w] for w in d.outputs]
 
     def build(self, inputs: Sequence[int], outputs: Sequence[int], *, in_sig=None, out_sig=None,
@@ -714,8 +737,8 @@ class Builder:
             order = {w: i for i, w in enumerate(sorted(used))}
             wires = tuple(self.wires[w] for w in sorted(used))
             pw, ins, outs = (tuple(order[w] for w in ws) for ws in (self.param_wires, inputs, outputs))
-            new_eqns = tuple(Eqn(e.prim, e.params, tuple(order[w] for w in e.ins), tuple(order[w] for w in e.outs),
-                                 e.group, e.layer, e.backward) for e in eqns)
+            new_eqns = tuple(e.replace(ins=tuple(order[w] for w in e.ins), outs=tuple(order[w] for w in e.outs))
+                             for e in eqns)
         d = _Diagram(wires, tuple(self.params), pw, ins, outs, new_eqns)
         return Term(Ty(*(wires[i] for i in ins)), Ty(*(wires[i] for i in outs)), diagram=d, in_sig=in_sig,
                     out_sig=out_sig, name=name or "term", arg_names=arg_names)
