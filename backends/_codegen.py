@@ -184,10 +184,7 @@ def _body(w: _Writer, backend, term: Term) -> None:
         if k in views:
             w.lines.append(f"    v{e.outs[0]} = v{e.ins[0]}[{w.bind(views[k], 'i')}]  # {_describe(e)}, as a view")
             continue
-        try:
-            rule = backend.rules[name]
-        except KeyError:
-            raise NotImplementedError(f"the {backend.name} backend has no rule for {name}") from None
+        rule = backend.rule(name)
         ins, outs = tuple(wires[n] for n in e.ins), tuple(wires[n] for n in e.outs)
         fn = _callable(rule, ins, outs, e.kwargs)
         if getattr(fn, "constant", False) and wrap is None and not set(e.outs) & set(term.outputs):
@@ -202,7 +199,7 @@ def _body(w: _Writer, backend, term: Term) -> None:
 
 def straight_line(backend, term: Term) -> Callable[..., list]:
     """``fn(*flat_values) -> flat_outputs`` computing ``term`` as ``backend.run`` does, written
-    out as one Python function (``fn.source``). The backend's ``rules``, ``name`` and ``wrap``
+    out as one Python function (``fn.source``). The backend's ``rule``, ``name`` and ``wrap``
     are read once, here."""
     w = _Writer()
     _body(w, backend, term)

@@ -293,9 +293,12 @@ class ArrayBackend(Backend):
     """A backend that runs terms box by box on the arrays of one library.
 
     ``rules`` is its one table: an entry per primitive that the shared rules do
-    not cover (every elementwise primitive, and the few whose stable form
-    differs between libraries). ``convert`` turns user inputs into arrays,
-    ``finish`` turns output arrays into what the user gets back.
+    not cover (the elementwise primitives, and the few whose stable form
+    differs between libraries). An elementwise primitive with no entry takes the
+    function ``library(prim)`` gives, the array library's function of the same
+    name (``tan`` is ``numpy.tan``); :meth:`rule` looks both up. ``convert`` turns
+    user inputs into arrays, ``finish`` turns output arrays into what the user
+    gets back.
     """
 
     #: whether bool wires mean bits of Z2 here (+ is XOR, * is AND); elsewhere arithmetic on them is refused
@@ -313,8 +316,10 @@ class ArrayBackend(Backend):
     native_scalar: Callable | None = None
 
     def __init__(self, name: str, lib: ArrayLib, rules: dict[str, Callable], *, convert: Callable,
-                 finish: Callable = _same, loop: Callable = python_loop, wrap: Callable | None = None):
+                 finish: Callable = _same, loop: Callable = python_loop, wrap: Callable | None = None,
+                 library: Callable | None = None):
         self.name = name
+        self.library = library
         self.lib = lib
         self.convert = convert
         self.finish = finish
@@ -327,6 +332,18 @@ class ArrayBackend(Backend):
         self.rules = {k: (_elementwise(fn, lib.xp) if k in PRIMS and PRIMS[k].elementwise else fn)
                       for k, fn in table.items()}
         self.rules["scan"] = self._scan_rule()
+
+    def rule(self, name: str) -> Callable:
+        """The rule of primitive ``name``: this backend's table entry, or for an elementwise
+        primitive without one the library's function of that name (kept in the table)."""
+        rule = self.rules.get(name)
+        if rule is None:
+            prim = PRIMS.get(name)
+            fn = self.library(prim) if self.library is not None and prim is not None and prim.elementwise else None
+            if fn is None:
+                raise NotImplementedError(f"the {self.name} backend has no rule for {name}")
+            rule = self.rules[name] = _elementwise(fn, self.lib.xp)
+        return rule
 
     # ---------------------------------------------------------------- running terms
     def _scan_rule(self) -> Callable:
@@ -360,13 +377,9 @@ class ArrayBackend(Backend):
     def run(self, term: Term, values: list) -> list:
         """Evaluate ``term`` on flat values (parameters first, then inputs); returns its flat outputs."""
         env: dict[int, Any] = dict(zip(term.param_wires + term.inputs, values))
-        wires, rules, wrap = term.wires, self.rules, self.wrap
+        wires, wrap = term.wires, self.wrap
         for e in term.eqns:
-            try:
-                rule = rules[e.prim.name]
-            except KeyError:
-                raise NotImplementedError(f"the {self.name} backend has no rule for {e.prim.name}") from None
-            out = rule([wires[w] for w in e.ins], [wires[w] for w in e.outs], *(env[w] for w in e.ins),
+            out = self.rule(e.prim.name)([wires[w] for w in e.ins], [wires[w] for w in e.outs], *(env[w] for w in e.ins),
                        **e.kwargs)
             if len(e.outs) == 1 and not isinstance(out, list):
                 out = [out]

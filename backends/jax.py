@@ -47,7 +47,7 @@ def _uniform(ins, outs, key, like):
 _FLOATS = frozenset(np.dtype(d) for d in ("float16", jnp.bfloat16, "float32", "float64"))
 
 
-def _unary(op, numpy_fn):
+def _lax_unary(op, numpy_fn):
     """``numpy_fn`` of one array, as the lax primitive ``op`` it binds on floats. Tracing a step
     calls a rule once a box: the primitive skips jax.numpy's promotion and the ``jit`` each
     jax.numpy function is wrapped in (the program is the same); other dtypes take ``numpy_fn``."""
@@ -85,8 +85,8 @@ def _by_constant(op, numpy_fn):
 
 #: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
 RULES = {
-    "neg": _unary(lax.neg, jnp.negative), "exp": _unary(lax.exp, jnp.exp), "log": _unary(lax.log, jnp.log),
-    "sqrt": _unary(lax.sqrt, jnp.sqrt), "tanh": _unary(lax.tanh, jnp.tanh),
+    "neg": _lax_unary(lax.neg, jnp.negative), "exp": _lax_unary(lax.exp, jnp.exp), "log": _lax_unary(lax.log, jnp.log),
+    "sqrt": _lax_unary(lax.sqrt, jnp.sqrt), "tanh": _lax_unary(lax.tanh, jnp.tanh),
     "sigmoid": jax.nn.sigmoid, "softplus": jax.nn.softplus, "relu": jax.nn.relu,
     "step": lambda x: _mask(x > 0, x), "cos": jnp.cos, "sin": jnp.sin, "floor": jnp.floor,
     "stop_gradient": jax.lax.stop_gradient,
@@ -104,6 +104,16 @@ RULES = {
     "normal": _normal,
     "uniform": _uniform,
 }
+
+
+def _library_function(prim):
+    """``jax.numpy``'s function named as the elementwise primitive (``jnp.tan``), binding the lax
+    primitive of that name on floats where there is one (:func:`_lax_unary`)."""
+    fn = getattr(jnp, prim.name, None)
+    if not callable(fn):
+        return None
+    op = getattr(lax, prim.name, None)
+    return _lax_unary(op, fn) if op is not None and prim.arity == 1 else fn
 
 
 def _lax_loop(step, carries, xs, length, reverse):
@@ -218,7 +228,7 @@ class JaxBackend(ArrayBackend):
         return CompiledBilevel(problem, **options)
 
 
-backend = JaxBackend("jax", LIB, RULES, convert=jnp.asarray, loop=_lax_loop)
+backend = JaxBackend("jax", LIB, RULES, convert=jnp.asarray, loop=_lax_loop, library=_library_function)
 
 
 def compile(term):  # noqa: A001 - the public contract

@@ -196,6 +196,12 @@ RULES = {
     "uniform": _uniform,
 }
 
+def _library_function(prim):
+    """NumPy's ufunc named as the elementwise primitive (``numpy.tan``), if it has one of its arity."""
+    fn = getattr(np, prim.name, None)
+    return fn if isinstance(fn, np.ufunc) and fn.nin == prim.arity else None
+
+
 LIB = ArrayLib(
     xp=np,
     asarray=np.array,  # np.array(value, dtype), a copy: a state leaf never aliases a parameter
@@ -222,7 +228,7 @@ class NumpyBackend(ArrayBackend):
         return isinstance(value, (np.ndarray, np.generic))
 
 
-backend = NumpyBackend("numpy", LIB, RULES, convert=np.asarray)
+backend = NumpyBackend("numpy", LIB, RULES, convert=np.asarray, library=_library_function)
 
 
 def compile(term):  # noqa: A001 - the public contract

@@ -149,6 +149,14 @@ RULES = {
 }
 
 
+def _library_function(prim):
+    """SymPy's function named as the elementwise primitive: ``sympy.tan``; NumPy's ``arc`` names
+    are SymPy's ``a`` names (``arctan`` is ``sympy.atan``)."""
+    name = prim.name
+    fn = getattr(sp, name, None) or (getattr(sp, "a" + name[3:], None) if name.startswith("arc") else None)
+    return _vec(fn, prim.arity) if isinstance(fn, type) and issubclass(fn, sp.Function) else None
+
+
 def _sympify(v):
     # a boolean is the number 0 or 1 here (SymPy's true and false are not numbers: Ne(false, 0) holds);
     # strict: a string is refused, never parsed (SymPy's parser evaluates Python)
@@ -304,7 +312,7 @@ class SympyBackend(ArrayBackend):
 
 backend = SympyBackend("sympy", LIB, RULES, convert=_convert, finish=_finish,
                        loop=functools.partial(python_loop, dtype=object),
-                       wrap=lambda v: np.asarray(v, dtype=object))  # NumPy gives 0-d object results as bare objects
+                       wrap=lambda v: np.asarray(v, dtype=object), library=_library_function)  # NumPy gives 0-d object results as bare objects
 
 
 def compile(term):  # noqa: A001 - the public contract

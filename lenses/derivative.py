@@ -31,6 +31,7 @@ from typing import Callable, NamedTuple
 
 from . import prims as P
 from .terms import Builder, DictSig, Eqn, Term
+from .wires import Wire
 
 __all__ = ["R", "D", "value_and_R", "forward_gradient", "residual_policy", "Segments", "Reverse", "reverse"]
 
@@ -240,7 +241,8 @@ def reverse(f: Term, residuals=None) -> Reverse:
         if i in kept:
             dins = e.prim.optic[1](b, e.kwargs, r_ins, r_outs, kept[i], douts, [w in varying for w in ins])
         else:
-            dins = e.prim.rev(b, e.kwargs, r_ins, r_outs, douts)
+            dins = [None if d is None else d.id for d in e.prim.rev(e.kwargs, _wires(b, r_ins), _wires(b, r_outs),
+                                                                       _wires(b, douts))]
         for w, d in zip(ins, dins):
             if d is not None:
                 accumulate(w, d)
@@ -251,6 +253,10 @@ def reverse(f: Term, residuals=None) -> Reverse:
 
     pw = [env[w] for w in f.param_wires]
     return Reverse(b, n_fwd, pw, xs, ys, dys, [result(w) for w in pw], [result(w) for w in xs])
+
+
+def _wires(b: Builder, ws) -> list[Wire]:
+    return [Wire(b, w) for w in ws]
 
 
 def _recompute(b: Builder, f: Term, boxes: list[int], env: dict, seen: dict, after: int):

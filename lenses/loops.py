@@ -51,7 +51,7 @@ def _scan_rule(types, *, body, length, n_carry, n_const, reverse):
     return list(carry) + [_stacked(t, length) for t in body.cod[nc:]]
 
 
-def _scan_rev(b, p, ins, outs, douts):
+def _scan_rev(p, x, y, dy):
     raise AssertionError("R reverses a scan through SCAN.optic, which keeps the body's residuals")
 
 

@@ -3,11 +3,19 @@
 A primitive is declared once, here (or, for ``scan``, in :mod:`paralens.loops`),
 with :func:`define`: its name, its type rule and its reverse-derivative rule.
 Every reverse-derivative rule builds its result out of primitives of this same
-registry, so ``R`` applies again to its output (``R(R(f))``). A rule gets the
-builder ``b`` to emit into, the box's parameters, the forward input wires ``x``
+registry, so ``R`` applies again to its output (``R(R(f))``). A rule is written
+like the formula: it gets the box's attributes, the forward input wires ``x``
 and output wires ``y`` (the optic's residuals) and the output cotangents
-``dy``; it returns one cotangent per input, or ``None`` where the derivative
-is zero.
+``dy``, as :class:`~paralens.wires.Wire` objects with arithmetic, and returns
+one cotangent per input, or ``None`` where the derivative is zero. A primitive
+applied to wires emits its box (``SIN(x)``, ``BROADCAST(y, shape=..., dims=...)``),
+so tanh's rule reads ``dy * (1 - y * y)``::
+
+    TANH = unary("tanh", lambda p, x, y, dy: [dy[0] * (1.0 - y[0] * y[0])])
+
+An elementwise primitive named as the array libraries name the function
+(``tan``, ``arctan``) needs no entry in a backend's table: the backend takes
+the library's own function.
 
 Shapes are per example. Elementwise boxes broadcast as NumPy does: shapes line
 up at their trailing axes and axes of size 1 stretch (a scalar, a bias, a
@@ -37,33 +45,49 @@ __all__ = [
     "POW", "ADD", "SUB", "MUL", "DIV", "GREATER", "EQUAL", "WHERE", "ZEROS", "CONST",
     "STOP_GRADIENT", "REDUCE_SUM", "REDUCE_MAX", "BROADCAST", "RESHAPE", "TRANSPOSE", "EINSUM",
     "SOFTMAX", "LOGSUMEXP", "PATCHES", "PATCHES_T", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
-    "CAST", "POWER", "COS", "SIN", "FLOOR", "FOREIGN", "Foreign", "NORMAL", "UNIFORM", "KEY", "TAKE", "SCATTER_ADD",
-    "INTS",
+    "CAST", "POWER", "COS", "SIN", "TAN", "ARCTAN", "FLOOR", "FOREIGN", "Foreign", "NORMAL", "UNIFORM", "KEY",
+    "TAKE", "SCATTER_ADD", "INTS", "OPT_BARRIER", "FLOATS",
 ]
 
 
 class Prim:
     """A primitive box: a name, a type rule and a reverse derivative.
 
-    ``type_rule(in_types, **params) -> out_types`` checks the inputs and gives
+    ``type_rule(in_types, **attrs) -> out_types`` checks the inputs and gives
     the outputs' types (raise ``TypeError`` with a clear message when they do
-    not fit). ``rev(b, params, ins, outs, dys) -> dins`` writes the reverse
-    derivative *as a term of primitives* into the builder ``b``. An
+    not fit). ``rev(attrs, x, y, dy) -> dx`` writes the reverse derivative *as a
+    term of primitives*, with wires (see the module's docstring). An
     ``elementwise`` primitive maps arrays to arrays entry by entry (after
-    broadcasting), so a backend implements it with one function of arrays.
+    broadcasting) and takes ``arity`` operands, so a backend implements it with
+    one function of arrays.
     """
 
-    def __init__(self, name: str, type_rule: Callable, rev: Callable, *, elementwise: bool = False):
+    def __init__(self, name: str, type_rule: Callable, rev: Callable, *, elementwise: bool = False,
+                 arity: int | None = None):
         self.name = name
         self.type_rule = type_rule
         self.rev = rev
         self.elementwise = elementwise
+        self.arity = arity
         #: ``(forward, reverse)`` for a box that keeps its own residuals when ``R`` copies it
-        #: (a scan stores its body's residuals per step): ``forward(b, params, ins) -> (outs,
-        #: kept)`` replaces the copy of the box, ``reverse(b, params, ins, outs, kept, douts,
+        #: (a scan stores its body's residuals per step): ``forward(b, attrs, ins) -> (outs,
+        #: kept)`` replaces the copy of the box, ``reverse(b, attrs, ins, outs, kept, douts,
         #: needed) -> dins`` replaces ``rev`` (``needed[i]``: input ``i`` depends on a parameter
         #: or an input of the term, so its cotangent is wanted). ``None``: copy, then ``rev``.
+        #: These two work on the builder ``b`` and wire numbers: they build terms, not formulas.
         self.optic: tuple[Callable, Callable] | None = None
+
+    def __call__(self, *wires, **attrs):
+        """Emit this box on ``wires`` (all of one traced function) into their builder: ``SIN(x)``,
+        ``REDUCE_SUM(x, axes=(0,))``. Returns a wire of the same class as the first, or a
+        tuple of them for several outputs."""
+        if not wires or not all(hasattr(w, "builder") and hasattr(w, "id") for w in wires):
+            raise TypeError(f"{self.name} applies to wires, got {', '.join(type(w).__name__ for w in wires) or 'none'}")
+        b, make = wires[0].builder, type(wires[0])
+        if any(w.builder is not b for w in wires):
+            raise TypeError(f"{self.name}: its wires come from two different traced functions")
+        outs = b.emit(self, [w.id for w in wires], **attrs)
+        return make(b, outs[0]) if len(outs) == 1 else tuple(make(b, o) for o in outs)
 
     def __repr__(self) -> str:
         return f"<prim {self.name}>"
@@ -80,11 +104,12 @@ def _prim_by_name(name: str) -> Prim:
     return PRIMS[name]
 
 
-def define(name: str, type_rule: Callable, rev: Callable, *, elementwise: bool = False) -> Prim:
+def define(name: str, type_rule: Callable, rev: Callable, *, elementwise: bool = False,
+           arity: int | None = None) -> Prim:
     """Declare a primitive: add it to :data:`PRIMS` (each name once)."""
     if name in PRIMS:
         raise ValueError(f"primitive {name!r} is already defined")
-    PRIMS[name] = prim = Prim(name, type_rule, rev, elementwise=elementwise)
+    PRIMS[name] = prim = Prim(name, type_rule, rev, elementwise=elementwise, arity=arity)
     return prim
 
 
@@ -144,7 +169,8 @@ def _elementwise_rule(name, n, out_dtype=None):
 
 
 # --------------------------------------------------------------------------- emitters
-# Small helpers so that reverse-derivative rules read like formulas.
+# Builder-level helpers for code that builds terms out of wire numbers (R's bookkeeping, the
+# assemblies); the rules below are written with wires instead.
 
 def neg(b, x): return b.emit1(NEG, x)
 def add(b, x, y): return b.emit1(ADD, x, y)
@@ -167,31 +193,32 @@ def _kept(ndim, axes):
 
 def unary(name: str, rev: Callable, *, bits: bool = False) -> Prim:
     """Declare an elementwise primitive of one floating-point operand (or a bit, with ``bits``)."""
-    return define(name, _unary_rule(name, bits), rev, elementwise=True)
+    return define(name, _unary_rule(name, bits), rev, elementwise=True, arity=1)
 
 
 def binary(name: str, rev: Callable) -> Prim:
     """Declare an elementwise primitive of two broadcasting operands."""
-    return define(name, _elementwise_rule(name, 2), rev, elementwise=True)
+    return define(name, _elementwise_rule(name, 2), rev, elementwise=True, arity=2)
 
 
 #: ``-x``; over Z2 (bool wires) the identity, so ``R`` of ``sub`` stays a circuit.
-NEG = unary("neg", lambda b, p, x, y, dy: [neg(b, dy[0])], bits=True)
-EXP = unary("exp", lambda b, p, x, y, dy: [mul(b, dy[0], y[0])])
-LOG = unary("log", lambda b, p, x, y, dy: [div(b, dy[0], x[0])])
-SQRT = unary("sqrt", lambda b, p, x, y, dy: [scale(b, div(b, dy[0], y[0]), 0.5)])
-TANH = unary("tanh", lambda b, p, x, y, dy: [mul(b, dy[0], shift(b, neg(b, mul(b, y[0], y[0])), 1.0))])
-SIGMOID = unary("sigmoid", lambda b, p, x, y, dy: [
-    mul(b, dy[0], mul(b, y[0], shift(b, neg(b, y[0]), 1.0)))])
-SOFTPLUS = unary("softplus", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(SIGMOID, x[0]))])
+NEG = unary("neg", lambda p, x, y, dy: [-dy[0]], bits=True)
+EXP = unary("exp", lambda p, x, y, dy: [dy[0] * y[0]])
+LOG = unary("log", lambda p, x, y, dy: [dy[0] / x[0]])
+SQRT = unary("sqrt", lambda p, x, y, dy: [dy[0] / y[0] * 0.5])
+TANH = unary("tanh", lambda p, x, y, dy: [dy[0] * (1.0 - y[0] * y[0])])
+SIGMOID = unary("sigmoid", lambda p, x, y, dy: [dy[0] * (y[0] * (1.0 - y[0]))])
+SOFTPLUS = unary("softplus", lambda p, x, y, dy: [dy[0] * SIGMOID(x[0])])
 #: ``step(x) = 1 if x > 0 else 0``: the derivative of relu (and itself of zero derivative).
-STEP = unary("step", lambda b, p, x, y, dy: [None])
-RELU = unary("relu", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(STEP, x[0]))])
-COS = unary("cos", lambda b, p, x, y, dy: [neg(b, mul(b, dy[0], b.emit1(SIN, x[0])))])
-SIN = unary("sin", lambda b, p, x, y, dy: [mul(b, dy[0], b.emit1(COS, x[0]))])
+STEP = unary("step", lambda p, x, y, dy: [None])
+RELU = unary("relu", lambda p, x, y, dy: [dy[0] * STEP(x[0])])
+COS = unary("cos", lambda p, x, y, dy: [-(dy[0] * SIN(x[0]))])
+SIN = unary("sin", lambda p, x, y, dy: [dy[0] * COS(x[0])])
+TAN = unary("tan", lambda p, x, y, dy: [dy[0] * (1.0 + y[0] * y[0])])
+ARCTAN = unary("arctan", lambda p, x, y, dy: [dy[0] / (1.0 + x[0] * x[0])])
 #: ``floor(x)``: largest integer <= x (zero derivative almost everywhere).
-FLOOR = unary("floor", lambda b, p, x, y, dy: [None])
-STOP_GRADIENT = unary("stop_gradient", lambda b, p, x, y, dy: [None])
+FLOOR = unary("floor", lambda p, x, y, dy: [None])
+STOP_GRADIENT = unary("stop_gradient", lambda p, x, y, dy: [None])
 
 
 def _barrier_rule(types):
@@ -203,49 +230,38 @@ def _barrier_rule(types):
 #: ``optimization_barrier(*xs)``: the identity on its inputs, which a compiler may not see
 #: through (``jax.lax.optimization_barrier``): recomputed residuals stay recomputed, in the
 #: backward pass (:func:`paralens.R` with a ``residuals`` policy).
-OPT_BARRIER = define("optimization_barrier", _barrier_rule, lambda b, p, x, y, dy: list(dy))
+OPT_BARRIER = define("optimization_barrier", _barrier_rule, lambda p, x, y, dy: list(dy))
 #: ``scale(x; c) = c * x`` and ``shift(x; c) = x + c`` for a Python constant ``c``.
-SCALE = unary("scale", lambda b, p, x, y, dy: [scale(b, dy[0], p["c"])])
-SHIFT = unary("shift", lambda b, p, x, y, dy: [dy[0]])
+SCALE = unary("scale", lambda p, x, y, dy: [SCALE(dy[0], c=p["c"])])
+SHIFT = unary("shift", lambda p, x, y, dy: [dy[0]])
+#: ``pow(x; p) = x ** p`` for a Python constant ``p``.
+POW = unary("pow", lambda p, x, y, dy: [dy[0] * POW(x[0], p=p["p"] - 1.0) * p["p"]])
+
+ADD = binary("add", lambda p, x, y, dy: [dy[0], dy[0]])
+SUB = binary("sub", lambda p, x, y, dy: [dy[0], -dy[0]])
+MUL = binary("mul", lambda p, x, y, dy: [dy[0] * x[1], dy[0] * x[0]])
 
 
-def _pow_rev(b, p, x, y, dy):
-    e = p["p"]
-    return [scale(b, mul(b, dy[0], b.emit1(POW, x[0], p=e - 1.0)), e)]
-
-
-POW = unary("pow", _pow_rev)
-
-ADD = binary("add", lambda b, p, x, y, dy: [dy[0], dy[0]])
-SUB = binary("sub", lambda b, p, x, y, dy: [dy[0], neg(b, dy[0])])
-MUL = binary("mul", lambda b, p, x, y, dy: [mul(b, dy[0], x[1]), mul(b, dy[0], x[0])])
-
-
-def _div_rev(b, p, x, y, dy):
-    d0 = div(b, dy[0], x[1])
-    return [d0, neg(b, mul(b, d0, y[0]))]
+def _div_rev(p, x, y, dy):
+    d0 = dy[0] / x[1]
+    return [d0, -(d0 * y[0])]
 
 
 DIV = binary("div", _div_rev)
+#: ``power(x, e)``: elementwise ``x ** e`` with both operands wires (``x > 0`` for the ``e``
+#: derivative): ``d/dx = e x**e / x`` and ``d/de = log(x) x**e``.
+POWER = binary("power", lambda p, x, y, dy: [dy[0] * (x[1] * (y[0] / x[0])), dy[0] * (LOG(x[0]) * y[0])])
 #: Comparisons give float masks (1.0 where true) so they compose with arithmetic.
-def _power_rev(b, p, x, y, dy):
-    # d(x**e)/dx = e * x**e / x; d(x**e)/de = log(x) * x**e
-    return [mul(b, dy[0], mul(b, x[1], div(b, y[0], x[0]))),
-            mul(b, dy[0], mul(b, b.emit1(LOG, x[0]), y[0]))]
+GREATER = binary("greater", lambda p, x, y, dy: [None, None])
+EQUAL = binary("equal", lambda p, x, y, dy: [None, None])
 
 
-#: ``power(x, e)``: elementwise ``x ** e`` with both operands wires (``x > 0`` for the ``e`` derivative).
-POWER = binary("power", _power_rev)
-GREATER = binary("greater", lambda b, p, x, y, dy: [None, None])
-EQUAL = binary("equal", lambda b, p, x, y, dy: [None, None])
+def _where_rev(p, x, y, dy):
+    z = ZEROS(dy[0], types=(dy[0].type,))
+    return [None, WHERE(x[0], dy[0], z), WHERE(x[0], z, dy[0])]
 
 
-def _where_rev(b, p, x, y, dy):
-    z = zeros_like(b, dy[0])
-    return [None, b.emit1(WHERE, x[0], dy[0], z), b.emit1(WHERE, x[0], z, dy[0])]
-
-
-WHERE = define("where", _elementwise_rule("where", 3), _where_rev, elementwise=True)
+WHERE = define("where", _elementwise_rule("where", 3), _where_rev, elementwise=True, arity=3)
 
 
 def _cast_rule(types, *, dtype):
@@ -253,13 +269,13 @@ def _cast_rule(types, *, dtype):
     return [ArrayType(types[0].shape, dtype, types[0].batched)]
 
 
-def _cast_rev(b, p, x, y, dy):
-    src = b.type_of(x[0]).dtype
-    return [b.emit1(CAST, dy[0], dtype=src) if src in FLOATS else None]
+def _cast_rev(p, x, y, dy):
+    src = x[0].type.dtype
+    return [CAST(dy[0], dtype=src) if src in FLOATS else None]
 
 
 #: ``cast(x; dtype)``: convert the element type (an optimizer's int32 step count to float).
-CAST = define("cast", _cast_rule, _cast_rev, elementwise=True)
+CAST = define("cast", _cast_rule, _cast_rev, elementwise=True, arity=1)
 
 
 class Foreign:
@@ -284,7 +300,7 @@ def _foreign_rule(types, *, fn, types_out):
     return list(types_out)
 
 
-def _foreign_rev(b, p, x, y, dy):
+def _foreign_rev(p, x, y, dy):
     raise NotImplementedError(f"{p['fn'].name} is an opaque box: paralens cannot differentiate through it")
 
 
@@ -310,7 +326,7 @@ def _normal_rule(types, *, shape, dtype):
 
 #: ``normal(key; shape, dtype) -> (key', sample)``: standard normal numbers drawn with ``key``, and
 #: the key to draw the next ones with. Neither depends differentiably on anything.
-NORMAL = define("normal", _normal_rule, lambda b, p, x, y, dy: [None])
+NORMAL = define("normal", _normal_rule, lambda p, x, y, dy: [None])
 
 
 def _uniform_rule(types):
@@ -325,7 +341,7 @@ def _uniform_rule(types):
 #: ``uniform(key, like) -> (key', sample)``: numbers uniform in [0, 1) of ``like``'s type, drawn
 #: with ``key``; a batched ``like`` gets a draw per example (dropout masks). Only the type of
 #: ``like`` is read, so nothing here depends differentiably on anything.
-UNIFORM = define("uniform", _uniform_rule, lambda b, p, x, y, dy: [None, None])
+UNIFORM = define("uniform", _uniform_rule, lambda p, x, y, dy: [None, None])
 
 
 # --------------------------------------------------------------------------- constants
@@ -338,7 +354,7 @@ def _zeros_rule(ins, *, types):
 
 
 #: ``zeros(*xs; types)``: zero arrays of ``types``, ignoring the inputs (the zero map).
-ZEROS = define("zeros", _zeros_rule, lambda b, p, x, y, dy: [None] * len(x))
+ZEROS = define("zeros", _zeros_rule, lambda p, x, y, dy: [None] * len(x))
 
 
 def _const_rule(types, *, value, shape, dtype):
@@ -350,7 +366,7 @@ def _const_rule(types, *, value, shape, dtype):
 
 
 #: ``const(; value, shape, dtype)``: an unbatched constant (``value`` a flat tuple).
-CONST = define("const", _const_rule, lambda b, p, x, y, dy: [])
+CONST = define("const", _const_rule, lambda p, x, y, dy: [])
 
 
 # --------------------------------------------------------------------------- reductions and shapes
@@ -370,20 +386,20 @@ def _reduce_rule(name):
     return rule
 
 
-def _reduce_sum_rev(b, p, x, y, dy):
-    t = b.type_of(x[0])
-    return [broadcast(b, dy[0], t.shape, _kept(t.ndim, p["axes"]))]
+def _reduce_sum_rev(p, x, y, dy):
+    t = x[0].type
+    return [BROADCAST(dy[0], shape=t.shape, dims=_kept(t.ndim, p["axes"]))]
 
 
 REDUCE_SUM = define("reduce_sum", _reduce_rule("reduce_sum"), _reduce_sum_rev)
 
 
-def _reduce_max_rev(b, p, x, y, dy):
-    t = b.type_of(x[0])
+def _reduce_max_rev(p, x, y, dy):
+    t = x[0].type
     kept = _kept(t.ndim, p["axes"])
-    mask = b.emit1(EQUAL, x[0], broadcast(b, y[0], t.shape, kept))
-    count = reduce_sum(b, mask, p["axes"])
-    return [mul(b, broadcast(b, div(b, dy[0], count), t.shape, kept), mask)]
+    mask = EQUAL(x[0], BROADCAST(y[0], shape=t.shape, dims=kept))  # ties share the cotangent
+    count = REDUCE_SUM(mask, axes=p["axes"])
+    return [BROADCAST(dy[0] / count, shape=t.shape, dims=kept) * mask]
 
 
 REDUCE_MAX = define("reduce_max", _reduce_rule("reduce_max"), _reduce_max_rev)
@@ -399,13 +415,13 @@ def _broadcast_rule(types, *, shape, dims):
     return [t.with_shape(shape)]
 
 
-def _broadcast_rev(b, p, x, y, dy):
-    t = b.type_of(x[0])
+def _broadcast_rev(p, x, y, dy):
+    t = x[0].type
     shape, dims = p["shape"], p["dims"]
-    summed = [i for i in range(len(shape))
-              if i not in dims or (t.shape[dims.index(i)] == 1 and shape[i] != 1)]
-    r = reduce_sum(b, dy[0], summed) if summed else dy[0]
-    return [r if b.type_of(r).shape == t.shape else reshape(b, r, t.shape)]
+    summed = tuple(i for i in range(len(shape))
+                   if i not in dims or (t.shape[dims.index(i)] == 1 and shape[i] != 1))
+    r = REDUCE_SUM(dy[0], axes=summed) if summed else dy[0]
+    return [r if r.type.shape == t.shape else RESHAPE(r, shape=t.shape)]
 
 
 BROADCAST = define("broadcast", _broadcast_rule, _broadcast_rev)
@@ -418,8 +434,7 @@ def _reshape_rule(types, *, shape):
     return [types[0].with_shape(shape)]
 
 
-RESHAPE = define("reshape", _reshape_rule,
-               lambda b, p, x, y, dy: [reshape(b, dy[0], b.type_of(x[0]).shape)])
+RESHAPE = define("reshape", _reshape_rule, lambda p, x, y, dy: [RESHAPE(dy[0], shape=x[0].type.shape)])
 
 
 def _transpose_rule(types, *, perm):
@@ -430,9 +445,9 @@ def _transpose_rule(types, *, perm):
     return [t.with_shape(t.shape[i] for i in perm)]
 
 
-def _transpose_rev(b, p, x, y, dy):
+def _transpose_rev(p, x, y, dy):
     inv = tuple(sorted(range(len(p["perm"])), key=p["perm"].__getitem__))
-    return [b.emit1(TRANSPOSE, dy[0], perm=inv)]
+    return [TRANSPOSE(dy[0], perm=inv)]
 
 
 TRANSPOSE = define("transpose", _transpose_rule, _transpose_rev)
@@ -475,21 +490,20 @@ def _einsum_rule(types, *, spec, batched_out=None):
     return [ArrayType(tuple(sizes[c] for c in out), promote(types), bo)]
 
 
-def _contract_into(b, target: str, u: int, su: str, v: int, sv: str, batched: bool) -> int:
+def _contract_into(target: str, u, su: str, v, sv: str, batched: bool):
     """``einsum(u, v) -> target``, operands ordered so that the contraction's free axes come
     out in ``target``'s order (a plain matmul, no transpose after it)."""
     free_u = "".join(ch for ch in su if ch in target)
     free_v = "".join(ch for ch in sv if ch in target)
     if free_v + free_u == target and free_u + free_v != target:
         u, su, v, sv = v, sv, u, su
-    return b.emit1(EINSUM, u, v, spec=f"{su},{sv}->{target}", batched_out=batched)
+    return EINSUM(u, v, spec=f"{su},{sv}->{target}", batched_out=batched)
 
 
-def _einsum_rev(b, p, x, y, dy):
+def _einsum_rev(p, x, y, dy):
     (a, c), out = parse_einsum(p["spec"])
-    da = _contract_into(b, a, dy[0], out, x[1], c, b.type_of(x[0]).batched)
-    dc = _contract_into(b, c, dy[0], out, x[0], a, b.type_of(x[1]).batched)
-    return [da, dc]
+    return [_contract_into(a, dy[0], out, x[1], c, x[0].type.batched),
+            _contract_into(c, dy[0], out, x[0], a, x[1].type.batched)]
 
 
 #: ``einsum(a, b; spec)`` over per-example axes, e.g. ``"i,io->o"`` for ``x @ W``.
@@ -511,17 +525,17 @@ def _axis_rule(name, drop):
     return rule
 
 
-def _softmax_rev(b, p, x, y, dy):
-    t = b.type_of(x[0])
-    s = reduce_sum(b, mul(b, dy[0], y[0]), (p["axis"],))
-    return [mul(b, y[0], sub(b, dy[0], broadcast(b, s, t.shape, _kept(t.ndim, (p["axis"],)))))]
+def _softmax_rev(p, x, y, dy):
+    t = x[0].type
+    s = REDUCE_SUM(dy[0] * y[0], axes=(p["axis"],))
+    return [y[0] * (dy[0] - BROADCAST(s, shape=t.shape, dims=_kept(t.ndim, (p["axis"],))))]
 
 
-def _logsumexp_rev(b, p, x, y, dy):
-    t = b.type_of(x[0])
+def _logsumexp_rev(p, x, y, dy):
+    t = x[0].type
     kept = _kept(t.ndim, (p["axis"],))
-    sm = b.emit1(EXP, sub(b, x[0], broadcast(b, y[0], t.shape, kept)))  # softmax from the output: one exp
-    return [mul(b, broadcast(b, dy[0], t.shape, kept), sm)]
+    softmax = EXP(x[0] - BROADCAST(y[0], shape=t.shape, dims=kept))  # from the output: one exp
+    return [BROADCAST(dy[0], shape=t.shape, dims=kept) * softmax]
 
 
 SOFTMAX = define("softmax", _axis_rule("softmax", False), _softmax_rev)
@@ -563,14 +577,14 @@ def _patches_t_rule(types, *, in_shape, kh, kw, stride, padding):
     return [t.with_shape(in_shape)]
 
 
-def _patches_rev(b, p, x, y, dy):
-    return [b.emit1(PATCHES_T, dy[0], in_shape=b.type_of(x[0]).shape, **p)]
+def _patches_rev(p, x, y, dy):
+    return [PATCHES_T(dy[0], in_shape=x[0].type.shape, **p)]
 
 
-def _patches_t_rev(b, p, x, y, dy):
+def _patches_t_rev(p, x, y, dy):
     q = dict(p)
     q.pop("in_shape")
-    return [b.emit1(PATCHES, dy[0], **q)]
+    return [PATCHES(dy[0], **q)]
 
 
 #: ``patches(x; kh, kw, stride, padding)``: (H, W, C) -> (OH, OW, kh, kw, C), the
@@ -613,9 +627,9 @@ def _scatter_add_rule(types, *, size, batched_out=None):
     return [ArrayType((size,) + values.shape[idx.ndim:], values.dtype, bo)]
 
 
-def _take_rev(b, p, x, y, dy):
-    t = b.type_of(x[0])
-    return [b.emit1(SCATTER_ADD, dy[0], x[1], size=t.shape[0], batched_out=t.batched), None]
+def _take_rev(p, x, y, dy):
+    t = x[0].type
+    return [SCATTER_ADD(dy[0], x[1], size=t.shape[0], batched_out=t.batched), None]
 
 
 #: ``take(table, idx)``: rows of ``table`` (``n, *rest``) at integer indices ``idx`` of any shape ``s``,
@@ -626,8 +640,7 @@ TAKE = define("take", _take_rule, _take_rev)
 #: ``values[i]`` added at row ``idx[i]`` (repeated indices add up): the transpose of ``take``, and
 #: linear. With ``batched_out=False`` batched operands are also summed over the batch, in the same
 #: scatter (the cotangent of an embedding table shared by every example).
-SCATTER_ADD = define("scatter_add", _scatter_add_rule,
-                     lambda b, p, x, y, dy: [b.emit1(TAKE, dy[0], x[1]), None])
+SCATTER_ADD = define("scatter_add", _scatter_add_rule, lambda p, x, y, dy: [TAKE(dy[0], x[1]), None])
 
 
 # --------------------------------------------------------------------------- the batch axis
@@ -655,13 +668,11 @@ def _batch_count_rule(types):
 
 
 #: ``batch_sum(x)``: sum over the examples (batched -> unbatched).
-BATCH_SUM = define("batch_sum", _batch_sum_rule,
-                 lambda b, p, x, y, dy: [b.emit1(BATCH_BROADCAST, dy[0], x[0])])
+BATCH_SUM = define("batch_sum", _batch_sum_rule, lambda p, x, y, dy: [BATCH_BROADCAST(dy[0], x[0])])
 #: ``batch_broadcast(u, ref)``: the same ``u`` for every example of ``ref``'s batch.
-BATCH_BROADCAST = define("batch_broadcast", _batch_broadcast_rule,
-                       lambda b, p, x, y, dy: [b.emit1(BATCH_SUM, dy[0]), None])
+BATCH_BROADCAST = define("batch_broadcast", _batch_broadcast_rule, lambda p, x, y, dy: [BATCH_SUM(dy[0]), None])
 #: ``batch_count(ref)``: the number of examples in ``ref``'s batch, as a float scalar.
-BATCH_COUNT = define("batch_count", _batch_count_rule, lambda b, p, x, y, dy: [None])
+BATCH_COUNT = define("batch_count", _batch_count_rule, lambda p, x, y, dy: [None])
 
 
 def emit_const(b, value, shape=(), dtype="float32") -> int:

@@ -27,13 +27,12 @@ from .types import ArrayType, CompositionError, positive_int
 # The pointful vocabulary, exported as ``paralens.<name>`` (tracing, builder_of and lift are for the core).
 __all__ = [
     "Wire",
-    "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "gelu", "stop_gradient", "optimization_barrier",
-    "cos", "sin",
-    "floor", "power", "cast", "greater", "equal", "where", "maximum", "minimum", "clip", "sum", "mean",
+    "log", "gelu", "optimization_barrier",
+    "power", "cast", "greater", "equal", "where", "maximum", "minimum", "clip", "sum", "mean",
     "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to", "einsum", "matmul", "conv2d",
     "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant", "normal", "uniform", "take",
     "scatter_add",
-]
+]  # and each elementwise function made by _pointful, which adds itself
 
 _STACK: list = []  # builders of the functions being traced, innermost last
 
@@ -142,16 +141,19 @@ def _arith(x: Wire, o, prim, with_number: Callable) -> Wire:
 # --------------------------------------------------------------------------- functions on wires
 
 
-def _unary(prim, doc):
-    def f(x: Wire, **params) -> Wire:
+def _pointful(prim, doc: str):
+    """The pointful function of the elementwise primitive ``prim`` of one operand, named after
+    it and exported: ``pl.tanh(x)``."""
+    def f(x: Wire) -> Wire:
         b = builder_of(x)
-        return _wrap(b, b.emit1(prim, lift(b, x), **params))
-    f.__name__ = prim.name
-    f.__doc__ = doc
+        return _wrap(b, b.emit1(prim, lift(b, x)))
+    f.__name__ = f.__qualname__ = prim.name
+    f.__doc__ = doc + "\n\nArgs:\n    x: a wire of floating-point numbers.\n\nReturns:\n    A wire of ``x``'s type."
+    __all__.append(prim.name)
     return f
 
 
-exp = _unary(P.EXP, "Elementwise e**x.")
+exp = _pointful(P.EXP, "Elementwise e**x.")
 
 
 def log(x: Wire) -> Wire:
@@ -165,12 +167,12 @@ def log(x: Wire) -> Wire:
     return _wrap(b, b.emit1(P.LOG, w))
 
 
-sqrt = _unary(P.SQRT, "Elementwise square root.")
-tanh = _unary(P.TANH, "Elementwise hyperbolic tangent.")
-sigmoid = _unary(P.SIGMOID, "Elementwise logistic function 1 / (1 + e**-x).")
-softplus = _unary(P.SOFTPLUS, "Elementwise log(1 + e**x).")
-relu = _unary(P.RELU, "Elementwise max(x, 0).")
-stop_gradient = _unary(P.STOP_GRADIENT, "The identity, with zero reverse derivative.")
+sqrt = _pointful(P.SQRT, "Elementwise square root.")
+tanh = _pointful(P.TANH, "Elementwise hyperbolic tangent.")
+sigmoid = _pointful(P.SIGMOID, "Elementwise logistic function 1 / (1 + e**-x).")
+softplus = _pointful(P.SOFTPLUS, "Elementwise log(1 + e**x).")
+relu = _pointful(P.RELU, "Elementwise max(x, 0).")
+stop_gradient = _pointful(P.STOP_GRADIENT, "The identity, with zero reverse derivative.")
 
 
 def optimization_barrier(*xs: Wire) -> tuple[Wire, ...]:
@@ -180,9 +182,11 @@ def optimization_barrier(*xs: Wire) -> tuple[Wire, ...]:
     return tuple(_wrap(b, w) for w in b.emit(P.OPT_BARRIER, [lift(b, x) for x in xs]))
 
 
-cos = _unary(P.COS, "Elementwise cosine.")
-sin = _unary(P.SIN, "Elementwise sine.")
-floor = _unary(P.FLOOR, "Elementwise floor (zero derivative).")
+cos = _pointful(P.COS, "Elementwise cosine.")
+sin = _pointful(P.SIN, "Elementwise sine.")
+floor = _pointful(P.FLOOR, "Elementwise floor (zero derivative).")
+tan = _pointful(P.TAN, "Elementwise tangent.")
+arctan = _pointful(P.ARCTAN, "Elementwise inverse tangent, in (-pi/2, pi/2).")
 
 
 def gelu(x: Wire) -> Wire:

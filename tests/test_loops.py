@@ -68,7 +68,7 @@ def _boxes(term, name):
     n = 0
     for e in term.eqns:
         n += e.prim.name == name
-        body = dict(e.params).get("body")
+        body = e.kwargs.get("body")
         if body is not None:
             n += _boxes(body, name)
     return n
@@ -105,7 +105,7 @@ def test_R_of_a_scan_skips_the_cotangents_of_constant_shared_inputs():
         return looped(x, pl.constant(np.full(3, 0.1), (3,), "float64", like=x))
 
     def carried_backwards(term):
-        return dict([e for e in pl.R(term).eqns if e.prim.name == "scan"][-1].params)["n_carry"]
+        return [e for e in pl.R(term).eqns if e.prim.name == "scan"][-1].kwargs["n_carry"]
 
     assert carried_backwards(looped) == 3              # dx, the sum of dc, the sum of dw
     assert carried_backwards(constant_shift) == 2      # dx and the sum of dw: c is a constant

@@ -103,6 +103,7 @@ CASES = [
     case("power", lambda x, e: pl.power(x, e), [arr(3), arr(3)], pos),
     case("cast", lambda x: pl.cast(pl.cast(x, "float32") * 2.0, "float64") * x, [arr(3)], fd=False),
     case("cos_sin", lambda x: pl.cos(x) * pl.sin(2.0 * x), [arr(3)]),
+    case("tan_arctan", lambda x: pl.tan(0.5 * x) * pl.arctan(3.0 * x), [arr(3)]),
     case("floor", lambda x: pl.floor(3.0 * x) * x, [arr(3)]),
     case("loop_scan", lambda x: LOOP(x) * x, [arr(3)]),
     case("reduce_sum", lambda x: pl.sum(x, axis=(0, 2)), [arr(2, 3, 2)]),
@@ -229,3 +230,22 @@ def test_every_primitive_is_exercised():
     # test_transformer_layers, through dropout)
     opaque = {"foreign", "normal", "uniform"}
     assert set(pl.PRIMS) - opaque <= names, sorted(set(pl.PRIMS) - opaque - names)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 2e-6), ("float64", 1e-12)])
+@pytest.mark.parametrize("backend", ["numpy", "jax", "sympy"])
+@pytest.mark.parametrize("fn, ref", [(pl.tan, jnp.tan), (pl.arctan, jnp.arctan)], ids=["tan", "arctan"])
+def test_tan_and_arctan_match_jax_vjp_on_every_backend(fn, ref, backend, dtype, tol):
+    f = pl.trace(fn, dom=[pl.Array(5, dtype=dtype)], name=fn.__name__)
+    rng = np.random.default_rng(7)
+    x, dy = (rng.uniform(-1.2, 1.2, (3, 5)).astype(dtype) for _ in range(2))
+    y, vjp = jax.vjp(ref, jnp.asarray(x))
+    run = pl.backends.get(backend).compile
+    got_y, (_, got_dx) = run(f)({}, x), run(pl.R(f))({}, x, dy)
+    if backend == "sympy":  # exact formulas, evaluated in float64
+        got_y, got_dx = (np.array(np.asarray(v).tolist(), dtype=np.float64) for v in (got_y, got_dx))
+    else:
+        assert np.asarray(got_y).dtype == np.asarray(got_dx).dtype == np.dtype(dtype)
+    np.testing.assert_allclose(np.asarray(got_y, np.float64), np.asarray(y, np.float64), rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.asarray(got_dx, np.float64), np.asarray(vjp(jnp.asarray(dy))[0], np.float64),
+                               rtol=tol, atol=tol)
