@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from paralens.diagram import printable
+from paralens.types import printable
 from paralens.terms import DictSig, Term
 
 __all__ = ["staged", "straight_line", "fast_entry", "fast_step", "comment"]

@@ -29,7 +29,8 @@ from matplotlib.patches import FancyBboxPatch, PathPatch, Rectangle  # noqa: E40
 from matplotlib.path import Path  # noqa: E402
 
 from paralens.backends import Backend  # noqa: E402
-from paralens.diagram import LABEL_LIMIT, Layout, layout, printable  # noqa: E402
+from paralens.diagram import LABEL_LIMIT, Layout, layout  # noqa: E402
+from paralens.types import printable  # noqa: E402
 
 __all__ = ["backend", "draw", "draw_equation"]
 

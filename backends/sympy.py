@@ -27,7 +27,7 @@ import re
 import numpy as np
 import sympy as sp
 
-from paralens.diagram import printable
+from paralens.types import printable
 from paralens.terms import as_term
 from paralens.types import ArrayType
 

@@ -34,7 +34,7 @@ def circuit(n_in: int, n_gates: int, n_out: int, seed: int = 0):
             a, b = wires[-min(i, len(wires))], wires[-min(j, len(wires))]
             wires.append(a * b if op == "and" else a + b if op == "xor" else a + 1)
         return tuple(wires[-n_out:])
-    return pl.trace(body, dom=[BIT] * n_in, name=f"circuit({n_in} in, {n_gates} gates)"), gates
+    return pl.para(body, dom=[BIT] * n_in, name=f"circuit({n_in} in, {n_gates} gates)"), gates
 
 
 def main(argv=None):

@@ -93,10 +93,10 @@ def build(length: int = 64, d: int = 64, heads: int = 4, blocks: int = 2, vocab:
                 b: pl.Param[vocab] = pl.init.zeros()):
         return h @ W + b
 
-    model = pl.trace(tokens, dom=[pl.Array(length, dtype="int32")], name="tokens")
+    model = pl.para(tokens, dom=[pl.Array(length, dtype="int32")], name="tokens")
     for _ in range(blocks):
         model = model >> pl.nn.transformer_block(d, heads, mlp_ratio=4, causal=True)
-    return model >> pl.nn.layer_norm(d) >> pl.trace(readout, dom=[pl.Array[length, d]], name="readout")
+    return model >> pl.nn.layer_norm(d) >> pl.para(readout, dom=[pl.Array[length, d]], name="readout")
 
 
 def next_char_loss(length: int, vocab: int = len(VOCAB)) -> pl.Term:

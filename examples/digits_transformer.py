@@ -23,10 +23,10 @@ def build(d: int = 32, heads: int = 4, blocks: int = 2, mlp_ratio: int = 2) -> p
                position: pl.Param[ROWS, d] = pl.init.normal(0.02)):
         return pl.reshape(x, (ROWS, COLS)) @ W + b + position
 
-    model = pl.trace(tokens, dom=[pl.Array[ROWS * COLS]], name="tokens")
+    model = pl.para(tokens, dom=[pl.Array[ROWS * COLS]], name="tokens")
     for _ in range(blocks):
         model = model >> pl.nn.transformer_block(d, heads, mlp_ratio)
-    pool = pl.trace(lambda h: pl.mean(h, axis=0), dom=[pl.Array[ROWS, d]], name="mean_pool")
+    pool = pl.para(lambda h: pl.mean(h, axis=0), dom=[pl.Array[ROWS, d]], name="mean_pool")
     return model >> pl.nn.layer_norm(d) >> pool >> pl.nn.dense(d, 10)
 
 

@@ -10,20 +10,21 @@ Ty(Array[3], Array[4, 3, batched=False], Array[4])
 """
 
 from . import backends, bilevel, diagram, dream, learn, losses, nn, optim, z2
-from . import para as init  # initialiser descriptors: pl.init.he_normal()
+from . import init  # initialiser descriptors: pl.init.he_normal()
 from .bilevel import Bilevel, Hyper
-from .derivative import D, R, Segments, forward_gradient, value_and_R
+from .derivative import D, R, forward_gradient, value_and_R
+from .passes import Segments
 from .formulas import formulas
 from .graph import draw, draw_equation, to_networkx
 from .learner import Learner
 from .lens import Lens, costate, lens
 from .loops import loop, scan_term
-from .para import bind, hyperparameter, reparam, tie
+from .reparam import bind, hyperparameter, reparam, tie
 from .precision import astype
 from .prims import PRIMS
 from .structure import add, const, zero
 from .terms import Builder, Eqn, ParamSpec, Poly, Term, as_term, copy, discard, id, seq, swap
-from .trace import para, trace
+from .tracer import para
 from .types import Array, ArrayType, CompositionError, Param, Ty
 from . import wires
 from .wires import *  # noqa: F401,F403 - the pointful vocabulary: exp, einsum, conv2d, ...
@@ -33,7 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "R", "D", "value_and_R", "forward_gradient", "Segments", "lens", "Lens", "costate", "Learner", "Term", "Poly", "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
-    "zero", "const", "seq", "as_term", "para", "trace", "reparam", "tie", "bind", "hyperparameter",
+    "zero", "const", "seq", "as_term", "para", "reparam", "tie", "bind", "hyperparameter",
     "to_networkx", "draw", "draw_equation", "diagram", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
     "bilevel", "Bilevel", "Hyper", "learn", "dream", "z2", "astype",
 ] + wires.__all__

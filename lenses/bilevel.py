@@ -42,7 +42,7 @@ from .derivative import R
 from .learner import Learner
 from .loops import loop, scan_term
 from .optim import Transform, adam
-from .para import constant
+from .init import constant
 from .terms import Builder, Poly, Term, flatten, leaves, tree_map
 from .types import ArrayType
 from .wires import Wire

@@ -25,15 +25,14 @@ True
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from . import prims as P
-from .terms import Builder, DictSig, Eqn, Term
+from .passes import recomputed, residual_policy
+from .terms import Builder, DictSig, Term
 from .wires import Wire
 
-__all__ = ["R", "D", "value_and_R", "forward_gradient", "residual_policy", "Segments", "Reverse", "reverse"]
+__all__ = ["R", "D", "value_and_R", "forward_gradient", "Reverse", "reverse"]
 
 
 def _arg_sig(term: Term):
@@ -77,100 +76,6 @@ def _fit(b: Builder, d: int, target: int) -> int:
     return d
 
 
-class Segments:
-    """Residual policy: recompute everything, storing only the inputs of every ``every``-th
-    layer instance (``every=None``: ``ceil(sqrt(n))`` of the term's ``n`` layer instances).
-
-    The backward pass reaches a segment, re-runs its ``every`` layers forward from the
-    stored input, and reads what that replay made: one extra forward pass in all, as with
-    ``"recompute"``, but ``n / every`` stored inputs plus one segment's insides instead of
-    ``n`` stored inputs plus one layer's (Chen et al. 2016, "Training deep nets with
-    sublinear memory cost"). Best when a layer's insides are about the size of its input;
-    ``"recompute"`` (``Segments(1)``) when they are much larger (attention scores).
-
-    >>> import paralens as pl
-    >>> blocks = pl.nn.dense(4, 4) >> pl.nn.dense(4, 4) >> pl.nn.dense(4, 4) >> pl.nn.dense(4, 4)
-    >>> batched = lambda policy: sum(r.batched for r in pl.lens(blocks, residuals=policy).residuals)
-    >>> batched("store"), batched("recompute"), batched(pl.Segments(2)), batched("segments")
-    (4, 4, 2, 2)
-    """
-
-    def __init__(self, every: int | None = None):
-        if every is not None and (isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1):
-            raise ValueError(f"Segments(every={every!r}): expected a positive int or None (sqrt of the layer count)")
-        self.every = None if every is None else int(every)
-
-    def __call__(self, eqn: Eqn) -> bool:
-        return False  # nothing inside a segment is stored
-
-    def size(self, n_layers: int) -> int:
-        """Layer instances per segment for a term with ``n_layers`` of them."""
-        return self.every or max(1, math.isqrt(max(n_layers - 1, 0)) + 1)
-
-    def __repr__(self) -> str:
-        return f"Segments({self.every})" if self.every else "Segments()"
-
-
-#: the named residual policies: which boxes' outputs the backward pass reads as stored
-POLICIES = {"store": lambda e: True, "recompute": lambda e: False, "matmuls": lambda e: e.prim is P.EINSUM,
-            "segments": Segments()}
-
-
-def residual_policy(residuals) -> Callable[[Eqn], bool] | None:
-    """``residuals`` as ``store(eqn) -> bool`` (``None`` when everything is stored).
-
-    ``"store"`` keeps every residual, ``"recompute"`` none inside a layer (each layer's
-    backward re-runs its forward from the layer's stored input), ``"segments"`` none
-    inside a segment of ``ceil(sqrt(n))`` layers (:class:`Segments`), ``"matmuls"`` only
-    einsum outputs; a callable ``store(eqn)`` decides box by box; a dict
-    ``{layer name: policy}`` decides per layer (others are stored).
-    """
-    if residuals is None or residuals == "store":
-        return None
-    if isinstance(residuals, str):
-        if residuals not in POLICIES:
-            raise ValueError(f"residuals={residuals!r}: expected one of {sorted(POLICIES)}, a dict "
-                             "{layer name: policy} or a function store(eqn) -> bool")
-        return POLICIES[residuals]
-    if isinstance(residuals, dict):
-        by_layer = {k: residual_policy(v) or POLICIES["store"] for k, v in residuals.items()}
-        if any(isinstance(v, Segments) for v in by_layer.values()):
-            raise ValueError("segments span layers: pass residuals=\"segments\" or Segments(k) for the whole term")
-        return lambda e: e.layer is None or by_layer.get(e.layer[0], POLICIES["store"])(e)
-    if callable(residuals):
-        return residuals
-    raise TypeError(f"residuals must be a policy name, a dict or a function, got {type(residuals).__name__}")
-
-
-def _recomputed(f: Term, store) -> tuple[dict, dict]:
-    """The boxes whose outputs the backward pass recomputes, by checkpoint (forward order), and
-    each layer instance's checkpoint: the layer itself, or its segment under :class:`Segments`.
-
-    A wire is stored when its box's policy says so, when no layer holds its box,
-    when it is an output, or when it crosses from one checkpoint to another: a
-    checkpoint's backward recomputes only its own insides."""
-    instances = list(dict.fromkeys(e.layer for e in f.eqns if e.layer is not None))
-    k = store.size(len(instances)) if isinstance(store, Segments) else 1
-    key = {inst: instances[i - i % k] for i, inst in enumerate(instances)}
-    stored = set(f.outputs)
-    producer = {}
-    for i, e in enumerate(f.eqns):
-        for w in e.outs:
-            producer[w] = i
-        if e.layer is None or e.prim.optic is not None or store(e):
-            stored.update(e.outs)
-    for e in f.eqns:
-        for w in e.ins:
-            j = producer.get(w)
-            if j is not None and key.get(f.eqns[j].layer) != key.get(e.layer):
-                stored.add(w)
-    out: dict[tuple, list[int]] = {}
-    for i, e in enumerate(f.eqns):
-        if not stored.issuperset(e.outs):
-            out.setdefault(key[e.layer], []).append(i)
-    return out, key
-
-
 class Reverse(NamedTuple):
     """``R(f)`` being built: its builder, and the wires the lens split needs."""
 
@@ -188,7 +93,7 @@ def reverse(f: Term, residuals=None) -> Reverse:
     """Build ``R(f)`` in a fresh builder (see :class:`Reverse`). ``residuals``: the policy
     (:func:`residual_policy`) for what the backward pass reads stored and what it recomputes."""
     store = residual_policy(residuals)
-    recompute, checkpoint = _recomputed(f, store) if store is not None else ({}, {})
+    recompute, checkpoint = recomputed(f, store) if store is not None else ({}, {})
     b = Builder()
     env: dict[int, int] = {}
     for spec, w in zip(f.params, f.param_wires):

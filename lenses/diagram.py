@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .terms import as_term
+from .types import printable
 
 __all__ = ["Node", "Wire", "Layout", "layout", "box_label", "printable"]
 
@@ -97,19 +98,6 @@ class Layout:
 
 #: the longest label a box or port shows (a longer name is cut short, with an ellipsis)
 LABEL_LIMIT = 48
-
-
-def printable(text: str, limit: int | None = None) -> str:
-    """``text`` as it can be shown in one line: every character that is not printable (a line
-    break, a tab, NUL, an unpaired surrogate) written as its Python escape, and anything past
-    ``limit`` characters cut off with ``...``. Letters of any script stay as they are.
-
-    >>> printable("layer\\n#2"), printable("größe"), printable("x" * 10, limit=6)
-    ('layer\\\\n#2', 'größe', 'xxx...')
-    """
-    if limit is not None and len(text) > limit:
-        text = text[: max(limit - 3, 0)] + "..."
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def box_label(e, constants: int = 4) -> str:

@@ -29,12 +29,13 @@ from __future__ import annotations
 from functools import cached_property
 
 from . import backends
-from .derivative import forward_gradient, residual_policy
+from .derivative import forward_gradient
+from .nn import inference_mode
+from .passes import fuse_updates, residual_policy
 from .lens import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
 from .precision import astype
-from .nn import inference_mode
-from .terms import Builder, Eqn, Poly, Term, id, leaves, plain_sig, sig_of, tree_map
+from .terms import Builder, Poly, Term, id, leaves, plain_sig, sig_of, tree_map
 from . import prims as P
 from .prims import KEY
 from .types import ArrayType, Ty
@@ -376,73 +377,6 @@ class Learner:
                                          seed=seed, progress=progress, desc=f"training {self.model.name[:40]}",
                                          checkpoint_dir=checkpoint_dir, every=every, keep=keep, resume=resume,
                                          on_nonfinite=on_nonfinite, classes=self.classes)
-
-
-def fuse_updates(b: Builder, put: int, grads: list[int], outputs: list[int]) -> list[int]:
-    """Move the optimizer's boxes ``b.eqns[put:]`` into the backward pass before them: the
-    boxes of each parameter's update right after the box that completes its cotangent
-    ``grads[k]``, followed by an optimization barrier on the update's ``outputs`` and the
-    backward pass's live wires (the cotangents it goes on with), so that no compiler can
-    delay the update to the end and keep every gradient alive. Return ``outputs`` renamed
-    to the barrier's outputs.
-
-    Raises ``ValueError`` when a box of the optimizer reads two parameters' cotangents
-    (global-norm clipping): that update cannot run before the backward pass ends."""
-    head, tail = b.eqns[:put], b.eqns[put:]
-    made_at = {w: i for i, e in enumerate(head) for w in e.outs}
-    which = {g: k for k, g in enumerate(grads)}
-    reads: dict[int, frozenset] = {}  # a put box's output wire -> the cotangents it depends on
-    part = []  # the cotangent each put box depends on (None: none, it can run any time)
-    for e in tail:
-        deps = frozenset().union(*(reads.get(w, frozenset({which[w]} if w in which else ())) for w in e.ins))
-        if len(deps) > 1:
-            raise ValueError(f"fuse_optimizer: the optimizer's {e.prim.name} box reads the cotangents of "
-                             f"{len(deps)} parameters (global-norm clipping?); it cannot run inside the "
-                             "backward pass")
-        reads.update({w: deps for w in e.outs})
-        part.append(next(iter(deps)) if deps else None)
-    # each update goes right after its cotangent's last box; the free boxes (step counts,
-    # bias corrections) before the first update
-    at = {k: made_at.get(g, -1) for k, g in enumerate(grads)}
-    slots: dict[int, list[Eqn]] = {}
-    for e, k in zip(tail, part):
-        if k is not None:
-            slots.setdefault(at[k], []).append(e)
-    free = [e for e, k in zip(tail, part) if k is None]
-    final = set(outputs)
-    last_read = {w: i for i, e in enumerate(head) for w in e.ins}
-    rename: dict[int, int] = {}
-    live: dict[int, None] = {}  # backward wires made so far and read later (ordered)
-
-    def renamed(e: Eqn) -> Eqn:
-        if rename.keys().isdisjoint(e.ins):
-            return e
-        return e.replace(ins=tuple(rename.get(w, w) for w in e.ins))
-
-    def place(group: list[Eqn]):
-        order.extend(renamed(f) for f in free + group)
-        free.clear()
-        done = [w for f in group for w in f.outs if w in final]
-        held = done + list(live)
-        outs = tuple(b.new_wire(b.type_of(rename.get(w, w))) for w in held)
-        order.append(Eqn(P.OPT_BARRIER, (), tuple(rename.get(w, w) for w in held), outs, ("optimizer",), None, True))
-        rename.update(zip(held, outs))
-
-    order: list[Eqn] = []
-    if -1 in slots:
-        place(slots[-1])
-    for i, e in enumerate(head):
-        order.append(renamed(e))
-        for w in e.ins:
-            if last_read[w] == i:
-                live.pop(w, None)
-        if e.backward:
-            live.update((w, None) for w in e.outs if last_read.get(w, -1) > i)
-        if i in slots:
-            place(slots[i])
-    order.extend(renamed(f) for f in free)
-    b.eqns[:] = order
-    return [rename.get(w, w) for w in outputs]
 
 
 def _float_dtype(term: Term) -> str:

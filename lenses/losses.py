@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from . import prims as P
 from . import wires as T
-from .para import Hyperparameter, number, real
+from .reparam import Hyperparameter, number
 from .terms import Builder, Poly, Term
-from .types import ArrayType, Ty
+from .types import ArrayType, real, Ty
 
 __all__ = ["mse", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
            "sigmoid_binary_cross_entropy", "huber"]

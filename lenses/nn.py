@@ -16,13 +16,14 @@ import math
 import numbers
 from typing import Callable, Sequence
 
-from . import para as _init
+from . import init as inits
 from . import wires as W
-from .para import number, real
+from .reparam import number
 from .prims import FLOATS, INTS, KEY, promote
-from .terms import Builder, Eqn, Poly, Term
-from .trace import trace, trace_on
-from .types import Array, ArrayType, Ty, positive_int
+from .passes import without_training_only
+from .terms import TRAINING_ONLY, Builder, Poly, Term
+from .tracer import term_of, term_on
+from .types import Array, ArrayType, positive_int, real, Ty
 
 __all__ = ["dense", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "softmax", "mlp",
            "conv2d", "max_pool", "avg_pool", "flatten", "layer_norm", "rms_norm", "embedding", "dropout",
@@ -30,7 +31,7 @@ __all__ = ["dense", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus",
 
 
 def _elementwise(fn: Callable, name: str) -> Poly:
-    return Poly(lambda ty: trace_on(ty, lambda *xs: tuple(fn(x) for x in xs), name), name)
+    return Poly(lambda ty: term_on(ty, lambda *xs: tuple(fn(x) for x in xs), name), name)
 
 
 def _with_numbers(fn: Callable, name: str, **numbers) -> Poly:
@@ -98,7 +99,7 @@ _ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "so
 def _dense_into(b: Builder, x: int, n_in: int, n_out: int, dtype: str, init: tuple) -> int:
     slot = b.new_layer("dense")
     w = b.param("dense", slot, "W", ArrayType((n_in, n_out), dtype, False), init)
-    bias = b.param("dense", slot, "b", ArrayType((n_out,), dtype, False), _init.zeros())
+    bias = b.param("dense", slot, "b", ArrayType((n_out,), dtype, False), inits.zeros())
     b.layer = ("dense", slot)
     lead = "abcdefgh"[: b.type_of(x).ndim - 1]  # any leading axes (tokens) are kept
     out = (W.einsum(f"{lead}i,io->{lead}o", W.Wire(b, x), W.Wire(b, w)) + W.Wire(b, bias)).id
@@ -106,7 +107,7 @@ def _dense_into(b: Builder, x: int, n_in: int, n_out: int, dtype: str, init: tup
     return out
 
 
-def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = _init.glorot_uniform()) -> Term:
+def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = inits.glorot_uniform()) -> Term:
     """``x @ W + b`` with ``W`` of shape ``(n_in, n_out)`` (Glorot-uniform) and ``b`` zero.
 
     >>> import paralens as pl
@@ -114,7 +115,7 @@ def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = _init.
     Array[4, 3, batched=False]
     """
     n_in, n_out = positive_int(n_in, "dense: n_in"), positive_int(n_out, "dense: n_out")
-    init = _init.initializer(init, "dense: init")
+    init = inits.initializer(init, "dense: init")
     b = Builder()
     x = b.input(Array(n_in, dtype=dtype))
     return b.build([x], [_dense_into(b, x, n_in, n_out, dtype, init)], name=f"dense({n_in}, {n_out})")
@@ -133,7 +134,7 @@ def mlp(sizes: Sequence[int], activation: Callable | Poly = relu, final_activati
     b = Builder()
     x0 = x = b.input(Array(sizes[0], dtype=dtype))
     for k, (n, m) in enumerate(zip(sizes, sizes[1:])):
-        x = _dense_into(b, x, n, m, dtype, _init.glorot_uniform())
+        x = _dense_into(b, x, n, m, dtype, inits.glorot_uniform())
         a = act if k < len(sizes) - 2 else fin
         if a is not None:
             (x,) = b.inline(a.at(Ty(b.type_of(x))), [x])
@@ -157,7 +158,7 @@ def _layer(activation, what: str) -> Poly:
 
 
 def conv2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 3, *,
-           stride=(1, 1), padding: int | tuple | str = "valid", init: tuple = _init.he_normal()) -> Poly:
+           stride=(1, 1), padding: int | tuple | str = "valid", init: tuple = inits.he_normal()) -> Poly:
     """2-D convolution with bias on per-example (H, W, C) images; ``padding`` is
     ``"valid"``, ``"same"`` (``ceil(H / stride)`` rows, as JAX and TensorFlow: an even kernel
     pads one more row after than before), an int, ``(ph, pw)`` or ``((top, bottom), (left, right))``.
@@ -171,7 +172,7 @@ def conv2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 
     kh, kw = W.positive_pair("conv2d", "kernel", kernel)
     stride = W.positive_pair("conv2d", "stride", stride)
     pad = W.padding_of("conv2d", padding)
-    init = _init.initializer(init, "conv2d: init")
+    init = inits.initializer(init, "conv2d: init")
 
     def make(ty: Ty) -> Term:
         (t,) = ty
@@ -179,9 +180,9 @@ def conv2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 
             raise TypeError(f"conv2d expects (H, W, {in_channels}) images, got {t}")
 
         def conv(x, w: ArrayType((kh, kw, in_channels, out_channels), t.dtype, False) = init,
-                 b: ArrayType((out_channels,), t.dtype, False) = _init.zeros()):
+                 b: ArrayType((out_channels,), t.dtype, False) = inits.zeros()):
             return W.conv2d(x, w, stride=stride, padding=pad) + b
-        return trace(conv, dom=[t], name=f"conv2d({in_channels}, {out_channels}, {kh}x{kw})", layer="conv")
+        return term_of(conv, dom=[t], name=f"conv2d({in_channels}, {out_channels}, {kh}x{kw})", layer="conv")
     return Poly(make, "conv2d")
 
 
@@ -264,9 +265,9 @@ def layer_norm(d: int, eps: float = 1e-5, *, dtype: str | None = None) -> Poly:
         t = _features("layer_norm", ty, d, dtype)
         vec = ArrayType((d,), t.dtype, False)
 
-        def norm(x, scale: vec = _init.ones(), bias: vec = _init.zeros()):
+        def norm(x, scale: vec = inits.ones(), bias: vec = inits.zeros()):
             return _normalize(x, eps, centre=True) * scale + bias
-        return trace(norm, dom=[t], name=f"layer_norm({d})", layer="layer_norm")
+        return term_of(norm, dom=[t], name=f"layer_norm({d})", layer="layer_norm")
     return Poly(make, "layer_norm")
 
 
@@ -286,13 +287,13 @@ def rms_norm(d: int, eps: float = 1e-6, *, dtype: str | None = None) -> Poly:
     def make(ty: Ty) -> Term:
         t = _features("rms_norm", ty, d, dtype)
 
-        def norm(x, scale: ArrayType((d,), t.dtype, False) = _init.ones()):
+        def norm(x, scale: ArrayType((d,), t.dtype, False) = inits.ones()):
             return _normalize(x, eps, centre=False) * scale
-        return trace(norm, dom=[t], name=f"rms_norm({d})", layer="rms_norm")
+        return term_of(norm, dom=[t], name=f"rms_norm({d})", layer="rms_norm")
     return Poly(make, "rms_norm")
 
 
-def embedding(vocab: int, d: int, *, dtype: str = "float32", init: tuple = _init.normal(1.0)) -> Poly:
+def embedding(vocab: int, d: int, *, dtype: str = "float32", init: tuple = inits.normal(1.0)) -> Poly:
     """Token ids to vectors: integer ids of any per-example shape ``s`` (int32, e.g. (T,)) -> (*s, d),
     row ``id`` of a learned ``table`` (vocab, d) of ``dtype``, drawn with ``init`` (normal, stddev 1).
     Ids must lie in ``[0, vocab)``. The table's gradient is a scatter-add of the output's cotangent:
@@ -309,7 +310,7 @@ def embedding(vocab: int, d: int, *, dtype: str = "float32", init: tuple = _init
     vocab, d = positive_int(vocab, "embedding: vocab"), positive_int(d, "embedding: d")
     if dtype not in FLOATS:
         raise ValueError(f"embedding: dtype={dtype!r} is not a floating-point dtype; expected one of {FLOATS}")
-    init = _init.initializer(init, "embedding: init")
+    init = inits.initializer(init, "embedding: init")
 
     def make(ty: Ty) -> Term:
         if len(ty) != 1 or ty[0].dtype not in INTS:
@@ -317,11 +318,11 @@ def embedding(vocab: int, d: int, *, dtype: str = "float32", init: tuple = _init
 
         def embed(ids, table: ArrayType((vocab, d), dtype, False) = init):
             return W.take(table, ids)
-        return trace(embed, dom=list(ty), name=f"embedding({vocab}, {d})", layer="embedding")
+        return term_of(embed, dom=list(ty), name=f"embedding({vocab}, {d})", layer="embedding")
     return Poly(make, "embedding")
 
 
-def dropout(rate: float) -> Poly:
+def dropout(rate: float, *, name: str = "dropout") -> Poly:
     """Dropout: ``(x, key) -> (y, key')``. Each entry of ``x`` is zeroed with probability ``rate``
     and the others are scaled by ``1 / (1 - rate)``, so the mean is kept; a batched ``x`` gets a mask
     per example. The randomness is an input wire: ``key`` (the unbatched uint32 pair of
@@ -330,6 +331,9 @@ def dropout(rate: float) -> Poly:
     through the same mask. ``rate`` is in [0, 1); at ``rate=0`` the layer is the identity and
     hands its key on unchanged, so a model built with ``rate=0`` for evaluation has the same
     parameters and calling convention as the one trained.
+
+    Its boxes carry the role :data:`~paralens.terms.TRAINING_ONLY`, so :func:`inference_mode`
+    switches it off whatever it is called; ``name`` is only how it is shown (and numbered).
 
     In a model, thread the key through every dropout layer and return it with the output (the key
     is an input wire, typed by ``dom``: an unbatched annotation would declare a parameter)::
@@ -359,8 +363,8 @@ def dropout(rate: float) -> Poly:
                 return x, key
             key, u = W.uniform(key, x)
             return x * W.greater(u, rate) * (1.0 / (1.0 - rate)), key
-        return trace(drop, dom=list(ty), name=f"dropout({rate:g})", layer="dropout")
-    return Poly(make, "dropout")
+        return term_of(drop, dom=list(ty), name=f"{name}({rate:g})", layer=name, role=TRAINING_ONLY)
+    return Poly(make, name)
 
 
 def _heads(name: str, d, heads) -> tuple[int, int]:
@@ -372,10 +376,22 @@ def _heads(name: str, d, heads) -> tuple[int, int]:
 
 
 def inference_mode(model: Term) -> Term:
-    """The model as it is evaluated: every :func:`dropout` layer the identity, and the random key
-    gone. A keyed model ``(x..., key) -> (y..., key')`` becomes ``(x...) -> (y...)`` with the
-    same parameters (the name of equinox's ``eqx.nn.inference_mode``).
-    :class:`~paralens.Learner` predicts and measures accuracy with it.
+    """The model as it is evaluated: every layer of :func:`dropout` (whatever its name: the
+    boxes carry the role :data:`~paralens.terms.TRAINING_ONLY`) the identity, and the random
+    key gone. A keyed model ``(x..., key) -> (y..., key')`` becomes ``(x...) -> (y...)`` with
+    the same parameters (as equinox's ``eqx.nn.inference_mode`` flips the modules that have an
+    ``inference`` field). :class:`~paralens.Learner` predicts and measures accuracy with it.
+
+    Args:
+        model: a keyed model: its last input and last output are random keys (``pl.prims.KEY``).
+
+    Returns:
+        The model without its key, its training-only layers the identity.
+
+    Raises:
+        TypeError: ``model`` is not a keyed model.
+        ValueError: a box that is not training-only reads the key: that model has no
+            deterministic evaluation this function could know of.
 
     >>> import numpy as np, paralens as pl
     >>> drop = pl.nn.dropout(0.5)
@@ -386,53 +402,8 @@ def inference_mode(model: Term) -> Term:
     >>> evaluated = pl.nn.inference_mode(model)
     >>> evaluated.dom, evaluated.param_names
     (Ty(Array[3]), ('model.w',))
-
-    Raises ``ValueError`` when a box other than dropout reads the key: that model has no
-    deterministic evaluation this function could know of.
     """
-    if not isinstance(model, Term) or len(model.dom) < 2 or model.dom[-1] != KEY or len(model.cod) < 2 or model.cod[-1] != KEY:
-        got = f"{model.dom} -> {model.cod}" if isinstance(model, Term) else type(model).__name__
-        raise TypeError(f"inference_mode takes a keyed model (x..., key) -> (y..., key'), got {got}")
-    eqns = model.eqns
-    dropped = {e.layer for e in eqns if e.layer is not None and e.layer[0] == "dropout"}
-    same: dict[int, int] = {}  # a dropout layer's output wire -> the input wire it passes on
-    for inst in dropped:
-        made = {w for e in eqns if e.layer == inst for w in e.outs}
-        read = list(dict.fromkeys(w for e in eqns if e.layer == inst for w in e.ins if w not in made))
-        xs = [w for w in read if model.wires[w] != KEY]
-        keys = [w for w in read if model.wires[w] == KEY]
-        outside = {w for e in eqns if e.layer != inst for w in e.ins} | set(model.outputs)
-        for w in (w for w in made if w in outside):
-            source = keys if model.wires[w] == KEY else xs
-            if len(source) != 1:
-                raise ValueError(f"inference_mode: dropout layer {inst} does not read one array and one key")
-            same[w] = source[0]
-
-    def origin(w: int) -> int:
-        while w in same:
-            w = same[w]
-        return w
-    b = Builder()
-    env = {w: b.redeclare(spec) for spec, w in zip(model.params, model.param_wires)}
-    key = model.inputs[-1]
-    env.update({w: b.input(model.wires[w]) for w in model.inputs[:-1]})
-    for e in eqns:
-        if e.layer in dropped:
-            continue
-        ins = [origin(w) for w in e.ins]
-        if key in ins:
-            raise ValueError(f"inference_mode: the {e.prim.name} box reads the random key; only dropout layers may")
-        outs = [b.new_wire(model.wires[w]) for w in e.outs]
-        env.update(zip(e.outs, outs))
-        b.eqns.append(e.replace(ins=tuple(env[w] for w in ins), outs=tuple(outs)))
-    outs = [origin(w) for w in model.outputs[:-1]]
-    if key in outs:
-        raise ValueError("inference_mode: the model returns its key where it should return data")
-    in_sig, out_sig = model.in_sig[0], model.out_sig
-    return b.build([env[w] for w in model.inputs[:-1]], [env[w] for w in outs],
-                   in_sig=(None if len(model.dom) == 2 else in_sig[:-1],) if isinstance(in_sig, tuple) else None,
-                   out_sig=None if len(model.cod) == 2 else (out_sig[:-1] if isinstance(out_sig, tuple) else None),
-                   name=f"inference({model.name})")
+    return without_training_only(model)
 
 
 def multi_head_attention(d: int, heads: int, causal: bool = False, *, dtype: str | None = None) -> Poly:
@@ -459,7 +430,7 @@ def multi_head_attention(d: int, heads: int, causal: bool = False, *, dtype: str
         t = _features("multi_head_attention", ty, d, dtype, sequence=True)
         n = t.shape[0]
         mat, vec = ArrayType((d, d), t.dtype, False), ArrayType((d,), t.dtype, False)
-        glorot, zeros = _init.glorot_uniform(), _init.zeros()
+        glorot, zeros = inits.glorot_uniform(), inits.zeros()
 
         def attention(x, Wq: mat = glorot, bq: vec = zeros, Wk: mat = glorot, bk: vec = zeros,  # noqa: N803
                       Wv: mat = glorot, bv: vec = zeros, Wo: mat = glorot, bo: vec = zeros):
@@ -473,7 +444,7 @@ def multi_head_attention(d: int, heads: int, causal: bool = False, *, dtype: str
                                  W.constant(-math.inf, (), t.dtype))
             out = W.einsum("hts,shc->thc", W.softmax(scores, -1), v)
             return W.reshape(out, (n, d)) @ Wo + bo
-        return trace(attention, dom=[t], name=f"multi_head_attention({d}, {heads}{', causal' * causal})",
+        return term_of(attention, dom=[t], name=f"multi_head_attention({d}, {heads}{', causal' * causal})",
                      layer="attention")
     return Poly(make, "multi_head_attention")
 
@@ -484,7 +455,7 @@ def _tokenwise_dense(n_in: int, n_out: int) -> Poly:
         t = _features("dense", ty, n_in, None)
         b = Builder()
         x = b.input(t)
-        return b.build([x], [_dense_into(b, x, n_in, n_out, t.dtype, _init.glorot_uniform())],
+        return b.build([x], [_dense_into(b, x, n_in, n_out, t.dtype, inits.glorot_uniform())],
                        name=f"dense({n_in}, {n_out})")
     return Poly(make, "dense")
 
@@ -516,6 +487,6 @@ def transformer_block(d: int, heads: int, mlp_ratio: int = 4, causal: bool = Fal
         def block(x):
             x = x + attend(layer_norm(d)(x))
             return x + mlp_(layer_norm(d)(x))
-        return trace(block, dom=[t], name=f"transformer_block({d}, {heads}{', causal' * bool(causal)})",
+        return term_of(block, dom=[t], name=f"transformer_block({d}, {heads}{', causal' * bool(causal)})",
                      layer="transformer_block")
     return Poly(make, "transformer_block")

@@ -40,10 +40,9 @@ from . import prims as P
 from . import wires as T
 from .backends import get as _backend
 from .lens import Lens
-from .para import real
 from .prims import promote
 from .terms import Builder, Term, leaves, sig_of, tree_map
-from .types import ArrayType
+from .types import ArrayType, real
 from .wires import Wire, tracing
 
 __all__ = [

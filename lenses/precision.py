@@ -19,9 +19,9 @@ optimizer in float32.
 
 from __future__ import annotations
 
+from .passes import retyped
 from .prims import FLOATS
-from .terms import Builder, Term, as_term
-from .types import ArrayType
+from .terms import Term, as_term
 
 __all__ = ["astype"]
 
@@ -34,38 +34,4 @@ def astype(term, dtype: str, source: str = "float32") -> Term:
     term = as_term(term)
     if dtype == source:
         return term
-    return _retyped(term, source, dtype)
-
-
-def _retyped(term: Term, src: str, dst: str) -> Term:
-    def ty(t: ArrayType) -> ArrayType:
-        return ArrayType(t.shape, dst, batched=t.batched) if t.dtype == src else t
-
-    def param(v):
-        if isinstance(v, ArrayType):
-            return ty(v)
-        if isinstance(v, Term):
-            return _retyped(v, src, dst)
-        if isinstance(v, tuple):
-            return tuple(param(u) for u in v)
-        return dst if v == src else v
-
-    b = Builder()
-    env = {}
-    for w, spec in zip(term.param_wires, term.params):
-        env[w] = b.param(spec.layer, spec.slot, spec.local, ty(spec.type), spec.init, spec.hyper)
-    for w in term.inputs:
-        env[w] = b.input(ty(term.wires[w]))
-    for e in term.eqns:
-        if e.prim.name == "foreign":
-            raise TypeError(f"astype: {term.name} holds an opaque box ({e.prim.name}) whose dtype cannot change")
-        b.group, b.layer, b.backward = e.group, e.layer, e.backward
-        params = {k: param(v) for k, v in e.attrs}  # a scan's body is a term: retyped too
-        outs = b.emit(e.prim, [env[w] for w in e.ins], **params)
-        env.update(zip(e.outs, outs))
-    b.group, b.layer, b.backward = (), None, False
-    out = b.build([env[w] for w in term.inputs], [env[w] for w in term.outputs], in_sig=term.in_sig,
-                  out_sig=term.out_sig, name=term.name, dce=False, arg_names=term.arg_names)
-    # the parameters keep their names: the learner binds them by name
-    assert out.param_names == term.param_names, (out.param_names, term.param_names)
-    return out
+    return retyped(term, source, dtype)

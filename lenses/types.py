@@ -15,11 +15,12 @@ Array[4, batched=False]
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, replace
 from typing import Iterator
 
-__all__ = ["ArrayType", "Array", "Param", "Ty", "as_ty", "CompositionError", "positive_int"]
+__all__ = ["ArrayType", "Array", "Param", "Ty", "as_ty", "CompositionError", "positive_int", "real", "printable"]
 
 class CompositionError(TypeError):
     """Raised when a term is built from pieces whose types do not fit; the message names both."""
@@ -44,6 +45,49 @@ def positive_int(value, what: str) -> int:
     if value <= 0:
         raise ValueError(f"{what} must be a positive int, got {value!r}")
     return int(value)
+
+
+def real(value, what: str, low: float = -math.inf, high: float = math.inf, *, open_low: bool = False,
+         open_high: bool = False) -> float:
+    """``value`` as a float if it is a finite number between ``low`` and ``high`` (excluded where
+    ``open_low``/``open_high``); else an error naming ``what`` (the argument), the value and
+    what was expected.
+
+    >>> real(0.9, "b1", 0, 1, open_high=True)
+    0.9
+    >>> real(1.0, "b1", 0, 1, open_high=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: b1=1.0 is out of range: expected a number in [0, 1)
+    """
+    if isinstance(value, (bool, str)):
+        raise TypeError(f"{what} must be a number, got {value!r}")
+    try:  # a Python or NumPy number, or a 0-d array of any library
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{what}={value!r} is not finite; expected a finite number")
+    if x < low or x > high or (open_low and x == low) or (open_high and x == high):
+        if high == math.inf:
+            expected = f"a number {'>' if open_low else '>='} {low:g}"
+        else:
+            expected = f"a number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise ValueError(f"{what}={value!r} is out of range: expected {expected}")
+    return x
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` as it can be shown in one line: every character that is not printable (a line
+    break, a tab, NUL, an unpaired surrogate) written as its Python escape, and anything past
+    ``limit`` characters cut off with ``...``. Letters of any script stay as they are.
+
+    >>> printable("layer\\n#2"), printable("größe"), printable("x" * 10, limit=6)
+    ('layer\\\\n#2', 'größe', 'xxx...')
+    """
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 3, 0)] + "..."
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)

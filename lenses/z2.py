@@ -27,7 +27,7 @@ from . import wires as W
 from .learner import Learner
 from .lens import Lens
 from .optim import Transform
-from .para import bits
+from .init import bits
 from .terms import Builder, Poly, Term
 from .types import ArrayType, Ty, as_ty
 from .wires import Wire, tracing

@@ -35,7 +35,7 @@ def run(term, x, params=None):
 # ---------------------------------------------------------------- random terms
 
 def _fn(name, fn, ty):
-    return pl.trace(fn, dom=[ty], name=name)
+    return pl.para(fn, dom=[ty], name=name)
 
 
 def _leaves(ty):

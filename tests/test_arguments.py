@@ -18,7 +18,7 @@ F = "float64"
 
 def traced(fn, *types):
     """Trace ``fn`` on wires of ``types``: where the wire functions check their arguments."""
-    return pl.trace(fn, dom=list(types), name="f")
+    return pl.para(fn, dom=list(types), name="f")
 
 
 # --------------------------------------------------------------------------- finding 24: axes
@@ -139,7 +139,7 @@ def test_asymmetric_padding_reverse_derivative_matches_vjp(padding):
 def test_pointful_conv2d_takes_same_and_per_side_padding():
     def f(x, w: pl.Param(2, 4, 1, 1, dtype=F)):
         return pl.conv2d(x, w, padding="same"), pl.conv2d(x, w, padding=((0, 1), (1, 2)))
-    term = pl.trace(f, dom=[pl.Array(6, 6, 1, dtype=F)])
+    term = pl.para(f, dom=[pl.Array(6, 6, 1, dtype=F)])
     rng = np.random.default_rng(2)
     w, x = rng.standard_normal((2, 4, 1, 1)), rng.standard_normal((2, 6, 6, 1))
     same, sides = pnp.compile(term)({"f.w": w}, x)

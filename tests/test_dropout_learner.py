@@ -116,3 +116,34 @@ def test_inference_mode_refuses_what_it_cannot_evaluate():
 def test_a_keyed_model_needs_the_reverse_gradient():
     with pytest.raises(ValueError, match="keyed model"):
         learner(gradient="forward")
+
+
+def _with_roles(own_name: str, dropout_name: str):
+    """A keyed model with the user's own layer called ``own_name`` (``2 * tanh``) and a dropout
+    layer called ``dropout_name``."""
+    own = pl.para(lambda x: 2.0 * pl.tanh(x), dom=[pl.Array[8]], name=own_name)
+    noise = pl.nn.dropout(0.5, name=dropout_name)
+
+    @pl.para(dom=[pl.Array[6], pl.prims.KEY], name="model")
+    def keyed(x, key, w1: pl.Param[6, 8], w2: pl.Param[8, 3]):
+        h, key = noise(own(x @ w1), key)
+        return h @ w2, key
+    return keyed
+
+
+@pytest.mark.parametrize("own_name", ["dropout", "loss", "optimizer", "model"])
+def test_a_layer_named_like_a_role_is_an_ordinary_layer_and_a_renamed_dropout_is_still_off(own_name):
+    keyed = _with_roles(own_name, "regulariser")
+    L = pl.Learner(keyed, loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=pl.optim.sgd(0.1))
+    state = L.init(0)
+    x, y = data(9)
+    p = state["params"]
+    want = np.tanh(x @ p["model.w1"]) * 2.0 @ p["model.w2"]  # the own layer kept, the dropout the identity
+    np.testing.assert_allclose(L.predict(state, x), want, rtol=1e-5)
+    np.testing.assert_allclose(L.predict(state, x, backend="jax"), want, rtol=1e-5)
+    assert L.accuracy(state, x, y) == np.mean(np.argmax(want, -1) == y)
+    evaluated = pl.nn.inference_mode(keyed)
+    assert [e.prim.name for e in evaluated.eqns].count("tanh") == 1
+    assert not any(e.prim.name == "uniform" for e in evaluated.eqns)
+    # while training, the renamed dropout drops: some hidden units are zero for some key
+    assert any(e.prim.name == "uniform" and e.layer[0] == "regulariser" for e in keyed.eqns)

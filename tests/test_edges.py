@@ -34,7 +34,7 @@ CASES = {  # name: (traced function, reference, input rows)
 
 def value_and_dx(fn, x, dy, backend):
     """``fn(x)`` and its reverse derivative at ``dy``, traced and compiled by ``backend``."""
-    term = pl.trace(fn, [pl.Array(x.shape[1:], dtype=x.dtype.name)], name="f")
+    term = pl.para(fn, [pl.Array(x.shape[1:], dtype=x.dtype.name)], name="f")
     be = BACKENDS[backend]
     _, dx = be.compile(pl.R(term))({}, x, dy)
     return np.asarray(be.compile(term)({}, x)), np.asarray(dx)

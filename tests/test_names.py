@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import paralens as pl
 from paralens.backends import jax as pjax
 from paralens.backends import numpy as pnp
-from paralens.diagram import printable
+from paralens.types import printable
 
 #: code that, if it ever ran, would leave a mark on ``builtins``
 PAYLOAD = "x\n    setattr(__import__('builtins'), 'PARALENS_PWNED', 1)\n#"
@@ -129,10 +129,10 @@ def test_any_name_computes_what_a_plain_one_does(name):
 
 
 def test_a_plain_lambda_and_keyword_names_compile_on_numpy():
-    f = pl.trace(lambda x: pl.tanh(x), dom=[pl.Array[2]])
+    f = pl.para(lambda x: pl.tanh(x), dom=[pl.Array[2]])
     np.testing.assert_allclose(pnp.compile(f)({}, np.ones((1, 2))), np.tanh(np.ones((1, 2))), rtol=1e-6)
     for keyword in ("lambda", "def", "return", "import"):
-        g = pl.trace(lambda x: pl.tanh(x), dom=[pl.Array[2]], name=keyword)
+        g = pl.para(lambda x: pl.tanh(x), dom=[pl.Array[2]], name=keyword)
         assert pnp.compile(g)({}, np.zeros((1, 2))).shape == (1, 2)
 
 

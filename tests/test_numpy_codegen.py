@@ -62,7 +62,7 @@ TERMS = {
     "adam step": lambda: pl.Learner(pl.nn.mlp([4, 5, 3]), loss=pl.losses.mse(),
                                     optimizer=pl.optim.adam(1e-2)).step_term,
     "scan": lambda: pl.loop(_body, 4),
-    "scan, one output": lambda: pl.trace(lambda x: pl.loop(_one, 3)(x) * x, dom=[pl.Array(3, dtype="float64")],
+    "scan, one output": lambda: pl.para(lambda x: pl.loop(_one, 3)(x) * x, dom=[pl.Array(3, dtype="float64")],
                                          name="loop_scan"),
     "R(scan)": lambda: pl.R(pl.loop(_body, 3)),
 }
@@ -167,7 +167,7 @@ def test_a_broadcast_read_only_by_elementwise_boxes_that_span_it_is_a_view(batch
 
 
 def test_a_broadcast_read_by_another_box_is_written_out():
-    f = pl.trace(lambda x: pl.sum(pl.broadcast_to(x, (3, 2), (1,)) * 2.0), dom=[pl.Array(2, dtype="float64")],
+    f = pl.para(lambda x: pl.sum(pl.broadcast_to(x, (3, 2), (1,)) * 2.0), dom=[pl.Array(2, dtype="float64")],
                  name="read_by_a_reduction")
     _same_as_interpreter(f)
 
@@ -184,7 +184,7 @@ def test_rewritten_rules_keep_their_numbers_on_infinities_and_nans():
             m = np.where(np.isfinite(m), m, 0)
             want = np.log(np.sum(np.exp(x - m), axis=1)) + m[:, 0]
             t = pl.Array(3, dtype=dtype)
-            got = BE.run(pl.trace(lambda v: pl.logsumexp(v), dom=[t], name="lse"), [x])[0]
+            got = BE.run(pl.para(lambda v: pl.logsumexp(v), dom=[t], name="lse"), [x])[0]
             relu = BE.run(pl.nn.relu().at(t), [x])[0]
             step = BE.rules["step"]([t], [t], x)
         assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True), (dtype, got, want)

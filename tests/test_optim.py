@@ -185,7 +185,7 @@ def test_exponential_decay_at_rate_zero_is_constant_as_in_optax():
 
 
 def _check_schedule(ours, ref):
-    f = pl.trace(lambda c: ours(c), dom=[pl.Array((), dtype="float64")], name="schedule")
+    f = pl.para(lambda c: ours(c), dom=[pl.Array((), dtype="float64")], name="schedule")
     counts = np.arange(0, 80, dtype=np.float64)
     from paralens.backends import numpy as pnp
     # optax evaluates schedules on the optimizer's int32 step count

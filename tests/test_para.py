@@ -139,7 +139,7 @@ def named_layers(draw):
 def _layer(name):
     def fn(x: pl.Array[3], w: pl.Param[3, 3]):
         return pl.tanh(x @ w)
-    return pl.trace(fn, name=name)
+    return pl.para(fn, name=name)
 
 
 @given(named_layers())

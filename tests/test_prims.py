@@ -31,7 +31,7 @@ def pos(x):  # inputs kept away from singularities
 def case(name, fn, dom, transform=None, fd=True):
     """A small term exercising one primitive; ``transform`` maps random inputs into its
     domain; ``fd=False`` where finite differences do not apply (stop_gradient)."""
-    f = pl.trace(fn, dom=dom, name=name)
+    f = pl.para(fn, dom=dom, name=name)
     return pytest.param(f, transform, fd, id=name)
 
 
@@ -75,7 +75,7 @@ def scatters(x, y):  # repeated ids add up
     return pl.scatter_add(x, ids_of(y, 4), 4), pl.scatter_add(x, pl.constant([1, 3, 1], (3,), "int32"), 5)
 
 
-LOOP = pl.loop(pl.trace(_loop_body, dom=[arr(3)], name="body"), 4)
+LOOP = pl.loop(pl.para(_loop_body, dom=[arr(3)], name="body"), 4)
 
 CASES = [
     case("neg", lambda x: -x, [arr(3)]),
@@ -236,7 +236,7 @@ def test_every_primitive_is_exercised():
 @pytest.mark.parametrize("backend", ["numpy", "jax", "sympy"])
 @pytest.mark.parametrize("fn, ref", [(pl.tan, jnp.tan), (pl.arctan, jnp.arctan)], ids=["tan", "arctan"])
 def test_tan_and_arctan_match_jax_vjp_on_every_backend(fn, ref, backend, dtype, tol):
-    f = pl.trace(fn, dom=[pl.Array(5, dtype=dtype)], name=fn.__name__)
+    f = pl.para(fn, dom=[pl.Array(5, dtype=dtype)], name=fn.__name__)
     rng = np.random.default_rng(7)
     x, dy = (rng.uniform(-1.2, 1.2, (3, 5)).astype(dtype) for _ in range(2))
     y, vjp = jax.vjp(ref, jnp.asarray(x))

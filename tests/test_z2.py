@@ -30,7 +30,7 @@ def circuits(draw, n_in=3, n_out=2, max_gates=7):
         for op, i, j in gates:
             wires.append(gate(op, wires[i % len(wires)], wires[j % len(wires)]))
         return tuple(wires[-n_out:]) if n_out > 1 else wires[-1]
-    return pl.trace(circuit, dom=[BIT] * n_in, name="circuit"), (gates, n_in, n_out)
+    return pl.para(circuit, dom=[BIT] * n_in, name="circuit"), (gates, n_in, n_out)
 
 
 def brute_force(spec, x):
@@ -73,7 +73,7 @@ def test_every_gate_differentiates_to_its_formal_partials():
             ("xor", lambda a, b: a + b, lambda: [dy, dy]),
             ("not", lambda a, b: a + 1, lambda: [dy, np.zeros_like(dy)]),
             ("one", lambda a, b: a * 0 + 1, lambda: [np.zeros_like(dy), np.zeros_like(dy)])]:
-        f = pl.trace(fn, dom=[BIT, BIT], name=name)
+        f = pl.para(fn, dom=[BIT, BIT], name=name)
         for got, want in zip(R(f, [x, y], [dy]), expected()):
             np.testing.assert_array_equal(got, want, err_msg=name)
 
@@ -105,7 +105,7 @@ def test_on_multilinear_circuits_R_equals_the_brute_force_derivative(n_in, n_out
 
 
 def test_x_and_x_is_where_formal_and_brute_force_derivatives_differ():
-    f = pl.trace(lambda x: x * x, dom=[BIT], name="square")
+    f = pl.para(lambda x: x * x, dom=[BIT], name="square")
     x, dy = every(2)
     (formal,) = R(f, [x], [dy])
     (brute,) = brute_R(lambda v: run(f, v[0]), [x], [dy], 1)

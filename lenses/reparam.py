@@ -1,9 +1,9 @@
-"""Para: reparametrisation, weight tying, initialisers and hyperparameters of parameter wires.
+"""Reparametrisation, weight tying, binding and hyperparameters of parameter wires.
 
-A term's parameters are wires too (MATH.md 3). Reparametrising replaces a
+A term's parameters are wires too (maths page §3). Reparametrising replaces a
 parameter wire by the output of another term (``r: Q -> P`` gives ``f^r``);
 tying feeds one wire to several parameter slots, so by ``R`` of copy the tied
-parameter receives the *sum* of their cotangents (MATH.md 3.3). Tying is the
+parameter receives the *sum* of their cotangents (§3.3). Tying is the
 only way two layers share a weight: every composition makes fresh instances.
 
 A hyperparameter is a parameter wire that training leaves alone: any numeric
@@ -19,17 +19,16 @@ anything and learned by a bilevel problem.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 from . import prims as P
+from .init import constant
 from .terms import Builder, Term
-from .types import ArrayType
+from .types import ArrayType, real
 from .wires import Wire
 
-__all__ = ["reparam", "tie", "bind", "hyperparameter", "Hyperparameter", "zeros", "ones", "constant", "bits", "normal",
-           "uniform", "glorot_uniform", "glorot_normal", "he_normal", "he_uniform"]
+__all__ = ["reparam", "tie", "bind", "hyperparameter", "Hyperparameter", "number"]
 
 
 def _index(term: Term, name: str) -> int:
@@ -113,86 +112,6 @@ def bind(term: Term, params: dict) -> Term:
     xs = [b.input(t) for t in term.dom]
     return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig, arg_names=term.arg_names,
                    name=term.name)
-
-
-# Initialiser descriptors: plain tuples, so terms stay hashable and library-free.
-def zeros() -> tuple: return ("zeros",)
-def ones() -> tuple: return ("ones",)
-def constant(value: float) -> tuple: return ("const", real(value, "constant: value"))
-def glorot_uniform() -> tuple: return ("glorot_uniform",)
-def glorot_normal() -> tuple: return ("glorot_normal",)
-def he_normal() -> tuple: return ("he_normal",)
-def he_uniform() -> tuple: return ("he_uniform",)
-
-
-def bits(p: float = 0.5) -> tuple:
-    """Random bits, each set with probability ``p`` in [0, 1]."""
-    return ("bits", real(p, "bits: p", 0, 1))
-
-
-def normal(stddev: float = 1e-2) -> tuple:
-    """Normal numbers of mean 0 and standard deviation ``stddev >= 0``."""
-    return ("normal", real(stddev, "normal: stddev", 0))
-
-
-def uniform(low: float = -1e-2, high: float = 1e-2) -> tuple:
-    """Uniform numbers in ``[low, high)``, ``low <= high``."""
-    low, high = real(low, "uniform: low"), real(high, "uniform: high")
-    if low > high:
-        raise ValueError(f"uniform: low={low!r} is above high={high!r}; expected low <= high")
-    return ("uniform", low, high)
-
-
-_CONSTRUCTORS = (zeros, ones, constant, bits, normal, uniform, glorot_uniform, glorot_normal, he_normal, he_uniform)
-#: Each descriptor's kind and its number of arguments, as the constructors above build them.
-_INITIALIZERS = {"zeros": 0, "ones": 0, "const": 1, "bits": 1, "normal": 1, "uniform": 2, "glorot_uniform": 0,
-                 "glorot_normal": 0, "he_normal": 0, "he_uniform": 0}
-
-
-def initializer(init, what: str) -> tuple:
-    """``init`` if it is an initialiser descriptor (``pl.init.he_normal()``); else an error
-    naming ``what`` (the argument), the value and the known initialisers.
-
-    >>> initializer(he_normal(), "init")
-    ('he_normal',)
-    """
-    if isinstance(init, tuple) and init and _INITIALIZERS.get(init[0]) == len(init) - 1:
-        return init
-    names = [f.__name__ for f in _CONSTRUCTORS]
-    name = getattr(init, "__name__", init) if init in _CONSTRUCTORS or init in names else None
-    hint = f" (call it: pl.init.{name}())" if name else ""
-    raise ValueError(f"{what}={init!r} is not an initialiser{hint}; expected one of "
-                     f"{', '.join(f'pl.init.{n}()' for n in names)}")
-
-
-def real(value, what: str, low: float = -math.inf, high: float = math.inf, *, open_low: bool = False,
-         open_high: bool = False) -> float:
-    """``value`` as a float if it is a finite number between ``low`` and ``high`` (excluded where
-    ``open_low``/``open_high``); else an error naming ``what`` (the argument), the value and
-    what was expected.
-
-    >>> real(0.9, "b1", 0, 1, open_high=True)
-    0.9
-    >>> real(1.0, "b1", 0, 1, open_high=True)
-    Traceback (most recent call last):
-    ...
-    ValueError: b1=1.0 is out of range: expected a number in [0, 1)
-    """
-    if isinstance(value, (bool, str)):
-        raise TypeError(f"{what} must be a number, got {value!r}")
-    try:  # a Python or NumPy number, or a 0-d array of any library
-        x = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{what}={value!r} is not finite; expected a finite number")
-    if x < low or x > high or (open_low and x == low) or (open_high and x == high):
-        if high == math.inf:
-            expected = f"a number {'>' if open_low else '>='} {low:g}"
-        else:
-            expected = f"a number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise ValueError(f"{what}={value!r} is out of range: expected {expected}")
-    return x
 
 
 @dataclass(frozen=True)

@@ -23,24 +23,26 @@ from __future__ import annotations
 import inspect
 from typing import Callable, Sequence
 
-from .para import Hyperparameter
+from .reparam import Hyperparameter
 from .prims import promote
 from .terms import Builder, Term
 from .types import ArrayType
 from .wires import Wire, tracing
 
-__all__ = ["para", "trace", "trace_on"]
+__all__ = ["para", "term_of", "term_on"]
 
 
 def _default_init(t: ArrayType) -> tuple:
     return ("glorot_uniform",) if t.ndim >= 2 else ("zeros",)
 
 
-def trace(fn: Callable, dom: Sequence[ArrayType] | None = None, *, name: str | None = None,
-          layer: str | None = None) -> Term:
-    """Trace ``fn`` into a term. Arguments annotated ``pl.Param[...]`` become parameter
-    wires (their default value, if any, is the initialiser, e.g. ``pl.init.he_normal()``);
-    the others are data inputs typed by ``pl.Array[...]`` annotations or by ``dom``.
+def term_of(fn: Callable, dom: Sequence[ArrayType] | None = None, *, name: str | None = None,
+            layer: str | None = None, role: str | None = None) -> Term:
+    """Trace ``fn`` into a term (what :func:`para` does). Arguments annotated ``pl.Param[...]``
+    become parameter wires (their default value, if any, is the initialiser, e.g.
+    ``pl.init.he_normal()``); the others are data inputs typed by ``pl.Array[...]``
+    annotations or by ``dom``. ``layer`` names the layer its boxes and parameters belong to
+    (``name`` by default); ``role`` is given to every box (:data:`~paralens.terms.TRAINING_ONLY`).
     """
     name = name or getattr(fn, "__name__", "fn")
     layer = layer or name
@@ -87,7 +89,7 @@ def trace(fn: Callable, dom: Sequence[ArrayType] | None = None, *, name: str | N
     dtype = promote([ArrayType((), "float32"), *(b.type_of(w) for w in inputs)])
     for i, local, h in hypers:
         args[i] = h.wire(b, layer, slot, local, dtype)
-    b.layer = (layer, slot)
+    b.layer, b.role = (layer, slot), role
     return b.build(inputs, _run(b, fn, args, name), name=name)
 
 
@@ -103,7 +105,7 @@ def _run(b: Builder, fn: Callable, args: Sequence[Wire], name: str) -> list[int]
     return ids
 
 
-def trace_on(ty: Sequence[ArrayType], fn: Callable, name: str) -> Term:
+def term_on(ty: Sequence[ArrayType], fn: Callable, name: str) -> Term:
     """Trace ``fn(*wires)`` on input wires of types ``ty`` (no parameters declared)."""
     b = Builder()
     b.layer = (name, b.new_layer(name))
@@ -112,7 +114,25 @@ def trace_on(ty: Sequence[ArrayType], fn: Callable, name: str) -> Term:
 
 
 def para(fn: Callable | None = None, *, dom: Sequence[ArrayType] | None = None, name: str | None = None):
-    """Decorator: trace a Python function into a (parametrised) term. See :func:`trace`.
+    """Trace a Python function into a (parametrised) term: a decorator, or a call.
+
+    Arguments annotated ``pl.Param[...]`` become parameter wires (their default value, if any,
+    is the initialiser, e.g. ``pl.init.he_normal()``); an argument whose default is
+    ``pl.hyperparameter(value)`` becomes a hyperparameter wire; the others are data inputs,
+    typed by ``pl.Array[...]`` annotations or, in order, by ``dom``.
+
+    Args:
+        fn: the function, of wires; it returns a wire or a tuple of wires. Without it,
+            ``para(dom=..., name=...)`` returns the decorator.
+        dom: the types of the data inputs not annotated.
+        name: the term's and the layer's name (the function's ``__name__`` by default):
+            parameters are named ``name.argument``. Any text but ``.``; it is data, never code.
+
+    Returns:
+        The :class:`~paralens.Term`, or a decorator making it.
+
+    Raises:
+        TypeError: an argument has no type, or ``fn`` returns something other than its wires.
 
     >>> import paralens as pl
     >>> @pl.para
@@ -120,8 +140,10 @@ def para(fn: Callable | None = None, *, dom: Sequence[ArrayType] | None = None, 
     ...     return x @ w + b
     >>> affine.param_names
     ('affine.w', 'affine.b')
+    >>> pl.para(lambda x: pl.tanh(x), dom=[pl.Array[2]]).cod
+    Ty(Array[2])
     """
     if fn is None:
-        return lambda f: trace(f, dom, name=name)
-    return trace(fn, dom, name=name)
+        return lambda f: term_of(f, dom, name=name)
+    return term_of(fn, dom, name=name)
 
