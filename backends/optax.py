@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from paralens.optim import StateSpec, Transform, hyper_type, init_state
+from paralens.optim import Leaf, StateSpec, Transform, hyper_type, init_state
 from paralens.prims import FOREIGN, Foreign
 from paralens.terms import leaves
 from paralens.types import ArrayType
@@ -126,4 +126,4 @@ def from_optax(tx: optax.GradientTransformation) -> Transform:
         new_s = tuple(Wire(b, outs[i]) for i in range(n_state))
         return new_s, {n: Wire(b, outs[n_state + k]) for k, n in enumerate(names)}
 
-    return Transform({}, state_fn, update_fn, "from_optax")
+    return Leaf("from_optax", state=state_fn, update=update_fn)

@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from . import prims as P
-from . import wires as T
+from . import wires as W
 from .backends import get as _backend
 from .lens import Lens
 from .prims import promote
@@ -46,7 +46,8 @@ from .types import ArrayType, real
 from .wires import Wire, tracing
 
 __all__ = [
-    "Transform", "StateSpec", "chain", "identity", "scale_by_learning_rate", "trace", "scale_by_rss",
+    "Transform", "Leaf", "Chain", "State", "StateSpec", "StateFieldError", "Hyper", "Range", "NONNEGATIVE", "DECAY",
+    "counter", "scalar", "per_param", "chain", "identity", "scale_by_learning_rate", "trace", "scale_by_rss",
     "scale_by_rms", "scale_by_stddev", "scale_by_adam", "scale_by_amsgrad", "scale_by_adopt", "scale_by_dog",
     "add_decayed_weights", "clip_by_global_norm", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
     "adamw", "amsgrad", "adopt", "dog", "constant_schedule", "exponential_decay", "cosine_decay_schedule",
@@ -58,6 +59,9 @@ Schedule = Callable[[Wire], Wire]
 
 #: The parameter an optimizer is shown with when no model gives it any (diagrams, formulas).
 DEFAULT_PARAMS = {"w": ArrayType((), "float32", batched=False)}
+
+
+# --------------------------------------------------------------------------- declarations
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,119 @@ class StateSpec:
     init: Any = 0.0
 
     def value(self, params: Mapping):
+        """The initial value, given the initial parameters."""
         return self.init(params) if callable(self.init) else self.init
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where a hyperparameter's value makes sense: a finite number in ``[low, high]``, an end
+    excluded where ``open_low`` or ``open_high``."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+
+    def check(self, value, what: str) -> float:
+        """``value`` as a float in the range; else an error naming ``what`` and the range."""
+        return real(value, what, self.low, self.high, open_low=self.open_low, open_high=self.open_high)
+
+
+#: rates, norms, epsilons and weight decays: non-negative
+NONNEGATIVE = Range(0.0)
+#: decay rates of moving averages (betas, momentum): in [0, 1)
+DECAY = Range(0.0, 1.0, open_high=True)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A hyperparameter's declaration: its ``name``, its default ``value`` and its ``range``.
+    Its value is an input wire of the optimizer's term, changed without recompiling."""
+
+    name: str
+    value: float
+    range: Range = Range()
+
+
+def counter() -> Callable:
+    """A state field: the int32 step count, from 0 (optax's ``count``)."""
+    return scalar("int32", 0)
+
+
+def scalar(dtype: str | Callable = "float32", init=0.0) -> Callable:
+    """A state field: one scalar, of ``dtype`` (or of ``dtype(ptypes)``), starting at ``init``
+    (a number, or a function of the initial parameters)."""
+    return lambda ptypes: StateSpec(ArrayType((), dtype(ptypes) if callable(dtype) else dtype, batched=False), init)
+
+
+def per_param(init=0.0, dtype: str | None = None) -> Callable:
+    """A state field: one array per parameter, of the parameter's shape and dtype (or ``dtype``),
+    starting at ``init`` (a number), or at the parameter itself with ``init="params"``."""
+    def field(ptypes):
+        out = {}
+        for n, t in ptypes.items():
+            leaf = ArrayType(t.shape, dtype or t.dtype, t.batched)
+            if init == "params":
+                out[n] = StateSpec(leaf, lambda params, n=n: params[n])
+            elif t.batched:  # an input being dreamed: per-example state, as long as its batch
+                out[n] = StateSpec(leaf, lambda params, n=n: params[n] * 0 + init)
+            else:
+                out[n] = StateSpec(leaf, init)
+        return out
+    return field
+
+
+class State:
+    """A transform's state, declared field by field beside its update, as optax's
+    ``ScaleByAdamState(count, mu, nu)`` sits beside ``scale_by_adam``::
+
+        State(count=counter(), mu=per_param(dtype=mu_dtype), nu=per_param())
+
+    Each field is a function of the parameters' types giving its :class:`StateSpec` leaves
+    (:func:`counter`, :func:`scalar`, :func:`per_param`). The state is the dict of the fields.
+    """
+
+    def __init__(self, **fields: Callable):
+        for k, f in fields.items():
+            if not callable(f):
+                raise TypeError(f"State: field {k!r} must be a field (pl.optim.counter(), per_param(), ...), got {f!r}")
+        self.fields = fields
+
+    def __call__(self, ptypes: Mapping[str, ArrayType]) -> dict:
+        return {k: f(dict(ptypes)) for k, f in self.fields.items()}
+
+    def __repr__(self) -> str:
+        return f"State({', '.join(self.fields)})"
+
+
+class StateFieldError(TypeError):
+    """A transform's update returns a state that its declaration does not describe."""
+
+
+def _same_structure(got, declared, name: str, path: str = "state"):
+    """``got`` (the update's new state) has the fields ``declared`` has, no more and no fewer."""
+    if isinstance(declared, dict):
+        if not isinstance(got, dict):
+            raise StateFieldError(f"{name}: its update returns {type(got).__name__} for {path}, a dict of fields "
+                                  f"{sorted(declared)}")
+        extra, missing = sorted(set(got) - set(declared)), sorted(set(declared) - set(got))
+        if extra:
+            raise StateFieldError(f"{name}: its update returns the state field {path}[{extra[0]!r}], which its "
+                                  f"state does not declare (declared: {sorted(declared)}); declare it in State(...)")
+        if missing:
+            raise StateFieldError(f"{name}: its update does not return the declared state field "
+                                  f"{path}[{missing[0]!r}] (it returns {sorted(got)})")
+        for k in declared:
+            _same_structure(got[k], declared[k], name, f"{path}[{k!r}]")
+    elif isinstance(declared, tuple):
+        if not isinstance(got, (tuple, list)) or len(got) != len(declared):
+            raise StateFieldError(f"{name}: its update returns {path} with another structure than declared "
+                                  f"({len(declared)} leaves)")
+        for i, (g, d) in enumerate(zip(got, declared)):
+            _same_structure(g, d, name, f"{path}[{i}]")
+    elif not isinstance(got, Wire):
+        raise StateFieldError(f"{name}: its update returns {type(got).__name__} for the state leaf {path}, not a wire")
 
 
 def hyper_type(param_types) -> ArrayType:
@@ -89,25 +205,21 @@ def _types(specs):
     return tree_map(lambda s: s.type, specs)
 
 
-@dataclass(frozen=True, eq=False)
+# --------------------------------------------------------------------------- transforms as terms
+
+
 class Transform:
     """A gradient transformation as a lens on the update wire; ``>>`` chains transforms.
 
-    ``hyper``: runtime hyperparameters and their defaults. ``state_fn(ptypes)``:
-    the state's leaves, a tree of :class:`StateSpec` with named fields, for
-    parameters of types ``ptypes`` (a dict name -> ``ArrayType``).
-    ``update_fn(h, s, params, updates)`` writes the transformation with wires
-    and returns ``(new_state, new_updates)``; ``params`` and ``updates`` are
-    dicts keyed by parameter name, ``h`` and ``s`` by this transform's own
-    names. A chain has ``parts`` instead of an ``update_fn``.
+    A transform is :class:`Leaf` (its state, hyperparameters and update declared together) or
+    :class:`Chain` (transforms run in order). Either way it has a ``name``, ``hyper`` (each
+    hyperparameter's default), ``ranges`` (where each may lie), :meth:`state` and the terms
+    :meth:`update_term`, :meth:`term` and :meth:`lens`.
     """
 
-    hyper: Mapping[str, float] = field(default_factory=dict)
-    state_fn: Callable[[dict], Any] = field(default=lambda ptypes: {})
-    update_fn: Callable | None = None
-    name: str = "transform"
-    parts: tuple = ()
-    part_hyper: tuple = ()  # a chain's part i reads part_hyper[i][its name] off the chain's hyper
+    name: str
+    hyper: Mapping[str, float]
+    ranges: Mapping[str, Range]
 
     def __repr__(self) -> str:
         return f"{self.name}({', '.join(f'{k}={v:g}' for k, v in self.hyper.items())})"
@@ -120,9 +232,17 @@ class Transform:
 
     def state(self, ptypes: Mapping[str, ArrayType]):
         """The state's leaves for parameters of types ``ptypes``: a tree of :class:`StateSpec`."""
-        if self.parts:
-            return tuple(t.state(ptypes) for t in self.parts)
-        return self.state_fn(dict(ptypes))
+        raise NotImplementedError
+
+    def _emit(self, b: Builder, s_in, p_in, u_in, h_in):
+        """Emit the update into ``b``; returns the wires of ``(state', updates')``."""
+        raise NotImplementedError
+
+    def check_hyper(self, name: str, value) -> float:
+        """``value`` for hyperparameter ``name``, checked against its declared range."""
+        if name not in self.ranges:
+            raise KeyError(f"{self.name} has no hyperparameter {name!r}; it has {sorted(self.hyper)}")
+        return self.ranges[name].check(value, f"{self.name}: {name}")
 
     def update_term(self, ptypes: Mapping[str, ArrayType] | None = None) -> Term:
         """``(state, params, updates, hyper) -> (state', updates')`` as a term; a chain's is the
@@ -140,27 +260,10 @@ class Transform:
                b.inputs({k: hyper_type(ptypes.values()) for k in self.hyper}))
         return b, ins
 
-    def _emit(self, b: Builder, s_in, p_in, u_in, h_in):
-        """Emit the update into ``b`` (a chain's parts one after the other, each in its group);
-        returns the wires of ``(state', updates')``."""
-        if self.parts:
-            u, new_s, outer = u_in, [], b.group
-            for i, part in enumerate(self.parts):
-                b.group = outer + (part.name,)
-                s_i, u = part._emit(b, s_in[i], p_in, u, {k: h_in[c] for k, c in self.part_hyper[i].items()})
-                new_s.append(s_i)
-            b.group = outer
-            return tuple(new_s), u
-        wire = lambda w: Wire(b, w)  # noqa: E731
-        with tracing(b):
-            s2, u2 = self.update_fn(tree_map(wire, h_in), tree_map(wire, s_in), tree_map(wire, p_in),
-                                    tree_map(wire, u_in))
-        return _cast_tree(b, s2, tree_map(b.type_of, s_in)), {n: u2[n].id for n in u_in}
-
     def _emit_put(self, b: Builder, s, p, g, h, ptypes):
         """Emit the put: the update, then ``params + updates`` in each parameter's dtype."""
         new_s, u = self._emit(b, s, p, g, h)
-        return new_s, {n: _cast(b, P.add(b, w, u[n]), ptypes[n]) for n, w in p.items()}
+        return new_s, {n: _as_dtype(b, P.add(b, w, u[n]), ptypes[n]) for n, w in p.items()}
 
     def term(self, ptypes: Mapping[str, ArrayType] | None = None) -> Term:
         """The optimizer lens's *put*: ``(state, params, grads, hyper) -> (state', params')``,
@@ -176,6 +279,7 @@ class Transform:
         return self.as_term()._repr_svg_()
 
     def as_term(self) -> Term:
+        """:meth:`term` for one scalar parameter (what diagrams and formulas show)."""
         return self.term()
 
     def lens(self, ptypes: Mapping[str, ArrayType] | None = None) -> Lens:
@@ -194,7 +298,117 @@ class Transform:
         return Lens(fwd, rev, len(res), self.name)
 
 
-def _cast(b: Builder, w: int, t: ArrayType) -> int:
+class Leaf(Transform):
+    """A transform declared in one place: its hyperparameters, its state and its update.
+
+    Args:
+        name: what it is called (``"scale_by_adam"``).
+        hyper: its hyperparameters, each a :class:`Hyper` (name, default, range); every
+            default is checked against its range here.
+        state: its state: a :class:`State` of named fields, or a function of the parameters'
+            types giving a tree of :class:`StateSpec` (``from_optax``'s leaves).
+        update: ``update(h, s, params, updates) -> (new_state, new_updates)``, written with
+            wires: ``h`` the hyperparameters by name, ``s`` the state, ``params`` and
+            ``updates`` dicts by parameter name.
+
+    Raises:
+        StateFieldError: (a ``TypeError``) the update returns a state field its state does not
+            declare, or misses a declared one; checked when the transform is made, by
+            tracing the update for one scalar parameter (and again for each model).
+        ValueError: a hyperparameter's default is outside its range.
+
+    >>> import paralens as pl
+    >>> from paralens.optim import Leaf, Hyper, State, counter, DECAY
+    >>> def update(h, s, params, updates):
+    ...     return {"count": s["count"] + pl.constant(1, (), "int32", like=s["count"]), "extra": s["count"]}, updates
+    >>> Leaf("counting", [Hyper("decay", 0.9, DECAY)], State(count=counter()), update)
+    Traceback (most recent call last):
+    ...
+    paralens.optim.StateFieldError: counting: its update returns the state field state['extra'], which its state does not declare (declared: ['count']); declare it in State(...)
+    """
+
+    def __init__(self, name: str, hyper=(), state: State | Callable = State(), update: Callable | None = None):
+        if update is None or not callable(update):
+            raise TypeError(f"{name}: update must be a function update(h, s, params, updates), got {update!r}")
+        if not callable(state):
+            raise TypeError(f"{name}: state must be a State(...) of fields, got {state!r}")
+        hyper = list(hyper)
+        names = [h.name for h in hyper]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{name}: a hyperparameter is declared twice: {names}")
+        self.name = name
+        self.hyper = {h.name: h.range.check(h.value, f"{name}: {h.name}") for h in hyper}
+        self.ranges = {h.name: h.range for h in hyper}
+        self._state = state
+        self._update = update
+        self._probe()
+
+    def state(self, ptypes: Mapping[str, ArrayType]):
+        """The state's leaves for parameters of types ``ptypes``: a tree of :class:`StateSpec`."""
+        return self._state(dict(ptypes))
+
+    def _probe(self):
+        """Trace the update once, for one scalar parameter, to refuse an undeclared or missing
+        state field now. An update that cannot be traced without the real parameters (a
+        weight-decay mask naming them) is checked when it meets them."""
+        b, ins = self._inputs(dict(DEFAULT_PARAMS))
+        try:
+            self._emit(b, *ins)
+        except StateFieldError:
+            raise
+        except (KeyError, ValueError, TypeError):
+            pass
+
+    def _emit(self, b: Builder, s_in, p_in, u_in, h_in):
+        def wire(w):
+            return Wire(b, w)
+        with tracing(b):
+            s2, u2 = self._update(tree_map(wire, h_in), tree_map(wire, s_in), tree_map(wire, p_in),
+                                  tree_map(wire, u_in))
+        _same_structure(s2, s_in, self.name)
+        missing = sorted(set(u_in) - set(u2))
+        if missing:
+            raise TypeError(f"{self.name}: its update returns no update for the parameter {missing[0]!r}")
+        return _cast_tree(b, s2, tree_map(b.type_of, s_in)), {n: u2[n].id for n in u_in}
+
+
+class Chain(Transform):
+    """Transforms run in order, as ``optax.chain``: each gets the previous one's updates and the
+    same params; the state is the tuple of the parts' states. Hyperparameter names stay as
+    they are unless two parts share one; then both are prefixed by their position (``"0/eps"``).
+    Build it with :func:`chain` or ``>>``."""
+
+    def __init__(self, parts: tuple[Transform, ...]):
+        if not parts:
+            raise ValueError("a chain needs at least one transform (chain() is identity())")
+        for t in parts:
+            if not isinstance(t, Transform):
+                raise TypeError(f"chain takes pl.optim transforms, got {type(t).__name__}")
+        counts: dict[str, int] = {}
+        for t in parts:
+            for k in t.hyper:
+                counts[k] = counts.get(k, 0) + 1
+        self.parts = tuple(parts)
+        self.part_hyper = tuple({k: (k if counts[k] == 1 else f"{i}/{k}") for k in t.hyper} for i, t in enumerate(parts))
+        self.hyper = {self.part_hyper[i][k]: v for i, t in enumerate(parts) for k, v in t.hyper.items()}
+        self.ranges = {self.part_hyper[i][k]: r for i, t in enumerate(parts) for k, r in t.ranges.items()}
+        self.name = " >> ".join(t.name for t in parts)
+
+    def state(self, ptypes: Mapping[str, ArrayType]):
+        """The tuple of the parts' states."""
+        return tuple(t.state(ptypes) for t in self.parts)
+
+    def _emit(self, b: Builder, s_in, p_in, u_in, h_in):
+        u, new_s, outer = u_in, [], b.group
+        for i, part in enumerate(self.parts):
+            b.group = outer + (part.name,)
+            s_i, u = part._emit(b, s_in[i], p_in, u, {k: h_in[c] for k, c in self.part_hyper[i].items()})
+            new_s.append(s_i)
+        b.group = outer
+        return tuple(new_s), u
+
+
+def _as_dtype(b: Builder, w: int, t: ArrayType) -> int:
     """``w`` in ``t``'s dtype (a cast box only when the dtypes differ)."""
     return w if b.type_of(w).dtype == t.dtype else b.emit1(P.CAST, w, dtype=t.dtype)
 
@@ -204,13 +418,14 @@ def _cast_tree(b: Builder, wires, types):
         return {k: _cast_tree(b, wires[k], t) for k, t in types.items()}
     if isinstance(types, tuple):
         return tuple(_cast_tree(b, w, t) for w, t in zip(wires, types))
-    return _cast(b, wires.id, types)
+    return _as_dtype(b, wires.id, types)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _dtype(ws: Mapping[str, Wire]) -> str:
+def _widest(ws: Mapping[str, Wire]) -> str:
+    """The widest dtype of the wires (float32 with none)."""
     return promote([w.type for w in ws.values()]) if ws else "float32"
 
 
@@ -220,38 +435,24 @@ def _lowest(ptypes: Mapping[str, ArrayType]) -> str:
     return min(floats, key=order.index) if floats else "float32"
 
 
-def _scalar(dtype: str) -> ArrayType:
-    return ArrayType((), dtype, batched=False)
+def _increment(n: Wire) -> Wire:
+    return n + W.constant(1, (), "int32", like=n)
 
 
-COUNT = _scalar("int32")
-
-
-def _per_param(ptypes, init=0.0, dtype: str | None = None) -> dict[str, StateSpec]:
-    # a batched "parameter" (an input being dreamed) gets per-example state, as long as its batch
-    return {n: StateSpec(ArrayType(t.shape, dtype or t.dtype, t.batched),
-                         (lambda params, n=n: params[n] * 0 + init) if t.batched else init)
-            for n, t in ptypes.items()}
-
-
-def _increment(count: Wire) -> Wire:
-    return count + T.constant(1, (), "int32", like=count)
-
-
-def _as_float(count: Wire, like: Mapping[str, Wire]) -> Wire:
-    return T.cast(count, _dtype(like))
+def _as_float(n: Wire, like: Mapping[str, Wire]) -> Wire:
+    return W.cast(n, _widest(like))
 
 
 def _correction(decay: Wire, t: Wire) -> Wire:
     """Bias correction's denominator ``1 - decay ** t`` with ``t`` the incremented count (optax
     ``tree.bias_correction`` divides each moment by it): one scalar a step, built once."""
-    return 1.0 - T.power(decay, t)
+    return 1.0 - W.power(decay, t)
 
 
 def _sq_norm(ws: Mapping[str, Wire]) -> Wire:
     total = None
     for w in ws.values():
-        s = T.sum(w * w) if w.ndim else w * w
+        s = W.sum(w * w) if w.ndim else w * w
         total = s if total is None else total + s
     return total
 
@@ -267,27 +468,6 @@ def _moments(h: dict, one_minus: tuple[Wire, Wire], g: Wire, mu_old: Wire, nu_ol
     return one_minus[0] * g + h["b1"] * mu_old, one_minus[1] * (g * g) + h["b2"] * nu_old
 
 
-def _adam_state(ptypes, mu_dtype, *extra: str) -> dict:
-    out = {"count": StateSpec(COUNT, 0), "mu": _per_param(ptypes, dtype=mu_dtype), "nu": _per_param(ptypes)}
-    for key in extra:
-        out[key] = _per_param(ptypes)
-    return out
-
-
-#: Where each hyperparameter's value makes sense (all finite): rates and norms are
-#: non-negative, decay rates of moving averages lie in [0, 1).
-_RANGES = {"learning_rate": {"low": 0}, "eps": {"low": 0}, "eps_root": {"low": 0}, "weight_decay": {"low": 0},
-           "max_norm": {"low": 0}, "b1": {"low": 0, "high": 1, "open_high": True},
-           "b2": {"low": 0, "high": 1, "open_high": True}, "momentum": {"low": 0, "high": 1, "open_high": True},
-           "decay": {"low": 0, "high": 1, "open_high": True}}
-
-
-def _hyper(transform: str, **kw) -> dict:
-    """The hyperparameters' defaults as floats, each checked against :data:`_RANGES` (the
-    error names ``transform``, the hyperparameter and its value)."""
-    return {k: real(v, f"{transform}: {k}", **_RANGES[k]) for k, v in kw.items()}
-
-
 def _dtype_option(dtype: str | None, what: str) -> str | None:
     """``dtype`` if it is ``None`` or a floating-point dtype name; else a ``ValueError`` listing them."""
     if dtype is not None and dtype not in P.FLOATS:
@@ -299,25 +479,30 @@ def _dtype_option(dtype: str | None, what: str) -> str | None:
 
 
 def identity() -> Transform:
-    """The transform that changes nothing."""
-    return Transform(update_fn=lambda h, s, p, u: (s, u), name="identity")
+    """The transform that changes nothing (``optax.identity``): no state, no hyperparameters."""
+    return Leaf("identity", update=lambda h, s, p, u: (s, u))
 
 
 def chain(*transforms: Transform) -> Transform:
-    """Run transforms in order; each gets the previous one's updates and the same params.
+    """Run transforms in order, as ``optax.chain`` (see :class:`Chain`); ``chain()`` of nothing
+    is :func:`identity`.
 
-    The state is the tuple of the parts' states (as ``optax.chain``).
-    Hyperparameter names stay as they are unless two parts share one, then
-    both are prefixed by their position (``"0/eps"``).
+    Args:
+        *transforms: the transforms, first applied first.
+
+    Returns:
+        A :class:`Chain`, or :func:`identity` for none.
+
+    Raises:
+        TypeError: an argument is not a transform.
+
+    >>> import paralens as pl
+    >>> sorted(pl.optim.chain(pl.optim.scale_by_adam(), pl.optim.scale_by_learning_rate(0.1)).hyper)
+    ['b1', 'b2', 'eps', 'eps_root', 'learning_rate']
+    >>> pl.optim.chain().name
+    'identity'
     """
-    counts: dict[str, int] = {}
-    for t in transforms:
-        for k in t.hyper:
-            counts[k] = counts.get(k, 0) + 1
-    part_hyper = tuple({k: (k if counts[k] == 1 else f"{i}/{k}") for k in t.hyper} for i, t in enumerate(transforms))
-    hyper = {part_hyper[i][k]: v for i, t in enumerate(transforms) for k, v in t.hyper.items()}
-    return Transform(hyper, name=" >> ".join(t.name for t in transforms), parts=tuple(transforms),
-                     part_hyper=tuple({k: c for k, c in m.items()} for m in part_hyper))
+    return Chain(tuple(transforms)) if transforms else identity()
 
 
 # --------------------------------------------------------------------------- transforms
@@ -333,16 +518,16 @@ def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3) -> Transform:
     polynomial and exponential schedules compute in float32).
     """
     if callable(learning_rate):
-        def update_fn(h, s, params, updates):
-            lr = T.cast(learning_rate(_as_float(s["count"], updates)), _dtype(updates))
+        def scheduled(h, s, params, updates):
+            lr = W.cast(learning_rate(_as_float(s["count"], updates)), _widest(updates))
             step = -lr
             return {"count": _increment(s["count"])}, {n: step * g for n, g in updates.items()}
-        return Transform({}, lambda ptypes: {"count": StateSpec(COUNT, 0)}, update_fn, "scale_by_schedule")
-    def update_fn(h, s, params, updates):
+        return Leaf("scale_by_schedule", state=State(count=counter()), update=scheduled)
+
+    def update(h, s, params, updates):
         step = -h["learning_rate"]  # negated once, as optax's -learning_rate * g
         return {}, {n: step * g for n, g in updates.items()}
-    return Transform(_hyper("scale_by_learning_rate", learning_rate=learning_rate), update_fn=update_fn,
-                     name="scale_by_learning_rate")
+    return Leaf("scale_by_learning_rate", [Hyper("learning_rate", learning_rate, NONNEGATIVE)], update=update)
 
 
 def trace(decay: float = 0.9, nesterov: bool = False, accumulator_dtype: str | None = None) -> Transform:
@@ -350,27 +535,25 @@ def trace(decay: float = 0.9, nesterov: bool = False, accumulator_dtype: str | N
 
     The decay is the runtime hyperparameter ``momentum``; the state is ``{"trace": ...}``.
     """
-    def update_fn(h, s, params, updates):
+    def update(h, s, params, updates):
         m = {n: g + h["momentum"] * s["trace"][n] for n, g in updates.items()}
         out = {n: g + h["momentum"] * m[n] for n, g in updates.items()} if nesterov else m
         return {"trace": m}, out
     accumulator_dtype = _dtype_option(accumulator_dtype, "trace: accumulator_dtype")
-    return Transform(_hyper("trace", momentum=decay),
-                     lambda ptypes: {"trace": _per_param(ptypes, dtype=accumulator_dtype)}, update_fn, "trace")
+    return Leaf("trace", [Hyper("momentum", decay, DECAY)], State(trace=per_param(dtype=accumulator_dtype)), update)
 
 
 def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> Transform:
     """AdaGrad's preconditioner: ``G += g**2``; ``u = g / sqrt(G + eps)`` where ``G > 0``."""
-    def update_fn(h, s, params, updates):
+    def update(h, s, params, updates):
         acc, out = {}, {}
         for n, g in updates.items():
             acc[n] = g * g + s["sum_of_squares"][n]
-            inv = T.where(T.greater(acc[n], 0.0), 1.0 / T.sqrt(acc[n] + h["eps"]), T.zeros_like(acc[n]))
+            inv = W.where(W.greater(acc[n], 0.0), 1.0 / W.sqrt(acc[n] + h["eps"]), W.zeros_like(acc[n]))
             out[n] = inv * g
         return {"sum_of_squares": acc}, out
     initial = real(initial_accumulator_value, "scale_by_rss: initial_accumulator_value", 0)
-    return Transform(_hyper("scale_by_rss", eps=eps), lambda ptypes: {"sum_of_squares": _per_param(ptypes, initial)},
-                     update_fn, "scale_by_rss")
+    return Leaf("scale_by_rss", [Hyper("eps", eps, NONNEGATIVE)], State(sum_of_squares=per_param(initial)), update)
 
 
 def _rms_like(centered: bool):
@@ -379,14 +562,12 @@ def _rms_like(centered: bool):
     def make(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True, bias_correction=False) -> Transform:
         initial_scale = real(initial_scale, f"{name}: initial_scale", 0)
 
-        def state_fn(ptypes):
-            out = {"count": StateSpec(COUNT, 0)} if bias_correction else {}
-            if centered:
-                out["mu"] = _per_param(ptypes)
-            out["nu"] = _per_param(ptypes, initial_scale)
-            return out
+        fields = {"count": counter()} if bias_correction else {}
+        if centered:
+            fields["mu"] = per_param()
+        fields["nu"] = per_param(initial_scale)
 
-        def update_fn(h, s, params, updates):
+        def update(h, s, params, updates):
             d = h["decay"]
             new_s, mus, nus, out = {}, {}, {}, {}
             if bias_correction:
@@ -399,13 +580,13 @@ def _rms_like(centered: bool):
                     mus[n] = mu = (1.0 - d) * g + d * s["mu"][n]
                     mu_hat = mu / c if bias_correction else mu
                     nu_hat = nu_hat - mu_hat * mu_hat
-                scaling = 1.0 / T.sqrt(nu_hat + h["eps"]) if eps_in_sqrt else 1.0 / (T.sqrt(nu_hat) + h["eps"])
+                scaling = 1.0 / W.sqrt(nu_hat + h["eps"]) if eps_in_sqrt else 1.0 / (W.sqrt(nu_hat) + h["eps"])
                 out[n] = scaling * g
             if centered:
                 new_s["mu"] = mus
             new_s["nu"] = nus
             return new_s, out
-        return Transform(_hyper(name, decay=decay, eps=eps), state_fn, update_fn, name)
+        return Leaf(name, [Hyper("decay", decay, DECAY), Hyper("eps", eps, NONNEGATIVE)], State(**fields), update)
     return make
 
 
@@ -415,11 +596,16 @@ scale_by_stddev = _rms_like(True)
 scale_by_stddev.__doc__ = "Centred RMSProp's preconditioner, as ``optax.scale_by_stddev``."
 
 
+def _adam_hyper(b1, b2, eps, eps_root) -> list[Hyper]:
+    return [Hyper("b1", b1, DECAY), Hyper("b2", b2, DECAY), Hyper("eps", eps, NONNEGATIVE),
+            Hyper("eps_root", eps_root, NONNEGATIVE)]
+
+
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
                   mu_dtype: str | None = None, *, nesterov: bool = False) -> Transform:
     """Adam's preconditioner (Kingma & Ba, Algorithm 1), as ``optax.scale_by_adam``;
     state ``{"count", "mu", "nu"}`` as optax's ``ScaleByAdamState``."""
-    def update_fn(h, s, params, updates):
+    def update(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
         c1, c2 = _correction(h["b1"], t), _correction(h["b2"], t)
@@ -433,19 +619,18 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
             else:
                 mu_hat = mu / c1
             nu_hat = nu / c2
-            out[n] = mu_hat / (T.sqrt(nu_hat + h["eps_root"]) + h["eps"])
+            out[n] = mu_hat / (W.sqrt(nu_hat + h["eps_root"]) + h["eps"])
         return {"count": count, "mu": mus, "nu": nus}, out
     mu_dtype = _dtype_option(mu_dtype, "scale_by_adam: mu_dtype")
-    return Transform(_hyper("scale_by_adam", b1=b1, b2=b2, eps=eps, eps_root=eps_root),
-                     lambda ptypes: _adam_state(ptypes, mu_dtype),
-                     update_fn, "scale_by_adam")
+    return Leaf("scale_by_adam", _adam_hyper(b1, b2, eps, eps_root),
+                State(count=counter(), mu=per_param(dtype=mu_dtype), nu=per_param()), update)
 
 
 def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
                      mu_dtype: str | None = None, bias_correction_mu: bool = True,
                      bias_correction_nu: bool = True) -> Transform:
     """AMSGrad: Adam with the running maximum of the (bias-corrected) second moment."""
-    def update_fn(h, s, params, updates):
+    def update(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
         c1, c2 = _correction(h["b1"], t), _correction(h["b2"], t)
@@ -455,12 +640,12 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_
             mus[n], nus[n] = mu, nu = _moments(h, one_minus, g, s["mu"][n], s["nu"][n])
             mu_hat = mu / c1 if bias_correction_mu else mu
             nu_eff = nu / c2 if bias_correction_nu else nu
-            maxs[n] = T.maximum(s["nu_max"][n], nu_eff)
-            out[n] = mu_hat / (T.sqrt(maxs[n] + h["eps_root"]) + h["eps"])
+            maxs[n] = W.maximum(s["nu_max"][n], nu_eff)
+            out[n] = mu_hat / (W.sqrt(maxs[n] + h["eps_root"]) + h["eps"])
         return {"count": count, "mu": mus, "nu": nus, "nu_max": maxs}, out
     mu_dtype = _dtype_option(mu_dtype, "scale_by_amsgrad: mu_dtype")
-    return Transform(_hyper("scale_by_amsgrad", b1=b1, b2=b2, eps=eps, eps_root=eps_root),
-                     lambda ptypes: _adam_state(ptypes, mu_dtype, "nu_max"), update_fn, "scale_by_amsgrad")
+    return Leaf("scale_by_amsgrad", _adam_hyper(b1, b2, eps, eps_root),
+                State(count=counter(), mu=per_param(dtype=mu_dtype), nu=per_param(), nu_max=per_param()), update)
 
 
 def scale_by_adopt(b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, mu_dtype: str | None = None, *,
@@ -468,25 +653,25 @@ def scale_by_adopt(b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, mu_dt
                    clip_value_fn: Callable[[Wire], Wire] = lambda x: x ** 0.25) -> Transform:
     """ADOPT (arXiv 2411.02853), as ``optax.contrib.scale_by_adopt``: the gradient is
     normalised by the *previous* second moment; the first step only records it."""
-    def update_fn(h, s, params, updates):
+    def update(h, s, params, updates):
         c = _as_float(s["count"], updates)
-        started = T.greater(c, 0.0)
-        b2_ = T.where(started, h["b2"], T.zeros_like(h["b2"]))
-        b1_ = T.where(started, h["b1"], T.zeros_like(h["b1"]) + 1.0)
+        started = W.greater(c, 0.0)
+        b2_ = W.where(started, h["b2"], W.zeros_like(h["b2"]))
+        b1_ = W.where(started, h["b1"], W.zeros_like(h["b1"]) + 1.0)
         clip_value = clip_value_fn(c) if use_clipping else None
         mus, nus, out = {}, {}, {}
         for n, g in updates.items():
             nu_old = s["nu"][n]
             nus[n] = (1.0 - b2_) * (g * g) + b2_ * nu_old
-            z = g / T.maximum(T.sqrt(nu_old), h["eps"])
+            z = g / W.maximum(W.sqrt(nu_old), h["eps"])
             if use_clipping:
-                z = T.clip(z, -clip_value, clip_value)
+                z = W.clip(z, -clip_value, clip_value)
             mus[n] = mu = (1.0 - b1_) * z + b1_ * s["mu"][n]
             out[n] = (1.0 - b1_) * z + b1_ * mu if nesterov else mu
         return {"count": _increment(s["count"]), "mu": mus, "nu": nus}, out
     mu_dtype = _dtype_option(mu_dtype, "scale_by_adopt: mu_dtype")
-    return Transform(_hyper("scale_by_adopt", b1=b1, b2=b2, eps=eps), lambda ptypes: _adam_state(ptypes, mu_dtype),
-                     update_fn, "scale_by_adopt")
+    return Leaf("scale_by_adopt", [Hyper("b1", b1, DECAY), Hyper("b2", b2, DECAY), Hyper("eps", eps, NONNEGATIVE)],
+                State(count=counter(), mu=per_param(dtype=mu_dtype), nu=per_param()), update)
 
 
 def scale_by_dog(init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float = 1e-8) -> Transform:
@@ -507,23 +692,19 @@ def scale_by_dog(init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float 
             return 0.0
         return value * (1.0 + math.sqrt(sum(float((p * p).sum()) for p in params.values())))
 
-    def state_fn(ptypes):
-        low = _lowest(ptypes)
-        return {"is_init_step": StateSpec(_scalar("bool"), 1),
-                "init_params": {n: StateSpec(t, lambda params, n=n: params[n]) for n, t in ptypes.items()},
-                "max_dist": StateSpec(_scalar(low), r_epsilon), "sum_sq_norm_grads": StateSpec(_scalar(low), 0.0)}
-
-    def update_fn(h, s, params, updates):
+    def update(h, s, params, updates):
         diff = {n: s["init_params"][n] - p for n, p in params.items()}
-        max_dist = T.maximum(s["max_dist"], T.sqrt(_sq_norm(diff)))
+        max_dist = W.maximum(s["max_dist"], W.sqrt(_sq_norm(diff)))
         sum_sq = s["sum_sq_norm_grads"] + _sq_norm(updates)
-        lr = max_dist / T.sqrt(sum_sq + h["eps"])
+        lr = max_dist / W.sqrt(sum_sq + h["eps"])
         if kind == "learning_rate":
-            lr = T.where(s["is_init_step"], T.zeros_like(lr) + value, lr)
-        new_s = {"is_init_step": T.zeros_like(s["is_init_step"]), "init_params": dict(s["init_params"]),
+            lr = W.where(s["is_init_step"], W.zeros_like(lr) + value, lr)
+        new_s = {"is_init_step": W.zeros_like(s["is_init_step"]), "init_params": dict(s["init_params"]),
                  "max_dist": max_dist, "sum_sq_norm_grads": sum_sq}
         return new_s, {n: lr * g for n, g in updates.items()}
-    return Transform(_hyper("scale_by_dog", eps=eps), state_fn, update_fn, "scale_by_dog")
+    return Leaf("scale_by_dog", [Hyper("eps", eps, NONNEGATIVE)],
+                State(is_init_step=scalar("bool", 1), init_params=per_param("params"),
+                      max_dist=scalar(_lowest, r_epsilon), sum_sq_norm_grads=scalar(_lowest, 0.0)), update)
 
 
 def add_decayed_weights(weight_decay: float = 0.0, mask: Mapping[str, bool] | Callable | None = None) -> Transform:
@@ -532,14 +713,13 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Mapping[str, bool] | Ca
     ``mask`` is a dict ``{name: bool}`` or a function of the dict
     ``{name: ArrayType}`` returning one (e.g. ``lambda t: {n: a.ndim > 1 for n, a in t.items()}``).
     """
-    def update_fn(h, s, params, updates):
-        selected = _mask(mask, {n: p.type for n, p in params.items()})
+    def update(h, s, params, updates):
+        selected = _decay_mask(mask, {n: p.type for n, p in params.items()})
         return s, {n: (g + h["weight_decay"] * params[n]) if selected[n] else g for n, g in updates.items()}
-    return Transform(_hyper("add_decayed_weights", weight_decay=weight_decay), update_fn=update_fn,
-                     name="add_decayed_weights")
+    return Leaf("add_decayed_weights", [Hyper("weight_decay", weight_decay, NONNEGATIVE)], update=update)
 
 
-def _mask(mask, ptypes) -> dict[str, bool]:
+def _decay_mask(mask, ptypes) -> dict[str, bool]:
     if mask is None:
         return {n: True for n in ptypes}
     m = mask(ptypes) if callable(mask) else mask
@@ -551,11 +731,11 @@ def _mask(mask, ptypes) -> dict[str, bool]:
 
 def clip_by_global_norm(max_norm: float) -> Transform:
     """Scale all updates by ``max_norm / ||g||`` when the global norm ``||g||`` reaches ``max_norm``."""
-    def update_fn(h, s, params, updates):
-        norm = T.sqrt(_sq_norm(updates))
-        below = T.greater(h["max_norm"] + T.zeros_like(norm), norm)
-        return s, {n: T.where(below, g, (g / norm) * h["max_norm"]) for n, g in updates.items()}
-    return Transform(_hyper("clip_by_global_norm", max_norm=max_norm), update_fn=update_fn, name="clip_by_global_norm")
+    def update(h, s, params, updates):
+        norm = W.sqrt(_sq_norm(updates))
+        below = W.greater(h["max_norm"] + W.zeros_like(norm), norm)
+        return s, {n: W.where(below, g, (g / norm) * h["max_norm"]) for n, g in updates.items()}
+    return Leaf("clip_by_global_norm", [Hyper("max_norm", max_norm, NONNEGATIVE)], update=update)
 
 
 # --------------------------------------------------------------------------- optimizers (optax aliases)
@@ -642,7 +822,7 @@ def dog(learning_rate: float | Schedule = 1.0, init_step: tuple[str, float] = ("
 def constant_schedule(value: float) -> Schedule:
     """``lr(count) = value``."""
     value = real(value, "constant_schedule: value")
-    return lambda count: T.zeros_like(count) + value
+    return lambda count: W.zeros_like(count) + value
 
 
 def exponential_decay(init_value: float, transition_steps: int, decay_rate: float, transition_begin: int = 0,
@@ -662,16 +842,16 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
     transition_begin = max(transition_begin, 0)
 
     def schedule(count):
-        count = T.cast(count, "float32")  # optax divides int32 counts: float32
+        count = W.cast(count, "float32")  # optax divides int32 counts: float32
         shifted = count - float(transition_begin)
         p = shifted / float(transition_steps)
         if staircase:
-            p = T.floor(p)
-        init = T.zeros_like(count) + float(init_value)
-        value = T.where(T.greater(shifted, 0.0), float(init_value) * T.power(float(decay_rate), p), init)
+            p = W.floor(p)
+        init = W.zeros_like(count) + float(init_value)
+        value = W.where(W.greater(shifted, 0.0), float(init_value) * W.power(float(decay_rate), p), init)
         if end_value is not None:
-            end = T.zeros_like(count) + float(end_value)
-            value = T.maximum(value, end) if decay_rate < 1.0 else T.minimum(value, end)
+            end = W.zeros_like(count) + float(end_value)
+            value = W.maximum(value, end) if decay_rate < 1.0 else W.minimum(value, end)
         return value
     return schedule
 
@@ -684,8 +864,8 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
     alpha, exponent = real(alpha, "cosine_decay_schedule: alpha"), real(exponent, "cosine_decay_schedule: exponent")
 
     def schedule(count):
-        c = T.minimum(count, T.zeros_like(count) + float(decay_steps))
-        cosine = 0.5 * (1.0 + T.cos(math.pi * c / float(decay_steps)))
+        c = W.minimum(count, W.zeros_like(count) + float(decay_steps))
+        cosine = 0.5 * (1.0 + W.cos(math.pi * c / float(decay_steps)))
         return float(init_value) * ((1.0 - alpha) * cosine ** float(exponent) + alpha)
     return schedule
 
@@ -700,8 +880,8 @@ def polynomial_schedule(init_value: float, end_value: float, power: float, trans
     transition_begin = max(transition_begin, 0)
 
     def schedule(count):
-        count = T.cast(count, "float32")  # optax divides int32 counts: float32
-        c = T.clip(count - float(transition_begin), T.zeros_like(count), T.zeros_like(count) + float(transition_steps))
+        count = W.cast(count, "float32")  # optax divides int32 counts: float32
+        c = W.clip(count - float(transition_begin), W.zeros_like(count), W.zeros_like(count) + float(transition_steps))
         frac = 1.0 - c / float(transition_steps)
         return (float(init_value) - float(end_value)) * frac ** float(power) + float(end_value)
     return schedule
@@ -723,8 +903,8 @@ def join_schedules(schedules, boundaries) -> Schedule:
     def schedule(count):
         out = schedules[0](count)
         for boundary, s in zip(boundaries, schedules[1:]):
-            before = T.greater(T.zeros_like(count) + float(boundary), count)
-            out = T.where(before, out, T.cast(s(count - float(boundary)), out.type.dtype))
+            before = W.greater(W.zeros_like(count) + float(boundary), count)
+            out = W.where(before, out, W.cast(s(count - float(boundary)), out.type.dtype))
         return out
     return schedule
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from . import wires as W
 from .learner import Learner
 from .lens import Lens
-from .optim import Transform
+from .optim import Leaf, Transform
 from .init import bits
 from .terms import Builder, Poly, Term
 from .types import ArrayType, Ty, as_ty
@@ -141,7 +141,7 @@ def error_feedback(ty) -> Lens:
 def rda() -> Transform:
     """The optimizer lens of reverse derivative ascent: the update is the cotangent itself, so
     ``p' = p + dp`` flips the parameter bits ``R`` selects."""
-    return Transform(update_fn=lambda h, s, p, u: (s, u), name="rda")
+    return Leaf("rda", update=lambda h, s, p, u: (s, u))
 
 
 def rda_learner(model: Term, loss: Poly | Term | None = None) -> Learner:

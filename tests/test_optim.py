@@ -294,3 +294,50 @@ def test_from_optax_is_an_opaque_box_that_says_so():
     state = pl.optim.init_state(tx.state({"w": pl.Param(3)}), params, pl.backends.get("numpy").array)
     with pytest.raises(NotImplementedError, match="opaque"):
         pl.backends.get("sympy").compile(put)({}, state, params, params, {})
+
+
+# ---------------------------------------------------------------- typed state, declared in one place
+
+def _updating(returned: dict, declared: "O.State"):
+    """A transform whose update returns the state fields ``returned`` (each the count, +1)."""
+    def update(h, s, params, updates):
+        one = pl.constant(1, (), "int32", like=next(iter(updates.values())))
+        return {k: one + one for k in returned}, updates
+    return O.Leaf("probe", [O.Hyper("beta", 0.5, O.DECAY)], declared, update)
+
+
+def test_an_update_returning_an_undeclared_state_field_is_refused_when_built():
+    with pytest.raises(O.StateFieldError, match=r"probe: .* state field state\['extra'\], which its state does not "
+                                                r"declare \(declared: \['count'\]\)"):
+        _updating({"count": 1, "extra": 1}, O.State(count=O.counter()))
+
+
+def test_an_update_missing_a_declared_state_field_is_refused_when_built():
+    with pytest.raises(O.StateFieldError, match=r"does not return the declared state field state\['mu'\]"):
+        _updating({"count": 1}, O.State(count=O.counter(), mu=O.counter()))
+
+
+def test_a_declared_hyperparameter_is_checked_against_its_own_range():
+    t = _updating({"count": 1}, O.State(count=O.counter()))
+    assert t.hyper == {"beta": 0.5} and t.check_hyper("beta", 0.25) == 0.25
+    with pytest.raises(ValueError, match=r"probe: beta=1.5 is out of range: expected a number in \[0, 1\)"):
+        t.check_hyper("beta", 1.5)
+    with pytest.raises(KeyError, match="probe has no hyperparameter 'gamma'; it has \\['beta'\\]"):
+        t.check_hyper("gamma", 0.1)
+    free = O.Leaf("free", [O.Hyper("beta", 7.0)], update=lambda h, s, p, u: (s, u))  # no range: any finite number
+    assert free.hyper == {"beta": 7.0}
+
+
+def test_empty_chain_is_optax_identity_and_chain_is_an_ordinary_transform():
+    assert isinstance(O.chain(), O.Leaf) and O.chain().name == "identity"
+    c = O.chain(O.scale_by_adam(), O.scale_by_learning_rate(0.1))
+    assert isinstance(c, O.Transform) and isinstance(c, O.Chain) and not isinstance(c, O.Leaf)
+    params = {"a": jnp.arange(3.0), "b": jnp.ones((2, 2))}
+    grads = jax.tree_util.tree_map(lambda v: v * 0.3 - 1.0, params)
+    tx, ref = O.to_optax(O.chain()), optax.identity()
+    u, _ = tx.update(grads, tx.init(params), params)
+    v, _ = ref.update(grads, ref.init(params), params)
+    for k in params:
+        np.testing.assert_array_equal(u[k], v[k])
+    with pytest.raises(TypeError, match="chain takes pl.optim transforms"):
+        O.chain(optax.adam(0.1))
