@@ -51,7 +51,7 @@ def _batch_size(vals, types_):
     return None
 
 
-def _shape(t: ArrayType) -> tuple:
+def _array_shape(t: ArrayType) -> tuple:
     """A wire's array shape, ``None`` standing for the batch size (known when it runs)."""
     return ((None,) if t.batched else ()) + t.shape
 
@@ -124,7 +124,7 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
         full = f"{sa},{sc}->{so}"
         # a library may plan the contraction once for the wires' shapes (NumPy: one matmul)
         plan = getattr(lib, "contraction", None)
-        return functools.partial(lib.einsum, full) if plan is None else plan(full, _shape(ins[0]), _shape(ins[1]))
+        return functools.partial(lib.einsum, full) if plan is None else plan(full, _array_shape(ins[0]), _array_shape(ins[1]))
 
     @staged
     def const(ins, outs, *, value, shape, dtype):
@@ -203,7 +203,7 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
     }
 
 
-def _elementwise(fn: Callable, xp) -> Callable:
+def _aligned_rule(fn: Callable, xp) -> Callable:
     """The rule of an elementwise entry ``fn``: a function of arrays, or one made with :func:`staged`
     when it depends on the wires' types (a mask's dtype); its operands are lined up first."""
     typed = getattr(fn, "stage", None)
@@ -285,7 +285,7 @@ def sample(spec_init: tuple, t: ArrayType, rng: np.random.Generator) -> np.ndarr
     return np.asarray(out, dtype=t.dtype)
 
 
-def _same(v):
+def _unchanged(v):
     return v
 
 
@@ -316,7 +316,7 @@ class ArrayBackend(Backend):
     native_scalar: Callable | None = None
 
     def __init__(self, name: str, lib: ArrayLib, rules: dict[str, Callable], *, convert: Callable,
-                 finish: Callable = _same, loop: Callable = python_loop, wrap: Callable | None = None,
+                 finish: Callable = _unchanged, loop: Callable = python_loop, wrap: Callable | None = None,
                  library: Callable | None = None):
         self.name = name
         self.library = library
@@ -329,7 +329,7 @@ class ArrayBackend(Backend):
         unknown = sorted(set(table) - set(PRIMS) - {"scan"})
         if unknown:
             raise ValueError(f"the {name} backend has rules for unknown primitives {unknown}")
-        self.rules = {k: (_elementwise(fn, lib.xp) if k in PRIMS and PRIMS[k].elementwise else fn)
+        self.rules = {k: (_aligned_rule(fn, lib.xp) if k in PRIMS and PRIMS[k].elementwise else fn)
                       for k, fn in table.items()}
         self.rules["scan"] = self._scan_rule()
 
@@ -342,7 +342,7 @@ class ArrayBackend(Backend):
             fn = self.library(prim) if self.library is not None and prim is not None and prim.elementwise else None
             if fn is None:
                 raise NotImplementedError(f"the {self.name} backend has no rule for {name}")
-            rule = self.rules[name] = _elementwise(fn, self.lib.xp)
+            rule = self.rules[name] = _aligned_rule(fn, self.lib.xp)
         return rule
 
     # ---------------------------------------------------------------- running terms
@@ -446,7 +446,7 @@ class ArrayBackend(Backend):
     def _entry_options(self, term: Term) -> dict:
         names = term.param_names
         return {"whats": [_what(names, k) for k in range(len(names) + len(term.dom))],
-                "finish": None if self.finish is _same else self.finish}
+                "finish": None if self.finish is _unchanged else self.finish}
 
     # ---------------------------------------------------------------- the rest of the protocol
     def init(self, term, seed: int = 0) -> dict:
@@ -567,17 +567,17 @@ def batch_check(step: Term, scan: bool) -> Callable:
     so their leading sizes must agree."""
     lead = 2 if scan else 1
     _, x_types, y_types = step.input_types()
-    batched = [t.batched for t in _parts(x_types) + _parts(y_types)]
+    batched = [t.batched for t in _as_list(x_types) + _as_list(y_types)]
 
     def check(x, y):
-        sizes = [tuple(getattr(v, "shape", ())[:lead]) for v, b in zip(_parts(x) + _parts(y), batched) if b]
+        sizes = [tuple(getattr(v, "shape", ())[:lead]) for v, b in zip(_as_list(x) + _as_list(y), batched) if b]
         if len(set(sizes)) > 1:
             raise ValueError(f"{step.name}: the inputs and labels of a step share a batch, but their leading sizes "
                              f"differ: {sizes} (x first, then y); give one label per example")
     return check
 
 
-def _parts(v) -> list:
+def _as_list(v) -> list:
     return list(v) if isinstance(v, (tuple, list)) else [v]
 
 

@@ -29,7 +29,7 @@ from .validate import labels_check
 __all__ = ["backend", "compile", "init", "CompiledStep", "RULES"]
 
 
-def _mask(cond, *like):
+def _as_mask(cond, *like):
     return cond.astype(jnp.result_type(*like, jnp.float32))
 
 
@@ -88,7 +88,7 @@ RULES = {
     "neg": _lax_unary(lax.neg, jnp.negative), "exp": _lax_unary(lax.exp, jnp.exp), "log": _lax_unary(lax.log, jnp.log),
     "sqrt": _lax_unary(lax.sqrt, jnp.sqrt), "tanh": _lax_unary(lax.tanh, jnp.tanh),
     "sigmoid": jax.nn.sigmoid, "softplus": jax.nn.softplus, "relu": jax.nn.relu,
-    "step": lambda x: _mask(x > 0, x), "cos": jnp.cos, "sin": jnp.sin, "floor": jnp.floor,
+    "step": lambda x: _as_mask(x > 0, x), "cos": jnp.cos, "sin": jnp.sin, "floor": jnp.floor,
     "stop_gradient": jax.lax.stop_gradient,
     "optimization_barrier": lambda ins, outs, *vals: list(jax.lax.optimization_barrier(tuple(vals))),
     "scale": _by_constant(lax.mul, jnp.multiply), "shift": _by_constant(lax.add, jnp.add),
@@ -96,7 +96,7 @@ RULES = {
     "add": _binary(lax.add, jnp.add, floats_only=False), "sub": _binary(lax.sub, jnp.subtract, floats_only=False),
     "mul": _binary(lax.mul, jnp.multiply, floats_only=False), "div": _binary(lax.div, jnp.divide),
     "power": jnp.power,
-    "greater": lambda x, y: _mask(jnp.greater(x, y), x, y), "equal": lambda x, y: _mask(jnp.equal(x, y), x, y),
+    "greater": lambda x, y: _as_mask(jnp.greater(x, y), x, y), "equal": lambda x, y: _as_mask(jnp.equal(x, y), x, y),
     "where": lambda c, x, y: jnp.where(c != 0, x, y), "cast": lambda x, *, dtype: jnp.asarray(x).astype(dtype),
     "reduce_max": lambda ins, outs, x, *, axes: jnp.max(x, axis=tuple(a + ins[0].batched for a in axes)) if axes else x,
     "softmax": lambda ins, outs, x, *, axis: jax.nn.softmax(x, axis=axis + ins[0].batched),

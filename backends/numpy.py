@@ -36,7 +36,7 @@ def _zero(t):
     return np.zeros((), t.dtype)
 
 
-def _mask(compare: Callable, *, with_zero: bool = False) -> Callable:
+def _comparison(compare: Callable, *, with_zero: bool = False) -> Callable:
     """The elementwise rule of a comparison giving a float mask (1.0 where true), of the dtype
     NumPy's promotion gives its operands and float32, fixed from the wires' types;
     ``with_zero``: ``compare(x, 0)``."""
@@ -85,7 +85,7 @@ def _logsumexp(ins, outs, *, axis):
 
 
 @staged
-def _cast(ins, outs, *, dtype):
+def _astype_rule(ins, outs, *, dtype):
     return operator.methodcaller("astype", np.dtype(dtype))  # x.astype(dtype), called from C
 
 
@@ -183,12 +183,12 @@ def _uniform(ins, outs, key, like):
 #: made with ``staged`` where the function depends on the wires' types (a mask's dtype, a typed zero).
 RULES = {
     "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sigmoid": _sigmoid,
-    "softplus": lambda x: np.logaddexp(0, x), "relu": _relu, "step": _mask(np.greater, with_zero=True),
+    "softplus": lambda x: np.logaddexp(0, x), "relu": _relu, "step": _comparison(np.greater, with_zero=True),
     "cos": np.cos, "sin": np.sin, "floor": np.floor, "stop_gradient": lambda x: x,
     "scale": lambda x, *, c: x * c, "shift": lambda x, *, c: x + c, "pow": lambda x, *, p: np.power(x, p),
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "power": np.power,
-    "greater": _mask(np.greater), "equal": _mask(np.equal),
-    "where": lambda c, x, y: np.where(c != 0, x, y), "cast": _cast,
+    "greater": _comparison(np.greater), "equal": _comparison(np.equal),
+    "where": lambda c, x, y: np.where(c != 0, x, y), "cast": _astype_rule,
     "reduce_max": lambda ins, outs, x, *, axes: np.max(x, axis=tuple(a + ins[0].batched for a in axes)) if axes else x,
     "softmax": _softmax,
     "logsumexp": _logsumexp,

@@ -29,7 +29,7 @@ def _named(tree) -> tuple[dict, object]:
     return {jax.tree_util.keystr(path): leaf for path, leaf in flat}, treedef
 
 
-def _types(named: dict) -> dict[str, ArrayType]:
+def _param_types(named: dict) -> dict[str, ArrayType]:
     return {n: ArrayType(tuple(jnp.shape(v)), str(jnp.result_type(v)), False) for n, v in named.items()}
 
 
@@ -47,14 +47,14 @@ def to_optax(opt: Transform) -> optax.GradientTransformation:
 
     def init_fn(params):
         named, _ = _named(params)
-        ptypes = _types(named)
+        ptypes = _param_types(named)
         state = init_state(opt.state(ptypes), named, pjax.backend.array)
         hyper = {k: jnp.asarray(v, hyper_type(ptypes.values()).dtype) for k, v in opt.hyper.items()}
         return {"opt": state, "hyper": hyper}
 
     def update_fn(updates, state, params=None):
         named_g, treedef = _named(updates)
-        ptypes = _types(named_g)
+        ptypes = _param_types(named_g)
         fn, term = program(ptypes)
         if params is None:
             if _reads_params(term, len(leaves(state["opt"])), len(ptypes)):

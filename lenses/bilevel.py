@@ -37,7 +37,7 @@ from typing import Any
 
 from . import backends
 from . import prims as P
-from . import wires as T
+from . import wires as W
 from .derivative import R
 from .learner import Learner
 from .loops import loop, scan_term
@@ -160,11 +160,11 @@ def hoag(tol0: float = 0.1, tol_decay: float = 0.9, max_inner: int = 1000, solve
 
 def _positive(theta: Wire, how: str | None) -> Wire:
     if how == "log":
-        return T.exp(theta)
+        return W.exp(theta)
     if how == "softplus":
-        return T.softplus(theta)
+        return W.softplus(theta)
     if how == "sigmoid":
-        return T.sigmoid(theta)
+        return W.sigmoid(theta)
     return theta
 
 
@@ -248,18 +248,18 @@ class Bilevel:
         if not b.type_of(per).batched:
             raise TypeError(f"bilevel needs per-example losses: build the loss with reduction='none' "
                             f"(got {loss.name} returning {b.type_of(per)})")
-        with T.tracing(b):
+        with W.tracing(b):
             w = Wire(b, per)
             if "weights" in self.hyper:
                 w = Wire(b, b.param("weights", 0, "", ArrayType((), dtype), constant(1.0), hyper=True)) * w
-            obj = T.batch_mean(w)
+            obj = W.batch_mean(w)
             if "l2" in self.hyper or self.l2:
                 l2 = Wire(b, b.param("l2", 0, "", ArrayType((), dtype, False), constant(self.l2), hyper=True)) \
                     if "l2" in self.hyper else self.l2
                 total = None
                 for p in ps:
                     pw = Wire(b, p)
-                    sq = T.sum(pw * pw) if pw.ndim else pw * pw
+                    sq = W.sum(pw * pw) if pw.ndim else pw * pw
                     total = sq if total is None else total + sq
                 obj = obj + 0.5 * l2 * total
         return b.build([pred] + ps, [obj.id], name=f"J({loss.name})")
@@ -358,7 +358,7 @@ class Bilevel:
         (out,) = b.inline(vl, [pred], params={w: vh[n] if s.hyper else next(it) for n, s, w in
                                               zip(vl.param_names, vl.params, vl.param_wires)})
         if b.type_of(out).batched:
-            out = T.batch_mean(Wire(b, out)).id
+            out = W.batch_mean(Wire(b, out)).id
         return b.build(xs + ys + list(lam.values()), [out], name=f"V({self.model.name})")
 
     def compile(self, backend: str = "jax", **options):
@@ -379,7 +379,7 @@ class Bilevel:
         xs = [b.input(t) for t in self.model.dom]
         ys = [b.input(t) for t in self.label_types]
         if truncated_consts:
-            theta = {k: T.stop_gradient(Wire(b, w)).id for k, w in theta.items()}
+            theta = {k: W.stop_gradient(Wire(b, w)).id for k, w in theta.items()}
         hyper = self._hypers(b, self._lambda(b, theta), types["hyper"])
         # the inner loop counts its own steps: the learner's step count is fed 0 and dropped
         state = {"params": params, "opt": opt, "hyper": hyper}
@@ -433,7 +433,7 @@ class Bilevel:
         if k_front:
             front = self.inner_loop(k_front, self._step_body(truncated_consts=True))
             carry = b.inline(front, carry + theta + front_data)
-            carry = [T.stop_gradient(Wire(b, w)).id for w in carry]
+            carry = [W.stop_gradient(Wire(b, w)).id for w in carry]
         carry = b.inline(self.inner_loop(k_back), carry + theta + data)
         lam = self._lambda(b, dict(zip(self.hyper_names, theta)))
         (val,) = b.inline(v, xv + yv + [lam[k] for k in self.model_hypers],

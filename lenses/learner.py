@@ -214,12 +214,12 @@ class Learner:
         seen = dict(zip(p, seen))
         low = self.compute_model  # mixed precision: into the compute dtype, and back for the loss
         keys = [state["key"]] if self.keyed else []  # a keyed model draws from the state's key
-        inputs = _cast(b, xs + keys, low.dom)
-        yhat, m_res = model.forward(b, inputs, _cast(b, _bind(self.model, seen, h), [q.type for q in low.params]),
+        inputs = _cast_wires(b, xs + keys, low.dom)
+        yhat, m_res = model.forward(b, inputs, _cast_wires(b, _bind(self.model, seen, h), [q.type for q in low.params]),
                                     group="model")
         if self.keyed:
             yhat, keys = yhat[:-1], yhat[-1:]
-        yhat = _cast(b, yhat, self.data_cod)
+        yhat = _cast_wires(b, yhat, self.data_cod)
         (l,), l_res = loss.forward(b, yhat, _bind(self.loss, iter(ys), h), group="loss")
         if self.gradient == "forward":
             trained, key = self._forward_gradient(b, xs, _bind(self.model, seen, h) + _bind(self.loss, iter(ys), h),
@@ -228,8 +228,8 @@ class Learner:
             dl = rate.backward(b, rate.forward(b, [l], [], group="learning rate")[1], [], group="learning rate")[1]
             dyhat = loss.backward(b, l_res, dl, group="loss")[1]                              # backward pass
             dkeys = [P.zeros_like(b, k) for k in keys]  # a key carries no cotangent
-            dp = model.backward(b, m_res, _cast(b, dyhat, low.cod[:len(dyhat)]) + dkeys, group="model")[0]
-            dp = _cast(b, dp, [q.type for q in self.model.params])
+            dp = model.backward(b, m_res, _cast_wires(b, dyhat, low.cod[:len(dyhat)]) + dkeys, group="model")[0]
+            dp = _cast_wires(b, dp, [q.type for q in self.model.params])
             trained = [d for d, s in zip(dp, self.model.params) if not s.hyper]
         put = len(b.eqns)
         new = opt.backward(b, opt_res, trained, group="optimizer")[1]                       # put
@@ -386,7 +386,7 @@ def _float_dtype(term: Term) -> str:
     return floats.pop()
 
 
-def _cast(b: Builder, wires: list[int], types) -> list[int]:
+def _cast_wires(b: Builder, wires: list[int], types) -> list[int]:
     """Each float wire cast to its type's dtype, where it differs (mixed precision)."""
     out = []
     for w, t in zip(wires, types):

@@ -158,7 +158,7 @@ class Lens:
         x1, x2 = self.dom, other.dom
         rev = rev >> _permute(Ty(*dp, *x1, *dq, *x2), _ranges(
             (0, len(dp)), (len(dp) + len(x1), len(dq)), (len(dp), len(x1)), (len(dp) + len(x1) + len(dq), len(x2))))
-        return Lens(fwd, rev, len(m) + len(n), f"{_paren(self.name)} @ {_paren(other.name)}")
+        return Lens(fwd, rev, len(m) + len(n), f"{_bracketed(self.name)} @ {_bracketed(other.name)}")
 
 
 def _ranges(*spans) -> list[int]:
@@ -174,7 +174,7 @@ def _permute(ty: Ty, order) -> Term:
     return wiring(ty, list(order), "permute")
 
 
-def _paren(name: str) -> str:
+def _bracketed(name: str) -> str:
     return f"({name})" if " >> " in name else name
 
 

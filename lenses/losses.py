@@ -17,7 +17,7 @@ numeric argument (Huber's ``delta``) may be declared a
 from __future__ import annotations
 
 from . import prims as P
-from . import wires as T
+from . import wires as W
 from .reparam import Hyperparameter, number
 from .terms import Builder, Poly, Term
 from .types import ArrayType, real, Ty
@@ -26,7 +26,7 @@ __all__ = ["mse", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_l
            "sigmoid_binary_cross_entropy", "huber"]
 
 
-_REDUCE = {"mean": lambda w: T.batch_mean(w), "sum": lambda w: T.batch_sum(w), "none": lambda w: w}
+_REDUCE = {"mean": lambda w: W.batch_mean(w), "sum": lambda w: W.batch_sum(w), "none": lambda w: w}
 
 
 def _loss(name: str, per_example, label_type=lambda t: t, reduction: str = "mean", **numbers) -> Poly:
@@ -41,11 +41,11 @@ def _loss(name: str, per_example, label_type=lambda t: t, reduction: str = "mean
         slot = b.new_layer(name)
         b.layer = (name, slot)
         # the label is a batched parameter: one label per example
-        label = T.Wire(b, b.param(name, slot, "", label_type(t)))
+        label = W.Wire(b, b.param(name, slot, "", label_type(t)))
         args = {k: number(b, v, name, slot, k, t.dtype) for k, v in numbers.items()}
         x = b.input(t)
-        with T.tracing(b):
-            out = _REDUCE[reduction](per_example(T.Wire(b, x), label, **args))
+        with W.tracing(b):
+            out = _REDUCE[reduction](per_example(W.Wire(b, x), label, **args))
         return b.build([x], [out.id], name=f"{name}({t})")
     return Poly(make, name)
 
@@ -57,11 +57,11 @@ def mse(*, reduction: str = "mean") -> Poly:
     Foundations": its cotangent with respect to the prediction is
     ``prediction - label`` (divided by the batch size).
     """
-    return _loss("mse", lambda p, label: 0.5 * T.sum((p - label) ** 2.0), reduction=reduction)
+    return _loss("mse", lambda p, label: 0.5 * W.sum((p - label) ** 2.0), reduction=reduction)
 
 
 def _ce(logits, onehot):
-    return T.logsumexp(logits) * T.sum(onehot) - T.sum(onehot * logits)
+    return W.logsumexp(logits) * W.sum(onehot) - W.sum(onehot * logits)
 
 
 def softmax_cross_entropy(*, reduction: str = "mean") -> Poly:
@@ -76,10 +76,10 @@ def softmax_cross_entropy_with_integer_labels(*, reduction: str = "mean") -> Pol
     cotangent), mean over the batch (``optax.softmax_cross_entropy_with_integer_labels``)."""
     def per_example(logits, label):
         n = logits.shape[-1]
-        idx = T.broadcast_to(T.Wire(label.builder, label.builder.emit1(P.CAST, label.id, dtype=logits.type.dtype)),
+        idx = W.broadcast_to(W.Wire(label.builder, label.builder.emit1(P.CAST, label.id, dtype=logits.type.dtype)),
                              (n,), ())
-        onehot = T.equal(idx, T.constant(list(range(n)), (n,), logits.type.dtype))
-        return T.logsumexp(logits) - T.sum(onehot * logits)
+        onehot = W.equal(idx, W.constant(list(range(n)), (n,), logits.type.dtype))
+        return W.logsumexp(logits) - W.sum(onehot * logits)
 
     def label_type(t):
         if t.ndim != 1:
@@ -93,7 +93,7 @@ def sigmoid_binary_cross_entropy(*, reduction: str = "mean") -> Poly:
     example's outputs, mean over the batch; written with softplus so any logit is finite
     (``optax.sigmoid_binary_cross_entropy``, elementwise there)."""
     def per_example(logits, label):
-        return T.sum(label * T.softplus(-logits) + (1.0 - label) * T.softplus(logits))
+        return W.sum(label * W.softplus(-logits) + (1.0 - label) * W.softplus(logits))
     return _loss("sigmoid_binary_cross_entropy", per_example, reduction=reduction)
 
 
@@ -105,7 +105,7 @@ def huber(delta=1.0, *, reduction: str = "mean") -> Poly:
         delta = real(delta, "huber: delta", 0, open_low=True)
     def per_example(pred, label, delta):
         err = pred - label
-        abs_err = T.where(T.greater(err, 0.0), err, -err)
-        quadratic = T.minimum(abs_err, T.zeros_like(abs_err) + delta)
-        return T.sum(0.5 * quadratic * quadratic + delta * (abs_err - quadratic))
+        abs_err = W.where(W.greater(err, 0.0), err, -err)
+        quadratic = W.minimum(abs_err, W.zeros_like(abs_err) + delta)
+        return W.sum(0.5 * quadratic * quadratic + delta * (abs_err - quadratic))
     return _loss("huber", per_example, reduction=reduction, delta=delta)

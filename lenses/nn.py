@@ -30,7 +30,7 @@ __all__ = ["dense", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus",
            "inference_mode", "multi_head_attention", "transformer_block"]
 
 
-def _elementwise(fn: Callable, name: str) -> Poly:
+def _activation_layer(fn: Callable, name: str) -> Poly:
     return Poly(lambda ty: term_on(ty, lambda *xs: tuple(fn(x) for x in xs), name), name)
 
 
@@ -51,7 +51,7 @@ def _with_numbers(fn: Callable, name: str, **numbers) -> Poly:
 
 def relu() -> Poly:
     """Elementwise ``max(x, 0)``."""
-    return _elementwise(W.relu, "relu")
+    return _activation_layer(W.relu, "relu")
 
 
 def leaky_relu(negative_slope: float = 0.01) -> Poly:
@@ -67,29 +67,29 @@ def leaky_relu(negative_slope: float = 0.01) -> Poly:
 
 def sigmoid() -> Poly:
     """Elementwise logistic function."""
-    return _elementwise(W.sigmoid, "sigmoid")
+    return _activation_layer(W.sigmoid, "sigmoid")
 
 
 def tanh() -> Poly:
     """Elementwise hyperbolic tangent."""
-    return _elementwise(W.tanh, "tanh")
+    return _activation_layer(W.tanh, "tanh")
 
 
 def gelu() -> Poly:
     """Elementwise GELU (tanh approximation)."""
-    return _elementwise(W.gelu, "gelu")
+    return _activation_layer(W.gelu, "gelu")
 
 
 def softplus() -> Poly:
     """Elementwise ``log(1 + exp(x))``."""
-    return _elementwise(W.softplus, "softplus")
+    return _activation_layer(W.softplus, "softplus")
 
 
 def softmax(axis: int = -1) -> Poly:
     """Softmax over a per-example axis."""
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"softmax: axis must be an int, got {axis!r}")
-    return _elementwise(lambda x: W.softmax(x, axis), "softmax")
+    return _activation_layer(lambda x: W.softmax(x, axis), "softmax")
 
 
 #: The activation layers, as :func:`mlp`'s error message lists them.
@@ -186,26 +186,26 @@ def conv2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 
     return Poly(make, "conv2d")
 
 
-def _pool(name: str, fn: Callable, window, stride, padding) -> Poly:
+def _pool_layer(name: str, fn: Callable, window, stride, padding) -> Poly:
     window = W.positive_pair(name, "window", window)
     stride = None if stride is None else W.positive_pair(name, "stride", stride)
     W.padding_of(name, padding, per_side=False)
-    return _elementwise(lambda x: fn(x, window, stride, padding), name)
+    return _activation_layer(lambda x: fn(x, window, stride, padding), name)
 
 
 def max_pool(window=(2, 2), stride=None, padding=(0, 0)) -> Poly:
     """Max pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``)."""
-    return _pool("max_pool", W.max_pool, window, stride, padding)
+    return _pool_layer("max_pool", W.max_pool, window, stride, padding)
 
 
 def avg_pool(window=(2, 2), stride=None, padding=(0, 0)) -> Poly:
     """Average pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``)."""
-    return _pool("avg_pool", W.avg_pool, window, stride, padding)
+    return _pool_layer("avg_pool", W.avg_pool, window, stride, padding)
 
 
 def flatten() -> Poly:
     """Reshape each example to a vector."""
-    return _elementwise(lambda x: W.reshape(x, (x.type.size,)), "flatten")
+    return _activation_layer(lambda x: W.reshape(x, (x.type.size,)), "flatten")
 
 
 # --------------------------------------------------------------------------- transformers
@@ -214,7 +214,7 @@ def flatten() -> Poly:
 # type of what it is composed after, or explicitly with ``.at(pl.Array[T, d])``.
 
 
-def _dtype(name: str, dtype):
+def _float_option(name: str, dtype):
     if dtype is not None and dtype not in FLOATS:
         raise ValueError(f"{name}: dtype={dtype!r} is not a floating-point dtype; expected one of {FLOATS} "
                          "(or None: the input's)")
@@ -259,7 +259,7 @@ def layer_norm(d: int, eps: float = 1e-5, *, dtype: str | None = None) -> Poly:
     """
     d = positive_int(d, "layer_norm: d")
     eps = real(eps, "layer_norm: eps", 0, open_low=True)
-    dtype = _dtype("layer_norm", dtype)
+    dtype = _float_option("layer_norm", dtype)
 
     def make(ty: Ty) -> Term:
         t = _features("layer_norm", ty, d, dtype)
@@ -282,7 +282,7 @@ def rms_norm(d: int, eps: float = 1e-6, *, dtype: str | None = None) -> Poly:
     """
     d = positive_int(d, "rms_norm: d")
     eps = real(eps, "rms_norm: eps", 0, open_low=True)
-    dtype = _dtype("rms_norm", dtype)
+    dtype = _float_option("rms_norm", dtype)
 
     def make(ty: Ty) -> Term:
         t = _features("rms_norm", ty, d, dtype)
@@ -422,7 +422,7 @@ def multi_head_attention(d: int, heads: int, causal: bool = False, *, dtype: str
     (Ty(Array[5, 8]), ('attention.Wq', 'attention.bq'))
     """
     d, heads = _heads("multi_head_attention", d, heads)
-    dtype = _dtype("multi_head_attention", dtype)
+    dtype = _float_option("multi_head_attention", dtype)
     dh = d // heads
     causal = bool(causal)
 
@@ -477,7 +477,7 @@ def transformer_block(d: int, heads: int, mlp_ratio: int = 4, causal: bool = Fal
     """
     d, heads = _heads("transformer_block", d, heads)
     mlp_ratio = positive_int(mlp_ratio, "transformer_block: mlp_ratio")
-    dtype = _dtype("transformer_block", dtype)
+    dtype = _float_option("transformer_block", dtype)
     attend = multi_head_attention(d, heads, causal)
     mlp_ = _tokenwise_dense(d, mlp_ratio * d) >> gelu() >> _tokenwise_dense(mlp_ratio * d, d)
 

@@ -113,7 +113,7 @@ def term_on(ty: Sequence[ArrayType], fn: Callable, name: str) -> Term:
     return b.build(xs, _run(b, fn, [Wire(b, x) for x in xs], name), name=name)
 
 
-def para(fn: Callable | None = None, *, dom: Sequence[ArrayType] | None = None, name: str | None = None):
+def para(fn: Callable | None = None, dom: Sequence[ArrayType] | None = None, *, name: str | None = None):
     """Trace a Python function into a (parametrised) term: a decorator, or a call.
 
     Arguments annotated ``pl.Param[...]`` become parameter wires (their default value, if any,

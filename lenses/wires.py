@@ -266,13 +266,13 @@ def _axes(fn: str, x: Wire, axis) -> tuple[int, ...]:
     return out
 
 
-def _shape(fn: str, shape) -> tuple[int, ...]:
+def _shape_arg(fn: str, shape) -> tuple[int, ...]:
     if not isinstance(shape, (tuple, list)):
         raise TypeError(f"{fn}: shape must be a tuple of positive ints, got {shape!r}")
     return tuple(positive_int(d, f"{fn}: size {i} of shape={tuple(shape)!r}") for i, d in enumerate(shape))
 
 
-def _kept(x: Wire, reduced: Wire, axes, keepdims: bool) -> Wire:
+def _keepdims(x: Wire, reduced: Wire, axes, keepdims: bool) -> Wire:
     """``reduced`` with the reduced ``axes`` of ``x`` back as size 1, when ``keepdims``."""
     if not keepdims:
         return reduced
@@ -283,7 +283,7 @@ def sum(x: Wire, axis=None, keepdims: bool = False) -> Wire:  # noqa: A001
     """Sum over per-example ``axis`` (an int or a tuple; all per-example axes by default);
     ``keepdims=True`` keeps them as axes of size 1, to broadcast against ``x``."""
     axes = _axes("sum", x, axis)
-    return _kept(x, _wrap(x.builder, P.reduce_sum(x.builder, x.id, axes)), axes, keepdims)
+    return _keepdims(x, _wrap(x.builder, P.reduce_sum(x.builder, x.id, axes)), axes, keepdims)
 
 
 def mean(x: Wire, axis=None, keepdims: bool = False) -> Wire:
@@ -299,13 +299,13 @@ def mean(x: Wire, axis=None, keepdims: bool = False) -> Wire:
 def max(x: Wire, axis=None, keepdims: bool = False) -> Wire:  # noqa: A001
     """Maximum over per-example ``axis``; ties share the cotangent equally."""
     axes = _axes("max", x, axis)
-    return _kept(x, _wrap(x.builder, x.builder.emit1(P.REDUCE_MAX, x.id, axes=axes)), axes, keepdims)
+    return _keepdims(x, _wrap(x.builder, x.builder.emit1(P.REDUCE_MAX, x.id, axes=axes)), axes, keepdims)
 
 
 def logsumexp(x: Wire, axis: int = -1, keepdims: bool = False) -> Wire:
     """``log(sum(exp(x), axis))``, computed stably."""
     a = _axis("logsumexp", axis, x.ndim, x.type)
-    return _kept(x, _wrap(x.builder, x.builder.emit1(P.LOGSUMEXP, x.id, axis=a)), (a,), keepdims)
+    return _keepdims(x, _wrap(x.builder, x.builder.emit1(P.LOGSUMEXP, x.id, axis=a)), (a,), keepdims)
 
 
 def softmax(x: Wire, axis: int = -1) -> Wire:
@@ -315,7 +315,7 @@ def softmax(x: Wire, axis: int = -1) -> Wire:
 
 def reshape(x: Wire, shape) -> Wire:
     """Reshape the per-example array (the batch axis is untouched)."""
-    return _wrap(x.builder, P.reshape(x.builder, x.id, _shape("reshape", shape)))
+    return _wrap(x.builder, P.reshape(x.builder, x.id, _shape_arg("reshape", shape)))
 
 
 def transpose(x: Wire, perm) -> Wire:
@@ -328,7 +328,7 @@ def transpose(x: Wire, perm) -> Wire:
 
 def broadcast_to(x: Wire, shape, dims=None) -> Wire:
     """Broadcast to ``shape``; ``dims[i]`` is where input axis ``i`` goes (trailing by default)."""
-    shape = _shape("broadcast_to", shape)
+    shape = _shape_arg("broadcast_to", shape)
     if dims is None:
         if x.ndim > len(shape):
             raise ValueError(f"broadcast_to: shape={shape} has fewer axes than {x.type}; expected at least {x.ndim}")
@@ -413,7 +413,7 @@ def _patches(x: Wire, kernel, stride, pads) -> Wire:
     return _wrap(x.builder, x.builder.emit1(P.PATCHES, x.id, kh=kernel[0], kw=kernel[1], stride=stride, padding=pads))
 
 
-def _same(size: int, k: int, s: int) -> tuple[int, int]:
+def _same_padding(size: int, k: int, s: int) -> tuple[int, int]:
     """JAX's and TensorFlow's "SAME": ``ceil(size / s)`` outputs, the odd pad after."""
     total = builtins.max((-(-size // s) - 1) * s + k - size, 0)
     return total // 2, total - total // 2
@@ -434,12 +434,12 @@ def conv2d(x: Wire, w: Wire, *, stride=(1, 1), padding=(0, 0)) -> Wire:
     if pads == "valid":
         pads = ((0, 0), (0, 0))
     elif pads == "same":
-        pads = tuple(_same(n, k, s) for n, k, s in zip(x.shape[:2], w.shape[:2], stride))
+        pads = tuple(_same_padding(n, k, s) for n, k, s in zip(x.shape[:2], w.shape[:2], stride))
     p = _patches(x, w.shape[:2], stride, tuple(lo if lo == hi else (lo, hi) for lo, hi in pads))
     return einsum("hwijc,ijco->hwo", p, w)
 
 
-def _pool(fn: str, x: Wire, window, stride, padding, reduce) -> Wire:
+def _pool_windows(fn: str, x: Wire, window, stride, padding, reduce) -> Wire:
     _image(fn, x)
     window = positive_pair(fn, "window", window)
     stride = window if stride is None else positive_pair(fn, "stride", stride)
@@ -450,12 +450,12 @@ def _pool(fn: str, x: Wire, window, stride, padding, reduce) -> Wire:
 def max_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
     """Max pooling over ``window`` (stride defaults to the window): (H, W, C) -> (OH, OW, C);
     ``padding`` is an int or ``(ph, pw)``, zeros on both sides."""
-    return _pool("max_pool", x, window, stride, padding, max)
+    return _pool_windows("max_pool", x, window, stride, padding, max)
 
 
 def avg_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
     """Average pooling over ``window`` (zero padding counts): (H, W, C) -> (OH, OW, C)."""
-    return _pool("avg_pool", x, window, stride, padding, mean)
+    return _pool_windows("avg_pool", x, window, stride, padding, mean)
 
 
 def batch_sum(x: Wire) -> Wire:
