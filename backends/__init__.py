@@ -28,14 +28,15 @@ terms as pictures, and nothing else); :func:`register` adds one.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Backend", "get", "available", "register", "of"]
 
 _BUILTIN = {"numpy": "paralens.backends.numpy", "jax": "paralens.backends.jax", "sympy": "paralens.backends.sympy",
             "matplotlib": "paralens.backends.matplotlib", "z2": "paralens.backends.z2"}
-_FACTORIES: dict[str, Callable[[], "Backend"]] = {}
-_LOADED: dict[str, "Backend"] = {}
+_FACTORIES: dict[str, Callable[[], Backend]] = {}
+_LOADED: dict[str, Backend] = {}
 
 
 class Backend:

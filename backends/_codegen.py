@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from paralens.types import printable
 from paralens.terms import DictSig, Term
+from paralens.types import printable
 
 __all__ = ["staged", "straight_line", "fast_entry", "fast_step", "comment"]
 

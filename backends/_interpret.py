@@ -17,7 +17,8 @@ import functools
 import math
 import types
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,9 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
         full = f"{sa},{sc}->{so}"
         # a library may plan the contraction once for the wires' shapes (NumPy: one matmul)
         plan = getattr(lib, "contraction", None)
-        return functools.partial(lib.einsum, full) if plan is None else plan(full, _array_shape(ins[0]), _array_shape(ins[1]))
+        if plan is None:
+            return functools.partial(lib.einsum, full)
+        return plan(full, _array_shape(ins[0]), _array_shape(ins[1]))
 
     @staged
     def const(ins, outs, *, value, shape, dtype):
@@ -379,8 +382,8 @@ class ArrayBackend(Backend):
         env: dict[int, Any] = dict(zip(term.param_wires + term.inputs, values))
         wires, wrap = term.wires, self.wrap
         for e in term.eqns:
-            out = self.rule(e.prim.name)([wires[w] for w in e.ins], [wires[w] for w in e.outs], *(env[w] for w in e.ins),
-                       **e.kwargs)
+            out = self.rule(e.prim.name)([wires[w] for w in e.ins], [wires[w] for w in e.outs],
+                                         *(env[w] for w in e.ins), **e.kwargs)
             if len(e.outs) == 1 and not isinstance(out, list):
                 out = [out]
             if wrap is not None:

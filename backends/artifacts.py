@@ -28,8 +28,8 @@ import os
 import re
 import tempfile
 
-__all__ = ["atomic_path", "write_bytes", "remove_leftovers", "write_export", "load_export", "read_verified", "CorruptArtifactError",
-           "checksum_path"]
+__all__ = ["atomic_path", "write_bytes", "remove_leftovers", "write_export", "load_export", "read_verified",
+           "CorruptArtifactError", "checksum_path"]
 
 CHECKSUM_SUFFIX = ".sha256"
 

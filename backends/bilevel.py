@@ -171,7 +171,8 @@ class CompiledBilevel:
         A = lambda v: self.hvp(params, train, lam_obj, v)[0]  # noqa: E731
         if meth.solver == "exact":
             flat, unravel = jax.flatten_util.ravel_pytree(g)
-            cols = jax.vmap(lambda e: jax.flatten_util.ravel_pytree(A(unravel(e)))[0])(jnp.eye(flat.size, dtype=flat.dtype))
+            column = lambda e: jax.flatten_util.ravel_pytree(A(unravel(e)))[0]  # noqa: E731
+            cols = jax.vmap(column)(jnp.eye(flat.size, dtype=flat.dtype))
             q = jnp.linalg.solve(cols.T, flat)
             return unravel(q), jnp.all(jnp.isfinite(q))
         if meth.solver == "neumann":

@@ -292,7 +292,8 @@ class CompiledStep:
 
         kw = {}
         if mesh is not None:
-            from jax.sharding import NamedSharding, PartitionSpec as Spec
+            from jax.sharding import NamedSharding
+            from jax.sharding import PartitionSpec as Spec
             axis = batch_axis or mesh.axis_names[0]
             replicated = NamedSharding(mesh, Spec())
             data = NamedSharding(mesh, Spec(None, axis) if scan else Spec(axis))

@@ -58,14 +58,14 @@ def _render(ax, lay: Layout, x0: float = 0.0, collapse: bool = False):
                                facecolor="#f7f7f7" if name == "forward" else "#f2f0f7", edgecolor="none", zorder=0))
         _text(ax, x0 - 0.12, top - 0.17, name, fontsize=8, color="#888888", va="bottom", ha="left", style="italic")
     parts = {}
-    for (name, band), (l, t, r, b) in lay.groups("part").items():
+    for (name, _band), (l, t, r, b) in lay.groups("part").items():
         colour = parts.setdefault(name, PARTS[len(parts) % len(PARTS)])
         ax.add_patch(FancyBboxPatch((x0 + l - 0.08, t - 0.08), r - l + 0.16, b - t + 0.16,
                                     boxstyle="round,pad=0.02", facecolor=colour, edgecolor="#888888", alpha=0.45,
                                     zorder=1))
         _text(ax, x0 + l - 0.06, t - 0.1, name, fontsize=8, fontweight="bold", va="bottom", ha="left", zorder=5)
     if not collapse:
-        for (name, band), (l, t, r, b) in lay.groups("unit").items():
+        for (name, _band), (l, t, r, b) in lay.groups("unit").items():
             ax.add_patch(FancyBboxPatch((x0 + l - 0.04, t - 0.04), r - l + 0.08, b - t + 0.08,
                                         boxstyle="round,pad=0.01", facecolor="none", edgecolor="#999999",
                                         ls="--", lw=0.7, zorder=2))

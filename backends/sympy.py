@@ -27,13 +27,18 @@ import re
 import numpy as np
 import sympy as sp
 
-from paralens.types import printable
 from paralens.terms import as_term
-from paralens.types import ArrayType
+from paralens.types import ArrayType, printable
 
 from ._interpret import ArrayBackend, ArrayLib, python_loop
 
 __all__ = ["backend", "compile", "init", "RULES"]
+
+
+def _named_latex(name: str, argument: str, exp=None) -> str:
+    """``name(argument)`` in LaTeX, to the power ``exp`` where given."""
+    tex = name + r"\left(" + argument + r"\right)"
+    return tex if exp is None else tex + "^{" + str(exp) + "}"
 
 
 class sigmoid(sp.Function):  # noqa: N801 - a SymPy function, named as it prints
@@ -53,8 +58,7 @@ class sigmoid(sp.Function):  # noqa: N801 - a SymPy function, named as it prints
         return 1 / (1 + sp.exp(-z))
 
     def _latex(self, printer, exp=None):
-        tex = r"\sigma\left(%s\right)" % printer._print(self.args[0])
-        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+        return _named_latex(r"\sigma", printer._print(self.args[0]), exp)
 
 
 class softplus(sp.Function):  # noqa: N801
@@ -72,8 +76,7 @@ class softplus(sp.Function):  # noqa: N801
         return sp.log(1 + sp.exp(z))
 
     def _latex(self, printer, exp=None):
-        tex = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
-        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+        return _named_latex(r"\operatorname{softplus}", printer._print(self.args[0]), exp)
 
 
 def _vec(f, n=1):
@@ -312,7 +315,8 @@ class SympyBackend(ArrayBackend):
 
 backend = SympyBackend("sympy", LIB, RULES, convert=_convert, finish=_finish,
                        loop=functools.partial(python_loop, dtype=object),
-                       wrap=lambda v: np.asarray(v, dtype=object), library=_library_function)  # NumPy gives 0-d object results as bare objects
+                       # NumPy gives 0-d object results as bare objects
+                       wrap=lambda v: np.asarray(v, dtype=object), library=_library_function)
 
 
 def compile(term):  # noqa: A001 - the public contract

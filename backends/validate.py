@@ -89,7 +89,7 @@ def check_labels(labels, classes: int, what: str = "y"):
 def check_same_batch(named: dict):
     """The values in ``named`` share a batch: their leading sizes must agree."""
     sizes = {k: (v.shape[0] if getattr(v, "ndim", 0) else None) for k, v in named.items()}
-    if len({s for s in sizes.values()}) > 1:
+    if len(set(sizes.values())) > 1:
         said = ", ".join(f"{k} has {s}" for k, s in sizes.items())
         raise ValueError(f"{' and '.join(named)} must have the same number of examples (one label per input); "
                          f"{said}")

@@ -1,4 +1,4 @@
-"""The Z2 backend: terms over bits, where ``+`` is XOR and ``*`` is AND (MATH.md 1.6).
+"""The Z2 backend: terms over bits, where ``+`` is XOR and ``*`` is AND (maths §1.6).
 
 Polynomials over Z2 form a reverse derivative category, so ``R`` of a circuit is
 again a circuit, by the same rules as for real numbers. The derivatives are

@@ -52,7 +52,8 @@ def hand_written(sizes, lr):
 
 def paralens_learner(sizes, lr, **options):
     return pl.Learner(pl.nn.mlp(sizes, activation=pl.nn.relu),
-                      loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=pl.optim.adam(lr), **options)
+                      loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=pl.optim.adam(lr),
+                      **options)
 
 
 def entry_ops(compiled) -> int:

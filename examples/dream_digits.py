@@ -1,5 +1,5 @@
 """Deep dreaming on scikit-learn's bundled digits: turn a test image of one class into one the
-model reads as another, by learning the input with the model's parameters fixed (MATH.md 4.6).
+model reads as another, by learning the input with the model's parameters fixed (maths §4.6).
 
 It trains a small MLP, takes the first test image of class ``--source``, optimises it with Adam
 toward ``--target``, and writes ``dream.png``: the image before and after, with the model's

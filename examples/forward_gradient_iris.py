@@ -1,4 +1,4 @@
-"""Training without backpropagation: forward gradients (Baydin et al., MATH.md 9) on the bundled Iris.
+"""Training without backpropagation: forward gradients (Baydin et al., maths §9) on the bundled Iris.
 
 Each step draws a random tangent ``v`` for the parameters, takes one forward derivative
 ``d = D(loss)(params; v)`` and feeds ``d * v`` (an unbiased estimate of the gradient) to the

@@ -45,7 +45,8 @@ def build(lr: float, unroll: int):
 
 def fixed_rate(train, val, test, lr: float, steps: int, seed: int):
     """Validation loss and test accuracy of minibatch SGD with a fixed rate, as many steps."""
-    learner = pl.Learner(model(), loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=pl.optim.sgd(lr))
+    learner = pl.Learner(model(), loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
+                         optimizer=pl.optim.sgd(lr))
     state = learner.init(seed, backend="jax")
     many = learner.compile("jax", scan=True)
     x, y = train

@@ -1,4 +1,4 @@
-"""Boolean functions learned by reverse derivative ascent (Wilson and Zanasi, MATH.md 4.5).
+"""Boolean functions learned by reverse derivative ascent (Wilson and Zanasi, maths §4.5).
 
 Three circuits over Z2 (+ is XOR, * is AND), each trained from its truth table:
 

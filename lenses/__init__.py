@@ -1,5 +1,8 @@
 """paralens: learners as parametrised lenses, differentiated by the reverse-derivative functor.
 
+Docstrings cite the definitions and formulas they implement as "maths §N": the section of
+the maths page of the documentation (``docs/math.md``, "The mathematics" on the site).
+
 >>> import paralens as pl
 >>> model = pl.nn.dense(4, 3) >> pl.nn.sigmoid()
 >>> backward = pl.R(model)       # a term too: (params, x, dy) -> (dparams, dx)
@@ -9,32 +12,44 @@ True
 Ty(Array[3], Array[4, 3, batched=False], Array[4])
 """
 
-from . import backends, bilevel, diagram, dream, learn, losses, nn, optim, z2
-from . import init  # initialiser descriptors: pl.init.he_normal()
+from . import (
+    backends,
+    bilevel,
+    diagram,
+    dream,
+    init,  # initialiser descriptors: pl.init.he_normal()
+    learn,
+    losses,
+    nn,
+    optim,
+    wires,
+    z2,
+)
 from .bilevel import Bilevel, Hyper
 from .derivative import D, R, forward_gradient, value_and_R
-from .passes import Segments
-from .formulas import formulas
 from .graph import draw, draw_equation, to_networkx
 from .learner import Learner
-from .lens import Lens, costate, lens
 from .loops import loop, scan_term
-from .reparam import bind, hyperparameter, reparam, tie
+from .optics import Lens, costate, lens
+from .parameters import bind, hyperparameter, reparam, tie
+from .passes import Segments
 from .precision import astype
 from .prims import PRIMS
 from .structure import add, const, zero
+from .symbolic import formulas
 from .terms import Builder, Eqn, ParamSpec, Poly, Term, as_term, copy, discard, id, seq, swap
 from .tracer import para
 from .types import Array, ArrayType, CompositionError, Param, Ty
-from . import wires
 from .wires import *  # noqa: F401,F403 - the pointful vocabulary: exp, einsum, conv2d, ...
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "R", "D", "value_and_R", "forward_gradient", "Segments", "lens", "Lens", "costate", "Learner", "Term", "Poly", "Eqn", "ParamSpec",
+    "R", "D", "value_and_R", "forward_gradient", "Segments", "lens", "Lens", "costate", "Learner", "Term", "Poly",
+    "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "as_term", "para", "reparam", "tie", "bind", "hyperparameter",
-    "to_networkx", "draw", "draw_equation", "diagram", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS", "loop", "scan_term",
+    "to_networkx", "draw", "draw_equation", "diagram", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS",
+    "loop", "scan_term",
     "bilevel", "Bilevel", "Hyper", "learn", "dream", "z2", "astype",
 ] + wires.__all__

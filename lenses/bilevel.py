@@ -1,4 +1,4 @@
-"""Bilevel learning: hyperparameters as one more Para level (MATH.md 8).
+"""Bilevel learning: hyperparameters as one more Para level (maths §8).
 
 The inner learner trains the model's parameters ``w`` on the training
 objective ``J(w; lambda)``; it is a :class:`~paralens.Learner`, assembled from
@@ -39,10 +39,10 @@ from . import backends
 from . import prims as P
 from . import wires as W
 from .derivative import R
+from .init import constant
 from .learner import Learner
 from .loops import loop, scan_term
 from .optim import Transform, adam
-from .init import constant
 from .terms import Builder, Poly, Term, flatten, leaves, tree_map
 from .types import ArrayType
 from .wires import Wire

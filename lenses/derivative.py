@@ -1,7 +1,7 @@
 """The reverse-derivative functor ``R``, the forward derivative ``D`` derived from it, and optics.
 
-``R`` works on syntax by structural recursion over a term's boxes (MATH.md
-1.5, 2.3): copy the forward boxes once, then walk them backwards, asking each
+``R`` works on syntax by structural recursion over a term's boxes (maths
+§1.5, §2.3): copy the forward boxes once, then walk them backwards, asking each
 primitive for its reverse derivative *as a term* and adding up the cotangents
 of wires that fan out (the reverse derivative of copy). The forward wires the
 backward boxes read are the optic's residuals; nothing of the forward pass is
@@ -11,11 +11,11 @@ For a term ``f`` with parameters ``P``, input ``x`` and output ``y``:
 
 * ``R(f)`` takes ``(params, x, dy)`` and returns ``(dparams, dx)``;
 * ``D(f)`` takes ``(params, x, dparams, dx)`` and returns ``dy``; it is
-  ``pi_1 R(R(f))((x, 0), (dparams, dx))`` (MATH.md 1.4), not a second set of rules;
+  ``pi_1 R(R(f))((x, 0), (dparams, dx))`` (maths §1.4), not a second set of rules;
 * ``R(R(f))`` gives second derivatives: at ``((x, dy), (0, v))`` its ``dx``
   output is the Hessian-vector product of ``dy . f`` along ``v``.
 
-Splitting ``R(f)`` at its residuals gives the lens of ``f`` (:func:`paralens.lens`).
+Splitting ``R(f)`` at its residuals gives the lens of ``f`` (:func:`paralens.optics`).
 
 >>> import paralens as pl
 >>> f = pl.nn.dense(3, 2) >> pl.nn.tanh()
@@ -166,9 +166,9 @@ def _wires(b: Builder, ws) -> list[Wire]:
 
 def _recompute(b: Builder, f: Term, boxes: list[int], env: dict, seen: dict, after: int):
     """Emit, in the backward pass, the forward boxes ``boxes`` of one checkpoint (a layer
-    instance, or a segment of them) again, from its stored wires passed with the cotangent ``after`` through an optimization
-    barrier: the compiler can neither merge the copies with the forward pass nor run them
-    before the backward pass reaches the layer."""
+    instance, or a segment of them) again, from its stored wires passed with the cotangent
+    ``after`` through an optimization barrier: the compiler can neither merge the copies with
+    the forward pass nor run them before the backward pass reaches the layer."""
     made = {w for i in boxes for w in f.eqns[i].outs}
     reads = list(dict.fromkeys(w for i in boxes for w in f.eqns[i].ins if w not in made))
     barred = b.emit(P.OPT_BARRIER, [seen.get(w, env[w]) for w in reads] + [after])
@@ -223,7 +223,7 @@ def D(f: Term) -> Term:
     """The forward derivative ``(params, x, dparams, dx) -> dy`` (a Jacobian-vector product).
 
     Derived from ``R`` by the double-reverse identity
-    ``D[f](x, u) = pi_1 R[R[f]]((x, 0), u)`` (MATH.md 1.4).
+    ``D[f](x, u) = pi_1 R[R[f]]((x, 0), u)`` (maths §1.4).
     """
     rrf = R(R(f))
     b = Builder()
@@ -242,7 +242,7 @@ def D(f: Term) -> Term:
 
 def forward_gradient(f: Term, wrt=None) -> Term:
     """A forward-gradient estimate of a scalar objective's parameter gradient (Baydin et al.,
-    MATH.md 9): ``(params; x, key) -> (grads, key')``.
+    maths §9): ``(params; x, key) -> (grads, key')``.
 
     It draws a tangent ``v ~ N(0, I)`` for each parameter in ``wrt`` (by default
     the unbatched, non-hyper ones) with the random ``key``, takes one forward

@@ -287,7 +287,7 @@ def _order(nodes: list[Node], wires: list[Wire], order: dict[tuple[int, int], li
                 ids = order.get((c, band))
                 if not ids:
                     continue
-                def key(i, ids=ids):
+                def key(i, ids=ids, neighbours=neighbours):
                     ns = neighbours[i]
                     return sum(pos[j] for j in ns) / len(ns) if ns else pos[i]
                 ids.sort(key=key)
@@ -311,10 +311,10 @@ def _place(nodes: list[Node], order, has_backward: bool):
             nodes[i].x = x + width / 2
         x += width + GAP_X
     heights = [0.0, 0.0]
-    for (c, band), ids in order.items():
+    for (_, band), ids in order.items():
         heights[band] = max(heights[band], sum(nodes[i].h + GAP_Y for i in ids))
     top = {FORWARD: 0.0, BACKWARD: heights[FORWARD] + BAND_GAP}
-    for (c, band), ids in order.items():
+    for (_, band), ids in order.items():
         y = top[band]
         for i in ids:
             nodes[i].y = y + nodes[i].h / 2

@@ -1,4 +1,4 @@
-"""Deep dreaming (MATH.md 4.6): the same learner, with the roles of input and parameter swapped.
+"""Deep dreaming (maths §4.6): the same learner, with the roles of input and parameter swapped.
 
 A trained model ``(P, f): A -> B`` is read as parametrised by its *input*:
 ``(A, (a, p) -> f(p, a)): P -> B``. Feeding the trained ``p`` on the former
@@ -25,7 +25,7 @@ __all__ = ["input_as_param", "dream"]
 
 def input_as_param(model: Term) -> Term:
     """``model`` with its roles swapped: its input is the parameter ``input`` (per example, so
-    batched), its parameters are data inputs in their order (MATH.md 4.6)."""
+    batched), its parameters are data inputs in their order (maths §4.6)."""
     if len(model.dom) != 1:
         raise TypeError(f"dreaming needs a model with one input wire, {model.name} takes {model.dom}")
     b = Builder()

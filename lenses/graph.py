@@ -22,7 +22,7 @@ from .terms import as_term
 __all__ = ["to_networkx", "draw", "draw_equation"]
 
 
-def to_networkx(term) -> "networkx.MultiDiGraph":  # noqa: F821
+def to_networkx(term) -> networkx.MultiDiGraph:  # noqa: F821
     """A ``networkx.MultiDiGraph`` of ``term`` (or of a lens's, an optimizer's, a learner's term).
 
     Node attributes: ``kind`` (``"input"``, ``"param"``, ``"box"``, ``"output"``),

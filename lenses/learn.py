@@ -1,6 +1,6 @@
 """The category Learn of "Backprop as Functor", its functor ``L``, and learners as Moore machines.
 
-A morphism of Learn (MATH.md 5.1) is a *learner* ``(P, I, U, r): A -> B``: a
+A morphism of Learn (maths §5.1) is a *learner* ``(P, I, U, r): A -> B``: a
 parameter ``P``, an implementation ``I: P x A -> B``, an update
 ``U: P x A x B -> P`` and a request ``r: P x A x B -> A``. Here each of ``I``,
 ``U`` and ``r`` is a term over the same parameter wires, so a learner can be
@@ -9,12 +9,12 @@ in sequence (``>>``: the downstream request becomes the upstream target) and
 in parallel (``@``) by the paper's formulas.
 
 ``L(f, eps, error)`` sends a parametrised term to its gradient-descent learner
-(MATH.md 5.2); it factors through lenses (MATH.md 5.3): it is
+(maths §5.2); it factors through lenses (maths §5.3): it is
 ``from_lens(pl.lens(f), eps, error)``. For a step size ``eps`` and an error
 function whose derivative is invertible, ``L`` is a functor:
 ``L(f >> g) == L(f) >> L(g)``.
 
-A learner is also a Moore machine (MATH.md 6.2, "Learners' Languages"): its
+A learner is also a Moore machine (maths §6.2, "Learners' Languages"): its
 state is the parameter, its readout the pair (implement, request) at that
 state, and each example ``(a, b)`` moves the state to ``U(p, a, b)``.
 
@@ -28,13 +28,13 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import backends
 from . import prims as P
 from . import wires as W
-from .lens import Lens, lens
+from .optics import Lens, lens
 from .terms import Builder, DictSig, Term, as_term, plain_sig
 from .types import CompositionError, Ty, as_ty
 from .wires import Wire, tracing
@@ -48,7 +48,7 @@ __all__ = ["Learner", "Error", "quadratic", "cosh", "L", "from_lens", "identity"
 @dataclass(frozen=True)
 class Error:
     """An error function ``e(x, y)`` (prediction, target), elementwise, whose derivative in ``x``
-    is invertible in ``y``: ``inverse(z, w)`` is the ``y`` with ``de/dx(z, y) = w`` (MATH.md 5.2)."""
+    is invertible in ``y``: ``inverse(z, w)`` is the ``y`` with ``de/dx(z, y) = w`` (maths §5.2)."""
 
     name: str
     value: Callable[[Wire, Wire], Wire]
@@ -124,12 +124,12 @@ class Learner:
                        name=self.name, arg_names=(("a", "b"), ("I", "U{}", "r")))
 
     def machine(self) -> Machine:
-        """This learner read as a Moore machine (MATH.md 6.2)."""
+        """This learner read as a Moore machine (maths §6.2)."""
         return Machine(self)
 
     # --- the category Learn
     def __rshift__(self, other: Learner) -> Learner:
-        """Sequential composition (MATH.md 5.1): with ``b = I(p, a)``,
+        """Sequential composition (maths §5.1): with ``b = I(p, a)``,
         ``(p, q, a) -> J(q, b)``, ``(U(p, a, s(q, b, c)), V(q, b, c))``, ``r(p, a, s(q, b, c))``."""
         if not isinstance(other, Learner):
             return NotImplemented
@@ -159,7 +159,7 @@ class Learner:
         return Learner(build("implement"), build("update"), build("request"), name)
 
     def __matmul__(self, other: Learner) -> Learner:
-        """Parallel composition (MATH.md 5.1): each part on its own wires, parameters ``P x Q``."""
+        """Parallel composition (maths §5.1): each part on its own wires, parameters ``P x Q``."""
         if not isinstance(other, Learner):
             return NotImplemented
         both = self.implement @ other.implement
@@ -198,7 +198,7 @@ def _sig(a_ty, b_ty) -> tuple:
 
 
 def identity(ty) -> Learner:
-    """The identity learner on ``ty``: no parameters, ``I(a) = a``, ``r(a, b) = b`` (MATH.md 5.1)."""
+    """The identity learner on ``ty``: no parameters, ``I(a) = a``, ``r(a, b) = b`` (maths §5.1)."""
     ty = as_ty(ty)
     b = Builder()
     a = _inputs(b, ty)
@@ -228,7 +228,7 @@ def _error_term(ty: Ty, error: Error) -> Term:
 
 
 def from_lens(lens_: Lens, eps: float, error: Error = quadratic) -> Learner:
-    """The learner of a parametric lens (MATH.md 5.3): post-compose the displacement
+    """The learner of a parametric lens (maths §5.3): post-compose the displacement
     ``de/dx(I(p, a), b)``, run the lens backward, then update ``p - eps dp`` and request
     ``inverse(a, da)``. ``eps`` is the step size of the update only; the request uses step 1."""
     eps = float(eps)
@@ -262,7 +262,7 @@ def from_lens(lens_: Lens, eps: float, error: Error = quadratic) -> Learner:
 
 
 def L(f, eps: float, error: Error = quadratic) -> Learner:  # noqa: N802 - the paper's name
-    """The functor ``L_{eps, e}: Para -> Learn`` of "Backprop as Functor" (MATH.md 5.2):
+    """The functor ``L_{eps, e}: Para -> Learn`` of "Backprop as Functor" (maths §5.2):
     ``U(p, a, b) = p - eps grad_p E``, ``r(p, a, b) = inverse(a, grad_a E)`` with
     ``E(p, a, b) = sum_j e(I_j(p, a), b_j)`` (summed over the batch too)."""
     return from_lens(lens(as_term(f)), eps, error)
@@ -273,7 +273,7 @@ def L(f, eps: float, error: Error = quadratic) -> Learner:  # noqa: N802 - the p
 
 @dataclass(frozen=True)
 class Machine:
-    """A learner as a Moore machine (MATH.md 6.2): the state is the parameter ``p``; the
+    """A learner as a Moore machine (maths §6.2): the state is the parameter ``p``; the
     readout at ``p`` is the pair (implement, request); an input ``(a, b)`` moves the state to
     ``U(p, a, b)``. Machines compose by wiring, as their learners do: ``m1 >> m2`` feeds the
     downstream machine's request to the upstream one as its target, at every tick."""

@@ -1,10 +1,10 @@
-"""A supervised learner assembled from lenses (MATH.md 4.1).
+"""A supervised learner assembled from lenses (maths §4.1).
 
 Four lenses make a learner, as "Categorical Foundations of Gradient-Based
 Learning" draws it: the **model** lens (parametrised by the weights), the
 **loss** lens (parametrised by the label), the **learning-rate** lens (a
 costate whose backward pass starts the cotangent at ``1``: the step size
-lives in the optimizer, as in optax, MATH.md 4.3) and the **optimizer** lens,
+lives in the optimizer, as in optax, maths §4.3) and the **optimizer** lens,
 which reparametrises the model's parameter wire: its *get* hands the model
 the parameters, its *put* turns their cotangents into the new state and
 parameters. One training step runs the forward parts in order and the
@@ -29,15 +29,15 @@ from __future__ import annotations
 from functools import cached_property
 
 from . import backends
+from . import prims as P
 from .derivative import forward_gradient
 from .nn import inference_mode
-from .passes import fuse_updates, residual_policy
-from .lens import Lens, costate, lens
+from .optics import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
+from .passes import fuse_updates, residual_policy
 from .precision import astype
-from .terms import Builder, Poly, Term, id, leaves, plain_sig, sig_of, tree_map
-from . import prims as P
 from .prims import KEY
+from .terms import Builder, Poly, Term, id, leaves, plain_sig, sig_of, tree_map
 from .types import ArrayType, Ty
 
 __all__ = ["Learner"]
@@ -89,7 +89,7 @@ class Learner:
     :meth:`predict` and :meth:`accuracy` run :attr:`inference_model` (dropout off).
 
     ``gradient="forward"`` replaces the backward pass by a forward-gradient
-    estimate (:func:`~paralens.forward_gradient`, MATH.md 9): one forward
+    estimate (:func:`~paralens.forward_gradient`, maths §9): one forward
     derivative along a random tangent. The state then carries the random
     ``key`` too.
     """

@@ -4,7 +4,7 @@
 (a ``scan`` holding the body as a term), so a term with a 1000-step loop is as
 small as one with a 10-step loop, and JAX compiles it to one ``lax.scan``.
 
-Its reverse derivative is the reverse loop (MATH.md 8.2), built from the
+Its reverse derivative is the reverse loop (maths §8.2), built from the
 body's lens: ``R`` runs the forward scan once, with the body's forward part,
 which also stacks the body's residuals step by step (a residual that is a
 shared input is kept once, not stacked); then a scan backwards over them runs
@@ -23,7 +23,7 @@ again, so ``R`` applies to them too.
 from __future__ import annotations
 
 from . import prims as P
-from .lens import lens
+from .optics import lens
 from .terms import Builder, CompositionError, Term
 from .types import ArrayType
 

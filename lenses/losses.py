@@ -1,4 +1,4 @@
-"""Loss maps as lenses parametrised by the label (MATH.md 4.1-4.2).
+"""Loss maps as lenses parametrised by the label (maths §4.1-4.2).
 
 A loss takes the prediction on its input wire and the label on its parameter
 wire, and returns one unbatched scalar: the mean over the batch of the
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from . import prims as P
 from . import wires as W
-from .reparam import Hyperparameter, number
+from .parameters import Hyperparameter, number
 from .terms import Builder, Poly, Term
-from .types import ArrayType, real, Ty
+from .types import ArrayType, Ty, real
 
 __all__ = ["mse", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
            "sigmoid_binary_cross_entropy", "huber"]

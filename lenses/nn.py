@@ -14,16 +14,16 @@ a :func:`~paralens.hyperparameter`: it then becomes a wire of the layer.
 
 import math
 import numbers
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import init as inits
 from . import wires as W
-from .reparam import number
-from .prims import FLOATS, INTS, KEY, promote
+from .parameters import number
 from .passes import without_training_only
+from .prims import FLOATS, INTS, KEY, promote
 from .terms import TRAINING_ONLY, Builder, Poly, Term
 from .tracer import term_of, term_on
-from .types import Array, ArrayType, positive_int, real, Ty
+from .types import Array, ArrayType, Ty, positive_int, real
 
 __all__ = ["dense", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "softmax", "mlp",
            "conv2d", "max_pool", "avg_pool", "flatten", "layer_norm", "rms_norm", "embedding", "dropout",

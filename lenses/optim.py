@@ -1,4 +1,4 @@
-"""Optimizers as reparametrisation lenses of the parameter wire, made of terms (MATH.md 4.4, 7).
+"""Optimizers as reparametrisation lenses of the parameter wire, made of terms (maths §4.4, §7).
 
 An optimizer is a lens ``(S x P, S x P') -> (P, P')``: *get* hands the model
 the parameter ``p``; *put* takes the state, the parameters and their
@@ -16,7 +16,7 @@ The state is a pytree with named fields, as optax's: ``scale_by_adam`` keeps
 keeps a tuple of its parts' states. Hyperparameters (learning rate, betas,
 eps, weight decay, ...) are input wires of the term: changing them between
 calls does not recompile, and a bilevel problem can learn them. Names,
-argument order, defaults and numerics follow optax v0.2.8 (MATH.md section 7).
+argument order, defaults and numerics follow optax v0.2.8 (maths §7).
 
 >>> import paralens as pl
 >>> opt = pl.optim.adam(1e-3)
@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import prims as P
 from . import wires as W
 from .backends import get as _backend
-from .lens import Lens
+from .optics import Lens
 from .prims import promote
 from .terms import Builder, Term, leaves, sig_of, tree_map
 from .types import ArrayType, real
@@ -324,7 +325,7 @@ class Leaf(Transform):
     >>> Leaf("counting", [Hyper("decay", 0.9, DECAY)], State(count=counter()), update)
     Traceback (most recent call last):
     ...
-    paralens.optim.StateFieldError: counting: its update returns the state field state['extra'], which its state does not declare (declared: ['count']); declare it in State(...)
+    paralens.optim.StateFieldError: counting: its update returns the state field state['extra'], which its ...
     """
 
     def __init__(self, name: str, hyper=(), state: State | Callable = State(), update: Callable | None = None):
@@ -389,7 +390,8 @@ class Chain(Transform):
             for k in t.hyper:
                 counts[k] = counts.get(k, 0) + 1
         self.parts = tuple(parts)
-        self.part_hyper = tuple({k: (k if counts[k] == 1 else f"{i}/{k}") for k in t.hyper} for i, t in enumerate(parts))
+        self.part_hyper = tuple({k: (k if counts[k] == 1 else f"{i}/{k}") for k in t.hyper}
+                                for i, t in enumerate(parts))
         self.hyper = {self.part_hyper[i][k]: v for i, t in enumerate(parts) for k, v in t.hyper.items()}
         self.ranges = {self.part_hyper[i][k]: r for i, t in enumerate(parts) for k, r in t.ranges.items()}
         self.name = " >> ".join(t.name for t in parts)
@@ -721,7 +723,7 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Mapping[str, bool] | Ca
 
 def _decay_mask(mask, ptypes) -> dict[str, bool]:
     if mask is None:
-        return {n: True for n in ptypes}
+        return dict.fromkeys(ptypes, True)
     m = mask(ptypes) if callable(mask) else mask
     missing = set(ptypes) - set(m)
     if missing:

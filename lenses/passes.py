@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable
+from collections.abc import Callable
 
 from . import prims as P
 from .prims import KEY
@@ -212,7 +212,7 @@ def fuse_updates(b: Builder, put: int, grads: list[int], outputs: list[int]) -> 
             raise ValueError(f"fuse_optimizer: the optimizer's {e.prim.name} box reads the cotangents of "
                              f"{len(deps)} parameters (global-norm clipping?); it cannot run inside the "
                              "backward pass")
-        reads.update({w: deps for w in e.outs})
+        reads.update(dict.fromkeys(e.outs, deps))
         part.append(next(iter(deps)) if deps else None)
     # each update goes right after its cotangent's last box; the free boxes (step counts,
     # bias corrections) before the first update

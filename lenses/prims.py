@@ -35,7 +35,7 @@ only through the ``b`` they are given.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .types import ArrayType
 

@@ -1,4 +1,4 @@
-"""The additive structure as terms: addition, zero maps and constants (MATH.md 1.1).
+"""The additive structure as terms: addition, zero maps and constants (maths §1.1).
 
 >>> import paralens as pl
 >>> pl.add(pl.Array[3]).dom

@@ -8,7 +8,7 @@ nothing and no operation on terms recurses over their depth.
 
 Every term is a parametrised map (a morphism of Para): ``term.params`` lists
 its parameter wires, which are unbatched. Composition ``f >> g`` runs ``f``
-first; its parameters come first (forward order, MATH.md section 0). ``f @ g``
+first; its parameters come first (forward order, maths §0). ``f @ g``
 runs side by side; ``f``'s parameters come first. Composition checks the types
 at once but copies nothing: the composite remembers its two parts and is
 flattened into one equation list the first time it is looked inside, so a
@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import FrozenInstanceError, dataclass
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from .backends import get as _backend
 from .prims import Prim
@@ -717,7 +718,8 @@ class Builder:
                 env[w] = nw = new(wires[w])
                 outs.append(nw)
             layer = e.layer if not fresh or e.layer is None else (e.layer[0], offsets[e.layer[0]] + e.layer[1])
-            append(Eqn(e.prim, e.attrs, ins, tuple(outs), group + e.group, layer, backward or e.backward, role or e.role))
+            append(Eqn(e.prim, e.attrs, ins, tuple(outs), group + e.group, layer, backward or e.backward,
+                       role or e.role))
         return [env[w] for w in d.outputs]
 
     def build(self, inputs: Sequence[int], outputs: Sequence[int], *, in_sig=None, out_sig=None,

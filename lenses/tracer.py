@@ -21,9 +21,9 @@ is ``pl.hyperparameter(value)`` becomes a hyperparameter wire.
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from .reparam import Hyperparameter
+from .parameters import Hyperparameter
 from .prims import promote
 from .terms import Builder, Term
 from .types import ArrayType

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 __all__ = ["ArrayType", "Array", "Param", "Ty", "as_ty", "CompositionError", "positive_int", "real", "printable"]
 
@@ -79,15 +79,18 @@ def real(value, what: str, low: float = -math.inf, high: float = math.inf, *, op
 
 def printable(text: str, limit: int | None = None) -> str:
     """``text`` as it can be shown in one line: every character that is not printable (a line
-    break, a tab, NUL, an unpaired surrogate) written as its Python escape, and anything past
-    ``limit`` characters cut off with ``...``. Letters of any script stay as they are.
+    break, a tab, NUL, an unpaired surrogate) written as its Python escape, then anything past
+    ``limit`` characters cut off with ``...``. Letters of any script stay as they are, and a
+    printable text comes back as it is (so ``printable(printable(t, n), n) == printable(t, n)``).
 
     >>> printable("layer\\n#2"), printable("größe"), printable("x" * 10, limit=6)
     ('layer\\\\n#2', 'größe', 'xxx...')
     """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     if limit is not None and len(text) > limit:
         text = text[: max(limit - 3, 0)] + "..."
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text
 
 
 @dataclass(frozen=True)

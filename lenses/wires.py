@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import builtins
 import numbers
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 from . import prims as P
 from .types import ArrayType, CompositionError, positive_int

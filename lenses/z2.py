@@ -1,12 +1,12 @@
 """Boolean circuits on the same syntax: bits, gates, Z2 layers and reverse derivative ascent.
 
 Over Z2 a wire is a bit (``dtype="bool"``), ``+`` is XOR and ``*`` is AND, and
-``R`` gives formal partial derivatives (MATH.md 1.6). The gates are ordinary
+``R`` gives formal partial derivatives (maths §1.6). The gates are ordinary
 wire arithmetic: ``a + b`` (xor), ``a * b`` (and), ``a + 1`` (not). Run
 circuits with ``paralens.backends.get("z2")``; the NumPy and JAX backends refuse
 arithmetic on bool wires rather than take ``+`` for OR.
 
-Reverse derivative ascent (Wilson and Zanasi, MATH.md 4.5) is the same learner
+Reverse derivative ascent (Wilson and Zanasi, maths §4.5) is the same learner
 assembly as gradient descent. The loss lens is the boolean error
 ``y + f(p, x)``. The learning-rate lens feeds that error back as the output's
 cotangent. The optimizer lens flips the parameter bits that ``R`` selects:
@@ -24,10 +24,10 @@ cotangent. The optimizer lens flips the parameter bits that ``R`` selects:
 from __future__ import annotations
 
 from . import wires as W
-from .learner import Learner
-from .lens import Lens
-from .optim import Leaf, Transform
 from .init import bits
+from .learner import Learner
+from .optics import Lens
+from .optim import Leaf, Transform
 from .terms import Builder, Poly, Term
 from .types import ArrayType, Ty, as_ty
 from .wires import Wire, tracing
@@ -109,7 +109,7 @@ def truth_table(n_in: int, n_out: int) -> Term:
 
 def boolean_error() -> Poly:
     """The boolean error lens ``(label; prediction) -> label + prediction``: the bits that are
-    wrong, per example (MATH.md 4.2). Its reverse derivative copies the error's cotangent to both."""
+    wrong, per example (maths §4.2). Its reverse derivative copies the error's cotangent to both."""
     def make(ty: Ty) -> Term:
         (t,) = ty
         if t.dtype != "bool":
@@ -127,7 +127,7 @@ def boolean_error() -> Poly:
 
 def error_feedback(ty) -> Lens:
     """The learning-rate lens of reverse derivative ascent: a costate whose backward pass
-    returns its forward input (the error bits) as the cotangent (MATH.md 4.5)."""
+    returns its forward input (the error bits) as the cotangent (maths §4.5)."""
     ty = as_ty(ty)
     b = Builder()
     xs = [b.input(t) for t in ty]

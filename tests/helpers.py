@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 import paralens as pl
-from paralens.types import as_ty
 from paralens.backends import numpy as pnp
+from paralens.types import as_ty
 
 A = pl.Array(3, dtype="float64")
 B = pl.Array(2, dtype="float64")
@@ -95,6 +95,7 @@ def hand_written_step(model, tx, loss):
     from ``jax.value_and_grad``, the update from the optax transformation ``tx``."""
     import jax
     import optax
+
     from paralens.backends import jax as pjax
 
     fwd = pjax.compile(model)

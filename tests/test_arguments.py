@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import paralens as pl
-from paralens.backends import numpy as pnp
 from helpers import f64
+from paralens.backends import numpy as pnp
 
 O = pl.optim
 F = "float64"

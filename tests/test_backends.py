@@ -6,10 +6,10 @@ import sympy as sp
 from hypothesis import given, settings
 
 import paralens as pl
+from helpers import A, endo_terms, f64, sample
 from paralens.backends import jax as pjax
 from paralens.backends import numpy as pnp
 from paralens.backends import sympy as psym
-from helpers import A, endo_terms, f64, sample
 
 
 def to_float(v):

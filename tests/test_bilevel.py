@@ -1,4 +1,4 @@
-"""Bilevel hypergradients against closed forms (MATH.md 8.5) and hand-written JAX."""
+"""Bilevel hypergradients against closed forms (maths §8.5) and hand-written JAX."""
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,7 @@ def ridge(method, lr=0.1, batch_size=None):
 
 
 def closed_form():
-    """d V / d theta at the inner optimum, theta = log(l2) (MATH.md 8.5, with mean losses)."""
+    """d V / d theta at the inner optimum, theta = log(l2) (maths §8.5, with mean losses)."""
     h = X.T @ X / N + LAM * np.eye(D)
     w_star = np.linalg.solve(h, X.T @ Y / N)
     g_v = XV.T @ (XV @ w_star - YV) / M
@@ -129,7 +129,7 @@ def test_errors():
         pl.bilevel.truncated(10, 20)
     with pytest.raises(TypeError, match="reduction='none'"):
         p = pl.Bilevel(linear, pl.losses.mse(), pl.optim.sgd(0.1), hyper={"l2": pl.Hyper(0.1)})
-        p.objective
+        _ = p.objective
 
 
 def test_truncated_memory_does_not_grow_with_the_number_of_inner_steps():
@@ -203,7 +203,7 @@ def layered(method):
 
 
 def closed_form_in_a(theta):
-    """V(w*(a)) of ridge regression on the features tanh(a x), written in JAX (MATH.md 8.5)."""
+    """V(w*(a)) of ridge regression on the features tanh(a x), written in JAX (maths §8.5)."""
     a = jnp.exp(theta)
     phi, phi_v = jnp.tanh(a * X), jnp.tanh(a * XV)
     w = jnp.linalg.solve(phi.T @ phi / N + LAM * jnp.eye(D), phi.T @ Y / N)
@@ -231,7 +231,8 @@ def hand_layered(theta, k):
     return jnp.mean(0.5 * jnp.sum((phi_v @ w - YV) ** 2, axis=1))
 
 
-@pytest.mark.parametrize("method", [pl.bilevel.unrolled(30), pl.bilevel.truncated(30, 30)], ids=["unrolled", "truncated"])
+@pytest.mark.parametrize("method", [pl.bilevel.unrolled(30), pl.bilevel.truncated(30, 30)],
+                         ids=["unrolled", "truncated"])
 def test_a_layers_numeric_argument_through_unrolled_steps(method):
     runner = layered(method).compile(jit=False)
     dtheta, _, _, _ = runner.hypergradient(runner.init(0, N), (X, Y), (XV, YV))

@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 import pytest
+from test_examples import load
 
 from paralens.backends import cli
-from test_examples import load
 
 
 @pytest.mark.slow

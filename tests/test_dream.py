@@ -1,4 +1,4 @@
-"""Deep dreaming (MATH.md 4.6): the learner with input and parameter swapped, against jax.grad."""
+"""Deep dreaming (maths §4.6): the learner with input and parameter swapped, against jax.grad."""
 
 import jax
 import jax.numpy as jnp

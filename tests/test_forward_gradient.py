@@ -1,4 +1,4 @@
-"""Forward gradients (MATH.md 9): unbiased estimates of R's gradient from one D along a random tangent."""
+"""Forward gradients (maths §9): unbiased estimates of R's gradient from one D along a random tangent."""
 
 import jax
 import numpy as np

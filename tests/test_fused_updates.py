@@ -91,7 +91,7 @@ def test_fusing_lowers_xla_temporary_memory():
 def test_optimizers_that_read_every_gradient_cannot_be_fused():
     L = learner(pl.optim.chain(pl.optim.clip_by_global_norm(1.0), pl.optim.sgd(0.1)), True)
     with pytest.raises(ValueError, match="global-norm"):
-        L.step_term
+        _ = L.step_term
 
 
 def test_fuse_optimizer_arguments_are_checked():

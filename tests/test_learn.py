@@ -1,5 +1,5 @@
-"""Learn and the functor L (MATH.md 5): functoriality with its negative control, the paper's formulas
-implemented independently, and learners as Moore machines (MATH.md 6.2)."""
+"""Learn and the functor L (maths §5): functoriality with its negative control, the paper's formulas
+implemented independently, and learners as Moore machines (maths §6.2)."""
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,7 @@ def test_L_is_a_functor(f, g, eps):
 
 
 def test_the_negative_control_breaks_functoriality():
-    """MATH.md 5.4: with eps inside the request, L(f >> g) and L(f) >> L(g) update differently."""
+    """maths §5.4: with eps inside the request, L(f >> g) and L(f) >> L(g) update differently."""
     eps = 0.1
     wrong = learn.Error("eps in the request", learn.quadratic.value, lambda z, w: z - eps * w)
     f = pl.nn.dense(3, 2, dtype=F) >> pl.nn.tanh()

@@ -8,9 +8,9 @@ import sympy as sp
 from hypothesis import given
 
 import paralens as pl
+from helpers import A, B, closed, endo_terms, f64, hom_terms, sample
 from paralens.backends import jax as pjax
 from paralens.backends import numpy as pnp
-from helpers import A, B, closed, endo_terms, f64, hom_terms, sample
 
 TOL = dict(rtol=1e-9, atol=1e-10)
 

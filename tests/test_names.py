@@ -71,8 +71,8 @@ def _check(name: str):
         learner = pl.Learner(model, loss=pl.losses.mse(), optimizer=pl.optim.adam(0.1))
         state = learner.init(0, params=_renamed(p, learner.param_types))
         state_np, loss_np = learner.compile("numpy")(state, x, y)
-        state_jax, loss_jax = learner.compile("jax", donate=False)(learner.init(0, "jax", _renamed(p, learner.param_types)),
-                                                                   x, y)
+        start = learner.init(0, "jax", _renamed(p, learner.param_types))
+        state_jax, loss_jax = learner.compile("jax", donate=False)(start, x, y)
         exported = jax.export.deserialize(learner.compile("jax").export())
         _, loss_exported = exported.call(learner.init(0, "jax", _renamed(p, learner.param_types)), x, y)
         losses.append([float(loss_np), float(loss_jax), float(loss_exported)]

@@ -234,7 +234,7 @@ def _same_outcome(got, want, name):
     got_leaves, want_leaves = pl.terms.leaves(got), pl.terms.leaves(want)
     assert len(got_leaves) == len(want_leaves), name
     for g, w in zip(got_leaves, want_leaves):
-        if isinstance(w, np.ndarray) or isinstance(w, np.generic):
+        if isinstance(w, (np.ndarray, np.generic)):
             assert np.asarray(g).dtype == np.asarray(w).dtype and np.array_equal(g, w), name
         else:
             assert g == w, name

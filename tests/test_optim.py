@@ -227,6 +227,7 @@ def put_inputs(opt, rng):
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_every_optimizer_is_a_term_drawn_evaluated_symbolically_and_differentiated(name, tmp_path):
     import sympy as sp
+
     from paralens.backends import jax as pjax
     from paralens.backends import numpy as pnp
     from paralens.backends import sympy as psym
@@ -302,7 +303,7 @@ def _updating(returned: dict, declared: "O.State"):
     """A transform whose update returns the state fields ``returned`` (each the count, +1)."""
     def update(h, s, params, updates):
         one = pl.constant(1, (), "int32", like=next(iter(updates.values())))
-        return {k: one + one for k in returned}, updates
+        return dict.fromkeys(returned, one + one), updates
     return O.Leaf("probe", [O.Hyper("beta", 0.5, O.DECAY)], declared, update)
 
 

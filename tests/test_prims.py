@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 
 import paralens as pl
+from helpers import endo_terms, f64
 from paralens.backends import jax as pjax
 from paralens.backends import numpy as pnp
-from helpers import endo_terms, f64
 
 F = "float64"
 

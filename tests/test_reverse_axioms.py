@@ -1,11 +1,11 @@
-"""The reverse-derivative axioms RD.1-RD.7 (MATH.md 1.2-1.3) on random terms, float64, 1e-6."""
+"""The reverse-derivative axioms RD.1-RD.7 (maths §1.2-1.3) on random terms, float64, 1e-6."""
 
 import numpy as np
 from hypothesis import given
 
 import paralens as pl
-from paralens.backends import numpy as pnp
 from helpers import A, B, closed, endo_terms, hom_terms, sample
+from paralens.backends import numpy as pnp
 
 TOL = dict(rtol=1e-6, atol=1e-6)
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import paralens as pl
+from examples_loader import load
 from paralens.backends import jax as pjax
 from paralens.backends import numpy as pnp
-from examples_loader import load
 
 TOL = {"float32": 1e-5, "float64": 1e-12}
 COMPILE = {"numpy": pnp.compile, "jax": lambda term: jax.jit(pjax.compile(term))}

@@ -1,4 +1,4 @@
-"""Boolean circuits over Z2 (MATH.md 1.6, 4.5): RD.1-RD.7 exhaustively, formal derivatives against
+"""Boolean circuits over Z2 (maths §1.6, §4.5): RD.1-RD.7 exhaustively, formal derivatives against
 brute force, three evaluations that agree, reverse derivative ascent, and no silent booleans."""
 
 import itertools

@@ -19,8 +19,8 @@ anything and learned by a bilevel problem.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from . import prims as P
 from .init import constant
@@ -64,8 +64,8 @@ def reparam(term: Term, name: str, r: Term) -> Term:
     (new,) = b.inline(r, [])
     keep[term.param_wires[i]] = new
     xs = [b.input(t) for t in term.dom]
-    return b.build(xs, b.inline(term, xs, params=keep), in_sig=term.in_sig, out_sig=term.out_sig, arg_names=term.arg_names,
-                   name=term.name)
+    return b.build(xs, b.inline(term, xs, params=keep), in_sig=term.in_sig, out_sig=term.out_sig,
+                   arg_names=term.arg_names, name=term.name)
 
 
 def tie(term: Term, names: Sequence[str]) -> Term:
@@ -86,8 +86,8 @@ def tie(term: Term, names: Sequence[str]) -> Term:
     for k in idx[1:]:
         env[term.param_wires[k]] = shared
     xs = [b.input(t) for t in term.dom]
-    return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig, arg_names=term.arg_names,
-                   name=term.name)
+    return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig,
+                   arg_names=term.arg_names, name=term.name)
 
 
 def bind(term: Term, params: dict) -> Term:
@@ -110,8 +110,8 @@ def bind(term: Term, params: dict) -> Term:
         else:
             env[w] = b.redeclare(spec)
     xs = [b.input(t) for t in term.dom]
-    return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig, arg_names=term.arg_names,
-                   name=term.name)
+    return b.build(xs, b.inline(term, xs, params=env), in_sig=term.in_sig, out_sig=term.out_sig,
+                   arg_names=term.arg_names, name=term.name)
 
 
 @dataclass(frozen=True)

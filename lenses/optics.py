@@ -1,12 +1,12 @@
 """Lenses as values: the functor ``R : C -> Lens(C)`` and the optic composition rule.
 
-``pl.lens(f)`` is ``f`` as a lens (MATH.md 2.2-2.3), stored as an *optic*: a
+``pl.lens(f)`` is ``f`` as a lens (maths §2.2-2.3), stored as an *optic*: a
 forward part ``fwd: (params; x) -> (y, residuals)`` that runs ``f`` once and
 keeps what the backward pass needs, and a reverse part
 ``rev: (residuals, dy) -> (dparams, dx)`` that reads them. Lenses compose with
 ``>>`` and ``@``: the residuals of the parts are carried side by side and
 nothing is recomputed. A lens with parameters is a parametric lens
-(MATH.md 3.4): its parameter wires keep their names, and its reverse part
+(maths §3.4): its parameter wires keep their names, and its reverse part
 returns their cotangents; a loss is one whose parameter is the label.
 
 Functoriality, ``lens(f >> g) == lens(f) >> lens(g)``, is the reverse chain
@@ -119,7 +119,7 @@ class Lens:
         return Lens(id(ty), id(ty), 0, f"id({', '.join(map(repr, ty))})")
 
     def __rshift__(self, other: Lens) -> Lens:
-        """Sequential composition (MATH.md 2.3): residuals ``M x N``, forward ``f`` then ``g``,
+        """Sequential composition (maths §2.3): residuals ``M x N``, forward ``f`` then ``g``,
         reverse ``g`` then ``f``; parameters in forward order."""
         if not isinstance(other, Lens):
             return NotImplemented
@@ -134,9 +134,11 @@ class Lens:
         # reverse: (m, n, dz) -> (m, dq, dy) -> (dq, m, dy) -> (dq, dp, dx) -> (dp, dq, dx)
         nq, np_ = len(other.fwd.params), len(self.fwd.params)
         dq_types = tuple(s.type for s in other.fwd.params)
-        rev = (id(m) @ other.rev) >> _permute(Ty(*m, *dq_types, *other.dom), _ranges((nm, nq), (0, nm), (nm + nq, len(other.dom))))
+        rev = (id(m) @ other.rev) >> _permute(Ty(*m, *dq_types, *other.dom),
+                                              _ranges((nm, nq), (0, nm), (nm + nq, len(other.dom))))
         rev = rev >> (id(Ty(*dq_types)) @ self.rev) >> _permute(
-            Ty(*dq_types, *(s.type for s in self.fwd.params), *self.dom), _ranges((nq, np_), (0, nq), (nq + np_, len(self.dom))))
+            Ty(*dq_types, *(s.type for s in self.fwd.params), *self.dom),
+            _ranges((nq, np_), (0, nq), (nq + np_, len(self.dom))))
         return Lens(fwd, rev, nm + nn, f"{self.name} >> {other.name}")
 
     def __matmul__(self, other: Lens) -> Lens:
@@ -210,8 +212,8 @@ def lens(f, residuals=None) -> Lens:
 
 def costate(ty, value: float = 1.0, name: str = "learning rate") -> Lens:
     """A costate lens ``(L, L') -> (I, I)``: forward discards, backward returns the constant
-    ``value`` (MATH.md 2.1, 4.1). With ``value = 1`` it is the learning-rate lens of a
-    learner whose step size lives in the optimizer, as in optax (MATH.md 4.3)."""
+    ``value`` (maths §2.1, §4.1). With ``value = 1`` it is the learning-rate lens of a
+    learner whose step size lives in the optimizer, as in optax (maths §4.3)."""
     ty = as_ty(ty)
     b = Builder()
     xs = [b.input(t) for t in ty]
