@@ -91,7 +91,7 @@ class Reverse(NamedTuple):
 
 def reverse(f: Term, residuals=None) -> Reverse:
     """Build ``R(f)`` in a fresh builder (see :class:`Reverse`). ``residuals``: the policy
-    (:func:`residual_policy`) for what the backward pass reads stored and what it recomputes."""
+    (:func:`~paralens.passes.residual_policy`) for what the backward pass reads stored and what it recomputes."""
     store = residual_policy(residuals)
     recompute, checkpoint = recomputed(f, store) if store is not None else ({}, {})
     b = Builder()
@@ -195,7 +195,7 @@ def R(f: Term, residuals=None) -> Term:
     ([1.0, 2.0], [[1.0, 1.0]])
 
     ``residuals`` chooses what the backward pass reads stored and what it recomputes
-    (:func:`residual_policy`: ``"store"``, ``"recompute"``, ``"segments"``, ``"matmuls"``, per layer, or a
+    (:func:`~paralens.passes.residual_policy`: ``"store"``, ``"recompute"``, ``"segments"``, ``"matmuls"``, per layer, or a
     function of the box); every choice gives the same numbers.
     """
     if not isinstance(f, Term):

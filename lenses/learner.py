@@ -79,7 +79,7 @@ class Learner:
     optimizer's boxes for a parameter (elementwise: every optimizer but global-norm
     clipping) move next to the box that completes its cotangent, and an optimization
     barrier holds the backward pass until they have run, so only one gradient is
-    alive at a time (:func:`fuse_updates`). The numbers are the same: bit for bit on
+    alive at a time (:func:`~paralens.passes.fuse_updates`). The numbers are the same: bit for bit on
     NumPy; on JAX up to rounding, where XLA fuses the moved boxes differently (about
     1e-7 relative in float32, more in bfloat16).
 

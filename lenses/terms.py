@@ -55,7 +55,7 @@ class Eqn:
     (``("model",)`` in a learner's step); ``layer`` is the layer instance ``(layer, slot)`` that
     made it (numbered like parameters); ``backward`` marks the boxes of a reverse derivative's
     or a lens's backward part; ``role`` is what the box is for, read by the passes that
-    rewrite terms (:data:`TRAINING_ONLY`: a dropout layer's), never its layer's name.
+    rewrite terms (:data:`~paralens.terms.TRAINING_ONLY`: a dropout layer's), never its layer's name.
     Diagrams use the first three.
     """
 

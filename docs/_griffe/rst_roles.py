@@ -24,15 +24,15 @@ _DOUBLE = re.compile(r"``([^`]+)``")
 
 
 def _qualify(target: str, obj: griffe.Object) -> str:
-    """The full path of ``target`` as written in ``obj``'s docstring."""
-    target = target.strip()
-    if target.startswith("."):
-        target = target.lstrip(".")
+    """The full path of ``target`` as written in ``obj``'s docstring: as written if it starts with
+    ``paralens``, else the first of ``obj``'s enclosing scopes (its class, its module, ...), then
+    ``paralens``, where it names something."""
+    target = target.strip().lstrip(".")
     if target.startswith("paralens"):
         return target
-    module = obj.module.path if obj.module else "paralens"
-    for base in (module, obj.path, "paralens"):
-        candidate = f"{base}.{target}"
+    scopes = obj.canonical_path.split(".")
+    for i in range(len(scopes), 0, -1):
+        candidate = ".".join(scopes[:i] + [target])
         if _exists(candidate):
             return candidate
     return f"paralens.{target}"
