@@ -518,16 +518,42 @@ class ArrayBackend(Backend):
         return fit(self, step, state, x, y, **options)
 
     def accuracy(self, predictions, labels, x=None) -> float:
-        """Fraction of examples whose arg-max prediction equals ``labels`` (class indices or one-hot).
-        ``x``: the inputs, checked to be as many as the labels."""
+        """Fraction of examples whose arg-max prediction equals the label.
+
+        Args:
+            predictions: the model's outputs, ``(n, ..., classes)``.
+            labels: class indices of the predictions' leading shape ``(n, ...)`` (integers, or
+                floats holding integers), or one-hot rows of the predictions' shape.
+            x: the inputs, checked to be as many as the labels.
+
+        Returns:
+            The accuracy, in [0, 1].
+
+        Raises:
+            ValueError: the labels are of neither shape (``y[:, None]`` for ``y``), hold fractional
+                values, are out of range, or are not as many as the inputs.
+            TypeError: the labels are not numbers.
+        """
         predictions, labels = np.asarray(predictions), np.asarray(labels)
         check_same_batch({"x": predictions if x is None else x, "labels": labels})
-        if labels.dtype.kind in "iu" and labels.ndim == predictions.ndim - 1:
-            check_labels(labels, predictions.shape[-1], "the labels")
-        pred = np.argmax(predictions, axis=-1)
-        if labels.ndim == pred.ndim + 1:
+        classes = predictions.shape[-1]
+        if labels.shape == predictions.shape[:-1]:
+            if labels.dtype.kind == "f":
+                if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+                    raise ValueError("the labels are fractional or not finite: class labels are integers "
+                                     f"0..{classes - 1} (or one-hot rows of the predictions' shape "
+                                     f"{predictions.shape})")
+                labels = labels.astype(np.int64)
+            elif labels.dtype.kind not in "iub":
+                raise TypeError(f"the labels have dtype {labels.dtype}: class labels are integers 0..{classes - 1}")
+            check_labels(labels, classes, "the labels")
+        elif labels.shape == predictions.shape:
             labels = np.argmax(labels, axis=-1)
-        return float(np.mean(pred == labels))
+        else:
+            raise ValueError(f"labels of shape {labels.shape} for predictions of shape {predictions.shape}: "
+                             f"expected class indices of shape {predictions.shape[:-1]} or one-hot rows of shape "
+                             f"{predictions.shape}")
+        return float(np.mean(np.argmax(predictions, axis=-1) == labels))
 
 
 #: Primitives whose meaning on bits is Z2's (XOR for +, AND for *), not the array library's (OR for +).

@@ -5,10 +5,18 @@ flushed to disk, and renamed into place (``os.replace``, atomic on POSIX and
 Windows): a reader sees the old file or the new one, never half of either,
 and a crash while writing leaves the earlier good file where it was.
 
+A temporary file's name says whose it is: ``.paralens-<tag>.<name>.<random>.tmp<ext>``.
+:func:`remove_leftovers` removes those of one tag only (the ``paralens`` command
+uses its run's id), so a file of the user's is never taken for a leftover.
+
 An exported training step (``step.jaxexport``) gets a checksum file beside it
 (``step.jaxexport.sha256``, in ``sha256sum`` format, so ``sha256sum -c``
 checks it too). :func:`load_export` verifies it before deserializing; the
-artifact itself stays loadable by ``jax.export.deserialize`` alone.
+artifact itself stays loadable by ``jax.export.deserialize`` alone. The checksum
+is integrity, not authentication: it catches a file changed by accident (a
+truncated copy, a flipped bit), not one replaced on purpose together with its
+checksum file. To trust an artifact that comes from elsewhere, keep its digest
+apart from it, where it cannot be replaced with it, or sign it.
 
 >>> import os, tempfile
 >>> d = tempfile.mkdtemp()
@@ -28,8 +36,8 @@ import os
 import re
 import tempfile
 
-__all__ = ["atomic_path", "write_bytes", "remove_leftovers", "write_export", "load_export", "read_verified",
-           "CorruptArtifactError", "checksum_path"]
+__all__ = ["atomic_path", "write_bytes", "remove_leftovers", "is_temporary", "write_export", "load_export",
+           "read_verified", "CorruptArtifactError", "checksum_path", "export_digest"]
 
 CHECKSUM_SUFFIX = ".sha256"
 
@@ -39,14 +47,28 @@ class CorruptArtifactError(ValueError):
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """A temporary path in ``path``'s folder (same extension) that becomes ``path`` when the
-    block exits without an exception; on an exception the temporary file is removed and
-    ``path`` is untouched."""
+def atomic_path(path: str | os.PathLike, *, tag: str = "tmp"):
+    """A temporary path in ``path``'s folder that becomes ``path`` when the block exits without an
+    exception; on an exception the temporary file is removed and ``path`` is untouched.
+
+    Args:
+        path: the file to write.
+        tag: marks the temporary file's name (``.paralens-<tag>.<name>...``), so that
+            :func:`remove_leftovers` of the same tag finds it after a crash. Letters, digits
+            and ``_`` only.
+
+    Yields:
+        The temporary path to write (same extension as ``path``).
+
+    Raises:
+        ValueError: ``tag`` has other characters.
+        OSError: the temporary file cannot be made, written or renamed (a full disk, no
+            permission); ``path`` is then as it was.
+    """
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     stem, ext = os.path.splitext(name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(tag)}{stem}.", suffix=f".tmp{ext}", dir=folder)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # what open() would have given; mkstemp makes it private
     try:
@@ -61,20 +83,46 @@ def atomic_path(path: str | os.PathLike):
     _fsync_folder(folder)
 
 
-def remove_leftovers(folder: str | os.PathLike) -> list[str]:
-    """Remove the temporary files a killed writer left in ``folder`` (never read: their names
-    start with a dot and end in ``.tmp`` plus an extension); returns their names."""
+def _prefix(tag: str) -> str:
+    if not isinstance(tag, str) or not re.fullmatch(r"[A-Za-z0-9_]+", tag):
+        raise ValueError(f"a temporary file's tag is letters, digits and _, got {tag!r}")
+    return f".paralens-{tag}."
+
+
+def is_temporary(name: str, tag: str | None = None) -> bool:
+    """Whether ``name`` is the name of a temporary file :func:`atomic_path` made (with ``tag``, or
+    with any tag).
+
+    Args:
+        name: a file name (no folder).
+        tag: the tag it must carry; ``None``: any.
+
+    Returns:
+        ``True`` for ``.paralens-<tag>.<anything>.<8 random characters>.tmp`` with an optional
+        extension.
+    """
+    head = re.escape(_prefix(tag)) if tag is not None else r"\.paralens-[A-Za-z0-9_]+\."
+    return re.fullmatch(head + r".+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?", name) is not None
+
+
+def remove_leftovers(folder: str | os.PathLike, tag: str) -> list[str]:
+    """Remove the temporary files of ``tag`` that a killed writer left in ``folder``.
+
+    Args:
+        folder: the folder to clean.
+        tag: whose leftovers: only the temporary files :func:`atomic_path` made with this tag
+            (``.paralens-<tag>.`` ... ``.tmp``) are removed, never another file.
+
+    Returns:
+        The names removed.
+    """
     gone = []
     for name in os.listdir(folder):
-        if _TEMPORARY.fullmatch(name):
+        if is_temporary(name, tag):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, name))
                 gone.append(name)
     return gone
-
-
-#: the names :func:`atomic_path` gives its temporary files
-_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?")
 
 
 def _umask() -> int:
@@ -93,33 +141,77 @@ def _fsync_folder(folder: str):
             os.close(fd)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+def write_bytes(path: str | os.PathLike, data: bytes, *, tag: str = "tmp") -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`).
+
+    Args:
+        path: the file to write.
+        data: its new contents.
+        tag: the tag of the temporary file.
+    """
+    with atomic_path(path, tag=tag) as tmp, open(tmp, "wb") as f:
         f.write(data)
 
 
 def checksum_path(path: str | os.PathLike) -> str:
+    """The checksum file of an artifact.
+
+    Args:
+        path: the artifact.
+
+    Returns:
+        ``path + ".sha256"``.
+    """
     return os.fspath(path) + CHECKSUM_SUFFIX
 
 
-def write_export(path: str | os.PathLike, blob: bytes) -> None:
+def export_digest(path: str | os.PathLike, blob: bytes) -> bytes:
+    """The contents of the checksum file of the artifact ``path`` holding ``blob``: one
+    ``sha256sum`` line, ``<hex digest>  <file name>``.
+
+    Args:
+        path: the artifact's path (its file name goes in the line).
+        blob: the artifact's bytes.
+
+    Returns:
+        The line, newline included, as bytes.
+    """
+    return f"{hashlib.sha256(blob).hexdigest()}  {os.path.basename(os.fspath(path))}\n".encode()
+
+
+def write_export(path: str | os.PathLike, blob: bytes, *, tag: str = "tmp") -> None:
     """Write a serialized ``jax.export`` artifact and its checksum beside it, both atomically.
 
     The checksum goes second, so a crash in between leaves an artifact whose
     checksum is stale or absent, which :func:`load_export` refuses, never a
     checksum that vouches for a file it does not describe.
+
+    Args:
+        path: the artifact's file.
+        blob: the serialized export (:meth:`~paralens.backends.jax.CompiledStep.export`).
+        tag: the tag of the temporary files.
     """
     path = os.fspath(path)
     with contextlib.suppress(FileNotFoundError):
         os.remove(checksum_path(path))
-    write_bytes(path, blob)
-    digest = hashlib.sha256(blob).hexdigest()
-    write_bytes(checksum_path(path), f"{digest}  {os.path.basename(path)}\n".encode())
+    write_bytes(path, blob, tag=tag)
+    write_bytes(checksum_path(path), export_digest(path, blob), tag=tag)
 
 
 def read_verified(path: str | os.PathLike) -> bytes:
-    """The bytes of ``path``, after checking them against ``path + ".sha256"``."""
+    """The bytes of ``path``, after checking them against ``path + ".sha256"``.
+
+    Args:
+        path: the artifact.
+
+    Returns:
+        Its bytes, which match the digest of its checksum file.
+
+    Raises:
+        CorruptArtifactError: the checksum file is missing, is not a ``sha256sum`` line, or does not
+            match the artifact.
+        FileNotFoundError: the artifact itself is missing.
+    """
     path = os.fspath(path)
     with open(path, "rb") as f:
         blob = f.read()
@@ -144,14 +236,20 @@ def read_verified(path: str | os.PathLike) -> bytes:
 
 
 def load_export(path: str | os.PathLike):
-    """A ``jax.export.Exported`` read from ``path``, after verifying its checksum.
-
-    Raises :class:`CorruptArtifactError` (a ``ValueError``) naming the file when
-    the checksum is missing or does not match, or when the verified bytes do
-    not deserialize::
+    """A ``jax.export.Exported`` read from ``path``, after verifying its checksum::
 
         exp = load_export("paralens-out/step.jaxexport")
         new_state, loss = exp.call(state, x, y)
+
+    Args:
+        path: the artifact, with its checksum file beside it.
+
+    Returns:
+        The deserialized ``jax.export.Exported``.
+
+    Raises:
+        CorruptArtifactError: (a ``ValueError``) naming the file, when the checksum is missing or does
+            not match, or when the verified bytes do not deserialize.
     """
     from jax import export as jex
 

@@ -13,6 +13,12 @@ seed, batch size, and a fingerprint of the data), so a resumed run continues
 with the same batches in the same order and ends bit for bit where the
 uninterrupted run would.
 
+A checkpoint of step 30 is the folder ``step_30``: a folder of the user's named ``30``
+is never read as one. One process writes a folder at a time: it holds a lock
+(``.paralens-lock``, which names it) while it is open; a second process is refused
+with the holder's pid, host and start time, and the lock of a process that died is
+released with it (an ``flock``), so it never goes stale.
+
 >>> import tempfile, numpy as np
 >>> ckpt = Checkpoints(tempfile.mkdtemp(), keep=2)
 >>> state = {"params": {"w": np.ones(3, np.float32)}}
@@ -23,19 +29,49 @@ uninterrupted run would.
 >>> restored, losses, record = ckpt.restore(state)
 >>> record["step"], len(losses), restored["params"]["w"].dtype
 (30, 30, dtype('float32'))
+>>> ckpt.close()
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
+import socket
+import sys
+import time
 
 import numpy as np
 
-__all__ = ["Checkpoints"]
+__all__ = ["Checkpoints", "CheckpointError", "CheckpointLockedError", "STEP_PREFIX", "LOCK"]
+
+#: a checkpoint's folder is ``step_<n>``
+STEP_PREFIX = "step"
+#: the lock file of the process writing a checkpoint folder
+LOCK = ".paralens-lock"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read as this learner's run: the message names the checkpoint's
+    folder and what is wrong with it."""
+
+
+class CheckpointLockedError(RuntimeError):
+    """Another process is writing the checkpoint folder; the message names it (pid, host, since)."""
 
 
 class Checkpoints:
-    """The checkpoints of one run in ``directory`` (created if needed), the last ``keep`` kept."""
+    """The checkpoints of one run in ``directory`` (created if needed), the last ``keep`` kept.
+
+    Args:
+        directory: the folder of the run's checkpoints.
+        keep: how many checkpoints to keep (the latest ones).
+
+    Raises:
+        ValueError: ``keep`` is not a positive int, or ``directory`` is a file.
+        CheckpointLockedError: another live process holds the folder.
+    """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 3):
         import orbax.checkpoint as ocp
@@ -45,23 +81,46 @@ class Checkpoints:
         self.directory = os.path.abspath(os.fspath(directory))
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise ValueError(f"checkpoint_dir {self.directory} is a file, not a folder")
+        os.makedirs(self.directory, exist_ok=True)
+        self._lock = _Lock(os.path.join(self.directory, LOCK)) if _primary() else None
         self._ocp = ocp
         # Synchronous saves: a run's next chunk donates the buffers a background save would read.
-        self._manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                                 enable_async_checkpointing=False))
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                                     step_prefix=STEP_PREFIX,
+                                                                     enable_async_checkpointing=False))
+        except BaseException:
+            self._release()
+            raise
 
     def steps(self) -> list[int]:
-        """The steps that have a committed checkpoint, oldest first."""
+        """The steps that have a committed checkpoint, oldest first.
+
+        Returns:
+            The step numbers.
+        """
         self._manager.reload()
         return sorted(self._manager.all_steps())
 
     def latest(self) -> int | None:
+        """The latest step with a committed checkpoint.
+
+        Returns:
+            The step, or ``None`` when there is none.
+        """
         steps = self.steps()
         return steps[-1] if steps else None
 
     def save(self, step: int, state, losses, record: dict) -> None:
-        """Save the state after ``step`` steps, the losses of those steps, and ``record``."""
+        """Save the state after ``step`` steps, the losses of those steps, and ``record``.
+
+        Args:
+            step: the steps the state has taken.
+            state: the training state (a pytree of arrays).
+            losses: the loss of each step so far.
+            record: where the run stands (seed, batch size, data fingerprint, ...), as JSON.
+        """
         args = self._ocp.args
         losses = np.asarray(losses)
         tree = {"state": _storable(state), "losses": losses}
@@ -71,41 +130,176 @@ class Checkpoints:
         self._manager.wait_until_finished()
 
     def restore(self, like, step: int | None = None):
-        """``(state, losses, record)`` of checkpoint ``step`` (the latest by default); the state
-        takes the structure, dtypes and array type (NumPy or JAX) of ``like``."""
+        """The checkpoint of ``step`` (the latest by default), shaped as ``like``.
+
+        Args:
+            like: a state of this learner: the restored state takes its structure, dtypes and
+                array type (NumPy or JAX).
+            step: which checkpoint; ``None``: the latest.
+
+        Returns:
+            ``(state, losses, record)``.
+
+        Raises:
+            FileNotFoundError: there is no checkpoint.
+            CheckpointError: the checkpoint cannot be read (a damaged or edited file), or it holds
+                another learner's state; the message names its folder and what differs.
+        """
         step = self.latest() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        where = os.path.join(self.directory, f"{STEP_PREFIX}_{step}")
         args = self._ocp.args
-        record = self._manager.restore(step, args=args.Composite(record=args.JsonRestore()))["record"]
-        template = {"state": _storable(like), "losses": np.zeros(record["step"], record.get("losses_dtype", "float32"))}
-        try:
-            out = self._manager.restore(step, args=args.Composite(tree=args.StandardRestore(template)))["tree"]
-        except (ValueError, KeyError) as e:
-            raise ValueError(f"the checkpoint at step {step} in {self.directory} does not hold this learner's "
-                             f"state (another model or optimizer?): {e}") from e
-        _same_layout(out["state"], template["state"], f"the checkpoint at step {step} in {self.directory}")
+        with _quiet_orbax():
+            try:
+                record = self._manager.restore(step, args=args.Composite(record=args.JsonRestore()))["record"]
+            except Exception as e:  # noqa: BLE001 - orbax raises anything on a damaged file
+                raise CheckpointError(f"the checkpoint {where} cannot be read: its record "
+                                      f"({os.path.join(where, 'record')}) is damaged or missing "
+                                      f"({type(e).__name__}: {_first_line(e)})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int) or record["step"] != step:
+                raise CheckpointError(f"the checkpoint {where} holds a record that is not a paralens run's, or "
+                                      f"of another step ({str(record)[:120]})")
+            template = {"state": _storable(like),
+                        "losses": np.zeros(record["step"], record.get("losses_dtype", "float32"))}
+            try:
+                out = self._manager.restore(step, args=args.Composite(tree=args.StandardRestore(template)))["tree"]
+            except Exception as e:  # noqa: BLE001
+                raise CheckpointError(f"the checkpoint {where} cannot be read as this learner's state "
+                                      f"(another model or optimizer, or a damaged file under "
+                                      f"{os.path.join(where, 'tree')}): {type(e).__name__}: {_first_line(e)}") \
+                    from None
+        _same_layout(out["state"], template["state"], f"the checkpoint {where}")
         return _unstorable(out["state"], like), np.asarray(out["losses"]), record
 
     def close(self):
-        self._manager.close()
+        """Close the manager and release the folder's lock."""
+        try:
+            self._manager.close()
+        finally:
+            self._release()
+
+    def _release(self):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _primary() -> bool:
+    """Whether this process writes the folder: all but the first of several JAX processes share
+    the first's checkpoints (orbax coordinates them)."""
+    jax = sys.modules.get("jax")
+    try:
+        return jax is None or jax.process_index() == 0
+    except Exception:  # noqa: BLE001 - JAX without a backend yet
+        return True
+
+
+class _Lock:
+    """An exclusive lock on a checkpoint folder, held while a :class:`Checkpoints` is open. Where
+    ``fcntl`` exists (POSIX) it is an ``flock``, which the system releases when its process dies;
+    elsewhere the lock file's pid is checked. The file names the holder."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            fcntl = None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise CheckpointLockedError(self._held()) from None
+            elif _alive(self._holder()):  # pragma: no cover
+                raise CheckpointLockedError(self._held())
+            me = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "since": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, json.dumps(me).encode(), 0)
+            os.fsync(self.fd)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _holder(self) -> dict:
+        with contextlib.suppress(OSError, ValueError):
+            with open(self.path, encoding="utf-8") as f:
+                holder = json.load(f)
+            if isinstance(holder, dict):
+                return holder
+        return {}
+
+    def _held(self) -> str:
+        h = self._holder()
+        return (f"{os.path.dirname(self.path)} is being written by another process (pid {h.get('pid', '?')} on "
+                f"{h.get('host', '?')}, since {h.get('since', '?')}): one run writes a checkpoint folder at a "
+                "time; wait for it to end, or choose another checkpoint_dir")
+
+    def release(self):
+        """Let another process take the folder."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.fd, 0)
+        os.close(self.fd)
+
+
+def _alive(holder: dict) -> bool:  # pragma: no cover - the fallback where fcntl is missing
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
+        return bool(holder)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """orbax and absl log a traceback of their own for an error they raise: the error we raise in
+    its place says what is wrong, once."""
+    loggers = [logging.getLogger(n) for n in ("absl", "orbax", "orbax.checkpoint", "jax")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _first_line(e: BaseException, n: int = 200) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:n]
 
 
 def _same_layout(got, want, where: str, path: str = "state"):
     """orbax restores what was stored, whatever the template's shapes: compare them."""
     if isinstance(want, dict):
-        if set(got) != set(want):
-            raise ValueError(f"{where} does not hold this learner's state: {path} has {sorted(got)}, "
-                             f"expected {sorted(want)}")
+        if not isinstance(got, dict) or set(got) != set(want):
+            raise CheckpointError(f"{where} does not hold this learner's state: {path} has "
+                                  f"{sorted(got) if isinstance(got, dict) else type(got).__name__}, expected "
+                                  f"{sorted(want)}")
         for k in want:
             _same_layout(got[k], want[k], where, f"{path}[{k!r}]")
     elif isinstance(want, (tuple, list)):
         for i, (g, w) in enumerate(zip(got, want)):
             _same_layout(g, w, where, f"{path}[{i}]")
     elif (np.shape(got), np.asarray(got).dtype) != (np.shape(want), np.dtype(want.dtype)):
-        raise ValueError(f"{where} does not hold this learner's state (another model or optimizer?): {path} "
-                         f"is {np.asarray(got).dtype}{list(np.shape(got))} there, "
-                         f"{np.dtype(want.dtype)}{list(np.shape(want))} here")
+        raise CheckpointError(f"{where} does not hold this learner's state (another model or optimizer?): {path} "
+                              f"is {np.asarray(got).dtype}{list(np.shape(got))} there, "
+                              f"{np.dtype(want.dtype)}{list(np.shape(want))} here")
 
 
 def _storable(tree):

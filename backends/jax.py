@@ -24,7 +24,7 @@ from paralens.types import ArrayType
 
 from ._interpret import ArrayBackend, ArrayLib, batch_check
 from .numpy import backend as host
-from .validate import labels_check
+from .validate import cast, labels_check
 
 __all__ = ["backend", "compile", "init", "CompiledStep", "RULES"]
 
@@ -312,13 +312,42 @@ class CompiledStep:
         return {k: state[k] for k in self.updated}, {k: state[k] for k in self.kept}
 
     def __call__(self, state, x, y):
+        """One step (or, scanned, one step per leading slice of ``x`` and ``y``).
+
+        Args:
+            state: the training state (``learner.init(backend="jax")``); its ``params`` and ``opt``
+                are donated.
+            x: the inputs, batched (arrays, or nested lists of numbers).
+            y: the labels, batched.
+
+        Returns:
+            ``(new state, loss)`` (losses, one a step, when scanned).
+
+        Raises:
+            ValueError: ``x`` and ``y`` differ in batch size, or host labels are out of range.
+            TypeError: data that cannot be cast to the step's dtypes.
+        """
         if not (self._plain and type(x) is _DEVICE_ARRAY and type(y) is _DEVICE_ARRAY
                 and x.shape[:self._lead] == y.shape[:self._lead]):
+            x, y = self._arrays(x, 1), self._arrays(y, 2)
             self._same_batch(x, y)  # labels on a device are not range-checked (no read back)
             if self._check is not None:
                 self._check(x, y)
         new, loss = self._jit(*self._split(state), x, y)
         return {**state, **new}, loss
+
+    def _arrays(self, value, k: int):
+        """Python lists and numbers (leaves of argument ``k``) as NumPy arrays of the step's dtypes:
+        a trace cannot read them, the host can."""
+        types, sig = self.term.input_types()[k], self.term.in_sig[k]
+
+        def convert(v, t, s, what):
+            if s is None:
+                return cast(np.asarray(v), t, what) if isinstance(v, (list, tuple, int, float)) else v
+            if isinstance(v, (list, tuple)) and len(v) == len(s):
+                return tuple(convert(a, b, c, f"{what}[{i}]") for i, (a, b, c) in enumerate(zip(v, t, s)))
+            return v
+        return convert(value, types, sig, "xy"[k - 1])
 
     def lower(self, state, x, y):
         """``jax.jit(...).lower``: inspect the program (``.as_text()``, ``.compile()``)."""

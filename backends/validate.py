@@ -31,12 +31,31 @@ __all__ = ["cast", "check_labels", "check_same_batch", "check_finite", "positive
 
 
 def _kind(dtype) -> str:
-    return np.dtype(dtype).kind
+    """NumPy's kind letter; the floats of ml_dtypes (bfloat16, float8), kind ``V`` to NumPy, are ``f``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "V" and dtype.type.__module__.startswith("ml_dtypes"):
+        return "f"
+    return dtype.kind
 
 
 def cast(value, type, what: str, asarray=None):
-    """``value`` with ``type``'s dtype. ``asarray(value, dtype)`` makes the array (NumPy's by
-    default); a JAX tracer is cast with ``astype``, and checked by dtype alone."""
+    """``value`` with ``type``'s dtype, refusing what the cast would change.
+
+    Args:
+        value: an array (NumPy, JAX, or a JAX tracer), a number, or nested lists of numbers.
+        type: the wire's :class:`~paralens.ArrayType`.
+        what: the argument's name, for the errors.
+        asarray: ``asarray(value, dtype)`` makes the array (NumPy's by default); a JAX tracer is
+            cast with ``astype``, and checked by dtype alone.
+
+    Returns:
+        ``value`` as it is when its dtype is the wire's, else converted.
+
+    Raises:
+        TypeError: complex or non-numeric data; floats for an integer wire inside a trace.
+        ValueError: fractional or non-finite floats for an integer wire, or integers outside the
+            range of the wire's integer dtype (``2**32 + 1`` for int32 would wrap around).
+    """
     dtype = getattr(value, "dtype", None)
     if dtype is None:
         value = np.asarray(value)
@@ -58,6 +77,13 @@ def cast(value, type, what: str, asarray=None):
             raise ValueError(f"{what} is {dtype} with fractional or non-finite values, but the term takes {want}")
     if want.kind == "b" and kind in "iu":
         return value  # integers on a bit wire: the backend reads them (Z2 reads them mod 2)
+    if want.kind in "iu" and kind in "iuf" and _concrete(value):
+        v = np.asarray(value)
+        info = np.iinfo(want)
+        if v.size and (v.min() < info.min or v.max() > info.max):
+            bad = v.ravel()[int(np.flatnonzero((v.ravel() < info.min) | (v.ravel() > info.max))[0])]
+            raise ValueError(f"{what} holds {bad}, outside the range of {want} ({info.min}..{info.max}) that the "
+                             "term takes: it would wrap around; check the data")
     if asarray is not None:
         return asarray(value, want)
     if hasattr(value, "astype"):

@@ -186,6 +186,23 @@ def R(f: Term, residuals=None) -> Term:
     ``dparams`` is a dict keyed like ``f``'s parameters. ``R`` is a functor:
     ``R(f >> g)`` computes what the lens composite of ``R(f)`` and ``R(g)`` does.
 
+    ``residuals`` chooses what the backward pass reads stored and what it recomputes
+    (:func:`~paralens.passes.residual_policy`: ``"store"``, ``"recompute"``, ``"segments"``,
+    ``"matmuls"``, per layer, or a function of the box); every choice gives the same numbers.
+
+    Args:
+        f: the term to differentiate.
+        residuals: the residual policy (see above); ``None`` stores every residual.
+
+    Returns:
+        The term ``R(f)``, named ``R(<f's name>)``, with ``f``'s parameters: it takes ``(x, dy)``
+        (``dy`` shaped like ``f``'s output) and returns ``(dparams, dx)``.
+
+    Raises:
+        TypeError: ``f`` is not a :class:`~paralens.Term` (use :func:`~paralens.as_term` on a lens or
+            a learner), or ``residuals`` is not a policy name, a dict or a function.
+        ValueError: ``residuals`` names no known policy, or a dict of policies holds a segment policy.
+
     >>> import numpy as np, paralens as pl
     >>> from paralens.backends import numpy as pnp
     >>> f = pl.nn.dense(2, 1)
@@ -193,10 +210,6 @@ def R(f: Term, residuals=None) -> Term:
     >>> dparams, dx = pnp.compile(pl.R(f))(params, np.array([[1.0, 2.0]]), np.array([[1.0]]))
     >>> dparams["dense.W"].ravel().tolist(), dx.tolist()
     ([1.0, 2.0], [[1.0, 1.0]])
-
-    ``residuals`` chooses what the backward pass reads stored and what it recomputes
-    (:func:`~paralens.passes.residual_policy`: ``"store"``, ``"recompute"``, ``"segments"``, ``"matmuls"``, per layer, or a
-    function of the box); every choice gives the same numbers.
     """
     if not isinstance(f, Term):
         raise TypeError(f"R takes a Term, got {type(f).__name__}")
@@ -210,6 +223,13 @@ def value_and_R(f: Term) -> Term:
     """``R(f)`` that also returns the forward value: ``(params, x, dy) -> (y, dparams, dx)``.
 
     The forward pass runs once and feeds both outputs (as ``jax.value_and_grad``).
+
+    Args:
+        f: the term to differentiate.
+
+    Returns:
+        The term, named ``value_and_R(<f's name>)``, with ``f``'s parameters: it takes ``(x, dy)`` and
+        returns ``(y, dparams, dx)``, ``dparams`` a dict keyed like ``f``'s parameters.
     """
     r = reverse(f)
     x_sig = _arg_sig(f)
@@ -224,6 +244,17 @@ def D(f: Term) -> Term:
 
     Derived from ``R`` by the double-reverse identity
     ``D[f](x, u) = pi_1 R[R[f]]((x, 0), u)`` (maths §1.4).
+
+    Args:
+        f: the term to differentiate.
+
+    Returns:
+        The term ``D(f)``, named ``D(<f's name>)``, with ``f``'s parameters: it takes
+        ``(x, dparams, dx)`` (``dparams`` a dict keyed like ``f``'s parameters, ``dx`` shaped like
+        ``x``) and returns ``dy``, shaped like ``f``'s output.
+
+    Raises:
+        TypeError: ``f`` is not a :class:`~paralens.Term`.
     """
     rrf = R(R(f))
     b = Builder()
@@ -249,6 +280,19 @@ def forward_gradient(f: Term, wrt=None) -> Term:
     derivative ``d = D(f)(params, x; v, 0)`` and returns ``d * v``, whose mean over
     draws is the gradient. ``D`` here is ``R`` applied twice, so no forward-mode rule
     is written for any primitive.
+
+    Args:
+        f: a scalar objective: one unbatched output of shape ``()`` (a loss averaged over the batch).
+        wrt: the names of the parameters whose gradient to estimate, as in ``f.param_names``;
+            ``None``: every parameter that is neither a label nor a hyperparameter.
+
+    Returns:
+        A term taking ``(x, key)`` (``key`` a ``pl.prims.KEY`` wire) and returning ``(grads, key')``:
+        ``grads`` a dict of the estimates keyed by the names in ``wrt``, ``key'`` the next random key.
+
+    Raises:
+        TypeError: ``f`` is not a scalar objective.
+        KeyError: ``wrt`` names a parameter ``f`` does not have.
 
     >>> import numpy as np, paralens as pl
     >>> f = pl.nn.dense(3, 1) >> pl.losses.mse().at(pl.Array[1])

@@ -37,7 +37,25 @@ BOX_H, PORT_H, DUMMY_H = 0.5, 0.36, 0.12
 
 @dataclass
 class Node:
-    """A box, a port (``input``, ``param``, ``output``) or a waypoint (``dummy``) of a wire."""
+    """A box, a port (``input``, ``param``, ``output``) or a waypoint (``dummy``) of a wire.
+
+    Attributes:
+        id: the node's index in ``Layout.nodes``.
+        kind: ``"box"``, ``"input"``, ``"param"``, ``"output"`` or ``"dummy"`` (a waypoint).
+        label: what the node shows: a box's :func:`box_label` (or its layer's name when
+            collapsed), a port's name; unprintable characters escaped, cut to 48 characters
+            (``LABEL_LIMIT``) with ``...``.
+        band: ``0`` for the forward band, ``1`` for the backward band under it.
+        column: the grid column, counted from the left; outputs share the last one.
+        x: the centre's horizontal position.
+        y: the centre's vertical position (``y`` grows downwards).
+        w: the width (``0`` for a waypoint).
+        h: the height.
+        part: the outermost part of a learner's step the box belongs to (its model, loss,
+            learning rate or optimizer), or ``None``.
+        unit: the layer instance that made the box (``dense0``, ``relu1``), or ``None``.
+        prim: the name of a box's primitive (``einsum``, ``const``); ``None`` for ports and waypoints.
+    """
 
     id: int
     kind: str
@@ -61,7 +79,18 @@ class Node:
 @dataclass
 class Wire:
     """A wire from ``src`` to ``dst`` through ``points``; ``kind`` is ``data``, ``param`` or
-    ``residual`` (a forward value read by a backward box)."""
+    ``residual`` (a forward value read by a backward box).
+
+    Attributes:
+        src: the id of the node the wire leaves.
+        dst: the id of the node the wire enters.
+        kind: ``"data"``, ``"param"`` (a parameter wire) or ``"residual"`` (from the forward band
+            into a backward box).
+        label: the shape of the value, for a wire leaving an input or a parameter port; ``""``
+            for the others.
+        points: the ``(x, y)`` points the wire runs through, from the right edge of ``src``
+            through the waypoints to the left edge of ``dst``.
+    """
 
     src: int
     dst: int
@@ -72,6 +101,21 @@ class Wire:
 
 @dataclass
 class Layout:
+    """A laid-out diagram, as :func:`layout` returns it: nodes with coordinates and wires with points.
+
+    Attributes:
+        nodes: every :class:`Node` (parameters, inputs, boxes, outputs, then waypoints), each at
+            the index of its ``id``.
+        wires: every :class:`Wire`: one per term wire a node reads from another node (one per pair of
+            nodes when collapsed).
+        width: the width of the drawing, from the left edge of the first column to the right edge
+            of the last.
+        height: the height of the drawing: the bottom of its lowest band.
+        bands: ``(name, top, bottom)`` of each band: ``"forward"``, then ``"backward"`` when the
+            term has backward boxes.
+        title: the term's name (cut to 150 characters), shown over the drawing.
+    """
+
     nodes: list[Node]
     wires: list[Wire]
     width: float
@@ -80,11 +124,24 @@ class Layout:
     title: str = ""
 
     def boxes(self) -> list[Node]:
-        """Every node drawn as a box or a port (waypoints left out)."""
+        """Every node drawn as a box or a port (waypoints left out).
+
+        Returns:
+            The nodes whose ``kind`` is not ``"dummy"``, in the order of ``nodes``.
+        """
         return [n for n in self.nodes if n.kind != "dummy"]
 
     def groups(self, key: str) -> dict[tuple[str, int], tuple[float, float, float, float]]:
-        """The bounding rectangle of each ``part`` or ``unit`` (by ``key``), per band."""
+        """The bounding rectangle of each ``part`` or ``unit`` (by ``key``), per band.
+
+        Args:
+            key: ``"part"`` (a learner's parts) or ``"unit"`` (the layer instances): the
+                :class:`Node` attribute to group boxes by; boxes where it is ``None`` are left out.
+
+        Returns:
+            A dict from ``(name, band)`` to the ``(left, top, right, bottom)`` rectangle around
+            the boxes of that group in that band.
+        """
         out: dict[tuple[str, int], list[float]] = {}
         for n in self.nodes:
             name = getattr(n, key)
@@ -101,7 +158,18 @@ LABEL_LIMIT = 48
 
 
 def box_label(e, constants: int = 4) -> str:
-    """What a box shows: its primitive and the parameters that say what it does; a constant's value."""
+    """What a box shows: its primitive and the parameters that say what it does; a constant's value.
+
+    Args:
+        e: the box: a term's :class:`~paralens.Eqn`.
+        constants: the most values a constant shows; a larger constant shows its shape instead.
+
+    Returns:
+        The label: a short constant's values (``"0.5"``, ``"[1, 2]"``) or ``"const (shape)"``;
+        ``"einsum <spec>"``; ``"× k"``, ``"+ k"`` or ``"^ k"`` for ``scale``, ``shift`` and
+        ``pow``; ``"sum <axes>"`` or ``"max <axes>"`` for reductions; ``"cast <dtype>"``;
+        ``"scan ×<length>"``; any other primitive's name.
+    """
     kw = e.kwargs
     name = e.prim.name
     if name == "const":
@@ -128,7 +196,19 @@ def _width(label: str) -> float:
 
 
 def layout(term, *, collapse: bool = False) -> Layout:
-    """Lay ``term`` out (see the module's docstring); ``collapse=True`` shows each layer as one box."""
+    """Lay ``term`` out (see the module's docstring); ``collapse=True`` shows each layer as one box.
+
+    Args:
+        term: a :class:`~paralens.Term`, a lens, an optimizer or a learner (anything
+            :func:`~paralens.as_term` accepts).
+        collapse: draw each layer instance (in each band and part) as one box labelled with its
+            name; a box outside any layer folds into the innermost part it belongs to (an
+            optimizer's transform), and one outside both stays a box of its own.
+
+    Returns:
+        The :class:`Layout`: nodes placed in columns, ordered to uncross wires, forward band
+        over backward band, and wires with the points they run through.
+    """
     term = as_term(term)
     d = term._flat()
     in_labels, out_labels = term.port_labels()

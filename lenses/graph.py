@@ -29,6 +29,15 @@ def to_networkx(term) -> networkx.MultiDiGraph:  # noqa: F821
     ``label`` and, for boxes, ``group`` (the outermost part the box belongs to,
     or ``None``); edge attributes: ``type`` (the wire's :class:`ArrayType`) and
     ``param`` (whether the wire is a parameter wire).
+
+    Args:
+        term: a :class:`~paralens.Term`, a lens, an optimizer or a learner (anything
+            :func:`~paralens.as_term` accepts).
+
+    Returns:
+        The graph, named after the term: nodes ``param:<name>`` for each parameter, ``in:<i>``
+        for each input, ``box:<k>`` for each box (with its primitive's name as ``prim``) and
+        ``out:<i>`` for each output; one edge per wire a box or an output reads.
     """
     import networkx as nx
 
@@ -62,11 +71,37 @@ def draw(term, path: str | None = None, *, collapse: bool = False, title: str | 
 
     Writes ``path`` (``.png`` or ``.svg``) and returns it, or returns the SVG
     text when ``path`` is ``None``. ``collapse=True`` draws each layer as one box.
+
+    Args:
+        term: a :class:`~paralens.Term`, a lens, an optimizer or a learner (anything
+            :func:`~paralens.as_term` accepts).
+        path: the file to write, ending in ``.png`` or ``.svg`` (any other ending raises
+            ``ValueError``); ``None`` writes no file.
+        collapse: draw each layer instance (``dense0``, ``relu1``) as one box instead of
+            its primitives.
+        title: the title over the drawing; ``None`` uses the term's name.
+
+    Returns:
+        ``path`` as a string once the file is written, or the SVG text when ``path`` is ``None``.
     """
     return backends.get("matplotlib").draw(term, path, collapse=collapse, title=title)
 
 
 def draw_equation(lhs, rhs, path: str | None = None, *, collapse: bool = False, title: str | None = None) -> str:
-    """Draw the two sides of a law next to each other, ``lhs = rhs`` (e.g. ``pl.lens(f >> g)``
-    and ``pl.lens(f) >> pl.lens(g)``)."""
+    """Draw the two sides of a law next to each other, ``lhs = rhs``.
+
+    For example ``pl.lens(f >> g)`` and ``pl.lens(f) >> pl.lens(g)``.
+
+    Args:
+        lhs: the left side: a :class:`~paralens.Term`, a lens, an optimizer or a learner.
+        rhs: the right side, of the same kinds; the two are laid out separately, with ``=``
+            between them.
+        path: the file to write, ending in ``.png`` or ``.svg`` (any other ending raises
+            ``ValueError``); ``None`` writes no file.
+        collapse: draw each layer instance as one box on both sides.
+        title: the title over the drawing; ``None`` uses ``"<lhs name>  =  <rhs name>"``.
+
+    Returns:
+        ``path`` as a string once the file is written, or the SVG text when ``path`` is ``None``.
+    """
     return backends.get("matplotlib").draw_equation(lhs, rhs, path, collapse=collapse, title=title)

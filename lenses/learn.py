@@ -48,7 +48,15 @@ __all__ = ["Learner", "Error", "quadratic", "cosh", "L", "from_lens", "identity"
 @dataclass(frozen=True)
 class Error:
     """An error function ``e(x, y)`` (prediction, target), elementwise, whose derivative in ``x``
-    is invertible in ``y``: ``inverse(z, w)`` is the ``y`` with ``de/dx(z, y) = w`` (maths §5.2)."""
+    is invertible in ``y``: ``inverse(z, w)`` is the ``y`` with ``de/dx(z, y) = w`` (maths §5.2).
+
+    Attributes:
+        name: the error's name, shown in the names of the terms it makes (``E_quadratic``).
+        value: ``e(x, y)``: a function of two wires of the same type (prediction, target) that
+            returns the elementwise error wire.
+        inverse: a function of two wires ``(z, w)`` that returns the wire of the ``y`` with
+            ``de/dx(z, y) = w``; it gives a learner's request.
+    """
 
     name: str
     value: Callable[[Wire, Wire], Wire]
@@ -81,6 +89,15 @@ class Learner:
     ``implement: (P; a) -> b``; ``update: (P; a, b) -> P`` (a dict by parameter
     name); ``request: (P; a, b) -> a``. (Not :class:`paralens.Learner`, the
     compiled training step: that one is assembled from lenses with an optimizer.)
+
+    Attributes:
+        implement: the term ``I: (P; a) -> b``.
+        update: the term ``U: (P; a, b) -> P``, the new value of each parameter by name.
+        request: the term ``r: (P; a, b) -> a``, the input the learner asks for.
+        name: the learner's name, shown in reprs, diagrams and composites (``f >> g``).
+
+    Raises:
+        ValueError: if ``implement``, ``update`` and ``request`` do not have the same parameter names.
     """
 
     implement: Term
@@ -112,7 +129,13 @@ class Learner:
         return self.as_term()._repr_svg_()
 
     def as_term(self) -> Term:
-        """``(P; a, b) -> (I(p, a), U(p, a, b), r(p, a, b))`` as one term (to draw or compile)."""
+        """``(P; a, b) -> (I(p, a), U(p, a, b), r(p, a, b))`` as one term (to draw or compile).
+
+        Returns:
+            The term over the learner's parameters with the inputs ``a`` and ``b`` and the
+            outputs ``I``, ``U`` (a dict by parameter name) and ``r``; its boxes are grouped as
+            ``implement``, ``update`` and ``request``.
+        """
         b = Builder()
         pw = [b.redeclare(s) for s in self.implement.params]
         a, t = _inputs(b, self.dom), _inputs(b, self.cod)
@@ -124,7 +147,11 @@ class Learner:
                        name=self.name, arg_names=(("a", "b"), ("I", "U{}", "r")))
 
     def machine(self) -> Machine:
-        """This learner read as a Moore machine (maths §6.2)."""
+        """This learner read as a Moore machine (maths §6.2).
+
+        Returns:
+            The :class:`Machine` of this learner.
+        """
         return Machine(self)
 
     # --- the category Learn
@@ -198,7 +225,15 @@ def _sig(a_ty, b_ty) -> tuple:
 
 
 def identity(ty) -> Learner:
-    """The identity learner on ``ty``: no parameters, ``I(a) = a``, ``r(a, b) = b`` (maths §5.1)."""
+    """The identity learner on ``ty``: no parameters, ``I(a) = a``, ``r(a, b) = b`` (maths §5.1).
+
+    Args:
+        ty: the type ``A`` of the learner ``A -> A``: an :class:`~paralens.ArrayType`, a
+            :class:`~paralens.Ty` or a list of array types.
+
+    Returns:
+        The :class:`Learner` named ``id``, whose update returns an empty dict.
+    """
     ty = as_ty(ty)
     b = Builder()
     a = _inputs(b, ty)
@@ -230,7 +265,22 @@ def _error_term(ty: Ty, error: Error) -> Term:
 def from_lens(lens_: Lens, eps: float, error: Error = quadratic) -> Learner:
     """The learner of a parametric lens (maths §5.3): post-compose the displacement
     ``de/dx(I(p, a), b)``, run the lens backward, then update ``p - eps dp`` and request
-    ``inverse(a, da)``. ``eps`` is the step size of the update only; the request uses step 1."""
+    ``inverse(a, da)``. ``eps`` is the step size of the update only; the request uses step 1.
+
+    Args:
+        lens_: a parametric :class:`~paralens.Lens` (``pl.lens(f)``); its parameters are the
+            learner's.
+        eps: the step size of the update, a number ``> 0``.
+        error: the :class:`Error` function ``e`` that turns an output and its target into the
+            displacement; :data:`quadratic` by default.
+
+    Returns:
+        The :class:`Learner` ``L(name)`` with the lens's domain, codomain and parameters.
+
+    Raises:
+        ValueError: if ``eps`` is not ``> 0`` (or is NaN, or a string that is no number).
+        TypeError: if ``eps`` cannot be converted to a float.
+    """
     eps = float(eps)
     if not eps > 0:
         raise ValueError(f"the step size eps must be positive, got {eps}")
@@ -264,7 +314,18 @@ def from_lens(lens_: Lens, eps: float, error: Error = quadratic) -> Learner:
 def L(f, eps: float, error: Error = quadratic) -> Learner:  # noqa: N802 - the paper's name
     """The functor ``L_{eps, e}: Para -> Learn`` of "Backprop as Functor" (maths §5.2):
     ``U(p, a, b) = p - eps grad_p E``, ``r(p, a, b) = inverse(a, grad_a E)`` with
-    ``E(p, a, b) = sum_j e(I_j(p, a), b_j)`` (summed over the batch too)."""
+    ``E(p, a, b) = sum_j e(I_j(p, a), b_j)`` (summed over the batch too).
+
+    Args:
+        f: a parametrised term (a :class:`~paralens.Term`, such as ``pl.nn.dense(2, 3)``); a
+            polymorphic layer needs a type first.
+        eps: the step size of the update, a number ``> 0``.
+        error: the :class:`Error` function ``e``; :data:`quadratic` by default.
+
+    Returns:
+        The :class:`Learner` ``L(f)``, with ``f``'s domain, codomain and parameters; it is
+        ``from_lens(pl.lens(f), eps, error)``.
+    """
     return from_lens(lens(as_term(f)), eps, error)
 
 
@@ -276,7 +337,11 @@ class Machine:
     """A learner as a Moore machine (maths §6.2): the state is the parameter ``p``; the
     readout at ``p`` is the pair (implement, request); an input ``(a, b)`` moves the state to
     ``U(p, a, b)``. Machines compose by wiring, as their learners do: ``m1 >> m2`` feeds the
-    downstream machine's request to the upstream one as its target, at every tick."""
+    downstream machine's request to the upstream one as its target, at every tick.
+
+    Attributes:
+        learner: the :class:`Learner` whose parts the machine runs.
+    """
 
     learner: Learner
 
@@ -287,14 +352,35 @@ class Machine:
         return Machine(self.learner @ other.learner)
 
     def readout(self, state: dict, backend: str = "numpy"):
-        """The functions the machine shows at ``state``: ``(a -> b, (a, b) -> a)``."""
+        """The functions the machine shows at ``state``: ``(a -> b, (a, b) -> a)``.
+
+        Args:
+            state: the parameter values by name (as ``backends.get(backend).init`` returns them).
+            backend: the backend that compiles the learner's parts, by name or as a backend object.
+
+        Returns:
+            A pair of functions: ``implement(a)``, the output for an input ``a``, and
+            ``request(a, b)``, the input the learner asks for given ``a`` and a target ``b``
+            (arrays of the backend, with a batch axis).
+        """
         be = backends.get(backend)
         implement, request = be.compile(self.learner.implement), be.compile(self.learner.request)
         return (lambda a: implement(state, a)), (lambda a, b: request(state, a, b))
 
     def run(self, state: dict, inputs, targets, backend: str = "numpy"):
         """Feed the stream ``(inputs[k], targets[k])``, one example (or batch) per tick;
-        returns ``(final state, [state after each tick])``."""
+        returns ``(final state, [state after each tick])``.
+
+        Args:
+            state: the parameter values by name to start from (it is not changed).
+            inputs: the inputs ``a``, one array (a batch) per tick.
+            targets: the targets ``b``, one per tick; the stream stops at the shorter of the two.
+            backend: the backend that compiles the update, by name or as a backend object.
+
+        Returns:
+            ``(state, history)``: the parameter values by name after the last tick (``state``
+            itself when the stream is empty) and the list of them after each tick.
+        """
         be = backends.get(backend)
         update = be.compile(self.learner.update)
         history = []

@@ -136,6 +136,20 @@ def loop(body: Term, length: int, n_carry: int | None = None) -> Term:
     step to the next; the rest are shared by every step, as are ``body``'s
     parameters (they stay parameters of the loop). The loop's outputs are the
     last carries.
+
+    Args:
+        body: the step: a term whose outputs have the types of its first ``n_carry`` inputs.
+        length: the number of steps, at least 1.
+        n_carry: how many of ``body``'s inputs, from the first, are carried; they must be exactly
+            its outputs. ``None``: as many as ``body`` has outputs.
+
+    Returns:
+        A term of one ``scan`` box, named ``loop(<body's name>, <length>)``: ``body``'s inputs ->
+        the last carries, with ``body``'s parameters.
+
+    Raises:
+        ValueError: ``length`` is less than 1.
+        CompositionError: ``body``'s outputs are not of the types of its first ``n_carry`` inputs.
     """
     if length < 1:
         raise ValueError(f"loop length must be at least 1, got {length}")
@@ -153,7 +167,33 @@ def loop(body: Term, length: int, n_carry: int | None = None) -> Term:
 
 
 def scan_term(body: Term, length: int, n_carry: int, n_const: int, reverse: bool = False) -> Term:
-    """A term holding one ``scan`` box (per-step inputs and outputs stacked on a leading axis)."""
+    """A term holding one ``scan`` box (per-step inputs and outputs stacked on a leading axis).
+
+    ``body`` takes ``(carries, consts, x)`` and returns ``(carries, y)``; the term runs it ``length``
+    times, as ``jax.lax.scan``: the carries pass from step to step, every step reads the same
+    ``consts``, and step ``k`` reads slice ``k`` of each per-step input and writes slice ``k`` of each
+    per-step output.
+
+    Args:
+        body: the step: a term without parameters (:func:`~paralens.loop` makes a body's parameters
+            inputs).
+        length: the number of steps, the size of the stacked axis.
+        n_carry: how many of ``body``'s first inputs are carries; its first ``n_carry`` outputs are
+            their next values, of the same types.
+        n_const: how many inputs after the carries every step reads whole; the remaining inputs
+            are per-step.
+        reverse: run the steps from the last slice to the first (each output slice stays at its
+            step's position).
+
+    Returns:
+        A term ``(carries, consts, xs) -> (last carries, ys)``, named ``scan(<body's name>, <length>)``:
+        each of ``xs`` and ``ys`` has the per-example shape of ``body``'s per-step wire with
+        ``length`` in front (after the batch axis of a batched wire, when evaluated).
+
+    Raises:
+        TypeError: ``body`` has parameters, or its first ``n_carry`` outputs are not of the types of
+            its carries.
+    """
     b = Builder()
     ins = [b.input(t) for t in body.dom[:n_carry + n_const]]
     xs = [b.input(_stacked(t, length)) for t in body.dom[n_carry + n_const:]]

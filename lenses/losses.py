@@ -56,6 +56,18 @@ def mse(*, reduction: str = "mean") -> Poly:
     This is the quadratic error of "Backprop as Functor" and "Categorical
     Foundations": its cotangent with respect to the prediction is
     ``prediction - label`` (divided by the batch size).
+
+    Args:
+        reduction: how the per-example losses are combined: ``"mean"`` (the default) over the
+            batch, ``"sum"``, or ``"none"`` (the per-example losses, a batched scalar).
+
+    Returns:
+        A polymorphic term (:class:`~paralens.Poly`), typed by what it is composed with: at a
+        prediction type ``t`` it is ``t -> Param[()]`` (batched for ``"none"``), named
+        ``mse(t)``, with one parameter ``mse``: the label, of the prediction's type.
+
+    Raises:
+        ValueError: if ``reduction`` is not ``"mean"``, ``"sum"`` or ``"none"``.
     """
     return _loss("mse", lambda p, label: 0.5 * W.sum((p - label) ** 2.0), reduction=reduction)
 
@@ -67,13 +79,40 @@ def _ce(logits, onehot):
 def softmax_cross_entropy(*, reduction: str = "mean") -> Poly:
     """``-sum_i label_i * log_softmax(logits)_i`` per example (labels: probabilities, e.g.
     one-hot), mean over the batch; computed as ``logsumexp(logits) * sum(label) - label . logits``,
-    finite for logits of any magnitude (``optax.softmax_cross_entropy``)."""
+    finite for logits of any magnitude (``optax.softmax_cross_entropy``).
+
+    Args:
+        reduction: how the per-example losses are combined: ``"mean"`` (the default) over the
+            batch, ``"sum"``, or ``"none"`` (the per-example losses, a batched scalar).
+
+    Returns:
+        A polymorphic term (:class:`~paralens.Poly`): at a logits type ``t`` (classes on the last
+        axis) it maps the logits to the loss, with one parameter ``softmax_cross_entropy``: the
+        labels, of the logits' type.
+
+    Raises:
+        ValueError: if ``reduction`` is not ``"mean"``, ``"sum"`` or ``"none"``.
+    """
     return _loss("softmax_cross_entropy", _ce, reduction=reduction)
 
 
 def softmax_cross_entropy_with_integer_labels(*, reduction: str = "mean") -> Poly:
     """Softmax cross-entropy with an int32 class index per example (the label has no
-    cotangent), mean over the batch (``optax.softmax_cross_entropy_with_integer_labels``)."""
+    cotangent), mean over the batch (``optax.softmax_cross_entropy_with_integer_labels``).
+
+    Args:
+        reduction: how the per-example losses are combined: ``"mean"`` (the default) over the
+            batch, ``"sum"``, or ``"none"`` (the per-example losses, a batched scalar).
+
+    Returns:
+        A polymorphic term (:class:`~paralens.Poly`): at a logits type of shape ``(classes,)``
+        it maps the logits to the loss, with one parameter ``softmax_cross_entropy``: a batched
+        ``int32`` scalar, the class index in ``[0, classes)`` of each example. Typing it at
+        logits of another rank raises ``TypeError``.
+
+    Raises:
+        ValueError: if ``reduction`` is not ``"mean"``, ``"sum"`` or ``"none"``.
+    """
     def per_example(logits, label):
         n = logits.shape[-1]
         idx = W.broadcast_to(W.Wire(label.builder, label.builder.emit1(P.CAST, label.id, dtype=logits.type.dtype)),
@@ -91,7 +130,20 @@ def softmax_cross_entropy_with_integer_labels(*, reduction: str = "mean") -> Pol
 def sigmoid_binary_cross_entropy(*, reduction: str = "mean") -> Poly:
     """``-label * log(sigmoid(logit)) - (1 - label) * log(1 - sigmoid(logit))``, summed over a
     example's outputs, mean over the batch; written with softplus so any logit is finite
-    (``optax.sigmoid_binary_cross_entropy``, elementwise there)."""
+    (``optax.sigmoid_binary_cross_entropy``, elementwise there).
+
+    Args:
+        reduction: how the per-example losses are combined: ``"mean"`` (the default) over the
+            batch, ``"sum"``, or ``"none"`` (the per-example losses, a batched scalar).
+
+    Returns:
+        A polymorphic term (:class:`~paralens.Poly`): at a logits type ``t`` it maps the logits
+        to the loss, with one parameter ``sigmoid_binary_cross_entropy``: the labels (each in
+        ``[0, 1]``), of the logits' type.
+
+    Raises:
+        ValueError: if ``reduction`` is not ``"mean"``, ``"sum"`` or ``"none"``.
+    """
     def per_example(logits, label):
         return W.sum(label * W.softplus(-logits) + (1.0 - label) * W.softplus(logits))
     return _loss("sigmoid_binary_cross_entropy", per_example, reduction=reduction)
@@ -100,7 +152,24 @@ def sigmoid_binary_cross_entropy(*, reduction: str = "mean") -> Poly:
 def huber(delta=1.0, *, reduction: str = "mean") -> Poly:
     """Huber loss: quadratic for errors up to ``delta``, linear beyond, summed over an
     example's outputs, mean over the batch (``optax.huber_loss``, elementwise there).
-    ``delta`` is a positive number or a :func:`~paralens.hyperparameter`."""
+    ``delta`` is a positive number or a :func:`~paralens.hyperparameter`.
+
+    Args:
+        delta: where the loss turns from quadratic to linear: a finite number ``> 0``, or a
+            :func:`~paralens.hyperparameter` (then a second parameter wire, ``huber.delta``).
+        reduction: how the per-example losses are combined: ``"mean"`` (the default) over the
+            batch, ``"sum"``, or ``"none"`` (the per-example losses, a batched scalar).
+
+    Returns:
+        A polymorphic term (:class:`~paralens.Poly`): at a prediction type ``t`` it maps the
+        prediction to the loss, with the parameter ``huber`` (the label, of the prediction's
+        type) and, for a hyperparameter ``delta``, ``huber.delta``.
+
+    Raises:
+        TypeError: if ``delta`` is neither a number nor a hyperparameter.
+        ValueError: if ``delta`` is not finite or not ``> 0``, or ``reduction`` is not
+            ``"mean"``, ``"sum"`` or ``"none"``.
+    """
     if not isinstance(delta, Hyperparameter):
         delta = real(delta, "huber: delta", 0, open_low=True)
     def per_example(pred, label, delta):

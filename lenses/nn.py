@@ -2,7 +2,7 @@
 
 Layers whose type is fixed by their arguments (``dense``) are terms; those
 whose type follows their input (activations, convolutions, pooling, flatten)
-are :class:`~paralens.terms.Poly` and take their type from what they are
+are :class:`~paralens.Poly` and take their type from what they are
 composed after. A numeric argument (``leaky_relu``'s slope) may be declared
 a :func:`~paralens.hyperparameter`: it then becomes a wire of the layer.
 
@@ -50,12 +50,26 @@ def _with_numbers(fn: Callable, name: str, **numbers) -> Poly:
 
 
 def relu() -> Poly:
-    """Elementwise ``max(x, 0)``."""
+    """Elementwise ``max(x, 0)``.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``relu``: at a
+        type it maps each input wire to an output wire of the same type.
+    """
     return _activation_layer(W.relu, "relu")
 
 
 def leaky_relu(negative_slope: float = 0.01) -> Poly:
     """Elementwise ``x`` where ``x > 0``, else ``negative_slope * x`` (``jax.nn.leaky_relu``).
+
+    Args:
+        negative_slope: the slope for ``x <= 0``: a finite number, or a
+            :func:`~paralens.hyperparameter` (then a parameter wire of the layer,
+            ``leaky_relu.negative_slope``). A plain number is checked when the layer is typed.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) named ``leaky_relu``: at a type it maps each
+        input wire to an output wire of the same type.
 
     >>> import paralens as pl
     >>> pl.nn.leaky_relu(pl.hyperparameter(0.1)).at(pl.Array[3]).hyper_names
@@ -66,27 +80,60 @@ def leaky_relu(negative_slope: float = 0.01) -> Poly:
 
 
 def sigmoid() -> Poly:
-    """Elementwise logistic function."""
+    """Elementwise logistic function.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``sigmoid``: at a
+        type it maps each input wire to an output wire of the same type.
+    """
     return _activation_layer(W.sigmoid, "sigmoid")
 
 
 def tanh() -> Poly:
-    """Elementwise hyperbolic tangent."""
+    """Elementwise hyperbolic tangent.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``tanh``: at a
+        type it maps each input wire to an output wire of the same type.
+    """
     return _activation_layer(W.tanh, "tanh")
 
 
 def gelu() -> Poly:
-    """Elementwise GELU (tanh approximation)."""
+    """Elementwise GELU (tanh approximation).
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``gelu``: at a
+        type it maps each input wire to an output wire of the same type.
+    """
     return _activation_layer(W.gelu, "gelu")
 
 
 def softplus() -> Poly:
-    """Elementwise ``log(1 + exp(x))``."""
+    """Elementwise ``log(1 + exp(x))``.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``softplus``: at a
+        type it maps each input wire to an output wire of the same type.
+    """
     return _activation_layer(W.softplus, "softplus")
 
 
 def softmax(axis: int = -1) -> Poly:
-    """Softmax over a per-example axis."""
+    """Softmax over a per-example axis.
+
+    Args:
+        axis: the axis of each example (the batch axis not counted) to normalise over; negative
+            counts from the end, so the default ``-1`` is the last. It must lie in
+            ``[-ndim, ndim)`` of the type the layer is given, else typing it raises ``ValueError``.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``softmax``: at a
+        type it maps each input wire to an output wire of the same type, summing to 1 along ``axis``.
+
+    Raises:
+        TypeError: if ``axis`` is not an int (a bool included).
+    """
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"softmax: axis must be an int, got {axis!r}")
     return _activation_layer(lambda x: W.softmax(x, axis), "softmax")
@@ -110,6 +157,20 @@ def _dense_into(b: Builder, x: int, n_in: int, n_out: int, dtype: str, init: tup
 def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = inits.glorot_uniform()) -> Term:
     """``x @ W + b`` with ``W`` of shape ``(n_in, n_out)`` (Glorot-uniform) and ``b`` zero.
 
+    Args:
+        n_in: the number of input features, a positive int.
+        n_out: the number of output features, a positive int.
+        dtype: the dtype of the input and of both parameters (``"float32"``, ``"float64"``, ...).
+        init: the initialiser of ``W``, a descriptor of :mod:`paralens.init`; ``b`` starts at zeros.
+
+    Returns:
+        The term ``Array[n_in] -> Array[n_out]`` (batched), named ``dense(n_in, n_out)``, with the
+        parameters ``dense.W`` of shape ``(n_in, n_out)`` and ``dense.b`` of shape ``(n_out,)``.
+
+    Raises:
+        TypeError: if ``n_in`` or ``n_out`` is not an int, or ``dtype`` is not a known dtype.
+        ValueError: if ``n_in`` or ``n_out`` is not positive, or ``init`` is not an initialiser.
+
     >>> import paralens as pl
     >>> pl.nn.dense(4, 3).param_types["dense.W"]
     Array[4, 3, batched=False]
@@ -123,7 +184,27 @@ def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = inits.
 
 def mlp(sizes: Sequence[int], activation: Callable | Poly = relu, final_activation: Callable | Poly | None = None,
         *, dtype: str = "float32") -> Term:
-    """Dense layers of ``sizes`` (``[4, 20, 3]``: two layers) with ``activation`` between them."""
+    """Dense layers of ``sizes`` (``[4, 20, 3]``: two layers) with ``activation`` between them.
+
+    Args:
+        sizes: the feature counts, input first and output last: a list of at least two positive
+            ints; each consecutive pair is a :func:`dense` layer (Glorot-uniform ``W``, zero ``b``).
+        activation: the layer between two dense layers: an activation of this module, called
+            (``pl.nn.relu()``) or not (``pl.nn.relu``), or any other polymorphic layer.
+        final_activation: the layer after the last dense layer, given the same ways; ``None``
+            for none (the output is the last layer's ``x @ W + b``).
+        dtype: the dtype of the input and of every parameter.
+
+    Returns:
+        The term ``Array[sizes[0]] -> Array[sizes[-1]]`` (batched), named ``mlp(sizes)``, with the
+        parameters ``dense0.W``, ``dense0.b``, ``dense1.W``, ... of its dense layers in order.
+
+    Raises:
+        TypeError: if ``sizes`` is not a list (or other iterable) of ints, or ``activation`` or
+            ``final_activation`` is not a layer or a function making one (``pl.tanh`` acts on
+            wires: give ``pl.nn.tanh``).
+        ValueError: if ``sizes`` has fewer than two entries or an entry is not positive.
+    """
     if isinstance(sizes, str) or not hasattr(sizes, "__iter__"):
         raise TypeError(f"mlp: sizes must be a list of positive ints, got {sizes!r}")
     sizes = [positive_int(n, f"mlp: sizes[{i}]") for i, n in enumerate(sizes)]
@@ -163,6 +244,27 @@ def conv2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 
     ``"valid"``, ``"same"`` (``ceil(H / stride)`` rows, as JAX and TensorFlow: an even kernel
     pads one more row after than before), an int, ``(ph, pw)`` or ``((top, bottom), (left, right))``.
 
+    Args:
+        in_channels: the channels ``C`` of the input images, a positive int.
+        out_channels: the channels of the output images (the number of filters), a positive int.
+        kernel: the kernel's size, an int for a square ``(k, k)`` or a pair ``(kh, kw)``.
+        stride: the step between windows, an int or a pair ``(sh, sw)``; the default moves one pixel.
+        padding: the zeros padded around each image, in one of the forms above; ``"valid"``
+            (the default) pads none.
+        init: the initialiser of the kernel, a descriptor of :mod:`paralens.init` (He-normal by
+            default); the bias starts at zeros.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`): at a per-example type ``(H, W, in_channels)``
+        it is the term to ``(OH, OW, out_channels)``, with the parameters ``conv.w`` of shape
+        ``(kh, kw, in_channels, out_channels)`` and ``conv.b`` of shape ``(out_channels,)``. Typing
+        it at another shape raises ``TypeError``.
+
+    Raises:
+        TypeError: if a size, the stride or the padding has the wrong type or form.
+        ValueError: if a size or a stride is not positive, the padding is negative or an unknown
+            string, or ``init`` is not an initialiser.
+
     >>> import paralens as pl
     >>> pl.nn.conv2d(1, 2, 4, padding="same").at(pl.Array[8, 8, 1]).cod
     Ty(Array[8, 8, 2])
@@ -194,17 +296,56 @@ def _pool_layer(name: str, fn: Callable, window, stride, padding) -> Poly:
 
 
 def max_pool(window=(2, 2), stride=None, padding=(0, 0)) -> Poly:
-    """Max pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``)."""
+    """Max pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``).
+
+    Args:
+        window: the size of the windows, an int for a square or a pair ``(wh, ww)``.
+        stride: the step between windows, an int or a pair; ``None`` takes ``window`` (windows
+            that do not overlap).
+        padding: the zeros padded on both sides of each image, an int or a pair ``(ph, pw)``.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``max_pool``: at a
+        per-example type ``(H, W, C)`` it is the term to ``(OH, OW, C)``; typing it at an array of
+        another rank raises ``TypeError``.
+
+    Raises:
+        TypeError: if ``window``, ``stride`` or ``padding`` is not an int or a pair of ints.
+        ValueError: if ``window`` or ``stride`` is not positive, or ``padding`` is negative or a string.
+    """
     return _pool_layer("max_pool", W.max_pool, window, stride, padding)
 
 
 def avg_pool(window=(2, 2), stride=None, padding=(0, 0)) -> Poly:
-    """Average pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``)."""
+    """Average pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``).
+
+    Padded zeros count in the average.
+
+    Args:
+        window: the size of the windows, an int for a square or a pair ``(wh, ww)``.
+        stride: the step between windows, an int or a pair; ``None`` takes ``window`` (windows
+            that do not overlap).
+        padding: the zeros padded on both sides of each image, an int or a pair ``(ph, pw)``.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``avg_pool``: at a
+        per-example type ``(H, W, C)`` it is the term to ``(OH, OW, C)``; typing it at an array of
+        another rank raises ``TypeError``.
+
+    Raises:
+        TypeError: if ``window``, ``stride`` or ``padding`` is not an int or a pair of ints.
+        ValueError: if ``window`` or ``stride`` is not positive, or ``padding`` is negative or a string.
+    """
     return _pool_layer("avg_pool", W.avg_pool, window, stride, padding)
 
 
 def flatten() -> Poly:
-    """Reshape each example to a vector."""
+    """Reshape each example to a vector.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``flatten``: at a
+        per-example shape ``(d1, ..., dn)`` it maps each input wire to one of shape ``(d1 * ... * dn,)``.
+    """
     return _activation_layer(lambda x: W.reshape(x, (x.type.size,)), "flatten")
 
 
@@ -252,6 +393,22 @@ def layer_norm(d: int, eps: float = 1e-5, *, dtype: str | None = None) -> Poly:
     ones, ``bias`` (d,) at zeros. Input and output (..., d); ``dtype``: the inputs' (and parameters')
     dtype, any float where ``None``.
 
+    Args:
+        d: the number of features (the last axis), a positive int.
+        eps: the number added to the variance, a finite number ``> 0``.
+        dtype: the dtype of the inputs and parameters (a float dtype such as ``"float32"``), or
+            ``None`` for any float dtype, the parameters taking the input's.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`): at a float type ``(..., d)`` it is the term to
+        the same type, named ``layer_norm(d)``, with the parameters ``layer_norm.scale`` and
+        ``layer_norm.bias``. Typing it at one input whose last axis is not ``d``, or whose dtype
+        is not a float (or not ``dtype``), raises ``TypeError``.
+
+    Raises:
+        TypeError: if ``d`` is not an int or ``eps`` not a number.
+        ValueError: if ``d`` or ``eps`` is not positive, ``eps`` is not finite, or ``dtype`` is not a float dtype.
+
     >>> import paralens as pl
     >>> ln = pl.nn.layer_norm(4).at(pl.Array[3, 4])
     >>> ln.cod, ln.param_names
@@ -276,6 +433,21 @@ def rms_norm(d: int, eps: float = 1e-6, *, dtype: str | None = None) -> Poly:
     (d,) starting at ones and no bias or centring. Input and output (..., d); ``dtype`` as in
     :func:`layer_norm`.
 
+    Args:
+        d: the number of features (the last axis), a positive int.
+        eps: the number added to the mean square, a finite number ``> 0``.
+        dtype: the dtype of the inputs and of ``scale`` (a float dtype), or ``None`` for any float
+            dtype, ``scale`` taking the input's.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`): at a float type ``(..., d)`` it is the term to
+        the same type, named ``rms_norm(d)``, with the one parameter ``rms_norm.scale``. Typing it
+        at another type raises ``TypeError``, as for :func:`layer_norm`.
+
+    Raises:
+        TypeError: if ``d`` is not an int or ``eps`` not a number.
+        ValueError: if ``d`` or ``eps`` is not positive, ``eps`` is not finite, or ``dtype`` is not a float dtype.
+
     >>> import paralens as pl
     >>> pl.nn.rms_norm(4).at(pl.Array[4]).param_names
     ('rms_norm.scale',)
@@ -298,6 +470,23 @@ def embedding(vocab: int, d: int, *, dtype: str = "float32", init: tuple = inits
     row ``id`` of a learned ``table`` (vocab, d) of ``dtype``, drawn with ``init`` (normal, stddev 1).
     Ids must lie in ``[0, vocab)``. The table's gradient is a scatter-add of the output's cotangent:
     a row looked up twice receives the sum, and rows not looked up receive zero.
+
+    Args:
+        vocab: the number of token ids (rows of the table), a positive int.
+        d: the length of each vector (columns of the table), a positive int.
+        dtype: the float dtype of the table and of the output.
+        init: the initialiser of the table, a descriptor of :mod:`paralens.init`.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`): at one integer input (``int32``, ``int64`` or
+        ``uint32``) of per-example shape ``s`` it is the term to ``(*s, d)``, named
+        ``embedding(vocab, d)``, with the parameter ``embedding.table`` of shape ``(vocab, d)``.
+        Typing it at anything else raises ``TypeError``.
+
+    Raises:
+        TypeError: if ``vocab`` or ``d`` is not an int.
+        ValueError: if ``vocab`` or ``d`` is not positive, ``dtype`` is not a float dtype, or
+            ``init`` is not an initialiser.
 
     >>> import numpy as np, paralens as pl
     >>> emb = pl.nn.embedding(10, 3).at(pl.Array(4, dtype="int32"))
@@ -344,6 +533,20 @@ def dropout(rate: float, *, name: str = "dropout") -> Poly:
         def model(x, key, w: pl.Param[8, 8]):
             h, key = drop(pl.relu(x @ w), key)
             return h, key
+
+    Args:
+        rate: the probability that an entry is zeroed, a number in ``[0, 1)``.
+        name: the layer's name, as the term and its diagram show it (numbered ``name0``,
+            ``name1`` where there are several); it does not change what the layer does.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`) without parameters: at a type
+        ``[x, pl.prims.KEY]`` with a float ``x`` it is the term ``(x, key) -> (y, key')``, ``y`` of
+        ``x``'s type. Typing it at anything else raises ``TypeError``.
+
+    Raises:
+        TypeError: if ``rate`` is not a number.
+        ValueError: if ``rate`` is not finite or outside ``[0, 1)``.
 
     >>> import numpy as np, paralens as pl
     >>> drop = pl.nn.dropout(0.5).at([pl.Array[4], pl.prims.KEY])
@@ -416,6 +619,25 @@ def multi_head_attention(d: int, heads: int, causal: bool = False, *, dtype: str
     lower-triangular mask, applied with ``where``), so nothing flows back from the future.
     ``dtype`` as in :func:`layer_norm`.
 
+    Args:
+        d: the features of each token, a positive int that ``heads`` divides.
+        heads: the number of heads, a positive int.
+        causal: mask the attention so that each position sees itself and the earlier ones only.
+        dtype: the dtype of the input and parameters (a float dtype), or ``None`` for any float
+            dtype, the parameters taking the input's.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`): at a float type ``(T, d)`` it is the term
+        to ``(T, d)``, named ``multi_head_attention(d, heads)`` (with ``, causal``), with the
+        parameters ``attention.Wq``, ``attention.bq``, ``attention.Wk``, ``attention.bk``,
+        ``attention.Wv``, ``attention.bv``, ``attention.Wo`` and ``attention.bo``. Typing it at a
+        type that is not one float ``(T, d)`` sequence raises ``TypeError``.
+
+    Raises:
+        TypeError: if ``d`` or ``heads`` is not an int.
+        ValueError: if ``d`` or ``heads`` is not positive, ``heads`` does not divide ``d``, or
+            ``dtype`` is not a float dtype.
+
     >>> import paralens as pl
     >>> att = pl.nn.multi_head_attention(8, heads=2, causal=True).at(pl.Array[5, 8])
     >>> att.cod, att.param_names[:2]
@@ -469,6 +691,25 @@ def transformer_block(d: int, heads: int, mlp_ratio: int = 4, causal: bool = Fal
 
     (GELU in its tanh form). ``causal`` as in :func:`multi_head_attention`; ``dtype`` as in
     :func:`layer_norm`.
+
+    Args:
+        d: the features of each token, a positive int that ``heads`` divides.
+        heads: the number of attention heads, a positive int.
+        mlp_ratio: the hidden width of the per-token MLP, as a multiple of ``d``; a positive int.
+        causal: mask the attention so that each position sees itself and the earlier ones only.
+        dtype: the dtype of the input (a float dtype), or ``None`` for any float dtype.
+
+    Returns:
+        A polymorphic layer (:class:`~paralens.Poly`): at a float type ``(T, d)`` it is the term
+        to ``(T, d)``, named ``transformer_block(d, heads)`` (with ``, causal``), with 16
+        parameters: ``layer_norm0.*``, ``attention.*``, ``layer_norm1.*``, then ``dense0.*`` and
+        ``dense1.*`` of the MLP. Typing it at a type that is not one float ``(T, d)`` sequence
+        raises ``TypeError``.
+
+    Raises:
+        TypeError: if ``d``, ``heads`` or ``mlp_ratio`` is not an int.
+        ValueError: if ``d``, ``heads`` or ``mlp_ratio`` is not positive, ``heads`` does not
+            divide ``d``, or ``dtype`` is not a float dtype.
 
     >>> import paralens as pl
     >>> block = pl.nn.transformer_block(8, heads=2).at(pl.Array[5, 8])

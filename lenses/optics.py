@@ -43,6 +43,12 @@ class Lens:
     where ``residuals`` are the last ``n_residuals`` outputs of ``fwd`` and
     ``dparams`` follow ``fwd.params``. Build lenses with :func:`lens`,
     :meth:`Lens.id`, :func:`costate`, ``>>`` and ``@``.
+
+    Attributes:
+        fwd: the forward part ``(params; x) -> (y, residuals)``; its parameters are the lens's.
+        rev: the reverse part ``(residuals, dy) -> (dparams, dx)``, with no parameters of its own.
+        n_residuals: how many of ``fwd``'s last outputs are residuals rather than ``y``.
+        name: the lens's name, shown in reprs and errors (the term's name for :func:`lens`).
     """
 
     fwd: Term
@@ -85,7 +91,12 @@ class Lens:
         return self.as_term()._repr_svg_()
 
     def as_term(self) -> Term:
-        """``(params; x, dy) -> (y, dparams, dx)``: the forward part, then the reverse part."""
+        """``(params; x, dy) -> (y, dparams, dx)``: the forward part, then the reverse part.
+
+        Returns:
+            One :class:`~paralens.Term` with the lens's parameters, taking ``(x, dy)`` and returning
+            ``(y, dparams, dx)``, ``dparams`` a dict keyed by ``param_names``; backends compile it.
+        """
         b = Builder()
         pw = [b.redeclare(s) for s in self.fwd.params]
         xs = [b.input(t) for t in self.dom]
@@ -100,13 +111,42 @@ class Lens:
     # --- using a lens inside an assembly
     def forward(self, b: Builder, xs, params, group: str | None = None) -> tuple[list[int], list[int]]:
         """Emit the forward part into ``b`` with its parameter wires bound to ``params``;
-        returns ``(outputs, residuals)``."""
+        returns ``(outputs, residuals)``.
+
+        Args:
+            b: the :class:`~paralens.Builder` of the assembly.
+            xs: wires of ``b`` for the inputs, one per wire of ``dom``.
+            params: wires of ``b`` for the parameters, in the order of ``fwd.params``.
+            group: a group name for the emitted boxes (nested in ``b``'s current group); ``None``: none.
+
+        Returns:
+            ``(outputs, residuals)``: the wires of ``b`` carrying ``y`` (one per wire of ``cod``)
+            and the residuals to pass to :meth:`backward`.
+
+        Raises:
+            CompositionError: ``xs`` does not match the lens's domain in number or types.
+        """
         outs = b.inline(self.fwd, list(xs), params=dict(zip(self.fwd.param_wires, params)), group=group)
         k = len(outs) - self.n_residuals
         return outs[:k], outs[k:]
 
     def backward(self, b: Builder, residuals, dys, group: str | None = None) -> tuple[list[int], list[int]]:
-        """Emit the reverse part into ``b`` (its boxes marked backward); returns ``(dparams, dxs)``."""
+        """Emit the reverse part into ``b`` (its boxes marked backward); returns ``(dparams, dxs)``.
+
+        Args:
+            b: the :class:`~paralens.Builder` of the assembly.
+            residuals: the residual wires :meth:`forward` returned.
+            dys: wires of ``b`` for the output cotangents, one per wire of ``cod``.
+            group: a group name for the emitted boxes (nested in ``b``'s current group); ``None``: none.
+
+        Returns:
+            ``(dparams, dxs)``: the wires carrying the parameters' cotangents (in the order of
+            ``fwd.params``) and the inputs' cotangents (one per wire of ``dom``).
+
+        Raises:
+            CompositionError: ``residuals`` and ``dys`` do not match the reverse part's domain in
+                number or types.
+        """
         outs = b.inline(self.rev, list(residuals) + list(dys), group=group, backward=True)
         k = len(self.fwd.params)
         return outs[:k], outs[k:]
@@ -114,7 +154,18 @@ class Lens:
     # --- the category of lenses
     @staticmethod
     def id(ty) -> Lens:
-        """The identity lens on ``ty``: forward and backward are identities, no residuals."""
+        """The identity lens on ``ty``: forward and backward are identities, no residuals.
+
+        Args:
+            ty: the type: an :class:`~paralens.ArrayType`, a :class:`~paralens.Ty` or a list of
+                array types.
+
+        Returns:
+            A :class:`Lens` with no parameters and no residuals.
+
+        Raises:
+            TypeError: ``ty`` is not an array type, a ``Ty`` or a list of them.
+        """
         ty = as_ty(ty)
         return Lens(id(ty), id(ty), 0, f"id({', '.join(map(repr, ty))})")
 
@@ -188,6 +239,19 @@ def lens(f, residuals=None) -> Lens:
     ``R(f)``'s backward boxes, reading only those residuals. ``residuals`` is the
     policy of :func:`paralens.R`: with ``"recompute"`` a layer's residuals are its
     inputs only, and its reverse part recomputes the rest.
+
+    Args:
+        f: a :class:`~paralens.Term`, or anything :func:`~paralens.as_term` accepts.
+        residuals: the residual policy (:func:`~paralens.passes.residual_policy`); ``None``
+            stores every residual.
+
+    Returns:
+        The :class:`Lens` of ``f``, named like ``f``, with ``f``'s parameters.
+
+    Raises:
+        TypeError: ``f`` is not a term and has no ``as_term()``, or ``residuals`` is not a policy
+            name, a dict or a function.
+        ValueError: ``residuals`` names no known policy.
     """
     f = as_term(f) if not isinstance(f, Term) else f
     r = reverse(f, residuals)
@@ -213,7 +277,21 @@ def lens(f, residuals=None) -> Lens:
 def costate(ty, value: float = 1.0, name: str = "learning rate") -> Lens:
     """A costate lens ``(L, L') -> (I, I)``: forward discards, backward returns the constant
     ``value`` (maths §2.1, §4.1). With ``value = 1`` it is the learning-rate lens of a
-    learner whose step size lives in the optimizer, as in optax (maths §4.3)."""
+    learner whose step size lives in the optimizer, as in optax (maths §4.3).
+
+    Args:
+        ty: the type of the wires it ends (a loss's value): an :class:`~paralens.ArrayType`, a
+            :class:`~paralens.Ty` or a list of array types, all unbatched.
+        value: the constant the backward part returns on every wire (filled to each wire's shape).
+        name: the lens's name; its forward part is named ``discard(name)``.
+
+    Returns:
+        A :class:`Lens` ``ty -> Ty()`` with no parameters and no residuals.
+
+    Raises:
+        TypeError: a wire of ``ty`` is batched, or ``ty`` is not an array type, a ``Ty`` or a
+            list of them.
+    """
     ty = as_ty(ty)
     b = Builder()
     xs = [b.input(t) for t in ty]

@@ -71,20 +71,39 @@ class StateSpec:
 
     ``init`` is a number, or a function of the parameter dict (DoG's copy of
     the initial parameters, its initial distance).
+
+    Attributes:
+        type: the leaf's :class:`~paralens.ArrayType` (shape, dtype, whether batched).
+        init: its initial value: a number (default ``0.0``) that every element starts at, or a
+            function ``init(params)`` of the dict of initial parameter values returning it.
     """
 
     type: ArrayType
     init: Any = 0.0
 
     def value(self, params: Mapping):
-        """The initial value, given the initial parameters."""
+        """The initial value, given the initial parameters.
+
+        Args:
+            params: the initial parameter values by name; passed to ``init`` when it is a function.
+
+        Returns:
+            ``init(params)`` if ``init`` is callable, else ``init`` itself.
+        """
         return self.init(params) if callable(self.init) else self.init
 
 
 @dataclass(frozen=True)
 class Range:
     """Where a hyperparameter's value makes sense: a finite number in ``[low, high]``, an end
-    excluded where ``open_low`` or ``open_high``."""
+    excluded where ``open_low`` or ``open_high``.
+
+    Attributes:
+        low: the lower end (default ``-inf``: no lower bound).
+        high: the upper end (default ``inf``: no upper bound).
+        open_low: whether ``low`` itself is excluded (default ``False``).
+        open_high: whether ``high`` itself is excluded (default ``False``; ``DECAY`` is ``[0, 1)``).
+    """
 
     low: float = -math.inf
     high: float = math.inf
@@ -92,7 +111,19 @@ class Range:
     open_high: bool = False
 
     def check(self, value, what: str) -> float:
-        """``value`` as a float in the range; else an error naming ``what`` and the range."""
+        """``value`` as a float in the range; else an error naming ``what`` and the range.
+
+        Args:
+            value: the number to check: a Python or NumPy number, or a 0-d array.
+            what: how the error message names the value (``"scale_by_adam: b1"``).
+
+        Returns:
+            ``value`` as a Python float.
+
+        Raises:
+            TypeError: ``value`` is not a number (a ``bool`` or a ``str`` included).
+            ValueError: ``value`` is not finite, or lies outside the range.
+        """
         return real(value, what, self.low, self.high, open_low=self.open_low, open_high=self.open_high)
 
 
@@ -105,7 +136,15 @@ DECAY = Range(0.0, 1.0, open_high=True)
 @dataclass(frozen=True)
 class Hyper:
     """A hyperparameter's declaration: its ``name``, its default ``value`` and its ``range``.
-    Its value is an input wire of the optimizer's term, changed without recompiling."""
+    Its value is an input wire of the optimizer's term, changed without recompiling.
+
+    Attributes:
+        name: its name in the transform's ``hyper`` (``"b1"``); a :class:`Chain` prefixes it with
+            the part's position (``"0/eps"``) when two of its parts declare the same name.
+        value: its default value, checked against ``range`` when the :class:`Leaf` is made.
+        range: the values it may take (default ``Range()``: any finite number); the optimizers use
+            ``NONNEGATIVE`` (rates, norms, epsilons, weight decays) and ``DECAY`` (``[0, 1)``: betas, momentum).
+    """
 
     name: str
     value: float
@@ -113,19 +152,46 @@ class Hyper:
 
 
 def counter() -> Callable:
-    """A state field: the int32 step count, from 0 (optax's ``count``)."""
+    """A state field: the int32 step count, from 0 (optax's ``count``).
+
+    Returns:
+        A field for :class:`State`: a function of the parameters' types giving one unbatched int32
+        scalar :class:`StateSpec` that starts at 0.
+    """
     return scalar("int32", 0)
 
 
 def scalar(dtype: str | Callable = "float32", init=0.0) -> Callable:
     """A state field: one scalar, of ``dtype`` (or of ``dtype(ptypes)``), starting at ``init``
-    (a number, or a function of the initial parameters)."""
+    (a number, or a function of the initial parameters).
+
+    Args:
+        dtype: the scalar's dtype name (default ``"float32"``), or a function of the dict of the
+            parameters' types returning one (DoG keeps its sums in the narrowest float dtype of the parameters).
+        init: its initial value (default ``0.0``): a number, or a function of the dict of initial
+            parameter values returning it.
+
+    Returns:
+        A field for :class:`State`: a function of the parameters' types giving one unbatched scalar
+        :class:`StateSpec`.
+    """
     return lambda ptypes: StateSpec(ArrayType((), dtype(ptypes) if callable(dtype) else dtype, batched=False), init)
 
 
 def per_param(init=0.0, dtype: str | None = None) -> Callable:
     """A state field: one array per parameter, of the parameter's shape and dtype (or ``dtype``),
-    starting at ``init`` (a number), or at the parameter itself with ``init="params"``."""
+    starting at ``init`` (a number), or at the parameter itself with ``init="params"``.
+
+    Args:
+        init: the value every element starts at (default ``0.0``), or ``"params"`` to start at a
+            copy of each parameter's initial value.
+        dtype: the arrays' dtype name; ``None`` (default) keeps each parameter's dtype.
+
+    Returns:
+        A field for :class:`State`: a function of the parameters' types giving the dict
+        ``{name: StateSpec}``, one leaf per parameter. The leaf of a batched parameter (an input
+        being dreamed) is batched too, one value per example.
+    """
     def field(ptypes):
         out = {}
         for n, t in ptypes.items():
@@ -148,6 +214,13 @@ class State:
 
     Each field is a function of the parameters' types giving its :class:`StateSpec` leaves
     (:func:`counter`, :func:`scalar`, :func:`per_param`). The state is the dict of the fields.
+
+    Args:
+        **fields: the state's fields by name, each a function of the dict of the parameters' types
+            giving that field's tree of :class:`StateSpec` leaves.
+
+    Raises:
+        TypeError: a field is not callable.
     """
 
     def __init__(self, **fields: Callable):
@@ -193,12 +266,30 @@ def _same_structure(got, declared, name: str, path: str = "state"):
 
 
 def hyper_type(param_types) -> ArrayType:
-    """Hyperparameters are unbatched scalars of the widest parameter dtype (float32 at least)."""
+    """Hyperparameters are unbatched scalars of the widest parameter dtype (float32 at least).
+
+    Args:
+        param_types: the parameters' :class:`~paralens.ArrayType` values (any iterable).
+
+    Returns:
+        An unbatched scalar :class:`~paralens.ArrayType` of the dtype that float32 and the
+        parameters' dtypes promote to.
+    """
     return ArrayType((), promote([ArrayType((), "float32"), *param_types]), batched=False)
 
 
 def init_state(specs, params: Mapping, array: Callable):
-    """The initial state: ``array(value, type)`` for each :class:`StateSpec` of the tree ``specs``."""
+    """The initial state: ``array(value, type)`` for each :class:`StateSpec` of the tree ``specs``.
+
+    Args:
+        specs: a tree (dicts and tuples) of :class:`StateSpec`, as :meth:`Transform.state` gives it.
+        params: the initial parameter values by name, passed to the leaves whose ``init`` is a function.
+        array: a backend's array maker, ``array(value, type)``, returning an array of the
+            :class:`~paralens.ArrayType` ``type``.
+
+    Returns:
+        The tree ``specs`` with each :class:`StateSpec` replaced by its initial array.
+    """
     return tree_map(lambda s: array(s.value(params), s.type), specs)
 
 
@@ -232,7 +323,18 @@ class Transform:
         return chain(self, other)
 
     def state(self, ptypes: Mapping[str, ArrayType]):
-        """The state's leaves for parameters of types ``ptypes``: a tree of :class:`StateSpec`."""
+        """The state's leaves for parameters of types ``ptypes``: a tree of :class:`StateSpec`.
+
+        Args:
+            ptypes: the parameters' types by name.
+
+        Returns:
+            The tree of :class:`StateSpec` (a dict of fields for a :class:`Leaf`, a tuple of the
+            parts' states for a :class:`Chain`).
+
+        Raises:
+            NotImplementedError: always, on the base class; :class:`Leaf` and :class:`Chain` implement it.
+        """
         raise NotImplementedError
 
     def _emit(self, b: Builder, s_in, p_in, u_in, h_in):
@@ -240,14 +342,42 @@ class Transform:
         raise NotImplementedError
 
     def check_hyper(self, name: str, value) -> float:
-        """``value`` for hyperparameter ``name``, checked against its declared range."""
+        """``value`` for hyperparameter ``name``, checked against its declared range.
+
+        Args:
+            name: the hyperparameter's name, a key of ``hyper`` (prefixed, as ``"0/eps"``, where a
+                chain prefixes it).
+            value: the proposed value.
+
+        Returns:
+            ``value`` as a float.
+
+        Raises:
+            KeyError: the transform has no hyperparameter ``name``.
+            TypeError: ``value`` is not a number.
+            ValueError: ``value`` is not finite, or lies outside the hyperparameter's range.
+        """
         if name not in self.ranges:
             raise KeyError(f"{self.name} has no hyperparameter {name!r}; it has {sorted(self.hyper)}")
         return self.ranges[name].check(value, f"{self.name}: {name}")
 
     def update_term(self, ptypes: Mapping[str, ArrayType] | None = None) -> Term:
         """``(state, params, updates, hyper) -> (state', updates')`` as a term; a chain's is the
-        composite of its parts' (each gets the previous one's updates and the same params)."""
+        composite of its parts' (each gets the previous one's updates and the same params).
+
+        Args:
+            ptypes: the parameters' types by name; ``None`` (default) for one float32 scalar
+                parameter ``"w"``.
+
+        Returns:
+            The update :class:`~paralens.Term`, named ``"update(<name>)"``.
+
+        Raises:
+            StateFieldError: a :class:`Leaf`'s update, traced for these parameters, returns a state
+                other than the one it declares.
+            TypeError: a :class:`Leaf`'s update returns no update for some parameter.
+            KeyError: a weight-decay ``mask`` does not say whether to decay some parameter.
+        """
         b, ins = self._inputs(dict(ptypes or DEFAULT_PARAMS))
         new_s, u = self._emit(b, *ins)
         return b.build(leaves(ins), leaves((new_s, u)), in_sig=sig_of(ins), out_sig=sig_of((new_s, u)),
@@ -269,7 +399,21 @@ class Transform:
     def term(self, ptypes: Mapping[str, ArrayType] | None = None) -> Term:
         """The optimizer lens's *put*: ``(state, params, grads, hyper) -> (state', params')``,
         with ``params' = params + updates`` cast back to each parameter's dtype (as
-        ``optax.apply_updates``). Without ``ptypes``, for one scalar parameter ``"w"``."""
+        ``optax.apply_updates``). Without ``ptypes``, for one scalar parameter ``"w"``.
+
+        Args:
+            ptypes: the parameters' types by name; ``None`` (default) for one float32 scalar
+                parameter ``"w"``.
+
+        Returns:
+            The put as a :class:`~paralens.Term` named after the transform.
+
+        Raises:
+            StateFieldError: a :class:`Leaf`'s update, traced for these parameters, returns a state
+                other than the one it declares.
+            TypeError: a :class:`Leaf`'s update returns no update for some parameter.
+            KeyError: a weight-decay ``mask`` does not say whether to decay some parameter.
+        """
         ptypes = dict(ptypes or DEFAULT_PARAMS)
         b, ins = self._inputs(ptypes)
         new_s, new_p = self._emit_put(b, *ins, ptypes)
@@ -280,13 +424,31 @@ class Transform:
         return self.as_term()._repr_svg_()
 
     def as_term(self) -> Term:
-        """:meth:`term` for one scalar parameter (what diagrams and formulas show)."""
+        """:meth:`term` for one scalar parameter (what diagrams and formulas show).
+
+        Returns:
+            ``self.term()``: the put :class:`~paralens.Term` for one float32 scalar parameter ``"w"``.
+        """
         return self.term()
 
     def lens(self, ptypes: Mapping[str, ArrayType] | None = None) -> Lens:
         """The optimizer as a lens ``(S x P x H) -> P``: *get* passes the parameters to the
         model and keeps ``(s, p, h)`` as residuals; *put* turns the parameters' cotangents
-        into ``(s', p', h)``."""
+        into ``(s', p', h)``.
+
+        Args:
+            ptypes: the parameters' types by name; ``None`` (default) for one float32 scalar
+                parameter ``"w"``.
+
+        Returns:
+            The :class:`~paralens.Lens` named after the transform, its put the same computation as :meth:`term`.
+
+        Raises:
+            StateFieldError: a :class:`Leaf`'s update, traced for these parameters, returns a state
+                other than the one it declares.
+            TypeError: a :class:`Leaf`'s update returns no update for some parameter.
+            KeyError: a weight-decay ``mask`` does not say whether to decay some parameter.
+        """
         ptypes = dict(ptypes or DEFAULT_PARAMS)
         rb, (s, p, g, h) = self._inputs(ptypes)
         new_s, new_p = self._emit_put(rb, s, p, g, h, ptypes)  # the put, emitted where it runs
@@ -316,7 +478,10 @@ class Leaf(Transform):
         StateFieldError: (a ``TypeError``) the update returns a state field its state does not
             declare, or misses a declared one; checked when the transform is made, by
             tracing the update for one scalar parameter (and again for each model).
-        ValueError: a hyperparameter's default is outside its range.
+        TypeError: ``update`` is not a function, ``state`` is not callable, or a default is not a
+            number; also, when a term is built, the update returns no update for some parameter.
+        ValueError: a hyperparameter's default is outside its range or not finite, or two
+            hyperparameters have the same name.
 
     >>> import paralens as pl
     >>> from paralens.optim import Leaf, Hyper, State, counter, DECAY
@@ -345,7 +510,15 @@ class Leaf(Transform):
         self._probe()
 
     def state(self, ptypes: Mapping[str, ArrayType]):
-        """The state's leaves for parameters of types ``ptypes``: a tree of :class:`StateSpec`."""
+        """The state's leaves for parameters of types ``ptypes``: a tree of :class:`StateSpec`.
+
+        Args:
+            ptypes: the parameters' types by name.
+
+        Returns:
+            What the declared state gives for them: for a :class:`State`, the dict of its fields,
+            each a :class:`StateSpec` or a dict of them by parameter name.
+        """
         return self._state(dict(ptypes))
 
     def _probe(self):
@@ -377,7 +550,15 @@ class Chain(Transform):
     """Transforms run in order, as ``optax.chain``: each gets the previous one's updates and the
     same params; the state is the tuple of the parts' states. Hyperparameter names stay as
     they are unless two parts share one; then both are prefixed by their position (``"0/eps"``).
-    Build it with :func:`chain` or ``>>``."""
+    Build it with :func:`chain` or ``>>``.
+
+    Args:
+        parts: the transforms, first applied first.
+
+    Raises:
+        ValueError: ``parts`` is empty (``chain()`` gives :func:`identity` instead).
+        TypeError: a part is not a :class:`Transform`.
+    """
 
     def __init__(self, parts: tuple[Transform, ...]):
         if not parts:
@@ -397,7 +578,14 @@ class Chain(Transform):
         self.name = " >> ".join(t.name for t in parts)
 
     def state(self, ptypes: Mapping[str, ArrayType]):
-        """The tuple of the parts' states."""
+        """The tuple of the parts' states.
+
+        Args:
+            ptypes: the parameters' types by name (every part gets the same).
+
+        Returns:
+            A tuple with each part's tree of :class:`StateSpec`, in the parts' order.
+        """
         return tuple(t.state(ptypes) for t in self.parts)
 
     def _emit(self, b: Builder, s_in, p_in, u_in, h_in):
@@ -481,7 +669,11 @@ def _dtype_option(dtype: str | None, what: str) -> str | None:
 
 
 def identity() -> Transform:
-    """The transform that changes nothing (``optax.identity``): no state, no hyperparameters."""
+    """The transform that changes nothing (``optax.identity``): no state, no hyperparameters.
+
+    Returns:
+        A :class:`Leaf` named ``"identity"`` whose update returns the updates as they are.
+    """
     return Leaf("identity", update=lambda h, s, p, u: (s, u))
 
 
@@ -518,6 +710,19 @@ def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3) -> Transform:
     this step (the first step uses ``lr(0)``). The count arrives as a float of
     the parameters' dtype; the schedules below follow optax's own dtypes (its
     polynomial and exponential schedules compute in float32).
+
+    Args:
+        learning_rate: the step size (default ``1e-3``), at least 0, or a schedule. A number is the
+            hyperparameter ``"learning_rate"``, an input wire that :meth:`~paralens.Learner.set_hyper`
+            changes without recompiling; a schedule becomes part of the term and adds no hyperparameter.
+
+    Returns:
+        A :class:`Leaf`: ``"scale_by_learning_rate"``, stateless, for a number; ``"scale_by_schedule"``,
+        with the state ``{"count"}``, for a schedule.
+
+    Raises:
+        TypeError: ``learning_rate`` is neither a number nor callable.
+        ValueError: ``learning_rate`` is a negative or non-finite number.
     """
     if callable(learning_rate):
         def scheduled(h, s, params, updates):
@@ -536,6 +741,20 @@ def trace(decay: float = 0.9, nesterov: bool = False, accumulator_dtype: str | N
     """Momentum: ``m = g + decay * m``; ``u = m`` (or ``g + decay * m`` with Nesterov).
 
     The decay is the runtime hyperparameter ``momentum``; the state is ``{"trace": ...}``.
+
+    Args:
+        decay: the momentum coefficient, in ``[0, 1)`` (default 0.9): the hyperparameter ``"momentum"``.
+        nesterov: use Nesterov momentum, ``u = g + decay * m``, instead of ``u = m`` (default ``False``).
+        accumulator_dtype: the dtype of the ``trace`` arrays; ``None`` (default) keeps each
+            parameter's dtype.
+
+    Returns:
+        A :class:`Leaf` named ``"trace"``.
+
+    Raises:
+        TypeError: ``decay`` is not a number.
+        ValueError: ``decay`` is outside ``[0, 1)`` or not finite, or ``accumulator_dtype`` is not
+            ``None`` nor a floating-point dtype name (``"float16"``, ``"bfloat16"``, ``"float32"``, ``"float64"``).
     """
     def update(h, s, params, updates):
         m = {n: g + h["momentum"] * s["trace"][n] for n, g in updates.items()}
@@ -546,7 +765,23 @@ def trace(decay: float = 0.9, nesterov: bool = False, accumulator_dtype: str | N
 
 
 def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> Transform:
-    """AdaGrad's preconditioner: ``G += g**2``; ``u = g / sqrt(G + eps)`` where ``G > 0``."""
+    """AdaGrad's preconditioner: ``G += g**2``; ``u = g / sqrt(G + eps)`` where ``G > 0``.
+
+    Where ``G`` is 0 the update is 0.
+
+    Args:
+        initial_accumulator_value: the value ``G`` starts at, at least 0 (default 0.1, as optax);
+            fixed when the transform is made, not a hyperparameter.
+        eps: added to ``G`` inside the square root, at least 0 (default ``1e-7``): the
+            hyperparameter ``"eps"``.
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_rss"``, with the state ``{"sum_of_squares"}``.
+
+    Raises:
+        TypeError: an argument is not a number.
+        ValueError: an argument is negative or not finite.
+    """
     def update(h, s, params, updates):
         acc, out = {}, {}
         for n, g in updates.items():
@@ -593,9 +828,56 @@ def _rms_like(centered: bool):
 
 
 scale_by_rms = _rms_like(False)
-scale_by_rms.__doc__ = "RMSProp's preconditioner, as ``optax.scale_by_rms``."
+scale_by_rms.__doc__ = """RMSProp's preconditioner, as ``optax.scale_by_rms``.
+
+``nu = decay * nu + (1 - decay) * g**2``; ``u = g / sqrt(nu + eps)``.
+
+Args:
+    decay: the decay rate of the moving averages, in ``[0, 1)`` (default 0.9): the hyperparameter
+        ``"decay"``.
+    eps: at least 0 (default ``1e-8``): the hyperparameter ``"eps"``, added to the second moment inside
+        the square root, or to its square root (see ``eps_in_sqrt``).
+    initial_scale: the value the second moment ``nu`` starts at, at least 0 (default 0); fixed when the
+        transform is made, not a hyperparameter.
+    eps_in_sqrt: ``True`` (default): ``u = g / sqrt(nu + eps)``; ``False``: ``u = g / (sqrt(nu) + eps)``.
+    bias_correction: divide the moving averages by ``1 - decay**t`` at step ``t``, as Adam does
+        (default ``False``); adds ``"count"`` to the state.
+
+Returns:
+    A :class:`Leaf` named ``"scale_by_rms"``, with the state ``{"nu"}`` (``{"count", "nu"}`` with
+    ``bias_correction``).
+
+Raises:
+    TypeError: ``decay``, ``eps`` or ``initial_scale`` is not a number.
+    ValueError: ``decay`` is outside ``[0, 1)``, ``eps`` or ``initial_scale`` is negative, or one
+        of them is not finite.
+"""
 scale_by_stddev = _rms_like(True)
-scale_by_stddev.__doc__ = "Centred RMSProp's preconditioner, as ``optax.scale_by_stddev``."
+scale_by_stddev.__doc__ = """Centred RMSProp's preconditioner, as ``optax.scale_by_stddev``.
+
+As :func:`scale_by_rms`, with ``nu - mu**2`` (an estimate of the gradients' variance) in place of ``nu``,
+where ``mu = decay * mu + (1 - decay) * g`` is the moving average of the gradients.
+
+Args:
+    decay: the decay rate of the moving averages, in ``[0, 1)`` (default 0.9): the hyperparameter
+        ``"decay"``.
+    eps: at least 0 (default ``1e-8``): the hyperparameter ``"eps"``, added to the second moment inside
+        the square root, or to its square root (see ``eps_in_sqrt``).
+    initial_scale: the value the second moment ``nu`` starts at, at least 0 (default 0); fixed when the
+        transform is made, not a hyperparameter.
+    eps_in_sqrt: ``True`` (default): ``u = g / sqrt(nu + eps)``; ``False``: ``u = g / (sqrt(nu) + eps)``.
+    bias_correction: divide the moving averages by ``1 - decay**t`` at step ``t``, as Adam does
+        (default ``False``); adds ``"count"`` to the state.
+
+Returns:
+    A :class:`Leaf` named ``"scale_by_stddev"``, with the state ``{"mu", "nu"}`` (``{"count", "mu", "nu"}``
+    with ``bias_correction``).
+
+Raises:
+    TypeError: ``decay``, ``eps`` or ``initial_scale`` is not a number.
+    ValueError: ``decay`` is outside ``[0, 1)``, ``eps`` or ``initial_scale`` is negative, or one
+        of them is not finite.
+"""
 
 
 def _adam_hyper(b1, b2, eps, eps_root) -> list[Hyper]:
@@ -606,7 +888,34 @@ def _adam_hyper(b1, b2, eps, eps_root) -> list[Hyper]:
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
                   mu_dtype: str | None = None, *, nesterov: bool = False) -> Transform:
     """Adam's preconditioner (Kingma & Ba, Algorithm 1), as ``optax.scale_by_adam``;
-    state ``{"count", "mu", "nu"}`` as optax's ``ScaleByAdamState``."""
+    state ``{"count", "mu", "nu"}`` as optax's ``ScaleByAdamState``.
+
+    At step ``t`` (from 1): ``u = mu_hat / (sqrt(nu_hat + eps_root) + eps)`` with the bias-corrected
+    moments ``mu_hat = mu / (1 - b1**t)`` and ``nu_hat = nu / (1 - b2**t)``.
+
+    Args:
+        b1: the decay rate of the first moment ``mu`` (moving average of the gradients), in ``[0, 1)``
+            (default 0.9): the hyperparameter ``"b1"``.
+        b2: the decay rate of the second moment ``nu`` (moving average of the squared gradients), in
+            ``[0, 1)`` (default 0.999): the hyperparameter ``"b2"``.
+        eps: added to the square root in the denominator, at least 0 (default ``1e-8``): the
+            hyperparameter ``"eps"``.
+        eps_root: added to the second moment inside the square root, at least 0 (default 0): the
+            hyperparameter ``"eps_root"``; a positive value keeps the derivative of the update finite
+            where a bilevel problem differentiates through the optimizer.
+        mu_dtype: the dtype of ``mu``; ``None`` (default) keeps each parameter's dtype.
+        nesterov: use Nesterov momentum (NAdam): ``mu_hat = b1 * mu / (1 - b1**(t+1)) + (1 - b1) * g / (1 - b1**t)``
+            (default ``False``).
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_adam"``, with the hyperparameters ``b1``, ``b2``, ``eps``
+        and ``eps_root``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``b1`` or ``b2`` is outside ``[0, 1)``, ``eps`` or ``eps_root`` is negative, a
+            hyperparameter is not finite, or ``mu_dtype`` is not ``None`` nor a floating-point dtype name.
+    """
     def update(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
@@ -631,7 +940,36 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
 def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
                      mu_dtype: str | None = None, bias_correction_mu: bool = True,
                      bias_correction_nu: bool = True) -> Transform:
-    """AMSGrad: Adam with the running maximum of the (bias-corrected) second moment."""
+    """AMSGrad: Adam with the running maximum of the (bias-corrected) second moment.
+
+    ``u = mu_hat / (sqrt(nu_max + eps_root) + eps)`` where ``nu_max`` is the largest second moment seen
+    so far, as ``optax.scale_by_amsgrad``.
+
+    Args:
+        b1: the decay rate of the first moment ``mu`` (moving average of the gradients), in ``[0, 1)``
+            (default 0.9): the hyperparameter ``"b1"``.
+        b2: the decay rate of the second moment ``nu`` (moving average of the squared gradients), in
+            ``[0, 1)`` (default 0.999): the hyperparameter ``"b2"``.
+        eps: added to the square root in the denominator, at least 0 (default ``1e-8``): the
+            hyperparameter ``"eps"``.
+        eps_root: added to the second moment inside the square root, at least 0 (default 0): the
+            hyperparameter ``"eps_root"``; a positive value keeps the derivative of the update finite
+            where a bilevel problem differentiates through the optimizer.
+        mu_dtype: the dtype of ``mu``; ``None`` (default) keeps each parameter's dtype.
+        bias_correction_mu: divide ``mu`` by ``1 - b1**t`` (default ``True``; ``False`` as in the
+            AMSGrad paper).
+        bias_correction_nu: divide ``nu`` by ``1 - b2**t`` before taking the running maximum (default
+            ``True``; ``False`` as in the AMSGrad paper).
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_amsgrad"``, with the state ``{"count", "mu", "nu", "nu_max"}``
+        and the hyperparameters ``b1``, ``b2``, ``eps`` and ``eps_root``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``b1`` or ``b2`` is outside ``[0, 1)``, ``eps`` or ``eps_root`` is negative, a
+            hyperparameter is not finite, or ``mu_dtype`` is not ``None`` nor a floating-point dtype name.
+    """
     def update(h, s, params, updates):
         count = _increment(s["count"])
         t = _as_float(count, updates)
@@ -654,7 +992,35 @@ def scale_by_adopt(b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, mu_dt
                    nesterov: bool = False, use_clipping: bool = True,
                    clip_value_fn: Callable[[Wire], Wire] = lambda x: x ** 0.25) -> Transform:
     """ADOPT (arXiv 2411.02853), as ``optax.contrib.scale_by_adopt``: the gradient is
-    normalised by the *previous* second moment; the first step only records it."""
+    normalised by the *previous* second moment; the first step only records it.
+
+    ``z = g / max(sqrt(nu), eps)`` with the second moment ``nu`` of the steps before, clipped to
+    ``[-clip_value_fn(count), clip_value_fn(count)]``; ``mu = b1 * mu + (1 - b1) * z``; ``u = mu``.
+    The first step's update is zero.
+
+    Args:
+        b1: the decay rate of ``mu``, the moving average of the normalised gradients ``z``, in
+            ``[0, 1)`` (default 0.9): the hyperparameter ``"b1"``.
+        b2: the decay rate of ``nu``, the moving average of the squared gradients, in ``[0, 1)``
+            (default 0.9999): the hyperparameter ``"b2"``.
+        eps: the least value of ``sqrt(nu)`` in the normalisation, at least 0 (default ``1e-6``): the
+            hyperparameter ``"eps"``.
+        mu_dtype: the dtype of ``mu``; ``None`` (default) keeps each parameter's dtype.
+        nesterov: use Nesterov momentum, ``u = b1 * mu + (1 - b1) * z`` (default ``False``).
+        use_clipping: clip ``z`` (default ``True``, as optax).
+        clip_value_fn: the clipping bound as a function of the number of steps already taken (a
+            float wire), written with wire arithmetic so that it becomes part of the term; default
+            ``count ** 0.25``.
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_adopt"``, with the state ``{"count", "mu", "nu"}`` and the
+        hyperparameters ``b1``, ``b2`` and ``eps``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``b1`` or ``b2`` is outside ``[0, 1)``, ``eps`` is negative, a hyperparameter is
+            not finite, or ``mu_dtype`` is not ``None`` nor a floating-point dtype name.
+    """
     def update(h, s, params, updates):
         c = _as_float(s["count"], updates)
         started = W.greater(c, 0.0)
@@ -678,7 +1044,31 @@ def scale_by_adopt(b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, mu_dt
 
 def scale_by_dog(init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float = 1e-8) -> Transform:
     """Distance over Gradients (arXiv 2302.12022), as ``optax.contrib.scale_by_dog``:
-    step size ``max_dist / sqrt(sum of squared gradient norms + eps)``."""
+    step size ``max_dist / sqrt(sum of squared gradient norms + eps)``.
+
+    ``max_dist`` is the largest distance of the parameters from their initial values so far (at
+    least the initial estimate set by ``init_step``); the update is that step size times the gradient.
+
+    Args:
+        init_step: ``(kind, value)``, how the first step is sized (default ``("heuristic", 1e-6)``).
+            ``"distance"``: the initial distance estimate is ``value`` (> 0); ``"heuristic"``: it is
+            ``value * (1 + ||p0||)`` (``value`` > 0), ``||p0||`` the global norm of the initial
+            parameters; ``"learning_rate"``: the first step uses the step size ``value`` (at least 0),
+            and the distance estimate starts at 0.
+        eps: added to the sum of squared gradient norms under the square root, at least 0 (default
+            ``1e-8``): the hyperparameter ``"eps"``.
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_dog"``, with the state
+        ``{"is_init_step", "init_params", "max_dist", "sum_sq_norm_grads"}``; ``init_params`` starts as a
+        copy of the initial parameters.
+
+    Raises:
+        TypeError: ``init_step`` is not a pair, or its value or ``eps`` is not a number.
+        ValueError: the kind of ``init_step`` is none of ``"distance"``, ``"heuristic"`` and
+            ``"learning_rate"``; its value is out of the range above or not finite; or ``eps`` is
+            negative or not finite.
+    """
     if not isinstance(init_step, (tuple, list)) or len(init_step) != 2:
         raise TypeError(f"scale_by_dog: init_step must be a pair (kind, value), got {init_step!r}")
     kind, value = init_step
@@ -714,6 +1104,18 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Mapping[str, bool] | Ca
 
     ``mask`` is a dict ``{name: bool}`` or a function of the dict
     ``{name: ArrayType}`` returning one (e.g. ``lambda t: {n: a.ndim > 1 for n, a in t.items()}``).
+
+    Args:
+        weight_decay: the decay coefficient, at least 0 (default 0): the hyperparameter ``"weight_decay"``.
+        mask: which parameters decay; ``None`` (default) for all. It must name every parameter: one
+            it does not name raises ``KeyError`` when the term is built for those parameters.
+
+    Returns:
+        A :class:`Leaf` named ``"add_decayed_weights"``, without state.
+
+    Raises:
+        TypeError: ``weight_decay`` is not a number.
+        ValueError: ``weight_decay`` is negative or not finite.
     """
     def update(h, s, params, updates):
         selected = _decay_mask(mask, {n: p.type for n, p in params.items()})
@@ -732,7 +1134,20 @@ def _decay_mask(mask, ptypes) -> dict[str, bool]:
 
 
 def clip_by_global_norm(max_norm: float) -> Transform:
-    """Scale all updates by ``max_norm / ||g||`` when the global norm ``||g||`` reaches ``max_norm``."""
+    """Scale all updates by ``max_norm / ||g||`` when the global norm ``||g||`` reaches ``max_norm``.
+
+    ``||g||`` is the square root of the sum of the squared updates of all parameters.
+
+    Args:
+        max_norm: the largest global norm left as it is, at least 0: the hyperparameter ``"max_norm"``.
+
+    Returns:
+        A :class:`Leaf` named ``"clip_by_global_norm"``, without state.
+
+    Raises:
+        TypeError: ``max_norm`` is not a number.
+        ValueError: ``max_norm`` is negative or not finite.
+    """
     def update(h, s, params, updates):
         norm = W.sqrt(_sq_norm(updates))
         below = W.greater(h["max_norm"] + W.zeros_like(norm), norm)
@@ -745,30 +1160,126 @@ def clip_by_global_norm(max_norm: float) -> Transform:
 
 def sgd(learning_rate: float | Schedule = 1e-2, momentum: float | None = None, nesterov: bool = False,
         accumulator_dtype: str | None = None) -> Transform:
-    """Stochastic gradient descent, optionally with (Nesterov) momentum, as ``optax.sgd``."""
+    """Stochastic gradient descent, optionally with (Nesterov) momentum, as ``optax.sgd``.
+
+    Args:
+        learning_rate: the step size (default ``1e-2``), at least 0: a number, the hyperparameter
+            ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without recompiling, or
+            a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        momentum: the momentum coefficient, in ``[0, 1)``: the hyperparameter ``"momentum"``; ``None``
+            (default) for plain gradient descent, without state.
+        nesterov: with momentum, use Nesterov momentum (default ``False``).
+        accumulator_dtype: with momentum, the dtype of the momentum trace; ``None`` (default) keeps
+            each parameter's dtype.
+
+    Returns:
+        A :class:`Chain`: :func:`trace` (when ``momentum`` is given), then :func:`scale_by_learning_rate`.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``learning_rate`` is negative, ``momentum`` is outside ``[0, 1)``, a hyperparameter is
+            not finite, or, with momentum, ``accumulator_dtype`` is not ``None`` nor a floating-point dtype name.
+    """
     steps = [trace(momentum, nesterov, accumulator_dtype)] if momentum is not None else []
     return chain(*steps, scale_by_learning_rate(learning_rate))
 
 
 def momentum(learning_rate: float | Schedule = 1e-2, momentum: float = 0.9) -> Transform:  # noqa: F811
-    """Heavy-ball momentum: ``sgd(learning_rate, momentum)``."""
+    """Heavy-ball momentum: ``sgd(learning_rate, momentum)``.
+
+    Args:
+        learning_rate: the step size (default ``1e-2``), at least 0: a number, the hyperparameter
+            ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without recompiling, or
+            a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        momentum: the momentum coefficient, in ``[0, 1)`` (default 0.9): the hyperparameter ``"momentum"``.
+
+    Returns:
+        ``sgd(learning_rate, momentum)``: a :class:`Chain` of :func:`trace` and
+        :func:`scale_by_learning_rate`.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``learning_rate`` is negative, ``momentum`` is outside ``[0, 1)``, or a
+            hyperparameter is not finite.
+    """
     return sgd(learning_rate, momentum)
 
 
 def nesterov(learning_rate: float | Schedule = 1e-2, momentum: float = 0.9) -> Transform:
-    """Nesterov momentum: ``sgd(learning_rate, momentum, nesterov=True)``."""
+    """Nesterov momentum: ``sgd(learning_rate, momentum, nesterov=True)``.
+
+    Args:
+        learning_rate: the step size (default ``1e-2``), at least 0: a number, the hyperparameter
+            ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without recompiling, or
+            a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        momentum: the momentum coefficient, in ``[0, 1)`` (default 0.9): the hyperparameter ``"momentum"``.
+
+    Returns:
+        ``sgd(learning_rate, momentum, nesterov=True)``: a :class:`Chain` of :func:`trace` and
+        :func:`scale_by_learning_rate`.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``learning_rate`` is negative, ``momentum`` is outside ``[0, 1)``, or a
+            hyperparameter is not finite.
+    """
     return sgd(learning_rate, momentum, nesterov=True)
 
 
 def adagrad(learning_rate: float | Schedule, initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> Transform:
-    """AdaGrad, as ``optax.adagrad`` (``eps`` inside the square root, accumulator from 0.1)."""
+    """AdaGrad, as ``optax.adagrad`` (``eps`` inside the square root, accumulator from 0.1).
+
+    Args:
+        learning_rate: the step size, at least 0: a number, the hyperparameter
+            ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without recompiling, or
+            a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        initial_accumulator_value: the value the sum of squared gradients starts at, at least 0
+            (default 0.1); fixed when the optimizer is made, not a hyperparameter.
+        eps: added to the sum of squared gradients inside the square root, at least 0 (default
+            ``1e-7``): the hyperparameter ``"eps"``.
+
+    Returns:
+        A :class:`Chain`: :func:`scale_by_rss`, then :func:`scale_by_learning_rate`.
+
+    Raises:
+        TypeError: an argument other than a schedule is not a number.
+        ValueError: a number argument is negative or not finite.
+    """
     return chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate))
 
 
 def rmsprop(learning_rate: float | Schedule, decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
             eps_in_sqrt: bool = True, centered: bool = False, momentum: float | None = None,
             nesterov: bool = False, bias_correction: bool = False) -> Transform:
-    """RMSProp (plain or centred), as ``optax.rmsprop``; momentum traces the scaled steps."""
+    """RMSProp (plain or centred), as ``optax.rmsprop``; momentum traces the scaled steps.
+
+    Args:
+        learning_rate: the step size, at least 0: a number, the hyperparameter
+            ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without recompiling, or
+            a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        decay: the decay rate of the moving average of the squared gradients, in ``[0, 1)`` (default
+            0.9): the hyperparameter ``"decay"``.
+        eps: at least 0 (default ``1e-8``): the hyperparameter ``"eps"``, added to the second moment
+            inside the square root, or to its square root (see ``eps_in_sqrt``).
+        initial_scale: the value the second moment starts at, at least 0 (default 0); fixed when
+            the optimizer is made, not a hyperparameter.
+        eps_in_sqrt: ``True`` (default): divide by ``sqrt(nu + eps)``; ``False``: by ``sqrt(nu) + eps``.
+        centered: subtract the squared moving average of the gradients from the second moment
+            (:func:`scale_by_stddev` instead of :func:`scale_by_rms`; default ``False``).
+        momentum: the coefficient of a momentum trace of the scaled steps, in ``[0, 1)``: the
+            hyperparameter ``"momentum"``; ``None`` (default) for none.
+        nesterov: with momentum, use Nesterov momentum (default ``False``).
+        bias_correction: divide the moving averages by ``1 - decay**t`` at step ``t`` (default ``False``).
+
+    Returns:
+        A :class:`Chain`: :func:`scale_by_rms` (:func:`scale_by_stddev` when ``centered``), then
+        :func:`scale_by_learning_rate`, then :func:`trace` when ``momentum`` is given.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``decay`` or ``momentum`` is outside ``[0, 1)``, ``learning_rate``, ``eps`` or
+            ``initial_scale`` is negative, or one of them is not finite.
+    """
     pre = (scale_by_stddev if centered else scale_by_rms)(decay, eps, initial_scale, eps_in_sqrt, bias_correction)
     post = [trace(momentum, nesterov)] if momentum is not None else []
     return chain(pre, scale_by_learning_rate(learning_rate), *post)
@@ -776,7 +1287,34 @@ def rmsprop(learning_rate: float | Schedule, decay: float = 0.9, eps: float = 1e
 
 def adam(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
          eps_root: float = 0.0, mu_dtype: str | None = None, *, nesterov: bool = False) -> Transform:
-    """Adam, as ``optax.adam``: ``scale_by_adam(...) >> scale_by_learning_rate(lr)``."""
+    """Adam, as ``optax.adam``: ``scale_by_adam(...) >> scale_by_learning_rate(lr)``.
+
+    Args:
+        learning_rate: the step size (default ``1e-3``), at least 0: a number, the hyperparameter
+            ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without recompiling, or
+            a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        b1: the decay rate of the first moment (moving average of the gradients), in ``[0, 1)`` (default
+            0.9): the hyperparameter ``"b1"``.
+        b2: the decay rate of the second moment (moving average of the squared gradients), in
+            ``[0, 1)`` (default 0.999): the hyperparameter ``"b2"``.
+        eps: added to the square root in the denominator, at least 0 (default ``1e-8``): the
+            hyperparameter ``"eps"``.
+        eps_root: added to the second moment inside the square root, at least 0 (default 0): the
+            hyperparameter ``"eps_root"``; a positive value keeps the derivative of the update finite
+            where a bilevel problem differentiates through the optimizer.
+        mu_dtype: the dtype of the first moment; ``None`` (default) keeps each parameter's dtype.
+        nesterov: use Nesterov momentum (NAdam; default ``False``).
+
+    Returns:
+        A :class:`Chain`: :func:`scale_by_adam`, then :func:`scale_by_learning_rate`; its hyperparameters
+        are ``b1``, ``b2``, ``eps``, ``eps_root`` and ``learning_rate`` (no ``learning_rate`` for a schedule).
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``b1`` or ``b2`` is outside ``[0, 1)``, ``learning_rate``, ``eps`` or ``eps_root`` is
+            negative, a hyperparameter is not finite, or ``mu_dtype`` is not ``None`` nor a
+            floating-point dtype name.
+    """
     return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
                  scale_by_learning_rate(learning_rate))
 
@@ -784,7 +1322,39 @@ def adam(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.
 def adamw(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
           eps_root: float = 0.0, mu_dtype: str | None = None, weight_decay: float = 1e-4,
           mask: Mapping[str, bool] | Callable | None = None, *, nesterov: bool = False) -> Transform:
-    """AdamW (decoupled weight decay, multiplied by the learning rate), as ``optax.adamw``."""
+    """AdamW (decoupled weight decay, multiplied by the learning rate), as ``optax.adamw``.
+
+    Args:
+        learning_rate: the step size (default ``1e-3``), at least 0: a number, the hyperparameter
+            ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without recompiling, or
+            a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        b1: the decay rate of the first moment (moving average of the gradients), in ``[0, 1)`` (default
+            0.9): the hyperparameter ``"b1"``.
+        b2: the decay rate of the second moment (moving average of the squared gradients), in
+            ``[0, 1)`` (default 0.999): the hyperparameter ``"b2"``.
+        eps: added to the square root in the denominator, at least 0 (default ``1e-8``): the
+            hyperparameter ``"eps"``.
+        eps_root: added to the second moment inside the square root, at least 0 (default 0): the
+            hyperparameter ``"eps_root"``; a positive value keeps the derivative of the update finite
+            where a bilevel problem differentiates through the optimizer.
+        mu_dtype: the dtype of the first moment; ``None`` (default) keeps each parameter's dtype.
+        weight_decay: the decay coefficient, at least 0 (default ``1e-4``): the hyperparameter
+            ``"weight_decay"``; ``weight_decay * p`` is added to Adam's update, then both are scaled
+            by the learning rate.
+        mask: which parameters decay: ``None`` (default) for all, a dict ``{name: bool}``, or a
+            function of the dict ``{name: ArrayType}`` returning one (see :func:`add_decayed_weights`).
+        nesterov: use Nesterov momentum (NAdam; default ``False``).
+
+    Returns:
+        A :class:`Chain`: :func:`scale_by_adam`, :func:`add_decayed_weights`, then
+        :func:`scale_by_learning_rate`.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``b1`` or ``b2`` is outside ``[0, 1)``, ``learning_rate``, ``eps``, ``eps_root`` or
+            ``weight_decay`` is negative, a hyperparameter is not finite, or ``mu_dtype`` is not ``None`` nor a
+            floating-point dtype name.
+    """
     return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
                  add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate))
 
@@ -792,7 +1362,36 @@ def adamw(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0
 def amsgrad(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
             eps_root: float = 0.0, mu_dtype: str | None = None, bias_correction_mu: bool = True,
             bias_correction_nu: bool = True) -> Transform:
-    """AMSGrad, as ``optax.amsgrad``."""
+    """AMSGrad, as ``optax.amsgrad``.
+
+    Args:
+        learning_rate: the step size (default ``1e-3``), at least 0: a number, the hyperparameter
+            ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without recompiling, or
+            a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        b1: the decay rate of the first moment (moving average of the gradients), in ``[0, 1)`` (default
+            0.9): the hyperparameter ``"b1"``.
+        b2: the decay rate of the second moment (moving average of the squared gradients), in
+            ``[0, 1)`` (default 0.999): the hyperparameter ``"b2"``.
+        eps: added to the square root in the denominator, at least 0 (default ``1e-8``): the
+            hyperparameter ``"eps"``.
+        eps_root: added to the second moment inside the square root, at least 0 (default 0): the
+            hyperparameter ``"eps_root"``; a positive value keeps the derivative of the update finite
+            where a bilevel problem differentiates through the optimizer.
+        mu_dtype: the dtype of the first moment; ``None`` (default) keeps each parameter's dtype.
+        bias_correction_mu: divide the first moment by ``1 - b1**t`` (default ``True``; ``False`` as in
+            the AMSGrad paper).
+        bias_correction_nu: divide the second moment by ``1 - b2**t`` before taking its running
+            maximum (default ``True``; ``False`` as in the AMSGrad paper).
+
+    Returns:
+        A :class:`Chain`: :func:`scale_by_amsgrad`, then :func:`scale_by_learning_rate`.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``b1`` or ``b2`` is outside ``[0, 1)``, ``learning_rate``, ``eps`` or ``eps_root`` is
+            negative, a hyperparameter is not finite, or ``mu_dtype`` is not ``None`` nor a
+            floating-point dtype name.
+    """
     return chain(scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu),
                  scale_by_learning_rate(learning_rate))
 
@@ -800,7 +1399,31 @@ def amsgrad(learning_rate: float | Schedule = 1e-3, b1: float = 0.9, b2: float =
 def adopt(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6,
           mu_dtype: str | None = None, *, nesterov: bool = False, use_clipping: bool = True,
           clip_value_fn: Callable[[Wire], Wire] = lambda x: x ** 0.25) -> Transform:
-    """ADOPT, as ``optax.contrib.adopt`` (its first update is zero)."""
+    """ADOPT, as ``optax.contrib.adopt`` (its first update is zero).
+
+    Args:
+        learning_rate: the step size, at least 0: a number, the hyperparameter
+            ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without recompiling, or
+            a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        b1: the decay rate of the moving average of the normalised gradients, in ``[0, 1)`` (default
+            0.9): the hyperparameter ``"b1"``.
+        b2: the decay rate of the second moment, in ``[0, 1)`` (default 0.9999): the hyperparameter ``"b2"``.
+        eps: the least value of the square root of the second moment in the normalisation, at
+            least 0 (default ``1e-6``): the hyperparameter ``"eps"``.
+        mu_dtype: the dtype of the first moment; ``None`` (default) keeps each parameter's dtype.
+        nesterov: use Nesterov momentum (default ``False``).
+        use_clipping: clip the normalised gradients (default ``True``).
+        clip_value_fn: the clipping bound as a function of the number of steps already taken (a
+            float wire); default ``count ** 0.25`` (see :func:`scale_by_adopt`).
+
+    Returns:
+        A :class:`Chain`: :func:`scale_by_adopt`, then :func:`scale_by_learning_rate`.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``b1`` or ``b2`` is outside ``[0, 1)``, ``learning_rate`` or ``eps`` is negative, a
+            hyperparameter is not finite, or ``mu_dtype`` is not ``None`` nor a floating-point dtype name.
+    """
     return chain(scale_by_adopt(b1, b2, eps, mu_dtype, nesterov=nesterov, use_clipping=use_clipping,
                                 clip_value_fn=clip_value_fn), scale_by_learning_rate(learning_rate))
 
@@ -811,6 +1434,30 @@ def dog(learning_rate: float | Schedule = 1.0, init_step: tuple[str, float] = ("
     """DoG, as ``optax.contrib.dog`` (v0.2.6+ ``init_step`` semantics).
 
     Initialise it with the real initial parameters: it measures distances from them.
+
+    Args:
+        learning_rate: a factor on DoG's step size (default 1.0), at least 0: a number, the
+            hyperparameter ``"learning_rate"`` that :meth:`~paralens.Learner.set_hyper` changes without
+            recompiling, or a schedule, a function of the step count (see :func:`scale_by_learning_rate`).
+        init_step: ``(kind, value)``, how the first step is sized (default ``("heuristic", 1e-6)``);
+            see :func:`scale_by_dog`.
+        eps: added to the sum of squared gradient norms under the square root, at least 0 (default
+            ``1e-8``): the hyperparameter ``"eps"``.
+        weight_decay: ``None`` (default) for no weight decay; else the coefficient, at least 0, of
+            ``weight_decay * p`` added to the gradients before DoG scales them: the hyperparameter
+            ``"weight_decay"``.
+        mask: with ``weight_decay``, which parameters decay (see :func:`add_decayed_weights`);
+            ``None`` (default) for all.
+
+    Returns:
+        A :class:`Chain`: :func:`add_decayed_weights` (when ``weight_decay`` is given), :func:`scale_by_dog`,
+        then :func:`scale_by_learning_rate`.
+
+    Raises:
+        TypeError: ``init_step`` is not a pair, or a hyperparameter or its value is not a number.
+        ValueError: the kind of ``init_step`` is unknown or its value out of range (see
+            :func:`scale_by_dog`), ``learning_rate``, ``eps`` or ``weight_decay`` is negative, or a
+            number is not finite.
     """
     first = [add_decayed_weights(weight_decay, mask)] if weight_decay is not None else []
     return chain(*first, scale_by_dog(init_step, eps), scale_by_learning_rate(learning_rate))
@@ -822,14 +1469,53 @@ def dog(learning_rate: float | Schedule = 1.0, init_step: tuple[str, float] = ("
 
 
 def constant_schedule(value: float) -> Schedule:
-    """``lr(count) = value``."""
+    """``lr(count) = value``.
+
+    Args:
+        value: the constant value, a finite number.
+
+    Returns:
+        A schedule: a function of the step-count wire returning the value as a wire, written with
+        wire arithmetic; passed as a ``learning_rate`` it becomes part of the term (its numbers are
+        fixed there, not hyperparameters).
+
+    Raises:
+        TypeError: ``value`` is not a number.
+        ValueError: ``value`` is not finite.
+    """
     value = real(value, "constant_schedule: value")
     return lambda count: W.zeros_like(count) + value
 
 
 def exponential_decay(init_value: float, transition_steps: int, decay_rate: float, transition_begin: int = 0,
                       staircase: bool = False, end_value: float | None = None) -> Schedule:
-    """``init_value * decay_rate ** ((count - transition_begin) / transition_steps)``, as optax."""
+    """``init_value * decay_rate ** ((count - transition_begin) / transition_steps)``, as optax.
+
+    Before ``transition_begin`` the value is ``init_value``. The count is cast to float32, as optax does.
+
+    Args:
+        init_value: the value until ``transition_begin``.
+        transition_steps: the number of steps over which the value is multiplied by ``decay_rate``
+            once; 0 or less gives :func:`constant_schedule` of ``init_value``.
+        decay_rate: the factor per ``transition_steps`` steps, at least 0 (above 1 the value
+            grows); 0 gives :func:`constant_schedule` of ``init_value`` with a warning, as optax.
+        transition_begin: the number of steps the value holds at ``init_value`` (default 0; a
+            negative number counts as 0).
+        staircase: decay in jumps, once every ``transition_steps`` steps, instead of continuously
+            (default ``False``).
+        end_value: ``None`` (default) for no bound; else a lower bound of the value when
+            ``decay_rate < 1``, an upper bound when it is above.
+
+    Returns:
+        A schedule: a function of the step-count wire returning the value as a wire, written with
+        wire arithmetic; passed as a ``learning_rate`` it becomes part of the term (its numbers are
+        fixed there, not hyperparameters).
+
+    Raises:
+        TypeError: a value argument is not a number.
+        ValueError: ``decay_rate`` is negative, or ``init_value``, ``decay_rate`` or ``end_value`` is
+            not finite.
+    """
     init_value = real(init_value, "exponential_decay: init_value")
     # a negative rate to a fractional power is not a number
     decay_rate = real(decay_rate, "exponential_decay: decay_rate", 0)
@@ -859,7 +1545,27 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
 
 
 def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0) -> Schedule:
-    """Cosine decay from ``init_value`` to ``alpha * init_value`` over ``decay_steps``, as optax."""
+    """Cosine decay from ``init_value`` to ``alpha * init_value`` over ``decay_steps``, as optax.
+
+    ``init_value * ((1 - alpha) * (0.5 * (1 + cos(pi * min(count, decay_steps) / decay_steps))) ** exponent + alpha)``:
+    after ``decay_steps`` steps the value stays at ``alpha * init_value``.
+
+    Args:
+        init_value: the value at step 0.
+        decay_steps: the number of steps the decay takes, positive.
+        alpha: the final value as a fraction of ``init_value`` (default 0).
+        exponent: the power the cosine factor is raised to (default 1).
+
+    Returns:
+        A schedule: a function of the step-count wire returning the value as a wire, written with
+        wire arithmetic; passed as a ``learning_rate`` it becomes part of the term (its numbers are
+        fixed there, not hyperparameters).
+
+    Raises:
+        TypeError: a value argument is not a number.
+        ValueError: ``decay_steps`` is not positive, or ``init_value``, ``alpha`` or ``exponent`` is
+            not finite.
+    """
     if decay_steps <= 0:
         raise ValueError(f"cosine_decay_schedule: decay_steps must be positive, got {decay_steps}")
     init_value = real(init_value, "cosine_decay_schedule: init_value")
@@ -874,7 +1580,29 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
 
 def polynomial_schedule(init_value: float, end_value: float, power: float, transition_steps: int,
                         transition_begin: int = 0) -> Schedule:
-    """Polynomial interpolation from ``init_value`` to ``end_value``, as optax."""
+    """Polynomial interpolation from ``init_value`` to ``end_value``, as optax.
+
+    ``(init_value - end_value) * (1 - c / transition_steps) ** power + end_value`` where
+    ``c = clip(count - transition_begin, 0, transition_steps)``, the count cast to float32 as optax does.
+
+    Args:
+        init_value: the value until ``transition_begin``.
+        end_value: the value from ``transition_begin + transition_steps`` on.
+        power: the exponent of the interpolation (1 for a linear one).
+        transition_steps: the number of steps the interpolation takes; 0 or less gives
+            :func:`constant_schedule` of ``init_value``.
+        transition_begin: the number of steps the value holds at ``init_value`` (default 0; a
+            negative number counts as 0).
+
+    Returns:
+        A schedule: a function of the step-count wire returning the value as a wire, written with
+        wire arithmetic; passed as a ``learning_rate`` it becomes part of the term (its numbers are
+        fixed there, not hyperparameters).
+
+    Raises:
+        TypeError: a value argument is not a number.
+        ValueError: ``init_value``, ``end_value`` or ``power`` is not finite.
+    """
     init_value, power = real(init_value, "polynomial_schedule: init_value"), real(power, "polynomial_schedule: power")
     end_value = real(end_value, "polynomial_schedule: end_value")
     if transition_steps <= 0:
@@ -890,13 +1618,44 @@ def polynomial_schedule(init_value: float, end_value: float, power: float, trans
 
 
 def linear_schedule(init_value: float, end_value: float, transition_steps: int, transition_begin: int = 0) -> Schedule:
-    """Linear interpolation (a warm-up when ``end_value > init_value``), as optax."""
+    """Linear interpolation (a warm-up when ``end_value > init_value``), as optax.
+
+    Args:
+        init_value: the value until ``transition_begin``.
+        end_value: the value from ``transition_begin + transition_steps`` on.
+        transition_steps: the number of steps the interpolation takes; 0 or less gives
+            :func:`constant_schedule` of ``init_value``.
+        transition_begin: the number of steps the value holds at ``init_value`` (default 0; a
+            negative number counts as 0).
+
+    Returns:
+        ``polynomial_schedule(init_value, end_value, 1.0, transition_steps, transition_begin)``: a schedule,
+        a function of the step-count wire (see :func:`polynomial_schedule`).
+
+    Raises:
+        TypeError: a value argument is not a number.
+        ValueError: ``init_value`` or ``end_value`` is not finite.
+    """
     return polynomial_schedule(init_value, end_value, 1.0, transition_steps, transition_begin)
 
 
 def join_schedules(schedules, boundaries) -> Schedule:
     """``schedules[i]`` from ``boundaries[i-1]`` on, each restarted at its boundary, as optax
-    (the joined values take the first schedule's dtype, as optax's weak types do)."""
+    (the joined values take the first schedule's dtype, as optax's weak types do).
+
+    Args:
+        schedules: the schedules, in the order they take over.
+        boundaries: the step counts at which each next schedule takes over, one fewer than
+            ``schedules``; from ``boundaries[i]`` on, ``schedules[i + 1]`` gets ``count - boundaries[i]``.
+
+    Returns:
+        A schedule: a function of the step-count wire returning the value as a wire, written with
+        wire arithmetic; passed as a ``learning_rate`` it becomes part of the term (its numbers are
+        fixed there, not hyperparameters).
+
+    Raises:
+        ValueError: ``schedules`` is empty, or ``boundaries`` does not have one fewer item.
+    """
     schedules, boundaries = list(schedules), list(boundaries)
     if not schedules or len(boundaries) != len(schedules) - 1:
         raise ValueError(f"join_schedules: {len(schedules)} schedules need {max(len(schedules) - 1, 0)} boundaries "
@@ -913,7 +1672,29 @@ def join_schedules(schedules, boundaries) -> Schedule:
 
 def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_steps: int, decay_steps: int,
                                  end_value: float = 0.0, exponent: float = 1.0) -> Schedule:
-    """Linear warm-up to ``peak_value``, then cosine decay to ``end_value``, as optax."""
+    """Linear warm-up to ``peak_value``, then cosine decay to ``end_value``, as optax.
+
+    It joins (:func:`join_schedules`) :func:`linear_schedule` from ``init_value`` to ``peak_value`` over
+    ``warmup_steps`` and :func:`cosine_decay_schedule` from ``peak_value`` over the remaining
+    ``decay_steps - warmup_steps`` steps.
+
+    Args:
+        init_value: the value at step 0, where the warm-up starts.
+        peak_value: the value at the end of the warm-up, where the decay starts.
+        warmup_steps: the number of warm-up steps.
+        decay_steps: the total number of steps, the warm-up included; more than ``warmup_steps``.
+        end_value: the value after ``decay_steps`` steps (default 0).
+        exponent: the power the cosine factor is raised to (default 1).
+
+    Returns:
+        A schedule: a function of the step-count wire returning the value as a wire, written with
+        wire arithmetic; passed as a ``learning_rate`` it becomes part of the term (its numbers are
+        fixed there, not hyperparameters).
+
+    Raises:
+        TypeError: a value argument is not a number.
+        ValueError: ``decay_steps`` is not more than ``warmup_steps``, or a value argument is not finite.
+    """
     if decay_steps <= warmup_steps:
         raise ValueError(f"warmup_cosine_decay_schedule: decay_steps={decay_steps!r} counts the warm-up; expected "
                          f"more than warmup_steps={warmup_steps!r}")
@@ -934,6 +1715,18 @@ def to_optax(opt: Transform):
 
     Its state is ``{"opt": ..., "hyper": ...}``; set ``state["hyper"][name]`` to
     change a hyperparameter. Needs optax (``pip install optax``).
+
+    Args:
+        opt: the paralens optimizer to run under optax.
+
+    Returns:
+        An ``optax.GradientTransformation``: ``init(params)`` gives ``{"opt": ..., "hyper": ...}``, with
+        each hyperparameter at its default; ``update(updates, state, params=None)`` runs ``opt``'s update
+        term, compiled once per set of parameter shapes and dtypes, and raises ``ValueError`` without
+        ``params`` when the optimizer reads them (weight decay, DoG).
+
+    Raises:
+        ImportError: JAX or optax is not installed.
     """
     return _backend("jax").to_optax(opt)
 
@@ -946,5 +1739,15 @@ def from_optax(tx) -> Transform:
     SymPy or NumPy backends, or differentiated by ``R`` (a bilevel problem
     cannot learn through it). Its state is optax's state leaves, as a tuple in
     optax's order. Needs optax and the JAX backend.
+
+    Args:
+        tx: the optax transformation. Its hyperparameters are fixed inside it; to change them at
+            run time, build it with ``optax.inject_hyperparams``, which keeps them in its state.
+
+    Returns:
+        A :class:`Leaf` named ``"from_optax"``, without hyperparameters of its own.
+
+    Raises:
+        ImportError: JAX or optax is not installed.
     """
     return _backend("jax").from_optax(tx)

@@ -42,6 +42,19 @@ def reparam(term: Term, name: str, r: Term) -> Term:
     """Replace parameter ``name`` of ``term`` by the output of ``r`` (a term with no data
     inputs whose codomain is the parameter's type); ``r``'s parameters take its place.
 
+    Args:
+        term: the term to reparametrise.
+        name: the parameter to replace, as in ``term.param_names`` (``"dense.W"``).
+        r: the reparametrisation ``() -> P``: no inputs, one output of the parameter's type.
+
+    Returns:
+        ``term`` with that parameter wire fed by ``r``: the same inputs, outputs, calling
+        convention and name; its parameters are ``term``'s others, then ``r``'s.
+
+    Raises:
+        KeyError: ``term`` has no parameter ``name``.
+        TypeError: ``r`` has inputs, or does not have exactly one output of the parameter's type.
+
     >>> import paralens as pl
     >>> @pl.para
     ... def positive(log_s: pl.Param[()]):
@@ -69,7 +82,21 @@ def reparam(term: Term, name: str, r: Term) -> Term:
 
 
 def tie(term: Term, names: Sequence[str]) -> Term:
-    """Share one parameter among the slots ``names`` (all of one type); the first name survives."""
+    """Share one parameter among the slots ``names`` (all of one type); the first name survives.
+
+    Args:
+        term: the term whose parameters to tie.
+        names: the parameters to share, as in ``term.param_names``; the first is kept.
+
+    Returns:
+        ``term`` with the parameter wires of ``names[1:]`` fed by that of ``names[0]`` (same
+        inputs, outputs, calling convention and name); its reverse derivative gives the kept
+        parameter the sum of their cotangents.
+
+    Raises:
+        KeyError: ``term`` has no parameter of one of ``names``.
+        TypeError: the parameters ``names`` are not all of one type.
+    """
     idx = [_index(term, n) for n in names]
     types = {term.params[i].type for i in idx}
     if len(types) != 1:
@@ -95,6 +122,18 @@ def bind(term: Term, params: dict) -> Term:
 
     The result is the same map with those parameter wires replaced by
     constants; its reverse derivative no longer returns their cotangents.
+
+    Args:
+        term: the term whose parameters to fix.
+        params: ``{parameter name: value}``; each value has the parameter's shape (a nested list
+            or any array with a ``tolist()`` method) and is converted to its dtype.
+
+    Returns:
+        ``term`` without those parameters (same inputs, outputs, calling convention and name).
+
+    Raises:
+        KeyError: ``term`` has no parameter of one of the names.
+        ValueError: a value's shape is not its parameter's.
     """
     idx = {_index(term, n) for n in params}
     b = Builder()
@@ -134,6 +173,18 @@ def hyperparameter(value: float, dtype: str | None = None) -> Hyperparameter:
     default of an argument of a ``@pl.para`` function. The wire is a parameter
     of the term that training does not update; a learner keeps it in
     ``state["hyper"]`` and a bilevel problem can learn it.
+
+    Args:
+        value: the default value, a finite number.
+        dtype: the wire's dtype (``"float32"``); ``None``: the dtype the layer, loss or
+            optimizer gives that argument.
+
+    Returns:
+        A ``Hyperparameter`` record to pass in place of the number.
+
+    Raises:
+        TypeError: ``value`` is not a number.
+        ValueError: ``value`` is not finite.
 
     >>> import paralens as pl
     >>> pl.losses.huber(delta=pl.hyperparameter(0.5)).at(pl.Array[3]).hyper_names

@@ -106,6 +106,13 @@ class Segments:
     sublinear memory cost"). Best when a layer's insides are about the size of its input;
     ``"recompute"`` (``Segments(1)``) when they are much larger (attention scores).
 
+    Args:
+        every: layer instances per segment, a positive int; ``None``: ``ceil(sqrt(n))`` for a term of
+            ``n`` layer instances (:meth:`~paralens.Segments.size`).
+
+    Raises:
+        ValueError: ``every`` is neither ``None`` nor a positive int.
+
     >>> import paralens as pl
     >>> blocks = pl.nn.dense(4, 4) >> pl.nn.dense(4, 4) >> pl.nn.dense(4, 4) >> pl.nn.dense(4, 4)
     >>> batched = lambda policy: sum(r.batched for r in pl.lens(blocks, residuals=policy).residuals)
@@ -122,7 +129,14 @@ class Segments:
         return False  # nothing inside a segment is stored
 
     def size(self, n_layers: int) -> int:
-        """Layer instances per segment for a term with ``n_layers`` of them."""
+        """Layer instances per segment for a term with ``n_layers`` of them.
+
+        Args:
+            n_layers: the number of layer instances of the term.
+
+        Returns:
+            ``every`` where it was given, else ``ceil(sqrt(n_layers))`` (at least 1).
+        """
         return self.every or max(1, math.isqrt(max(n_layers - 1, 0)) + 1)
 
     def __repr__(self) -> str:

@@ -27,7 +27,24 @@ __all__ = ["astype"]
 
 
 def astype(term, dtype: str, source: str = "float32") -> Term:
-    """``term`` with its ``source`` wires made ``dtype`` (both floating-point dtypes)."""
+    """``term`` with its ``source`` wires made ``dtype`` (both floating-point dtypes).
+
+    Args:
+        term: a term, or what :func:`~paralens.as_term` takes (a lens, an optimizer, a learner).
+        dtype: the floating-point dtype to convert to: ``"float16"``, ``"bfloat16"``, ``"float32"``
+            or ``"float64"``.
+        source: the floating-point dtype converted; wires of other dtypes (integers, random keys,
+            other floats) keep theirs.
+
+    Returns:
+        The rebuilt term, its parameters keeping their names; ``term``'s term unchanged when
+        ``dtype == source``.
+
+    Raises:
+        ValueError: ``dtype`` or ``source`` is not a floating-point dtype.
+        TypeError: ``term`` is not a term or has no type yet, or it holds an opaque box (an optax
+            transformation) whose dtype cannot change.
+    """
     for what, d in (("dtype", dtype), ("source", source)):
         if d not in FLOATS:
             raise ValueError(f"astype: {what}={d!r} is not a floating-point dtype; expected one of {FLOATS}")

@@ -1,6 +1,6 @@
 """The primitive boxes, in one registry: each with a type rule and its reverse derivative as a term.
 
-A primitive is declared once, here (or, for ``scan``, in :mod:`paralens.loops`),
+A primitive is declared once, here (or, for ``scan``, in ``paralens.loops``),
 with :func:`define`: its name, its type rule and its reverse-derivative rule.
 Every reverse-derivative rule builds its result out of primitives of this same
 registry, so ``R`` applies again to its output (``R(R(f))``). A rule is written
@@ -24,7 +24,7 @@ unbatched operand is shared by every example). ``R`` reconciles such implicit
 broadcasts generically (sum over the batch, over the broadcast leading axes
 and over the stretched axes), so no rule here special-cases them.
 
-This module needs nothing but :mod:`paralens.types`: rules reach the builder
+This module needs nothing but ``paralens.types``: rules reach the builder
 only through the ``b`` they are given.
 
 >>> from paralens.prims import PRIMS

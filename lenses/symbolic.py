@@ -27,5 +27,17 @@ def formulas(term, **values):
     arrays as ``W_{i,j}``), one example at a time; ``values`` fixes some by name.
     Nonlinearities stay named (``\\sigma(z)(1 - \\sigma(z))``). The result is a dict
     of SymPy expressions with ``.latex()``; a notebook shows it as LaTeX.
+
+    Args:
+        term: a :class:`~paralens.Term`, a lens, an optimizer or a learner (anything
+            :func:`~paralens.as_term` accepts); a polymorphic layer needs a type first.
+        **values: values that replace symbols, by name: an input port's label (``dy=1``) or a
+            parameter's name (its full name, or the short one its symbol shows); a number, nested
+            lists or an array (an input's value is broadcast to the port's shape).
+
+    Returns:
+        A dict (``Formulas``) from each output port's label (``dw``, ``dx``) to its SymPy
+        expression (a SymPy ``Array`` of expressions for an array output); its ``latex()`` method
+        gives all of them as one LaTeX ``aligned`` block.
     """
     return backends.get("sympy").formulas(term, **values)

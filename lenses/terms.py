@@ -57,6 +57,16 @@ class Eqn:
     or a lens's backward part; ``role`` is what the box is for, read by the passes that
     rewrite terms (:data:`~paralens.terms.TRAINING_ONLY`: a dropout layer's), never its layer's name.
     Diagrams use the first three.
+
+    Attributes:
+        prim: the primitive box applied (a :class:`~paralens.prims.Prim`).
+        attrs: the primitive's attributes, as ``(name, value)`` pairs sorted by name.
+        ins: the wire numbers the box reads, in the primitive's argument order.
+        outs: the fresh wire numbers the box makes.
+        group: the names of the parts it belongs to, outermost first (``()``: none).
+        layer: the layer instance ``(layer, slot)`` that made it; ``None`` for a box no layer made.
+        backward: whether it is a box of a reverse derivative's or a lens's backward part.
+        role: what the box is for (:data:`~paralens.terms.TRAINING_ONLY` or ``None``).
     """
 
     prim: Prim
@@ -74,7 +84,14 @@ class Eqn:
         return dict(self.attrs)
 
     def replace(self, **changes) -> Eqn:
-        """A copy with some fields changed (as ``jax.core.JaxprEqn.replace``)."""
+        """A copy with some fields changed (as ``jax.core.JaxprEqn.replace``).
+
+        Args:
+            **changes: new values of fields, by name (``ins=...``, ``outs=...``, ``backward=...``).
+
+        Returns:
+            A new :class:`Eqn`; this one is unchanged (equations are frozen).
+        """
         return dataclasses.replace(self, **changes)
 
 
@@ -110,6 +127,16 @@ class ParamSpec:
     ``hyper`` marks a hyperparameter: a parameter wire that training does not
     update (a loss's ``delta``, a temperature) but that a bilevel problem can
     learn. A batched parameter wire is a label: data, one per example.
+
+    Attributes:
+        layer: the name of the layer that declared it (``dense``).
+        slot: the instance number of that layer in the term (from 0, in forward order).
+        local: the parameter's name inside its layer (``W``); empty for a layer whose only
+            parameter is named by the layer alone.
+        type: its :class:`~paralens.ArrayType` (batched for a label).
+        init: the initialiser as ``pl.init`` makes it: a tuple of its name and arguments
+            (``("zeros",)`` by default, ``("const", 0.5)``).
+        hyper: whether it is a hyperparameter (not updated by training).
     """
 
     layer: str
@@ -215,6 +242,22 @@ class Term:
     ``in_sig`` is the calling convention of the compiled callable: one entry
     per positional argument after ``params`` (``(x,)`` for a plain term,
     ``(x, dy)`` for a reverse derivative). ``out_sig`` shapes the result.
+
+    Args:
+        dom: the types of the input wires.
+        cod: the types of the output wires.
+        diagram: the flat diagram (``_Diagram``: wires, parameters, equations), or ``None`` for a
+            composite not yet flattened.
+        node: the lazy composite (:class:`~paralens.terms.Seq` or :class:`~paralens.terms.Par`)
+            this term is, flattened into ``diagram`` on first use; ``None`` for a flat term.
+        in_sig: the calling convention of the inputs, one signature per positional argument
+            after ``params`` (default: one argument, ``dom`` as one array or a tuple of them).
+        out_sig: the calling convention of the outputs (default: one array, or a tuple of
+            ``len(cod)`` arrays).
+        name: the term's name; by default it is made from the parts of ``node``
+            (``"term"`` for a flat term).
+        arg_names: ``(input names, output names)``, one base name per argument and per output,
+            read by :meth:`port_labels`; ``None`` for ``x``/``y``.
     """
 
     __slots__ = ("dom", "cod", "in_sig", "out_sig", "arg_names", "_node", "_diagram", "_name", "_names", "_hash")
@@ -317,7 +360,12 @@ class Term:
 
     def layer_names(self) -> dict[tuple[str, int], str]:
         """Readable names of the layer instances that made its boxes (``dense0``, ``relu1``), as
-        parameter names read (for diagrams)."""
+        parameter names read (for diagrams).
+
+        Returns:
+            A dict from each layer instance ``(layer, slot)`` (of the parameters, then of the boxes)
+            to its readable name.
+        """
         seen = list(dict.fromkeys([(p.layer, p.slot) for p in self.params] +
                                   [e.layer for e in self.eqns if e.layer is not None]))
         return dict(zip(seen, _instance_names(seen)))
@@ -333,7 +381,13 @@ class Term:
         return len(self.eqns)
 
     def input_types(self) -> tuple:
-        """The types of the inputs, shaped as the calling convention (one tree per argument)."""
+        """The types of the inputs, shaped as the calling convention (one tree per argument).
+
+        Returns:
+            A tuple with one entry per argument of ``in_sig``: an
+            :class:`~paralens.ArrayType`, or a tuple or dict of them as that argument's signature
+            nests them.
+        """
         return unflatten(tuple(self.in_sig), iter(self.dom))
 
     def port_labels(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -341,7 +395,12 @@ class Term:
         ``dW``, ``dx`` for a reverse derivative; ``x``/``y`` (``x0``, ``x1``, ...) by default.
 
         ``arg_names`` gives a base name per argument and per output; a dict's entries
-        extend it (``d{}`` with the entry's short name gives ``dW``)."""
+        extend it (``d{}`` with the entry's short name gives ``dW``).
+
+        Returns:
+            ``(input labels, output labels)``: one label per input wire (in ``dom`` order) and
+            one per output wire (in ``cod`` order).
+        """
         ins, outs = self.arg_names or (None, None)
         in_sigs = tuple(self.in_sig)
         out_sigs = self.out_sig if isinstance(self.out_sig, tuple) else (self.out_sig,)
@@ -375,7 +434,18 @@ class Term:
         return Term(self.dom @ other.dom, self.cod @ other.cod, node=Par(self, other))
 
     def then(self, *others: Term) -> Term:
-        """``f.then(g, h)`` is ``f >> g >> h``."""
+        """``f.then(g, h)`` is ``f >> g >> h``.
+
+        Args:
+            *others: the terms to run after this one, in order.
+
+        Returns:
+            The sequential composite (this term itself when ``others`` is empty).
+
+        Raises:
+            CompositionError: a term's domain is not the codomain of the one before it
+                (raised by ``>>``).
+        """
         return seq(self, *others)
 
     # --- pointful use: calling a term on wires inlines it into the function being traced
@@ -400,7 +470,19 @@ class Term:
     # --- Para
     def init(self, seed: int = 0, backend: str = "numpy") -> dict:
         """Initial parameters ``{name: array}``, drawn by ``backend`` with each parameter's initialiser
-        (hyperparameters take their declared values; labels are data, not drawn)."""
+        (hyperparameters take their declared values; labels are data, not drawn).
+
+        Args:
+            seed: the random seed; each parameter's draw depends on it and on the parameter's name.
+            backend: the name of the backend that makes the arrays (``"numpy"``, ``"jax"``, ...).
+
+        Returns:
+            A dict from each parameter name (labels excluded) to its initial array.
+
+        Raises:
+            ValueError: ``backend`` is not a known backend.
+            ImportError: the backend needs a library that is not installed.
+        """
         return _backend(backend).init(self, seed)
 
 
@@ -455,6 +537,10 @@ class Poly:
     ``f >> pl.nn.relu()`` instantiates ``relu`` at ``f.cod``; ``poly.at(ty)``
     instantiates it explicitly; calling it on a wire inside ``@pl.para``
     instantiates it at the wire's type.
+
+    Args:
+        make: builds the term at a domain: ``make(ty)`` for a :class:`~paralens.Ty`.
+        name: the name shown in errors, reprs and composites.
     """
 
     def __init__(self, make: Callable[[Ty], Term], name: str):
@@ -462,7 +548,18 @@ class Poly:
         self.name = name
 
     def at(self, ty) -> Term:
-        """The term on domain ``ty``."""
+        """The term on domain ``ty``.
+
+        Args:
+            ty: the domain: an :class:`~paralens.ArrayType`, a :class:`~paralens.Ty` or a list of
+                array types.
+
+        Returns:
+            The :class:`Term` this polymorphic term is at ``ty``.
+
+        Raises:
+            TypeError: ``ty`` is not an array type, a ``Ty`` or a list of them.
+        """
         return self._make(as_ty(ty))
 
     def __rrshift__(self, f: Term) -> Term:
@@ -490,7 +587,18 @@ class Poly:
 
 
 def seq(*terms: Term) -> Term:
-    """``seq(f, g, h) == f >> g >> h``."""
+    """``seq(f, g, h) == f >> g >> h``.
+
+    Args:
+        *terms: the terms, in the order they run.
+
+    Returns:
+        Their sequential composite (the term itself for one term).
+
+    Raises:
+        ValueError: no term is given.
+        CompositionError: a term's domain is not the codomain of the one before it.
+    """
     if not terms:
         raise ValueError("seq needs at least one term")
     out = terms[0]
@@ -501,7 +609,19 @@ def seq(*terms: Term) -> Term:
 
 def as_term(x) -> Term:
     """``x`` as a term: a term itself, or the term of a lens, an optimizer or a learner
-    (anything with an ``as_term()`` method). Backends and diagrams accept all of these."""
+    (anything with an ``as_term()`` method). Backends and diagrams accept all of these.
+
+    Args:
+        x: a :class:`Term`, or an object with an ``as_term()`` method (a :class:`~paralens.Lens`,
+            an optimizer, a learner).
+
+    Returns:
+        ``x`` itself if it is a term, else ``x.as_term()``.
+
+    Raises:
+        TypeError: ``x`` is a :class:`Poly` with no type yet, or is neither a term nor has an
+            ``as_term()`` method.
+    """
     if isinstance(x, Term):
         return x
     if isinstance(x, Poly):
@@ -576,14 +696,37 @@ class Builder:
         self._declared: set[tuple[str, int, str]] = set()
 
     def new_wire(self, t: ArrayType) -> int:
+        """Make a fresh wire of type ``t`` (no box produces it yet).
+
+        Args:
+            t: the wire's :class:`~paralens.ArrayType`.
+
+        Returns:
+            The new wire's number.
+        """
         self.wires.append(t)
         return len(self.wires) - 1
 
     def input(self, t: ArrayType) -> int:
+        """A fresh input wire of type ``t``: pass it to :meth:`build` among the ``inputs``.
+
+        Args:
+            t: the wire's :class:`~paralens.ArrayType`.
+
+        Returns:
+            The new wire's number.
+        """
         return self.new_wire(t)
 
     def inputs(self, types) -> Any:
-        """Fresh input wires shaped like ``types`` (a tree of array types, e.g. ``term.input_types()``)."""
+        """Fresh input wires shaped like ``types`` (a tree of array types, e.g. ``term.input_types()``).
+
+        Args:
+            types: an :class:`~paralens.ArrayType`, or nested dicts and tuples (or lists) of them.
+
+        Returns:
+            Wire numbers in the same structure: an int for an array type, a dict or a tuple of them.
+        """
         if isinstance(types, ArrayType):
             return self.input(types)
         if isinstance(types, dict):
@@ -591,10 +734,29 @@ class Builder:
         return tuple(self.inputs(v) for v in types)
 
     def type_of(self, w: int) -> ArrayType:
+        """The type of wire ``w``.
+
+        Args:
+            w: a wire number of this builder.
+
+        Returns:
+            The wire's :class:`~paralens.ArrayType`.
+        """
         return self.wires[w]
 
     def new_layer(self, layer: str) -> int:
-        """Reserve the next instance number of ``layer`` in this term."""
+        """Reserve the next instance number of ``layer`` in this term.
+
+        Args:
+            layer: the layer's name: any text but ``.``.
+
+        Returns:
+            The slot reserved: 0 for the first instance of ``layer``, then 1, 2, ...
+
+        Raises:
+            TypeError: ``layer`` is not a ``str``.
+            ValueError: ``layer`` is empty, contains ``.`` or is not UTF-8 encodable text.
+        """
         _check_name(layer, "layer")
         slot = self._slots.get(layer, 0)
         self._slots[layer] = slot + 1
@@ -602,7 +764,25 @@ class Builder:
 
     def param(self, layer: str, slot: int, local: str, t: ArrayType, init: tuple = ("zeros",),
               hyper: bool = False) -> int:
-        """Declare a parameter wire of instance ``slot`` of ``layer``."""
+        """Declare a parameter wire of instance ``slot`` of ``layer``.
+
+        Args:
+            layer: the layer's name: any text but ``.``.
+            slot: the layer instance (usually from :meth:`new_layer`).
+            local: the parameter's name inside the layer (any text but ``.``); empty to name it by
+                the layer alone.
+            t: the parameter's :class:`~paralens.ArrayType` (batched for a label).
+            init: the initialiser as ``pl.init`` makes it: a tuple of its name and arguments.
+            hyper: whether it is a hyperparameter, which training does not update.
+
+        Returns:
+            The parameter's wire number.
+
+        Raises:
+            TypeError: ``layer`` or ``local`` is not a ``str``.
+            ValueError: ``layer`` or ``local`` is not a valid name (empty layer, a ``.``, not
+                UTF-8 encodable), or this parameter of this instance is already declared.
+        """
         _check_name(layer, "layer")
         if local:
             _check_name(local, "parameter")
@@ -616,11 +796,35 @@ class Builder:
         return w
 
     def redeclare(self, spec: ParamSpec) -> int:
-        """Declare a parameter like ``spec`` (same layer instance, type and initialiser)."""
+        """Declare a parameter like ``spec`` (same layer instance, type and initialiser).
+
+        Args:
+            spec: the :class:`ParamSpec` to copy, usually one of another term's ``params``.
+
+        Returns:
+            The new parameter's wire number.
+
+        Raises:
+            ValueError: that parameter is already declared in this builder.
+        """
         return self.param(spec.layer, spec.slot, spec.local, spec.type, spec.init, spec.hyper)
 
     def emit(self, prim: Prim, ins: Sequence[int], **attrs) -> list[int]:
-        """Apply ``prim`` with attributes ``attrs`` to wires ``ins``; returns the output wires."""
+        """Apply ``prim`` with attributes ``attrs`` to wires ``ins``; returns the output wires.
+
+        The equation gets the builder's current ``group``, ``layer``, ``backward`` and ``role``.
+
+        Args:
+            prim: the primitive box (a :class:`~paralens.prims.Prim`).
+            ins: the wire numbers it reads.
+            **attrs: the primitive's attributes (an einsum's ``spec``, a cast's ``dtype``).
+
+        Returns:
+            The numbers of its fresh output wires, typed by ``prim``'s type rule.
+
+        Raises:
+            TypeError: ``prim``'s type rule rejects the input types or attributes.
+        """
         in_types = [self.wires[w] for w in ins]
         out_types = prim.type_rule(in_types, **attrs)
         outs = [self.new_wire(t) for t in out_types]
@@ -629,7 +833,20 @@ class Builder:
         return outs
 
     def emit1(self, prim: Prim, *ins: int, **attrs) -> int:
-        """:meth:`emit` for a box with one output: that output's wire."""
+        """:meth:`emit` for a box with one output: that output's wire.
+
+        Args:
+            prim: the primitive box, with exactly one output.
+            *ins: the wire numbers it reads.
+            **attrs: the primitive's attributes.
+
+        Returns:
+            The number of its output wire.
+
+        Raises:
+            TypeError: ``prim``'s type rule rejects the input types or attributes.
+            ValueError: the box has more or fewer than one output.
+        """
         (out,) = self.emit(prim, ins, **attrs)
         return out
 
@@ -642,6 +859,21 @@ class Builder:
         parameter wires to existing wires (reparametrisation, ``R``, assemblies:
         the same instances). ``group`` labels the copied equations (nested
         inside the current group); ``backward`` marks them as a backward part.
+
+        Args:
+            term: the term to copy in.
+            inputs: one wire of this builder per wire of ``term.dom``, of the same type.
+            params: ``{term's parameter wire: wire of this builder}`` for the parameters to bind;
+                ``None`` or empty: all of them become fresh parameters.
+            group: a name nesting the copied equations one group deeper; ``None``: the current group.
+            backward: whether to mark the copied equations as a backward part.
+
+        Returns:
+            The wires of this builder that carry ``term``'s outputs, in ``term.cod`` order.
+
+        Raises:
+            CompositionError: the number of ``inputs`` is not that of ``term``'s domain, or an input
+                wire's type is not the type ``term`` expects there.
         """
         if len(inputs) != len(term.dom):
             raise CompositionError(f"{_short(term)} takes {len(term.dom)} wires, got {len(inputs)}")
@@ -725,7 +957,23 @@ class Builder:
     def build(self, inputs: Sequence[int], outputs: Sequence[int], *, in_sig=None, out_sig=None,
               name: str | None = None, dce: bool = True, arg_names: tuple | None = None) -> Term:
         """Close the diagram: drop boxes no output needs, number the wires that remain in the order
-        they were made (when nothing is dropped the numbering is kept and no box is copied)."""
+        they were made (when nothing is dropped the numbering is kept and no box is copied).
+
+        Args:
+            inputs: the term's input wires, in order (its domain).
+            outputs: the term's output wires, in order (its codomain); a wire may appear twice.
+            in_sig: the calling convention of the inputs (see :class:`Term`); ``None``: the default.
+            out_sig: the calling convention of the outputs; ``None``: the default.
+            name: the term's name (``"term"`` when not given).
+            dce: whether to drop the boxes no output needs; ``False`` keeps every box emitted.
+            arg_names: ``(input names, output names)`` for :meth:`Term.port_labels`.
+
+        Returns:
+            The closed :class:`Term`, with this builder's parameters.
+
+        Raises:
+            CompositionError: an output wire is neither an input, a parameter nor made by a box.
+        """
         eqns = _live_eqns(self.eqns, outputs) if dce else self.eqns
         used = set(self.param_wires).union(inputs)
         for e in eqns:
@@ -785,13 +1033,36 @@ def wiring(dom, outputs: Sequence[int], name: str) -> Term:
 
 
 def id(ty) -> Term:  # noqa: A001 - the categorical name is the public contract
-    """The identity on ``ty``: ``pl.id(A) >> f == f == f >> pl.id(B)``."""
+    """The identity on ``ty``: ``pl.id(A) >> f == f == f >> pl.id(B)``.
+
+    Args:
+        ty: the type: an :class:`~paralens.ArrayType`, a :class:`~paralens.Ty` or a list of array types.
+
+    Returns:
+        A term with no boxes and no parameters that sends each input wire to the same output.
+
+    Raises:
+        TypeError: ``ty`` is not an array type, a ``Ty`` or a list of them.
+    """
     ty = as_ty(ty)
     return wiring(ty, range(len(ty)), f"id({_ty_str(ty)})")
 
 
 def copy(ty, n: int = 2) -> Term:
-    """Copy ``ty`` to ``n`` copies (``n = 2``: the diagonal). Its reverse derivative adds."""
+    """Copy ``ty`` to ``n`` copies (``n = 2``: the diagonal). Its reverse derivative adds.
+
+    Args:
+        ty: the type to copy: an :class:`~paralens.ArrayType`, a :class:`~paralens.Ty` or a list
+            of array types.
+        n: the number of copies (0 discards, 1 is the identity).
+
+    Returns:
+        A term ``ty -> ty @ ... @ ty`` (``n`` times) with no boxes.
+
+    Raises:
+        ValueError: ``n`` is not an int >= 0.
+        TypeError: ``ty`` is not an array type, a ``Ty`` or a list of them.
+    """
     ty = as_ty(ty)
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"copy makes n >= 0 copies, got n={n!r} (n=0 is pl.discard)")
@@ -799,13 +1070,36 @@ def copy(ty, n: int = 2) -> Term:
 
 
 def discard(ty) -> Term:
-    """Discard ``ty`` (the map to the unit). Its reverse derivative is zero."""
+    """Discard ``ty`` (the map to the unit). Its reverse derivative is zero.
+
+    Args:
+        ty: the type to discard: an :class:`~paralens.ArrayType`, a :class:`~paralens.Ty` or a
+            list of array types.
+
+    Returns:
+        A term ``ty -> Ty()`` with no boxes.
+
+    Raises:
+        TypeError: ``ty`` is not an array type, a ``Ty`` or a list of them.
+    """
     ty = as_ty(ty)
     return wiring(ty, [], f"discard({_ty_str(ty)})")
 
 
 def swap(a, b) -> Term:
-    """The symmetry ``a @ b -> b @ a``."""
+    """The symmetry ``a @ b -> b @ a``.
+
+    Args:
+        a: the type of the first wires: an :class:`~paralens.ArrayType`, a :class:`~paralens.Ty`
+            or a list of array types.
+        b: the type of the last wires, likewise.
+
+    Returns:
+        A term with no boxes that moves the ``b`` wires before the ``a`` wires.
+
+    Raises:
+        TypeError: ``a`` or ``b`` is not an array type, a ``Ty`` or a list of them.
+    """
     a, b = as_ty(a), as_ty(b)
     k, n = len(a), len(a) + len(b)
     return wiring(a @ b, list(range(k, n)) + list(range(k)), f"swap({_ty_str(a)}, {_ty_str(b)})")

@@ -83,6 +83,14 @@ def printable(text: str, limit: int | None = None) -> str:
     ``limit`` characters cut off with ``...``. Letters of any script stay as they are, and a
     printable text comes back as it is (so ``printable(printable(t, n), n) == printable(t, n)``).
 
+    Args:
+        text: the text to show.
+        limit: the length to cut the escaped text to, the ``...`` included; ``None``: no cut.
+
+    Returns:
+        ``text`` with its unprintable characters escaped, and, where it is longer than ``limit``,
+        its first ``max(limit - 3, 0)`` characters followed by ``...``.
+
     >>> printable("layer\\n#2"), printable("größe"), printable("x" * 10, limit=6)
     ('layer\\\\n#2', 'größe', 'xxx...')
     """
@@ -95,7 +103,20 @@ def printable(text: str, limit: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class ArrayType:
-    """The type of one wire: a per-example ``shape`` (positive int sizes), a ``dtype`` and a batch flag."""
+    """The type of one wire: a per-example ``shape`` (positive int sizes), a ``dtype`` and a batch flag.
+
+    Attributes:
+        shape: the per-example sizes, a tuple of positive ints (``()`` for a scalar); a batch axis is
+            never part of it.
+        dtype: the element type: ``"float32"``, ``"float64"``, ``"float16"``, ``"bfloat16"``, ``"int32"``,
+            ``"int64"``, ``"uint32"`` or ``"bool"``.
+        batched: whether the wire carries a leading batch axis when evaluated (data), or not
+            (parameters, constants, means over the batch).
+
+    Raises:
+        TypeError: a size is not an int (a bool is not one), or ``dtype`` is none of these.
+        ValueError: a size is not positive.
+    """
 
     shape: tuple[int, ...]
     dtype: str = "float32"
@@ -111,10 +132,12 @@ class ArrayType:
 
     @property
     def ndim(self) -> int:
+        """The number of per-example axes."""
         return len(self.shape)
 
     @property
     def size(self) -> int:
+        """The number of elements of one example (1 for a scalar)."""
         n = 1
         for d in self.shape:
             n *= d
@@ -122,13 +145,27 @@ class ArrayType:
 
     @property
     def unbatched(self) -> ArrayType:
+        """This type without the batch axis."""
         return replace(self, batched=False)
 
     @property
     def as_batched(self) -> ArrayType:
+        """This type with the batch axis."""
         return replace(self, batched=True)
 
     def with_shape(self, shape) -> ArrayType:
+        """This type with another per-example shape, its dtype and batch flag kept.
+
+        Args:
+            shape: the new sizes, an iterable of positive ints.
+
+        Returns:
+            The new ``ArrayType``.
+
+        Raises:
+            TypeError: a size is not an int.
+            ValueError: a size is not positive.
+        """
         return replace(self, shape=tuple(shape))
 
     def __matmul__(self, other) -> Ty:
@@ -178,6 +215,12 @@ class Ty(tuple):
     """A monoidal product of array types: the type of a bundle of wires.
 
     ``@`` concatenates; the empty ``Ty()`` is the unit.
+
+    Args:
+        *types: the array types of the wires, in order.
+
+    Raises:
+        TypeError: an argument is not an :class:`~paralens.ArrayType`.
     """
 
     def __new__(cls, *types: ArrayType):

@@ -48,7 +48,18 @@ def tracing(builder):
 
 
 class Wire:
-    """A wire inside a function being traced: supports ``+ - * / ** @`` and indexing helpers."""
+    """A wire inside a function being traced: supports ``+ - * / ** @``, ``.T`` and the methods below.
+
+    ``x + c``, ``x - c``, ``x * c`` and ``x / c`` with a Python number ``c`` emit a ``shift`` or
+    ``scale`` box (a constant box where ``x`` is ``bool``); ``x ** p`` takes a number ``p``
+    (:func:`~paralens.power` takes a wire exponent). A wire
+    has no truth value: ``bool(x)``, as in ``if x:``, raises ``TypeError``; select with
+    :func:`~paralens.where`.
+
+    Args:
+        builder: the :class:`~paralens.Builder` of the term being traced, which the wire belongs to.
+        id: the wire's number in ``builder`` (its type is ``builder.type_of(id)``).
+    """
 
     __slots__ = ("builder", "id")
 
@@ -58,14 +69,17 @@ class Wire:
 
     @property
     def type(self) -> ArrayType:
+        """The wire's per-example array type (shape, dtype, batch flag)."""
         return self.builder.type_of(self.id)
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The per-example shape (without the batch axis)."""
         return self.type.shape
 
     @property
     def ndim(self) -> int:
+        """The number of per-example axes."""
         return self.type.ndim
 
     def __repr__(self) -> str:
@@ -94,12 +108,57 @@ class Wire:
 
     @property
     def T(self) -> Wire:
+        """The per-example axes in reverse order (:func:`~paralens.transpose`)."""
         return transpose(self, tuple(reversed(range(self.ndim))))
 
-    def sum(self, axis=None, keepdims=False) -> Wire: return sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False) -> Wire: return mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False) -> Wire: return max(self, axis, keepdims)
+    def sum(self, axis=None, keepdims=False) -> Wire:
+        """:func:`~paralens.sum` of this wire.
+
+        Args:
+            axis: the per-example axis or axes to sum over (an int or a tuple of ints, negative ones
+                counting from the end); ``None``: all of them.
+            keepdims: keep the summed axes, as axes of size 1.
+
+        Returns:
+            A wire of this one's dtype and batch flag, without the summed axes (size 1 with ``keepdims``).
+        """
+        return sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False) -> Wire:
+        """:func:`~paralens.mean` of this wire.
+
+        Args:
+            axis: the per-example axis or axes to average over (an int or a tuple of ints, negative
+                ones counting from the end); ``None``: all of them.
+            keepdims: keep the averaged axes, as axes of size 1.
+
+        Returns:
+            A wire of this one's dtype and batch flag, without the averaged axes (size 1 with ``keepdims``).
+        """
+        return mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False) -> Wire:
+        """:func:`~paralens.max` of this wire.
+
+        Args:
+            axis: the per-example axis or axes to take the maximum over (an int or a tuple of ints,
+                negative ones counting from the end); ``None``: all of them.
+            keepdims: keep the reduced axes, as axes of size 1.
+
+        Returns:
+            A wire of this one's dtype and batch flag, without the reduced axes (size 1 with ``keepdims``).
+        """
+        return max(self, axis, keepdims)
+
     def reshape(self, *shape) -> Wire:
+        """:func:`~paralens.reshape` of this wire: ``x.reshape(2, 3)`` or ``x.reshape((2, 3))``.
+
+        Args:
+            *shape: the new per-example shape, as positive ints or as one tuple of them.
+
+        Returns:
+            A wire of that shape, with this one's dtype and batch flag.
+        """
         return reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape)
 
 
@@ -158,7 +217,14 @@ exp = _pointful(P.EXP, "Elementwise e**x.")
 
 def log(x: Wire) -> Wire:
     """Elementwise natural logarithm. ``log(sigmoid(z))`` is built as ``-softplus(-z)``: finite, and
-    with a finite reverse derivative ``sigmoid(-z)``, where ``sigmoid(z)`` underflows to 0."""
+    with a finite reverse derivative ``sigmoid(-z)``, where ``sigmoid(z)`` underflows to 0.
+
+    Args:
+        x: a wire of floating-point numbers, of any shape (positive, for a finite result).
+
+    Returns:
+        A wire of ``x``'s type.
+    """
     b = builder_of(x)
     w = lift(b, x)
     made = next((e for e in reversed(b.eqns) if w in e.outs), None)
@@ -177,7 +243,17 @@ stop_gradient = _pointful(P.STOP_GRADIENT, "The identity, with zero reverse deri
 
 def optimization_barrier(*xs: Wire) -> tuple[Wire, ...]:
     """The identity on ``xs``, which a compiler may not see through or reorder across
-    (``jax.lax.optimization_barrier``); its reverse derivative is the identity too."""
+    (``jax.lax.optimization_barrier``); its reverse derivative is the identity too.
+
+    Args:
+        *xs: the wires to pass through, at least one.
+
+    Returns:
+        A tuple of new wires holding the same values, one per wire of ``xs`` and of its type.
+
+    Raises:
+        TypeError: ``xs`` is empty.
+    """
     b = builder_of(*xs)
     return tuple(_wrap(b, w) for w in b.emit(P.OPT_BARRIER, [lift(b, x) for x in xs]))
 
@@ -190,13 +266,33 @@ arctan = _pointful(P.ARCTAN, "Elementwise inverse tangent, in (-pi/2, pi/2).")
 
 
 def gelu(x: Wire) -> Wire:
-    """GELU, tanh approximation (as ``jax.nn.gelu(x, approximate=True)``)."""
+    """GELU, tanh approximation (as ``jax.nn.gelu(x, approximate=True)``).
+
+    Args:
+        x: a wire of floating-point numbers, of any shape.
+
+    Returns:
+        A wire of ``x``'s type: ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3)))``.
+    """
     c = (2.0 / 3.141592653589793) ** 0.5
     return 0.5 * x * (1.0 + tanh(c * (x + 0.044715 * x ** 3.0)))
 
 
 def power(x, e) -> Wire:
-    """Elementwise ``x ** e`` where the exponent is a wire too (``x > 0`` to differentiate in ``e``)."""
+    """Elementwise ``x ** e`` where the exponent is a wire too (``x > 0`` to differentiate in ``e``).
+
+    Args:
+        x: the base: a wire, or a number (made a constant of ``e``'s dtype).
+        e: the exponent: a wire, or (where ``x`` is a wire) a constant, a number or an array; it
+            broadcasts against ``x`` as NumPy's arrays do.
+
+    Returns:
+        A wire of the broadcast shape of ``x`` and ``e``, in the wider of their dtypes, batched if
+        either is.
+
+    Raises:
+        TypeError: the shapes of ``x`` and ``e`` do not broadcast.
+    """
     b = builder_of(x, e)
     if not isinstance(x, Wire):  # a number base takes the exponent's dtype
         x = constant(x, (), b.type_of(lift(b, e)).dtype, like=e)
@@ -204,40 +300,128 @@ def power(x, e) -> Wire:
 
 
 def cast(x: Wire, dtype: str) -> Wire:
-    """Convert the element type; cotangents are converted back."""
+    """Convert the element type; cotangents are converted back (to a floating-point ``x`` only: a
+    wire of integers or bits gets none).
+
+    Args:
+        x: a wire of any dtype.
+        dtype: the new element type: ``"float32"``, ``"float64"``, ``"float16"``, ``"bfloat16"``,
+            ``"int32"``, ``"int64"``, ``"uint32"`` or ``"bool"``.
+
+    Returns:
+        A wire of ``x``'s shape and batch flag, of ``dtype``.
+
+    Raises:
+        TypeError: ``dtype`` is none of these.
+    """
     return _wrap(x.builder, x.builder.emit1(P.CAST, x.id, dtype=dtype))
 
 
 def greater(x, y) -> Wire:
-    """1.0 where ``x > y``, else 0.0 (zero derivative)."""
+    """1.0 where ``x > y``, else 0.0 (zero derivative).
+
+    Args:
+        x: a wire, or a constant (a number or an array).
+        y: a wire, or a constant; ``x`` and ``y`` broadcast as NumPy's arrays do.
+
+    Returns:
+        A wire of ones and zeros of the broadcast shape, in the wider dtype of ``x`` and ``y`` (a
+        number counts as ``float32``), batched if either is.
+
+    Raises:
+        TypeError: the shapes of ``x`` and ``y`` do not broadcast.
+    """
     b = builder_of(x, y)
     return _wrap(b, b.emit1(P.GREATER, lift(b, x), lift(b, y)))
 
 
 def equal(x, y) -> Wire:
-    """1.0 where ``x == y``, else 0.0 (zero derivative)."""
+    """1.0 where ``x == y``, else 0.0 (zero derivative).
+
+    Args:
+        x: a wire, or a constant (a number or an array).
+        y: a wire, or a constant; ``x`` and ``y`` broadcast as NumPy's arrays do.
+
+    Returns:
+        A wire of ones and zeros of the broadcast shape, in the wider dtype of ``x`` and ``y`` (a
+        number counts as ``float32``), batched if either is.
+
+    Raises:
+        TypeError: the shapes of ``x`` and ``y`` do not broadcast.
+    """
     b = builder_of(x, y)
     return _wrap(b, b.emit1(P.EQUAL, lift(b, x), lift(b, y)))
 
 
 def where(cond, x, y) -> Wire:
-    """``x`` where ``cond`` is non-zero, else ``y`` (elementwise selection)."""
+    """``x`` where ``cond`` is non-zero, else ``y`` (elementwise selection).
+
+    The cotangent goes to ``x`` where ``cond`` is non-zero and to ``y`` elsewhere; ``cond`` gets none.
+
+    Args:
+        cond: the selector, non-zero where ``x`` is taken: a wire (a mask from
+            :func:`~paralens.greater`, or a ``bool`` wire) or a constant.
+        x: the values taken where ``cond`` is non-zero: a wire, or a constant (a number or an array).
+        y: the values taken elsewhere: a wire, or a constant. The three broadcast as NumPy's arrays do.
+
+    Returns:
+        A wire of the broadcast shape of ``cond``, ``x`` and ``y``, in the widest of their dtypes,
+        batched if any of them is.
+
+    Raises:
+        TypeError: the three shapes do not broadcast.
+    """
     b = builder_of(cond, x, y)
     return _wrap(b, b.emit1(P.WHERE, lift(b, cond), lift(b, x), lift(b, y)))
 
 
 def maximum(x, y) -> Wire:
-    """Elementwise maximum; the cotangent goes to the larger operand (to ``y`` on ties)."""
+    """Elementwise maximum; the cotangent goes to the larger operand (to ``y`` on ties).
+
+    Args:
+        x: a wire, or a constant (a number or an array).
+        y: a wire, or a constant; ``x`` and ``y`` broadcast as NumPy's arrays do.
+
+    Returns:
+        A wire of the broadcast shape, in the wider dtype of ``x`` and ``y``, batched if either is.
+
+    Raises:
+        TypeError: the shapes of ``x`` and ``y`` do not broadcast.
+    """
     return where(greater(x, y), x, y)
 
 
 def minimum(x, y) -> Wire:
-    """Elementwise minimum; the cotangent goes to the smaller operand (to ``y`` on ties)."""
+    """Elementwise minimum; the cotangent goes to the smaller operand (to ``y`` on ties).
+
+    Args:
+        x: a wire, or a constant (a number or an array).
+        y: a wire, or a constant; ``x`` and ``y`` broadcast as NumPy's arrays do.
+
+    Returns:
+        A wire of the broadcast shape, in the wider dtype of ``x`` and ``y``, batched if either is.
+
+    Raises:
+        TypeError: the shapes of ``x`` and ``y`` do not broadcast.
+    """
     return where(greater(y, x), x, y)
 
 
 def clip(x, low, high) -> Wire:
-    """``minimum(maximum(x, low), high)``."""
+    """``minimum(maximum(x, low), high)``: ``x`` limited to ``[low, high]``.
+
+    Args:
+        x: the wire to clip.
+        low: the lower bound: a wire, or a constant (a number or an array).
+        high: the upper bound: a wire, or a constant; where ``low > high`` the result is ``high``.
+            The three broadcast as NumPy's arrays do.
+
+    Returns:
+        A wire of the broadcast shape of ``x``, ``low`` and ``high``, batched if any of them is.
+
+    Raises:
+        TypeError: the three shapes do not broadcast.
+    """
     return minimum(maximum(x, low), high)
 
 
@@ -281,14 +465,46 @@ def _keepdims(x: Wire, reduced: Wire, axes, keepdims: bool) -> Wire:
 
 def sum(x: Wire, axis=None, keepdims: bool = False) -> Wire:  # noqa: A001
     """Sum over per-example ``axis`` (an int or a tuple; all per-example axes by default);
-    ``keepdims=True`` keeps them as axes of size 1, to broadcast against ``x``."""
+    ``keepdims=True`` keeps them as axes of size 1, to broadcast against ``x``.
+
+    Args:
+        x: a wire.
+        axis: the per-example axis or axes to sum over: an int, or a tuple or list of distinct ints,
+            negative ones counting from the end; ``None``: all of them. The batch axis is never
+            summed here (:func:`~paralens.batch_sum` sums over the examples).
+        keepdims: keep the summed axes, as axes of size 1.
+
+    Returns:
+        A wire of ``x``'s dtype and batch flag, its shape ``x``'s without the summed axes (with
+        them of size 1 where ``keepdims``).
+
+    Raises:
+        TypeError: an axis is not an int.
+        ValueError: an axis is out of range for ``x``, or is named twice.
+    """
     axes = _axes("sum", x, axis)
     return _keepdims(x, _wrap(x.builder, P.reduce_sum(x.builder, x.id, axes)), axes, keepdims)
 
 
 def mean(x: Wire, axis=None, keepdims: bool = False) -> Wire:
     """Mean over per-example ``axis`` (an int or a tuple; all per-example axes by default);
-    ``x - pl.mean(x, -1, keepdims=True)`` centres the last axis, as in NumPy."""
+    ``x - pl.mean(x, -1, keepdims=True)`` centres the last axis, as in NumPy.
+
+    Args:
+        x: a wire of floating-point numbers.
+        axis: the per-example axis or axes to average over: an int, or a tuple or list of distinct
+            ints, negative ones counting from the end; ``None``: all of them (never the batch axis:
+            :func:`~paralens.batch_mean` averages over the examples).
+        keepdims: keep the averaged axes, as axes of size 1.
+
+    Returns:
+        A wire of ``x``'s dtype and batch flag, its shape ``x``'s without the averaged axes (with
+        them of size 1 where ``keepdims``).
+
+    Raises:
+        TypeError: an axis is not an int, or ``x`` is not floating-point.
+        ValueError: an axis is out of range for ``x``, or is named twice.
+    """
     axes = _axes("mean", x, axis)
     n = 1
     for a in axes:
@@ -297,29 +513,98 @@ def mean(x: Wire, axis=None, keepdims: bool = False) -> Wire:
 
 
 def max(x: Wire, axis=None, keepdims: bool = False) -> Wire:  # noqa: A001
-    """Maximum over per-example ``axis``; ties share the cotangent equally."""
+    """Maximum over per-example ``axis``; ties share the cotangent equally.
+
+    Args:
+        x: a wire.
+        axis: the per-example axis or axes to reduce: an int, or a tuple or list of distinct ints,
+            negative ones counting from the end; ``None``: all of them (never the batch axis).
+        keepdims: keep the reduced axes, as axes of size 1.
+
+    Returns:
+        A wire of ``x``'s dtype and batch flag, its shape ``x``'s without the reduced axes (with
+        them of size 1 where ``keepdims``).
+
+    Raises:
+        TypeError: an axis is not an int.
+        ValueError: an axis is out of range for ``x``, or is named twice.
+    """
     axes = _axes("max", x, axis)
     return _keepdims(x, _wrap(x.builder, x.builder.emit1(P.REDUCE_MAX, x.id, axes=axes)), axes, keepdims)
 
 
 def logsumexp(x: Wire, axis: int = -1, keepdims: bool = False) -> Wire:
-    """``log(sum(exp(x), axis))``, computed stably."""
+    """``log(sum(exp(x), axis))``, computed stably.
+
+    Args:
+        x: a wire of floating-point numbers with at least one per-example axis.
+        axis: the per-example axis to reduce, one int (negative counts from the end).
+        keepdims: keep that axis, as an axis of size 1.
+
+    Returns:
+        A wire of ``x``'s dtype and batch flag, its shape ``x``'s without ``axis`` (with it of size 1
+        where ``keepdims``).
+
+    Raises:
+        TypeError: ``axis`` is not an int.
+        ValueError: ``axis`` is out of range for ``x`` (or ``x`` has no per-example axes).
+    """
     a = _axis("logsumexp", axis, x.ndim, x.type)
     return _keepdims(x, _wrap(x.builder, x.builder.emit1(P.LOGSUMEXP, x.id, axis=a)), (a,), keepdims)
 
 
 def softmax(x: Wire, axis: int = -1) -> Wire:
-    """``exp(x) / sum(exp(x), axis)``, computed stably."""
+    """``exp(x) / sum(exp(x), axis)``, computed stably.
+
+    Args:
+        x: a wire of floating-point numbers with at least one per-example axis.
+        axis: the per-example axis to normalise along, one int (negative counts from the end).
+
+    Returns:
+        A wire of ``x``'s type, of positive numbers summing to 1 along ``axis``.
+
+    Raises:
+        TypeError: ``axis`` is not an int.
+        ValueError: ``axis`` is out of range for ``x`` (or ``x`` has no per-example axes).
+    """
     return _wrap(x.builder, x.builder.emit1(P.SOFTMAX, x.id, axis=_axis("softmax", axis, x.ndim, x.type)))
 
 
 def reshape(x: Wire, shape) -> Wire:
-    """Reshape the per-example array (the batch axis is untouched)."""
+    """Reshape the per-example array (the batch axis is untouched).
+
+    Args:
+        x: a wire.
+        shape: the new per-example shape: a tuple or list of positive ints (no ``-1``), with as many
+            elements in all as ``x``'s shape.
+
+    Returns:
+        A wire of ``shape``, with ``x``'s dtype and batch flag.
+
+    Raises:
+        TypeError: ``shape`` is not a tuple or list, a size is not an int, or the sizes' product is
+            not ``x``'s number of elements.
+        ValueError: a size is not positive.
+    """
     return _wrap(x.builder, P.reshape(x.builder, x.id, _shape_arg("reshape", shape)))
 
 
 def transpose(x: Wire, perm) -> Wire:
-    """Permute the per-example axes (``perm[i]`` is the input axis that becomes axis ``i``)."""
+    """Permute the per-example axes (``perm[i]`` is the input axis that becomes axis ``i``).
+
+    Args:
+        x: a wire.
+        perm: a permutation of ``x``'s per-example axes: a tuple or list of ints, negative ones
+            counting from the end.
+
+    Returns:
+        A wire of ``x``'s dtype and batch flag, of shape ``tuple(x.shape[i] for i in perm)``.
+
+    Raises:
+        TypeError: ``perm`` is not a tuple or list, an entry is not an int, or ``perm`` is not a
+            permutation of the axes.
+        ValueError: an entry is out of range for ``x``.
+    """
     if not isinstance(perm, (tuple, list)):
         raise TypeError(f"transpose: perm must be a tuple of axes, got {perm!r}")
     perm = tuple(_axis("transpose", a, x.ndim, x.type, "perm entry") for a in perm)
@@ -327,7 +612,25 @@ def transpose(x: Wire, perm) -> Wire:
 
 
 def broadcast_to(x: Wire, shape, dims=None) -> Wire:
-    """Broadcast to ``shape``; ``dims[i]`` is where input axis ``i`` goes (trailing by default)."""
+    """Broadcast to ``shape``; ``dims[i]`` is where input axis ``i`` goes (trailing by default).
+
+    Args:
+        x: a wire; each of its axes has size 1 or the size of the axis of ``shape`` it goes to.
+        shape: the per-example shape to broadcast to: a tuple or list of positive ints.
+        dims: for each axis of ``x``, its position in ``shape``: a tuple or list of increasing ints,
+            negative ones counting from the end of ``shape``. ``None``: ``x``'s axes are the last
+            ones of ``shape``, as in NumPy.
+
+    Returns:
+        A wire of ``shape``, with ``x``'s dtype and batch flag.
+
+    Raises:
+        TypeError: ``shape`` or ``dims`` is not a tuple or list, an entry of either is not an int,
+            ``dims`` is not one increasing position per axis of ``x``, or an axis of ``x`` is
+            neither 1 nor the size it is broadcast to.
+        ValueError: a size in ``shape`` is not positive, an entry of ``dims`` is out of range, or
+            (without ``dims``) ``x`` has more axes than ``shape``.
+    """
     shape = _shape_arg("broadcast_to", shape)
     if dims is None:
         if x.ndim > len(shape):
@@ -340,14 +643,49 @@ def broadcast_to(x: Wire, shape, dims=None) -> Wire:
 
 
 def einsum(spec: str, x, y, *, batched_out: bool | None = None) -> Wire:
-    """Two-operand contraction over per-example axes, e.g. ``einsum("i,io->o", x, w)``."""
+    """Two-operand contraction over per-example axes, e.g. ``einsum("i,io->o", x, w)``.
+
+    The subscripts name per-example axes only: the batch axis of a batched operand is implicit,
+    and kept in the output unless ``batched_out=False``.
+
+    Args:
+        spec: the subscripts, ``"<x's>,<y's>-><output's>"``, one letter per axis, the output named
+            after ``->``. Each index occurs in at least two of the three places (sum one axis with
+            :func:`~paralens.sum`), and no output index repeats.
+        x: the first operand: a wire, or a constant (a number or an array).
+        y: the second operand: a wire, or a constant.
+        batched_out: whether the output carries the batch axis. ``None``: when an operand does.
+            ``False`` with a batched operand also sums over the examples, in the same contraction
+            (the cotangent of a parameter shared by every example). ``True`` needs a batched operand.
+
+    Returns:
+        A wire of the shape the output subscripts give, in the wider dtype of ``x`` and ``y``.
+
+    Raises:
+        TypeError: ``spec`` is malformed or does not fit the operands (a subscript string whose
+            length is not the operand's rank, an index with two sizes or in one place only, a
+            repeated output index), or ``batched_out=True`` with no batched operand.
+    """
     b = builder_of(x, y)
     return _wrap(b, b.emit1(P.EINSUM, lift(b, x), lift(b, y), spec=spec, batched_out=batched_out))
 
 
 def matmul(x, y) -> Wire:
     """``x @ y`` on per-example arrays, as NumPy: ``(..., k) @ (k,)``, ``(k,) @ (k, m)``,
-    ``(..., n, k) @ (k, m)`` and ``(..., n, k) @ (..., k, m)`` with equal leading axes."""
+    ``(..., n, k) @ (k, m)`` and ``(..., n, k) @ (..., k, m)`` with equal leading axes.
+
+    Args:
+        x: the left operand: a wire (or an array) of rank at least 1, its last axis ``k``.
+        y: the right operand: a wire (or an array) of shape ``(k,)``, ``(k, m)`` or ``(..., k, m)``.
+
+    Returns:
+        A wire of shape ``x.shape[:-1]`` when ``y`` is a vector, else ``x.shape[:-1] + (m,)``, in the
+        wider dtype of the operands, batched if either is.
+
+    Raises:
+        TypeError: an operand has rank 0, the ranks are none of the cases above, or the contracted
+            sizes differ.
+    """
     b = builder_of(x, y)
     tx, ty = b.type_of(lift(b, x)), b.type_of(lift(b, y))
     if tx.ndim == 0 or ty.ndim == 0:
@@ -425,6 +763,24 @@ def conv2d(x: Wire, w: Wire, *, stride=(1, 1), padding=(0, 0)) -> Wire:
     ``padding``: ``"valid"``, ``"same"`` (``ceil(H / stride)`` rows, as ``jax.lax`` and
     TensorFlow: an even kernel pads one more row after than before), an int, ``(ph, pw)``
     or per side ``((top, bottom), (left, right))``; zeros are padded.
+
+    Args:
+        x: a wire of per-example images (H, W, C).
+        w: the kernel, a wire (kh, kw, C, O), usually a parameter.
+        stride: the step between windows: a positive int, or a pair for height and width.
+        padding: ``"valid"``, ``"same"``, or non-negative ints in one of the forms above; the
+            default pads nothing.
+
+    Returns:
+        A wire (OH, OW, O) with ``OH = (H + top + bottom - kh) // stride + 1`` (likewise ``OW``), in
+        the wider dtype of ``x`` and ``w``, batched if either is.
+
+    Raises:
+        TypeError: ``x`` is not of rank 3 or ``w`` of rank 4, ``stride`` or ``padding`` has none of
+            the forms above, the channels of ``x`` and ``w`` differ, or the kernel does not fit the
+            padded image.
+        ValueError: a stride is not positive, a padding is negative, or ``padding`` is a string other
+            than ``"valid"`` and ``"same"``.
     """
     _image("conv2d", x)
     if w.ndim != 4:
@@ -449,33 +805,115 @@ def _pool_windows(fn: str, x: Wire, window, stride, padding, reduce) -> Wire:
 
 def max_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
     """Max pooling over ``window`` (stride defaults to the window): (H, W, C) -> (OH, OW, C);
-    ``padding`` is an int or ``(ph, pw)``, zeros on both sides."""
+    ``padding`` is an int or ``(ph, pw)``, zeros on both sides.
+
+    Args:
+        x: a wire of per-example images (H, W, C).
+        window: the window's size: a positive int, or a pair for height and width.
+        stride: the step between windows, in the same form; ``None``: the window (windows do not
+            overlap).
+        padding: zeros added on both sides: a non-negative int, or a pair ``(ph, pw)``; the padded
+            zeros take part in the maximum.
+
+    Returns:
+        A wire (OH, OW, C) of ``x``'s dtype and batch flag, ``OH = (H + 2 * ph - wh) // sh + 1`` for a
+        window ``(wh, ww)`` and strides ``(sh, sw)`` (likewise ``OW``).
+
+    Raises:
+        TypeError: ``x`` is not of rank 3, ``window``, ``stride`` or ``padding`` has none of the
+            forms above, or the window does not fit the padded image.
+        ValueError: a window size or stride is not positive, a padding is negative, or ``padding`` is
+            a string.
+    """
     return _pool_windows("max_pool", x, window, stride, padding, max)
 
 
 def avg_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
-    """Average pooling over ``window`` (zero padding counts): (H, W, C) -> (OH, OW, C)."""
+    """Average pooling over ``window`` (zero padding counts): (H, W, C) -> (OH, OW, C).
+
+    Args:
+        x: a wire of per-example images (H, W, C).
+        window: the window's size: a positive int, or a pair for height and width.
+        stride: the step between windows, in the same form; ``None``: the window (windows do not
+            overlap).
+        padding: zeros added on both sides: a non-negative int, or a pair ``(ph, pw)``; the padded
+            zeros count in each average.
+
+    Returns:
+        A wire (OH, OW, C) of ``x``'s dtype and batch flag, ``OH = (H + 2 * ph - wh) // sh + 1`` for a
+        window ``(wh, ww)`` and strides ``(sh, sw)`` (likewise ``OW``).
+
+    Raises:
+        TypeError: ``x`` is not of rank 3, ``window``, ``stride`` or ``padding`` has none of the
+            forms above, or the window does not fit the padded image.
+        ValueError: a window size or stride is not positive, a padding is negative, or ``padding`` is
+            a string.
+    """
     return _pool_windows("avg_pool", x, window, stride, padding, mean)
 
 
 def batch_sum(x: Wire) -> Wire:
-    """Sum over the examples of the batch: a batched wire becomes an unbatched one."""
+    """Sum over the examples of the batch: a batched wire becomes an unbatched one.
+
+    Args:
+        x: a batched wire.
+
+    Returns:
+        An unbatched wire of ``x``'s per-example shape and dtype.
+
+    Raises:
+        TypeError: ``x`` is not batched.
+    """
     return _wrap(x.builder, x.builder.emit1(P.BATCH_SUM, x.id))
 
 
 def batch_mean(x: Wire) -> Wire:
-    """Mean over the examples of the batch."""
+    """Mean over the examples of the batch.
+
+    Args:
+        x: a batched wire.
+
+    Returns:
+        An unbatched wire of ``x``'s per-example shape and dtype: the sum over the examples divided
+        by their number.
+
+    Raises:
+        TypeError: ``x`` is not batched.
+    """
     b = x.builder
     return _wrap(b, P.div(b, b.emit1(P.BATCH_SUM, x.id), b.emit1(P.BATCH_COUNT, x.id)))
 
 
 def zeros_like(x: Wire) -> Wire:
-    """Zeros of ``x``'s type."""
+    """Zeros of ``x``'s type.
+
+    Args:
+        x: a wire; only its type is read.
+
+    Returns:
+        A wire of zeros of ``x``'s type (batched, of ``x``'s batch size, where ``x`` is); no
+        cotangent flows back to ``x``.
+    """
     return _wrap(x.builder, P.zeros_like(x.builder, x.id))
 
 
 def constant(value, shape=None, dtype: str = "float32", *, like: Wire | None = None) -> Wire:
-    """A constant wire (unbatched) inside a traced function, from a number, nested lists or an array."""
+    """A constant wire (unbatched) inside a traced function, from a number, nested lists or an array.
+
+    Args:
+        value: a number, nested lists (or tuples) of numbers, or an array (anything with ``tolist()``).
+        shape: the shape; ``None``: ``value``'s ``shape`` (``()`` for a number). Nested lists need it.
+        dtype: the element type (``"float32"``, ``"int32"``, ``"bool"``, ...); the values, an array's
+            too, are converted to it.
+        like: a wire of the traced function to emit into; ``None``: the function being traced now.
+
+    Returns:
+        An unbatched wire of ``shape`` and ``dtype``.
+
+    Raises:
+        TypeError: ``value`` is a list or tuple and no shape is given, the values do not fill
+            ``shape``, ``dtype`` is unknown, or the call is outside a traced function and has no ``like``.
+    """
     b = like.builder if like is not None else builder_of()
     shape = tuple(getattr(value, "shape", ())) if shape is None else tuple(shape)
     if shape == () and isinstance(value, (list, tuple)):
@@ -485,7 +923,22 @@ def constant(value, shape=None, dtype: str = "float32", *, like: Wire | None = N
 
 def normal(key: Wire, shape=(), dtype: str = "float32") -> tuple[Wire, Wire]:
     """``(key', sample)``: standard normal numbers of ``shape`` drawn with the random ``key``
-    (an unbatched uint32 pair, e.g. ``jax.random.PRNGKey(0)``), and the next key."""
+    (an unbatched uint32 pair, e.g. ``jax.random.PRNGKey(0)``), and the next key.
+
+    Args:
+        key: the random key: an unbatched ``uint32`` wire of shape (2,) (``pl.prims.KEY``).
+        shape: the sample's shape, a tuple of positive ints.
+        dtype: a floating-point dtype: ``"float32"``, ``"float64"``, ``"float16"`` or ``"bfloat16"``.
+
+    Returns:
+        ``(key', sample)``: the next key, and an unbatched wire of ``shape`` and ``dtype`` (one draw
+        shared by every example).
+
+    Raises:
+        TypeError: ``key`` is not of the key's type, ``dtype`` is not floating-point, or a size in
+            ``shape`` is not an int.
+        ValueError: a size in ``shape`` is not positive.
+    """
     b = key.builder
     new, sample = b.emit(P.NORMAL, [key.id], shape=tuple(shape), dtype=dtype)
     return Wire(b, new), Wire(b, sample)
@@ -493,7 +946,18 @@ def normal(key: Wire, shape=(), dtype: str = "float32") -> tuple[Wire, Wire]:
 
 def uniform(key: Wire, like: Wire) -> tuple[Wire, Wire]:
     """``(key', sample)``: numbers uniform in [0, 1) of ``like``'s type (shape, dtype, and a draw
-    per example where ``like`` is batched), drawn with the random ``key``, and the next key."""
+    per example where ``like`` is batched), drawn with the random ``key``, and the next key.
+
+    Args:
+        key: the random key: an unbatched ``uint32`` wire of shape (2,) (``pl.prims.KEY``).
+        like: a floating-point wire whose type the sample takes; only its type is read.
+
+    Returns:
+        ``(key', sample)``: the next key, and a wire of ``like``'s type.
+
+    Raises:
+        TypeError: ``key`` is not of the key's type, or ``like`` is not floating-point.
+    """
     b = builder_of(key, like)
     new, sample = b.emit(P.UNIFORM, [lift(b, key), lift(b, like)])
     return Wire(b, new), Wire(b, sample)
@@ -503,6 +967,18 @@ def take(table, idx) -> Wire:
     """Rows of ``table`` at integer indices: ``table`` (n, *rest), ``idx`` of any shape s ->
     (*s, *rest), as ``table[idx]``. Its reverse derivative scatters the cotangent back
     (:func:`scatter_add`: rows taken twice receive the sum).
+
+    Args:
+        table: a wire (n, *rest) of any dtype, e.g. an embedding parameter.
+        idx: integer indices (``int32``, ``int64`` or ``uint32``) of any shape ``s``, in ``[0, n)``:
+            out of range, the NumPy backend raises and JAX clamps.
+
+    Returns:
+        A wire (*s, *rest) of ``table``'s dtype, batched if either operand is (a batched table is
+        indexed per example).
+
+    Raises:
+        TypeError: ``idx`` is not of an integer dtype, or ``table`` has no axis.
 
     >>> import paralens as pl
     >>> @pl.para
@@ -517,7 +993,21 @@ def take(table, idx) -> Wire:
 
 def scatter_add(values, idx, size: int) -> Wire:
     """Zeros of shape (size, *rest) with ``values[i]`` added at row ``idx[i]`` (repeated indices add
-    up): ``values`` (*s, *rest), ``idx`` integers of shape s. The transpose of :func:`take`."""
+    up): ``values`` (*s, *rest), ``idx`` integers of shape s. The transpose of :func:`take`.
+
+    Args:
+        values: a wire (*s, *rest): the rows to add.
+        idx: integer indices (``int32``, ``int64`` or ``uint32``) of shape ``s``, in ``[0, size)``.
+        size: the number of rows of the result, a positive int.
+
+    Returns:
+        A wire (size, *rest) of ``values``'s dtype, batched if either operand is.
+
+    Raises:
+        TypeError: ``size`` is not an int, ``idx`` is not of an integer dtype, or the shape of
+            ``values`` does not start with that of ``idx``.
+        ValueError: ``size`` is not positive.
+    """
     b = builder_of(values, idx)
     size = positive_int(size, "scatter_add: size")
     return _wrap(b, b.emit1(P.SCATTER_ADD, lift(b, values), lift(b, idx), size=size))

@@ -37,39 +37,98 @@ __all__ = ["Bits", "Param", "xor", "and_", "not_", "bits_of", "dense", "truth_ta
 
 
 def Bits(*shape) -> ArrayType:  # noqa: N802 - reads like pl.Array
-    """The type of a per-example array of bits: ``Bits(4)`` is four bits."""
+    """The type of a per-example array of bits: ``Bits(4)`` is four bits.
+
+    Args:
+        *shape: the per-example shape, as positive ints (``Bits(2, 3)``) or as one tuple
+            (``Bits((2, 3))``); none for a single bit.
+
+    Returns:
+        The batched :class:`~paralens.ArrayType` of that shape with dtype ``"bool"``.
+    """
     return ArrayType(tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple) else tuple(shape), "bool")
 
 
 def Param(*shape) -> ArrayType:  # noqa: N802
-    """The type of a parameter of bits (no batch axis)."""
+    """The type of a parameter of bits (no batch axis).
+
+    Args:
+        *shape: the parameter's shape, given as to :func:`Bits`.
+
+    Returns:
+        The unbatched :class:`~paralens.ArrayType` of that shape with dtype ``"bool"``.
+    """
     return Bits(*shape).unbatched
 
 
 def xor(a: Wire, b: Wire) -> Wire:
-    """``a + b`` over Z2."""
+    """``a + b`` over Z2.
+
+    Args:
+        a: a wire of bits, inside a function traced by :func:`~paralens.para`.
+        b: a wire of bits, combined with ``a`` elementwise.
+
+    Returns:
+        The wire of ``a`` XOR ``b``.
+    """
     return a + b
 
 
 def and_(a: Wire, b: Wire) -> Wire:
-    """``a * b`` over Z2."""
+    """``a * b`` over Z2.
+
+    Args:
+        a: a wire of bits, inside a function traced by :func:`~paralens.para`.
+        b: a wire of bits, combined with ``a`` elementwise.
+
+    Returns:
+        The wire of ``a`` AND ``b``.
+    """
     return a * b
 
 
 def not_(a: Wire) -> Wire:
-    """``a + 1`` over Z2."""
+    """``a + 1`` over Z2.
+
+    Args:
+        a: a wire of bits, inside a function traced by :func:`~paralens.para`.
+
+    Returns:
+        The wire of NOT ``a``, each bit flipped.
+    """
     return a + 1
 
 
 def bits_of(x: Wire) -> list[Wire]:
-    """The bits of a vector wire, one wire each (a contraction with a one-hot constant)."""
+    """The bits of a vector wire, one wire each (a contraction with a one-hot constant).
+
+    Args:
+        x: a wire of per-example shape ``(n,)`` (``Bits(n)``), inside a function traced by
+            :func:`~paralens.para`.
+
+    Returns:
+        ``n`` scalar wires, bit ``k`` of ``x`` at index ``k``.
+    """
     n = x.shape[-1]
     return [W.einsum("i,i->", x, W.constant([int(i == k) for i in range(n)], (n,), "bool", like=x))
             for k in range(n)]
 
 
 def dense(n_in: int, n_out: int, *, bias: bool = True, init: tuple = bits(0.5)) -> Term:
-    """A Z2-linear layer ``x @ W + b``: each output bit the parity of the selected input bits."""
+    """A Z2-linear layer ``x @ W + b``: each output bit the parity of the selected input bits.
+
+    Args:
+        n_in: the number of input bits, a positive int.
+        n_out: the number of output bits, a positive int.
+        bias: give the layer the bias ``b`` (``Param(n_out)``, starting at zeros); ``False``
+            makes it linear, ``x @ W``.
+        init: the initialiser of ``W`` (``Param(n_in, n_out)``), a descriptor of
+            :mod:`paralens.init`; the default sets each bit with probability 0.5.
+
+    Returns:
+        The term ``Bits(n_in) -> Bits(n_out)``, named ``z2.dense(n_in, n_out)``, with the
+        parameters ``z2dense.W`` and (with ``bias``) ``z2dense.b``.
+    """
     b = Builder()
     slot = b.new_layer("z2dense")
     x = b.input(Bits(n_in))
@@ -86,7 +145,17 @@ def dense(n_in: int, n_out: int, *, bias: bool = True, init: tuple = bits(0.5)) 
 def truth_table(n_in: int, n_out: int) -> Term:
     """A lookup table of output bits indexed by the input bits: ``T[index(x)]`` as the
     polynomial ``sum_j m_j(x) T[j]``, with ``m_j`` the minterms (exactly one is 1). The
-    table starts at zero; reverse derivative ascent writes the row of each example it sees."""
+    table starts at zero; reverse derivative ascent writes the row of each example it sees.
+
+    Args:
+        n_in: the number of input bits, a positive int; the table has ``2 ** n_in`` rows, row ``j`` for the
+            input whose bits, most significant first, spell ``j``.
+        n_out: the number of output bits (the table's columns), a positive int.
+
+    Returns:
+        The term ``Bits(n_in) -> Bits(n_out)``, named ``z2.truth_table(n_in, n_out)``, with the
+        one parameter ``table.T`` of type ``Param(2 ** n_in, n_out)``.
+    """
     rows = 2 ** n_in
     b = Builder()
     slot = b.new_layer("table")
@@ -109,7 +178,13 @@ def truth_table(n_in: int, n_out: int) -> Term:
 
 def boolean_error() -> Poly:
     """The boolean error lens ``(label; prediction) -> label + prediction``: the bits that are
-    wrong, per example (maths §4.2). Its reverse derivative copies the error's cotangent to both."""
+    wrong, per example (maths §4.2). Its reverse derivative copies the error's cotangent to both.
+
+    Returns:
+        A polymorphic term (:class:`~paralens.Poly`): at one bit type ``t`` it is ``t -> t``,
+        named ``boolean_error(t)``, with the parameter ``error``: the label, of type ``t``.
+        Typing it at a type that is not bits raises ``TypeError``.
+    """
     def make(ty: Ty) -> Term:
         (t,) = ty
         if t.dtype != "bool":
@@ -127,7 +202,16 @@ def boolean_error() -> Poly:
 
 def error_feedback(ty) -> Lens:
     """The learning-rate lens of reverse derivative ascent: a costate whose backward pass
-    returns its forward input (the error bits) as the cotangent (maths §4.5)."""
+    returns its forward input (the error bits) as the cotangent (maths §4.5).
+
+    Args:
+        ty: the type of the error: an :class:`~paralens.ArrayType` (``Bits(n)``), a
+            :class:`~paralens.Ty` or a list of array types.
+
+    Returns:
+        The :class:`~paralens.Lens` ``ty -> Ty()`` named ``error feedback``, without parameters:
+        its forward part keeps its inputs as residuals, its backward part returns them as ``dx``.
+    """
     ty = as_ty(ty)
     b = Builder()
     xs = [b.input(t) for t in ty]
@@ -140,13 +224,29 @@ def error_feedback(ty) -> Lens:
 
 def rda() -> Transform:
     """The optimizer lens of reverse derivative ascent: the update is the cotangent itself, so
-    ``p' = p + dp`` flips the parameter bits ``R`` selects."""
+    ``p' = p + dp`` flips the parameter bits ``R`` selects.
+
+    Returns:
+        The :class:`~paralens.optim.Transform` named ``rda``, without hyperparameters or state,
+        whose update is the cotangent unchanged.
+    """
     return Leaf("rda", update=lambda h, s, p, u: (s, u))
 
 
 def rda_learner(model: Term, loss: Poly | Term | None = None) -> Learner:
     """Reverse derivative ascent on ``model``, assembled like any learner: model lens, boolean
-    error lens, error feedback as the learning-rate lens, and :func:`rda` as the optimizer."""
+    error lens, error feedback as the learning-rate lens, and :func:`rda` as the optimizer.
+
+    Args:
+        model: the circuit to learn, a term whose outputs are bits (a :func:`dense` layer, a
+            :func:`truth_table`, or a ``@pl.para`` function over :func:`Bits`).
+        loss: the loss lens; ``None`` takes :func:`boolean_error`. A polymorphic loss is typed
+            at ``model.cod``, a term is used as it is.
+
+    Returns:
+        The :class:`~paralens.Learner` of ``model``, ``loss``, :func:`error_feedback` at the
+        loss's output type as the learning rate, and :func:`rda` as the optimizer.
+    """
     loss = loss or boolean_error()
     loss_term = loss.at(model.cod) if isinstance(loss, Poly) else loss
     return Learner(model, loss=loss_term, optimizer=rda(), learning_rate=error_feedback(loss_term.cod))

@@ -122,7 +122,8 @@ def test_the_summary_describes_exactly_the_files_beside_it(tmp_path):
     out = tmp_path / "run"
     assert cli.main(["train", "--quiet", "--hidden", "8", "--epochs", "1", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(c))
-    assert set(summary["sha256"]) == set(cli.ARTIFACTS) == set(os.listdir(out)) - {"summary.json", "checkpoints"}
+    assert set(summary["sha256"]) == set(cli.ARTIFACTS) == set(os.listdir(out)) - {"summary.json", "checkpoints",
+                                                                                    cli.RECORD}
     for name, digest in summary["sha256"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
     # --resume of a finished run rewrites the same artifacts: nothing to train

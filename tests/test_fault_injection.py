@@ -71,7 +71,7 @@ def check_every_file_loads(out):
         elif name == "model.svg":
             ET.fromstring(path.read_bytes())
         elif name == "checkpoints":
-            assert not [c for c in os.listdir(path) if c.isdigit() and not os.listdir(path / c)]
+            assert not [c for c in os.listdir(path) if c.startswith("step_") and not os.listdir(path / c)]
         else:
             pytest.fail(f"unexpected file {name}")
     if (out / "checkpoints").exists():
