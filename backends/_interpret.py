@@ -260,6 +260,9 @@ def fans(shape) -> tuple[float, float]:
 def sample(spec_init: tuple, t: ArrayType, rng: np.random.Generator) -> np.ndarray:
     """Draw one parameter from its initialiser descriptor (a NumPy array of its type)."""
     kind, *args = spec_init
+    if t.dtype not in ("float16", "bfloat16", "float32", "float64") and kind not in ("zeros", "ones", "const", "bits"):
+        raise ValueError(f"the initialiser {kind} draws real numbers, which a {t.dtype} parameter would round to "
+                         "zeros; give it a floating-point dtype, or an initialiser of zeros, ones or a constant")
     fan_in, fan_out = fans(t.shape)
     if kind == "zeros":
         out = np.zeros(t.shape)

@@ -277,13 +277,34 @@ class CompiledBilevel:
         says which steps and what to change.
 
         ``train`` and ``val`` are pairs ``(x, y)`` with one label per example; they are checked
-        on the host first (lengths, per-example shapes, real numbers) and cast to the wires' dtypes.
+        on the host first (lengths, per-example shapes, real and finite numbers, class labels in
+        range) and cast to the wires' dtypes.
+
+        Args:
+            train: the training pair ``(x, y)``.
+            val: the validation pair ``(x, y)``.
+            outer_steps: outer steps to take, an int >= 0.
+            seed: the minibatches' seed.
+            state: the state to start from (``init`` by default).
+            progress: show a progress bar.
+
+        Returns:
+            ``(state, history)``.
+
+        Raises:
+            TypeError: data that are not pairs of arrays of numbers; ``outer_steps`` not an int.
+            ValueError: data of the wrong shape, not finite, labels out of range or not one per
+                example; ``outer_steps`` negative; a batch size beyond the training set.
         """
+        from .validate import positive_int
+
         p = self.problem
         v = p.validation
         n_x = len(p.model.dom)
-        train = _host_data("train", train, p.model.dom[0], p.label_types[0])
-        val = _host_data("val", val, v.dom[0], v.dom[n_x])
+        outer_steps = positive_int(outer_steps, "fit: outer_steps", zero=True)
+        classes = _classes(p.label_types[0], p.model.cod)
+        train = _host_data("train", train, p.model.dom[0], p.label_types[0], classes)
+        val = _host_data("val", val, v.dom[0], v.dom[n_x], classes)
         if p.batch_size is not None and p.batch_size > len(train[0]):
             raise ValueError(f"fit: batch_size={p.batch_size} is more than the {len(train[0])} training examples")
         state = self.init(seed, len(train[0])) if state is None else state
@@ -327,9 +348,18 @@ class CompiledBilevel:
                 "add an l2 penalty")
 
 
-def _host_data(what: str, data, x_type: ArrayType, y_type: ArrayType) -> tuple:
+def _classes(label: ArrayType, cod) -> int | None:
+    """The number of classes when the labels are integer class indices into the model's last axis."""
+    if label.shape == () and label.dtype in ("int32", "int64", "uint32") and len(cod) == 1 and cod[0].ndim >= 1:
+        return cod[0].shape[-1]
+    return None
+
+
+def _host_data(what: str, data, x_type: ArrayType, y_type: ArrayType, classes: int | None = None) -> tuple:
     """``data`` (a pair ``(x, y)``, one label per example) as JAX arrays of the wires' dtypes;
-    refused with a message naming ``what`` when lengths, shapes or kinds of number do not fit."""
+    refused with a message naming ``what`` when lengths, shapes or kinds of number do not fit,
+    when a value is NaN or infinite, or when a class label is out of range."""
+    from .validate import check_finite, check_labels
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(f"fit: {what} must be a pair (x, y), got {type(data).__name__}"
                         + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else ""))
@@ -344,6 +374,9 @@ def _host_data(what: str, data, x_type: ArrayType, y_type: ArrayType) -> tuple:
         if a.ndim != t.ndim + 1 or a.shape[1:] != t.shape:
             raise ValueError(f"fit: {what} {part} should have shape (examples, {', '.join(map(str, t.shape))}) "
                              f"for per-example type {t}, got {a.shape}")
+        check_finite(a, f"fit: {what} {part}")
+        if part == "y" and classes is not None:
+            check_labels(a, classes, f"fit: {what} y")
         out.append(jnp.asarray(a, dtype=t.dtype))
     if len(out[0]) != len(out[1]):
         raise ValueError(f"fit: {what} has {len(out[0])} examples in x but {len(out[1])} labels in y; "

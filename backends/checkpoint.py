@@ -184,6 +184,10 @@ class Checkpoints:
             self._lock.release()
             self._lock = None
 
+    def __del__(self):  # a manager dropped without close() lets the folder go with it
+        if getattr(self, "_lock", None) is not None:
+            self._release()
+
     def __enter__(self) -> Checkpoints:
         return self
 

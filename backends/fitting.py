@@ -233,7 +233,7 @@ def _same_hyper(restored: dict, given: dict, where: str):
     for name in sorted(set(saved) & set(now)):
         a, b = np.asarray(saved[name]), np.asarray(now[name])
         if a.shape != b.shape or not np.array_equal(a, b):
-            changed.append(f"{name}={a.tolist()} there, {b.tolist()} here")
+            changed.append(f"{name}={a!s} there, {b!s} here")  # str: NumPy prints a float32 at its precision
     if changed:
         raise ValueError(f"cannot resume from {where}: its run has other hyperparameters than this learner "
                          f"({'; '.join(changed)}). Resume with the learner it was started with; to go on with "

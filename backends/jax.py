@@ -116,6 +116,17 @@ def _library_function(prim):
     return _lax_unary(op, fn) if op is not None and prim.arity == 1 else fn
 
 
+def _needs_x64(types, what: str):
+    """Refuse 64-bit wires while JAX computes in 32 bits (``jax_enable_x64`` off): it would run
+    them as float32 and int32, with only a warning of JAX's own."""
+    if not jax.config.jax_enable_x64:
+        wide = sorted({t.dtype for t in types if t.dtype in ("float64", "int64")})
+        if wide:
+            raise TypeError(f"{what} has {' and '.join(wide)} wires, but JAX runs with 32-bit numbers, so it would "
+                            "compute them in float32/int32: turn on 64-bit JAX first, "
+                            "jax.config.update('jax_enable_x64', True), or build the model in float32")
+
+
 def _lax_loop(step, carries, xs, length, reverse):
     def body(c, x):
         c2, y = step(list(c), list(x))
@@ -188,15 +199,72 @@ class JaxBackend(ArrayBackend):
     program (donated state, ``lax.scan`` over batches, sharding over a mesh, ``jax.export``)."""
 
     def owns(self, value) -> bool:
+        """Whether ``value`` is a JAX array.
+
+        Args:
+            value: anything.
+
+        Returns:
+            ``isinstance(value, jax.Array)``.
+        """
         return isinstance(value, jax.Array)
 
     def array(self, value, type: ArrayType):
         """``value`` as a JAX array of ``type``; host data (a zero state leaf, a drawn parameter)
         is shaped with NumPy and put on the device in one transfer, not broadcast by a dispatched
-        ``jnp.full`` after it."""
+        ``jnp.full`` after it.
+
+        Args:
+            value: a number, nested lists or an array.
+            type: the wire's type.
+
+        Returns:
+            The JAX array.
+
+        Raises:
+            TypeError: ``type`` is 64-bit and JAX runs with 32-bit numbers (see :meth:`compile`).
+        """
+        _needs_x64([type], "an array")
         if isinstance(value, _HOST):
             return jax.device_put(host.array(value, type))
         return super().array(value, type)
+
+    def compile(self, term, **options):
+        """``fn(params, *args)`` computing ``term`` with JAX (to wrap in ``jax.jit``).
+
+        A term of 64-bit wires (float64, int64) needs JAX's 64-bit mode: without it JAX would
+        quietly compute in 32 bits, so the term is refused, naming the switch.
+
+        Args:
+            term: a term, or a lens, optimizer or learner.
+            **options: none are taken.
+
+        Returns:
+            The function.
+
+        Raises:
+            TypeError: 64-bit wires while ``jax_enable_x64`` is off, or options given.
+        """
+        term = as_term(term)
+        _needs_x64(term.wires, term.name)
+        return super().compile(term, **options)
+
+    def init(self, term, seed: int = 0) -> dict:
+        """Initial parameters as JAX arrays (the NumPy backend's draws).
+
+        Args:
+            term: the term (or lens, optimizer, learner) whose parameters to draw.
+            seed: the seed.
+
+        Returns:
+            ``{name: array}``.
+
+        Raises:
+            TypeError: 64-bit parameters while ``jax_enable_x64`` is off.
+        """
+        term = as_term(term)
+        _needs_x64([p.type for p in term.params], term.name)
+        return super().init(term, seed)
 
     #: fit keeps the state before each chunk of steps (to return it if a loss turns non-finite)
     fit_options = {"donate": False}
@@ -209,7 +277,9 @@ class JaxBackend(ArrayBackend):
         (its first axis by default), parameters and optimizer state are
         replicated, and XLA inserts the all-reduce of the parameter cotangents.
         """
-        return CompiledStep(as_term(step), donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis,
+        step = as_term(step)
+        _needs_x64(step.wires, step.name)
+        return CompiledStep(step, donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis,
                             check=labels_check(classes))
 
     def to_optax(self, opt):

@@ -237,10 +237,35 @@ def compile(term):  # noqa: A001 - the public contract
     For a Para term: ``fn(params, x) -> y``; for ``pl.R(f)``:
     ``fn(params, x, dy) -> (dparams, dx)``; for ``pl.D(f)``:
     ``fn(params, x, dparams, dx) -> dy``.
+
+    Args:
+        term: the term to compile, or a lens, optimizer or learner (its term is taken).
+
+    Returns:
+        ``fn(params, *args)``: ``params`` is a dict of arrays by parameter name (or the one
+        parameter's array bare), and the arguments are cast to the term's types and checked
+        against its shapes. The function is straight-line Python with one line per box; its
+        text is ``fn.source``.
+
+    Raises:
+        TypeError: ``term`` is not a term, lens, optimizer or learner (or has no type yet), or it
+            does arithmetic on bool wires (Z2 arithmetic: run it with the ``z2`` backend).
     """
     return backend.compile(term)
 
 
 def init(term, seed: int = 0) -> dict:
-    """Initial parameters ``{name: array}`` (see :meth:`ArrayBackend.init`)."""
+    """Initial parameters ``{name: array}`` (see :meth:`ArrayBackend.init`).
+
+    Each value is drawn from the parameter's initialiser with a generator seeded by ``seed`` and
+    the parameter's name alone, so adding a layer leaves the others' initial values unchanged.
+
+    Args:
+        term: the term, or a lens, optimizer or learner, whose parameters to initialise.
+        seed: the random seed.
+
+    Returns:
+        A dict from each parameter's full name to a NumPy array of its type; labels (batched
+        parameters) are data, and are left out.
+    """
     return backend.init(term, seed)

@@ -201,6 +201,11 @@ class Formulas(dict):
 
     ``symbol_names`` gives the LaTeX of the symbols whose names are not plain identifiers: a
     name is data, and reaches LaTeX with every special character escaped (:func:`tex_text`).
+
+    Args:
+        items: the formulas, as a mapping or as ``(port name, formula)`` pairs, as for ``dict``.
+        symbol_names: the LaTeX of each symbol whose name is not a plain identifier, by symbol
+            (what ``sympy.latex`` takes as ``symbol_names``); ``None``: none.
     """
 
     def __init__(self, items=(), symbol_names: dict | None = None):
@@ -208,6 +213,14 @@ class Formulas(dict):
         self.symbol_names = dict(symbol_names or {})
 
     def latex(self) -> str:
+        """The formulas as one LaTeX ``aligned`` environment, a row ``name &= formula`` per output.
+
+        Each port name is set in ``\\mathit`` with its special characters escaped; products are
+        written with ``\\cdot``, and the symbols of ``symbol_names`` with their LaTeX.
+
+        Returns:
+            The LaTeX source, without math delimiters (a notebook shows it between ``$$``).
+        """
         rows = [rf"{_latex_name(k)} &= {sp.latex(v, mul_symbol='dot', symbol_names=self.symbol_names)}"
                 for k, v in self.items()]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
@@ -263,6 +276,19 @@ class SympyBackend(ArrayBackend):
     def cast(value, type, what):
         """Symbols and formulas have no dtype to cast: they pass as they are."""
         return value
+
+    def fit(self, step, state, x, y, **options):
+        """Refused: the SymPy backend writes formulas, and a run of training steps would grow
+        them step by step without end; train with ``backend="numpy"`` or ``"jax"``, then read
+        one step as formulas with ``learner.compile("sympy")`` or :func:`paralens.formulas`.
+
+        Raises:
+            NotImplementedError: always.
+        """
+        raise NotImplementedError("the sympy backend writes formulas and does not train: each step's formulas "
+                                  "hold the previous step's, so a run's grow without end. Train with "
+                                  "backend='numpy' or 'jax'; see one step as formulas with "
+                                  "learner.compile('sympy') or pl.formulas(learner)")
 
     def formulas(self, term, **values) -> Formulas:
         """``term``'s outputs as formulas in symbols named after its ports and parameters (one
@@ -320,10 +346,33 @@ backend = SympyBackend("sympy", LIB, RULES, convert=_convert, finish=_finish,
 
 
 def compile(term):  # noqa: A001 - the public contract
-    """A function on SymPy values for ``term`` (same calling convention as the NumPy backend)."""
+    """A function on SymPy values for ``term`` (same calling convention as the NumPy backend).
+
+    Args:
+        term: the term to compile, or a lens, optimizer or learner (its term is taken).
+
+    Returns:
+        ``fn(params, *args)``: parameters and inputs may be SymPy arrays, matrices, expressions or
+        numbers (a string is refused with ``TypeError``, never parsed); each array output is a
+        ``sympy.Array`` and a scalar output an expression.
+
+    Raises:
+        TypeError: ``term`` is not a term, lens, optimizer or learner (or has no type yet), or it
+            does arithmetic on bool wires (Z2 arithmetic: run it with the ``z2`` backend).
+    """
     return backend.compile(term)
 
 
 def init(term, seed: int = 0) -> dict:
-    """Each parameter as symbols (see :meth:`SympyBackend.init`)."""
+    """Each parameter as symbols (see :meth:`SympyBackend.init`).
+
+    Args:
+        term: the term, or a lens, optimizer or learner, whose parameters to make.
+        seed: not used: nothing is drawn (it is there for the common signature of ``init``).
+
+    Returns:
+        A dict from each parameter's full name to a ``sympy.Array`` of symbols named
+        ``name[i,j]`` (a scalar parameter: one symbol named ``name``); a hyperparameter keeps its
+        declared value, and labels (batched parameters) are data, and are left out.
+    """
     return backend.init(term, seed)

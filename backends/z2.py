@@ -89,7 +89,7 @@ def _jax_engine() -> ArrayBackend:
         pad=jnp.pad,
         add_at=lambda acc, idx, v: acc.at[idx].set(acc[idx] ^ v),
     )
-    engine = Z2Backend("z2", lib, _rules(jnp, parity), convert=lambda v: jnp.asarray(v).astype(bool),
+    engine = Z2Backend("z2", lib, _rules(jnp, parity), convert=lambda v: jnp.asarray(v) % 2 != 0 if jnp.asarray(v).dtype != bool else jnp.asarray(v),
                        loop=_lax_loop)
     return engine
 
@@ -129,5 +129,21 @@ backend = Z2Backend("z2", LIB, RULES, convert=lambda v: np.asarray(v) % 2 != 0 i
 
 
 def compile(term, engine: str = "numpy"):  # noqa: A001 - the public contract
-    """A function on bool arrays for the circuit ``term`` (see :class:`Z2Backend`)."""
+    """A function on bool arrays for the circuit ``term`` (see :class:`Z2Backend`).
+
+    Args:
+        term: the circuit: a term (or a lens or learner) whose every wire is bool.
+        engine: ``"numpy"`` runs the circuit eagerly with NumPy, vectorised over the batch;
+            ``"jax"`` runs the same rules with ``jax.numpy`` under ``jax.jit`` (JAX is imported
+            on first use).
+
+    Returns:
+        ``fn(params, *args)`` following ``term``'s calling convention, every output a bool array.
+        Pass bool arrays: of integers, the ``numpy`` engine reads each modulo 2, the ``jax``
+        engine any nonzero one as ``True``.
+
+    Raises:
+        TypeError: a wire of ``term`` is not bool, or ``term`` is not a term, lens or learner.
+        ValueError: ``engine`` is neither ``"numpy"`` nor ``"jax"``.
+    """
     return backend.compile(term, engine=engine)

@@ -44,7 +44,7 @@ from .learner import Learner
 from .loops import loop, scan_term
 from .optim import Transform, adam
 from .terms import Builder, Poly, Term, flatten, leaves, tree_map
-from .types import ArrayType
+from .types import ArrayType, positive_int, real
 from .wires import Wire
 
 __all__ = ["Hyper", "Bilevel", "unrolled", "truncated", "implicit", "hoag", "Method", "SolverWarning"]
@@ -121,12 +121,36 @@ class Method:
 
 
 def unrolled(steps: int = 100) -> Method:
-    """Differentiate through ``steps`` inner optimizer steps (exact for the unrolled map)."""
-    return Method("unrolled", steps)
+    """Differentiate through ``steps`` inner optimizer steps (exact for the unrolled map).
+
+    Args:
+        steps: inner steps per outer step, a positive int.
+
+    Returns:
+        The method.
+
+    Raises:
+        TypeError: ``steps`` is not an int.
+        ValueError: ``steps`` is not positive.
+    """
+    return Method("unrolled", positive_int(steps, "unrolled: steps"))
 
 
 def truncated(steps: int = 100, backprop: int = 10) -> Method:
-    """Run ``steps`` inner steps but back-propagate through the last ``backprop`` only (Shaban et al.)."""
+    """Run ``steps`` inner steps but back-propagate through the last ``backprop`` only (Shaban et al.).
+
+    Args:
+        steps: inner steps per outer step, a positive int.
+        backprop: how many of the last steps the hypergradient goes back through, in ``1..steps``.
+
+    Returns:
+        The method.
+
+    Raises:
+        TypeError: an argument is not an int.
+        ValueError: ``steps`` is not positive, or ``backprop`` is not in ``1..steps``.
+    """
+    steps, backprop = positive_int(steps, "truncated: steps"), positive_int(backprop, "truncated: backprop")
     if not 1 <= backprop <= steps:
         raise ValueError(f"backprop must be in 1..steps, got {backprop} of {steps}")
     return Method("truncated", steps, truncate=backprop)
@@ -141,7 +165,25 @@ def implicit(inner_steps: int = 100, solver: str = "cg", solver_steps: int = 100
     (``alpha=None`` takes ``1 / largest eigenvalue``, by power iteration). A step whose solve
     fails (non-positive curvature ``p^T H p <= 0``; Neumann terms growing; a non-finite
     exact solve) reports ``solver_failed`` in its metrics and leaves ``theta`` unchanged,
-    and ``fit`` warns (:class:`SolverWarning`)."""
+    and ``fit`` warns (:class:`SolverWarning`).
+
+    Args:
+        inner_steps: warm-started inner optimizer steps per outer step, a positive int.
+        solver: ``"cg"``, ``"neumann"`` or ``"exact"``.
+        solver_steps: iterations of the linear solve (CG iterations or Neumann terms), a positive int
+            (zero iterations would give a zero hypergradient, whatever the problem).
+        alpha: the Neumann step; ``None``: ``1 / largest eigenvalue``.
+
+    Returns:
+        The method.
+
+    Raises:
+        TypeError: ``inner_steps`` or ``solver_steps`` is not an int.
+        ValueError: an unknown solver, a step count that is not positive, or ``alpha`` not a finite
+            number > 0.
+    """
+    inner_steps = positive_int(inner_steps, "implicit: inner_steps")
+    solver_steps = positive_int(solver_steps, "implicit: solver_steps")
     if solver not in ("cg", "neumann", "exact"):
         raise ValueError(f"solver must be 'cg', 'neumann' or 'exact', got {solver!r}")
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
@@ -153,7 +195,26 @@ def implicit(inner_steps: int = 100, solver: str = "cg", solver_steps: int = 100
 
 def hoag(tol0: float = 0.1, tol_decay: float = 0.9, max_inner: int = 1000, solver_steps: int = 100) -> Method:
     """HOAG (Pedregosa): inner solves and CG solves to a tolerance ``tol0 * tol_decay**k``
-    that shrinks with the outer step ``k`` (summable, so the outer iterates converge)."""
+    that shrinks with the outer step ``k`` (summable, so the outer iterates converge).
+
+    Args:
+        tol0: the first outer step's tolerance, a finite number > 0.
+        tol_decay: the factor the tolerance shrinks by at each outer step, in (0, 1): a decay of
+            1 or more would let the tolerance stay or grow, and HOAG would not converge.
+        max_inner: the most inner steps of one solve, a positive int.
+        solver_steps: the most CG iterations of one solve, a positive int.
+
+    Returns:
+        The method.
+
+    Raises:
+        TypeError: an argument is not a number (or an int, for the step counts).
+        ValueError: an argument out of its range.
+    """
+    tol0 = real(tol0, "hoag: tol0", 0, open_low=True)
+    tol_decay = real(tol_decay, "hoag: tol_decay", 0, 1, open_low=True, open_high=True)
+    max_inner = positive_int(max_inner, "hoag: max_inner")
+    solver_steps = positive_int(solver_steps, "hoag: solver_steps")
     return Method("hoag", max_inner, solver="cg", solver_steps=solver_steps, tol0=tol0, tol_decay=tol_decay,
                   max_inner=max_inner)
 

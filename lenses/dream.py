@@ -14,6 +14,8 @@ parameters as they are (they are data now).
 
 from __future__ import annotations
 
+import numbers
+
 from . import backends
 from .learner import Learner
 from .losses import softmax_cross_entropy_with_integer_labels
@@ -41,17 +43,52 @@ def dream(model: Term, params: dict, x, target, *, optimizer: Transform | None =
 
     ``target`` is what the loss compares the output with (class indices for the
     default, softmax cross-entropy with integer labels); ``optimizer`` is any
-    of :mod:`paralens.optim` (Adam with step 0.05 by default). Returns
-    ``(dreamed x, losses)``; ``params`` are read, never written.
+    of :mod:`paralens.optim` (Adam with step 0.05 by default). ``params`` are read,
+    never written.
+
+    Args:
+        model: a term with one input wire.
+        params: the model's parameters, by name.
+        x: the inputs to start from, a batch of examples.
+        target: one target per example of ``x`` (a class index each, for the default loss).
+        optimizer: the optimizer of the input (``adam(0.05)`` by default).
+        loss: the loss comparing the output with the target (softmax cross-entropy with integer
+            labels by default).
+        steps: how many steps to take (0: none).
+        backend: the backend that runs the steps.
+
+    Returns:
+        ``(dreamed x, losses)``: the optimised inputs and the loss of each step.
+
+    Raises:
+        ValueError: ``steps`` is negative, ``x`` and ``target`` are not as many, or a class target
+            is outside the model's classes.
+        TypeError: ``steps`` is not an int, or ``model`` has more than one input wire.
     """
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise TypeError(f"dream: steps must be an int, got {steps!r}")
+    if steps < 0:
+        raise ValueError(f"dream: steps must be >= 0, got {steps}")
+    if _examples(x) != _examples(target):
+        raise ValueError(f"dream: x holds {_examples(x)} examples but target {_examples(target)}; give one target "
+                         "per example")
     learner = Learner(input_as_param(model), loss or softmax_cross_entropy_with_integer_labels(),
                       optimizer or adam(0.05))
     be = backends.get(backend)
     state = learner.init(backend=backend, params={"input": x})
     fixed = tuple(params[n] for n in model.param_names)
-    step = be.compile_step(learner.step_term, **({"donate": False} if backend == "jax" else {}))
+    step = be.compile_step(learner.step_term, classes=learner.classes,
+                           **({"donate": False} if backend == "jax" else {}))
     losses = []
     for _ in range(steps):
         state, value = step(state, fixed if len(fixed) != 1 else fixed[0], target)
         losses.append(value)
     return state["params"]["input"], losses
+
+
+def _examples(v) -> int | None:
+    """The number of examples in ``v`` (its leading size), without an array library."""
+    shape = getattr(v, "shape", None)
+    if shape is not None:
+        return shape[0] if len(shape) else None
+    return len(v) if isinstance(v, (list, tuple)) else None

@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -374,17 +375,29 @@ class Machine:
         Args:
             state: the parameter values by name to start from (it is not changed).
             inputs: the inputs ``a``, one array (a batch) per tick.
-            targets: the targets ``b``, one per tick; the stream stops at the shorter of the two.
+            targets: the targets ``b``, one per tick: as many as the inputs.
             backend: the backend that compiles the update, by name or as a backend object.
 
         Returns:
             ``(state, history)``: the parameter values by name after the last tick (``state``
             itself when the stream is empty) and the list of them after each tick.
+
+        Raises:
+            ValueError: ``inputs`` and ``targets`` are not as many (a stream of lists or arrays, whose
+                lengths are known; a generator is read as it comes and must end with the other).
         """
         be = backends.get(backend)
         update = be.compile(self.learner.update)
+        sizes = [len(v) if hasattr(v, "__len__") else None for v in (inputs, targets)]
+        if None not in sizes and sizes[0] != sizes[1]:
+            raise ValueError(f"Machine.run: {sizes[0]} inputs but {sizes[1]} targets; the stream is one (input, "
+                             "target) pair per tick")
         history = []
-        for a, b in zip(inputs, targets):
+        ends = object()
+        for a, b in itertools.zip_longest(inputs, targets, fillvalue=ends):
+            if a is ends or b is ends:
+                raise ValueError(f"Machine.run: the {'inputs' if a is ends else 'targets'} ended after "
+                                 f"{len(history)} ticks, before the {'targets' if a is ends else 'inputs'}")
             state = update(state, a, b)
             history.append(state)
         return state, history

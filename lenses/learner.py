@@ -38,7 +38,7 @@ from .passes import fuse_updates, residual_policy
 from .precision import astype
 from .prims import KEY
 from .terms import Builder, Poly, Term, id, leaves, plain_sig, sig_of, tree_map
-from .types import ArrayType, Ty
+from .types import ArrayType, Ty, real
 
 __all__ = ["Learner"]
 
@@ -313,18 +313,30 @@ class Learner:
 
     def set_hyper(self, state: dict, **values) -> dict:
         """A state with new hyperparameter values, typed as the step expects (no recompile).
-        Names with dots (``"huber.delta"``) go in as ``**{"huber.delta": 0.5}``."""
+        Names with dots (``"huber.delta"``) go in as ``**{"huber.delta": 0.5}``.
+
+        Args:
+            state: the training state.
+            **values: new values by hyperparameter name; each is checked as the optimizer checks
+                it when built (``learning_rate`` non-negative, ``b1`` in [0, 1), ...), and a model's
+                or loss's hyperparameter must be a finite number.
+
+        Returns:
+            The state with those values in ``state["hyper"]`` (the other entries shared).
+
+        Raises:
+            KeyError: a name is not a hyperparameter of this learner.
+            ValueError: a value is out of its range or not finite.
+            TypeError: a value is not a number.
+        """
         types = self.state_types["hyper"]
         unknown = sorted(set(values) - set(types))
         if unknown:
             raise KeyError(f"unknown hyperparameters {unknown}; this learner has {sorted(types)}")
-        import numpy as np
-
-        for k, v in values.items():
-            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
-                raise ValueError(f"hyperparameter {k} must be finite, got {v!r}")
+        checked = {k: self.optimizer.check_hyper(k, v) if k in self.optimizer.hyper else real(v, f"hyperparameter {k}")
+                   for k, v in values.items()}
         be = backends.of(next(iter(state["hyper"].values()))) if state["hyper"] else backends.get("numpy")
-        return {**state, "hyper": {**state["hyper"], **{k: be.array(v, types[k]) for k, v in values.items()}}}
+        return {**state, "hyper": {**state["hyper"], **{k: be.array(v, types[k]) for k, v in checked.items()}}}
 
     def model_params(self, state: dict) -> dict:
         """The model's parameter dict: the trained parameters and the model's hyperparameters."""

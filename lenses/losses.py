@@ -16,7 +16,8 @@ numeric argument (Huber's ``delta``) may be declared a
 
 from __future__ import annotations
 
-from . import prims as P
+import math
+
 from . import wires as W
 from .parameters import Hyperparameter, number
 from .terms import Builder, Poly, Term
@@ -104,6 +105,11 @@ def softmax_cross_entropy_with_integer_labels(*, reduction: str = "mean") -> Pol
         reduction: how the per-example losses are combined: ``"mean"`` (the default) over the
             batch, ``"sum"``, or ``"none"`` (the per-example losses, a batched scalar).
 
+    A label outside ``[0, classes)`` gives a NaN loss for its example (so a mean over the
+    batch is NaN too, and :meth:`~paralens.Learner.fit` stops, saying so): labels a step reads
+    from a device are not read back to be checked, so the loss itself says when one is wrong.
+    (NumPy labels are checked on the host before a step, with an error naming the first.)
+
     Returns:
         A polymorphic term (:class:`~paralens.Poly`): at a logits type of shape ``(classes,)``
         it maps the logits to the loss, with one parameter ``softmax_cross_entropy``: a batched
@@ -114,11 +120,12 @@ def softmax_cross_entropy_with_integer_labels(*, reduction: str = "mean") -> Pol
         ValueError: if ``reduction`` is not ``"mean"``, ``"sum"`` or ``"none"``.
     """
     def per_example(logits, label):
-        n = logits.shape[-1]
-        idx = W.broadcast_to(W.Wire(label.builder, label.builder.emit1(P.CAST, label.id, dtype=logits.type.dtype)),
-                             (n,), ())
-        onehot = W.equal(idx, W.constant(list(range(n)), (n,), logits.type.dtype))
-        return W.logsumexp(logits) - W.sum(onehot * logits)
+        n, dtype = logits.shape[-1], logits.type.dtype
+        index = W.cast(label, dtype)
+        onehot = W.equal(W.broadcast_to(index, (n,), ()), W.constant(list(range(n)), (n,), dtype))
+        loss = W.logsumexp(logits) - W.sum(onehot * logits)
+        outside = W.greater(index, W.constant(n - 1, (), dtype, like=index)) + W.greater(-index, W.zeros_like(index))
+        return W.where(outside, W.constant(math.nan, (), dtype, like=index), loss)
 
     def label_type(t):
         if t.ndim != 1:

@@ -168,14 +168,17 @@ def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = inits.
         parameters ``dense.W`` of shape ``(n_in, n_out)`` and ``dense.b`` of shape ``(n_out,)``.
 
     Raises:
-        TypeError: if ``n_in`` or ``n_out`` is not an int, or ``dtype`` is not a known dtype.
-        ValueError: if ``n_in`` or ``n_out`` is not positive, or ``init`` is not an initialiser.
+        TypeError: if ``n_in`` or ``n_out`` is not an int.
+        ValueError: if ``n_in`` or ``n_out`` is not positive, ``dtype`` is not a floating-point dtype
+            (an integer layer would draw all-zero weights and have no gradient), or ``init`` is not
+            an initialiser.
 
     >>> import paralens as pl
     >>> pl.nn.dense(4, 3).param_types["dense.W"]
     Array[4, 3, batched=False]
     """
     n_in, n_out = positive_int(n_in, "dense: n_in"), positive_int(n_out, "dense: n_out")
+    _float_dtype("dense", dtype)
     init = inits.initializer(init, "dense: init")
     b = Builder()
     x = b.input(Array(n_in, dtype=dtype))
@@ -203,8 +206,10 @@ def mlp(sizes: Sequence[int], activation: Callable | Poly = relu, final_activati
         TypeError: if ``sizes`` is not a list (or other iterable) of ints, or ``activation`` or
             ``final_activation`` is not a layer or a function making one (``pl.tanh`` acts on
             wires: give ``pl.nn.tanh``).
-        ValueError: if ``sizes`` has fewer than two entries or an entry is not positive.
+        ValueError: if ``sizes`` has fewer than two entries or an entry is not positive, or ``dtype``
+            is not a floating-point dtype.
     """
+    _float_dtype("mlp", dtype)
     if isinstance(sizes, str) or not hasattr(sizes, "__iter__"):
         raise TypeError(f"mlp: sizes must be a list of positive ints, got {sizes!r}")
     sizes = [positive_int(n, f"mlp: sizes[{i}]") for i, n in enumerate(sizes)]
@@ -353,6 +358,14 @@ def flatten() -> Poly:
 # These layers act on per-example sequences (T, d) of T tokens of d features (the norms on the
 # last axis of any array). Their type follows the input: each is a Poly, instantiated at the
 # type of what it is composed after, or explicitly with ``.at(pl.Array[T, d])``.
+
+
+def _float_dtype(name: str, dtype) -> str:
+    """``dtype`` if it is a floating-point dtype name, else a ``ValueError`` naming ``name``."""
+    if dtype not in FLOATS:
+        raise ValueError(f"{name}: dtype={dtype!r} is not a floating-point dtype; expected one of {FLOATS} "
+                         "(a layer of integers draws all-zero weights and has no gradient)")
+    return dtype
 
 
 def _float_option(name: str, dtype):

@@ -597,10 +597,16 @@ def seq(*terms: Term) -> Term:
 
     Raises:
         ValueError: no term is given.
+        TypeError: an argument is not a term (a :class:`Poly` is typed by the term before it, so
+            it may come second or later).
         CompositionError: a term's domain is not the codomain of the one before it.
     """
     if not terms:
         raise ValueError("seq needs at least one term")
+    for i, t in enumerate(terms):
+        if not isinstance(t, Term) and not (i and isinstance(t, Poly)):
+            raise TypeError(f"seq takes terms (layers such as pl.nn.dense(4, 3)), got {type(t).__name__} "
+                            f"{t!r:.60} as argument {i}")
     out = terms[0]
     for t in terms[1:]:
         out = out >> t

@@ -39,21 +39,25 @@ def assert_bitwise_equal(a, b):
 
 
 class _InterruptAt:
-    """Wrap a backend's scanned step so that its ``k``-th call delivers SIGINT to this process,
-    as Ctrl-C would, in the middle of that chunk of steps."""
+    """Wrap a backend's scanned step so that its ``k``-th call delivers ``sig`` (SIGINT, as Ctrl-C
+    would) to this process, in the middle of that chunk of steps. While it is on, SIGINT has
+    Python's own handler, whatever the suite was started with (a script may start it with SIGINT
+    ignored); ``self.before`` is the handler the run found."""
 
-    def __init__(self, backend, k):
-        self.backend, self.k, self.calls = backend, k, 0
+    def __init__(self, backend, k, sig=signal.SIGINT):
+        self.backend, self.k, self.calls, self.sig = backend, k, 0, sig
         self.compile_step = backend.compile_step
 
     def __enter__(self):
+        self.outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.before = signal.getsignal(self.sig)
         def compile_step(step, **options):
             many = self.compile_step(step, **options)
 
             def interrupted(state, xs, ys):
                 self.calls += 1
                 if self.calls == self.k:
-                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), self.sig)
                 return many(state, xs, ys)
             return interrupted
         self.backend.compile_step = compile_step
@@ -61,6 +65,7 @@ class _InterruptAt:
 
     def __exit__(self, *exc):
         del self.backend.compile_step
+        signal.signal(signal.SIGINT, self.outer)
 
 
 @pytest.mark.finding(5)
@@ -88,13 +93,14 @@ def test_resume_after_ctrl_c_is_bit_exact(backend, tmp_path):
 @pytest.mark.finding(4)
 def test_ctrl_c_without_a_checkpoint_dir_keeps_the_state(tmp_path):
     x, y = _data()
-    with _InterruptAt(backends.get("numpy"), 2), pytest.raises(TrainingInterrupted) as info:
-        _learner().fit(x, y, epochs=4, batch_size=5, backend="numpy", progress=False)
+    with _InterruptAt(backends.get("numpy"), 2) as at:
+        with pytest.raises(TrainingInterrupted) as info:
+            _learner().fit(x, y, epochs=4, batch_size=5, backend="numpy", progress=False)
+        # the handler is restored: a later Ctrl-C is handled as it was before the run
+        assert signal.getsignal(signal.SIGINT) is at.before
     e = info.value
     assert e.checkpoint is None and e.step == 18 and int(e.state["step"]) == 18
     assert "checkpoint_dir" in str(e)
-    # the handler is restored: a later Ctrl-C is an ordinary KeyboardInterrupt again
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.finding(6)
@@ -312,7 +318,7 @@ def test_nan_data_is_refused_before_training():
 @pytest.mark.finding(32)
 def test_set_hyper_refuses_a_nan_learning_rate():
     learner = _learner()
-    with pytest.raises(ValueError, match="learning_rate must be finite, got nan"):
+    with pytest.raises(ValueError, match="learning_rate=nan is not finite"):
         learner.set_hyper(learner.init(), learning_rate=float("nan"))
 
 
