@@ -17,7 +17,8 @@ A checkpoint of step 30 is the folder ``step_30``: a folder of the user's named 
 is never read as one. One process writes a folder at a time: it holds a lock
 (``.paralens-lock``, which names it) while it is open; a second process is refused
 with the holder's pid, host and start time, and the lock of a process that died is
-released with it (an ``flock``), so it never goes stale.
+released with it (an ``flock``), so it never goes stale. The half-written checkpoint
+of a writer that died (or ran out of disk) is removed by the next writer.
 
 >>> import tempfile, numpy as np
 >>> ckpt = Checkpoints(tempfile.mkdtemp(), keep=2)
@@ -35,6 +36,7 @@ released with it (an ``flock``), so it never goes stale.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -89,6 +91,7 @@ class Checkpoints:
             self._manager = ocp.CheckpointManager(
                 self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                                      step_prefix=STEP_PREFIX,
+                                                                     cleanup_tmp_directories=True,
                                                                      enable_async_checkpointing=False))
         except BaseException:
             self._release()
@@ -120,14 +123,27 @@ class Checkpoints:
             state: the training state (a pytree of arrays).
             losses: the loss of each step so far.
             record: where the run stands (seed, batch size, data fingerprint, ...), as JSON.
+
+        Raises:
+            OSError: the checkpoint cannot be written (``errno.ENOSPC``: the disk is full); the
+                earlier checkpoints are untouched, and the half-written one is removed by the
+                next writer.
         """
         args = self._ocp.args
         losses = np.asarray(losses)
         tree = {"state": _storable(state), "losses": losses}
         record = {**record, "step": int(step), "losses_dtype": losses.dtype.name}  # float64 runs stay float64
-        self._manager.save(int(step), args=args.Composite(tree=args.StandardSave(tree), record=args.JsonSave(record)),
-                           force=True)
-        self._manager.wait_until_finished()
+        with _quiet_orbax():
+            try:
+                self._manager.save(int(step), args=args.Composite(tree=args.StandardSave(tree),
+                                                                  record=args.JsonSave(record)), force=True)
+                self._manager.wait_until_finished()
+            except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise their own kinds
+                full = "No space left" in str(e) or "RESOURCE_EXHAUSTED" in str(e)
+                raise OSError(errno.ENOSPC if full else errno.EIO,
+                              f"cannot save the checkpoint of step {step} in {self.directory} "
+                              f"({'No space left on device' if full else _first_line(e)}); the earlier checkpoints "
+                              "are as they were") from None
 
     def restore(self, like, step: int | None = None):
         """The checkpoint of ``step`` (the latest by default), shaped as ``like``.

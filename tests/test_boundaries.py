@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import paralens as pl
-from paralens.backends.checkpoint import CheckpointError, Checkpoints, CheckpointLockedError
+from paralens.backends.checkpoint import CheckpointError, CheckpointLockedError, Checkpoints
 from paralens.backends.fitting import TrainingInterrupted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

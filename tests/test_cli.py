@@ -131,3 +131,79 @@ def test_the_summary_describes_exactly_the_files_beside_it(tmp_path):
     again = json.loads((out / "summary.json").read_text())
     assert again["sha256"]["params.npz"] == summary["sha256"]["params.npz"]
     assert again["test_accuracy"] == summary["test_accuracy"]
+
+
+# ---------------------------------------------------------------- round two: the CLI owns its files
+
+TINY = ["train", "--quiet", "--hidden", "8", "--epochs", "1"]
+
+
+@pytest.mark.finding(1, issue=18)
+def test_the_users_own_files_are_never_overwritten_without_force(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "params.npz").write_bytes(b"my own parameters")
+    (out / "summary.json").write_text('{"mine": true}')
+    _fails_cleanly(capsys, [*TINY, "--out", str(out)], "holds files paralens did not write")
+    _fails_cleanly(capsys, [*TINY, "--out", str(out), "--resume"], "holds files paralens did not write")
+    assert (out / "params.npz").read_bytes() == b"my own parameters"
+    assert json.loads((out / "summary.json").read_text()) == {"mine": True}
+    assert sorted(os.listdir(out)) == ["params.npz", "summary.json"]
+    assert cli.main([*TINY, "--out", str(out), "--force"]) == 0  # asked for: replaced
+    assert json.loads((out / "summary.json").read_text())["steps"] > 0
+
+
+@pytest.mark.finding(2, issue=18)
+def test_only_the_runs_own_temporaries_are_cleaned_up(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--out", str(out)]) == 0
+    run = json.loads((out / cli.RECORD).read_text())["run"]
+    theirs = [".notes.abcdefgh.tmp.txt", ".data.12345678.tmp", ".paralens-0123456789abcdef.x.abcdefgh.tmp"]
+    for name in theirs:
+        (out / name).write_text("keep me")
+    ours = out / f".paralens-{run}.params.zzzzzzzz.tmp.npz"  # what a run killed mid-write leaves
+    ours.write_text("half a file")
+    assert cli.main([*TINY, "--out", str(out), "--resume"]) == 0
+    assert not ours.exists()
+    assert all((out / name).read_text() == "keep me" for name in theirs)
+
+
+@pytest.mark.finding(14, issue=18)
+def test_resuming_with_another_learning_rate_exits_2_naming_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--out", str(out), "--learning-rate", "0.01"]) == 0
+    _fails_cleanly(capsys, [*TINY, "--out", str(out), "--learning-rate", "0.5", "--resume"],
+                   "--learning-rate 0.01 (now 0.5)")
+
+
+@pytest.mark.finding(22, issue=18)
+def test_sigterm_checkpoints_and_exits_143_with_the_resume_command(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "paralens.backends.cli", "train", "--quiet", "--hidden", "16",
+                          "--epochs", "400", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not list((out / "checkpoints").glob("step_*")) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err.decode()[-2000:]
+    assert b"terminated after step" in err and b"--resume" in err and b"Traceback" not in err
+
+
+@pytest.mark.finding(23, issue=18)
+def test_a_tampered_checkpoint_is_one_line_of_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--out", str(out)]) == 0
+    for f in (out / "checkpoints").glob("step_*/tree/*"):
+        if f.is_file() and f.name != "_METADATA":
+            f.write_bytes(b"\0" * 64)
+    for f in (out / "checkpoints").glob("step_*/tree/**/d/*"):
+        f.write_bytes(b"\0" * 64)
+    code = cli.main([*TINY, "--epochs", "2", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-3000:]
+    assert "checkpoint" in err and "step_" in err
