@@ -71,6 +71,14 @@ LIB = ArrayLib(
 )
 
 
+def _jax_bits(v):
+    """Values as bits on JAX, read as the NumPy engine reads them: an integer modulo 2."""
+    import jax.numpy as jnp
+
+    v = jnp.asarray(v)
+    return v if v.dtype == bool else v % 2 != 0
+
+
 def _jax_engine() -> ArrayBackend:
     """The same rules over ``jax.numpy`` (built on first use, so NumPy-only use needs no JAX)."""
     import jax.numpy as jnp
@@ -89,7 +97,7 @@ def _jax_engine() -> ArrayBackend:
         pad=jnp.pad,
         add_at=lambda acc, idx, v: acc.at[idx].set(acc[idx] ^ v),
     )
-    engine = Z2Backend("z2", lib, _rules(jnp, parity), convert=lambda v: jnp.asarray(v) % 2 != 0 if jnp.asarray(v).dtype != bool else jnp.asarray(v),
+    engine = Z2Backend("z2", lib, _rules(jnp, parity), convert=_jax_bits,
                        loop=_lax_loop)
     return engine
 

@@ -5,6 +5,7 @@ full disk's and the concurrent writers' are in test_cli.py and test_fault_inject
 """
 
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def test_one_writer_per_checkpoint_folder_and_a_dead_writers_lock_is_taken_over(
 
 @pytest.mark.finding(8, issue=18)
 def test_the_readme_recipe_checks_the_digest_before_deserializing(tmp_path, monkeypatch):
-    readme = open(os.path.join(ROOT, "README.md")).read()
+    readme = pathlib.Path(ROOT, "README.md").read_text()
     recipe = next(b for b in readme.split("```python")[1:] if "hashlib" in b).split("```")[0]
     learner = _learner()
     monkeypatch.chdir(tmp_path)
@@ -327,8 +328,8 @@ def test_a_tampered_checkpoint_is_named_with_what_is_wrong(tmp_path):
 
 @pytest.mark.finding(24, issue=18)
 def test_the_docs_say_the_checksum_is_integrity_not_authentication():
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    training = open(os.path.join(ROOT, "docs", "training.md")).read()
+    readme = pathlib.Path(ROOT, "README.md").read_text()
+    training = pathlib.Path(ROOT, "docs", "training.md").read_text()
     from paralens.backends import artifacts
     for text in (readme, training, artifacts.__doc__):
         assert "integrity, not authentication" in " ".join(text.split()), text[:200]
