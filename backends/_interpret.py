@@ -468,11 +468,27 @@ class ArrayBackend(Backend):
         return out
 
     def array(self, value, type: ArrayType):
-        """``value`` as an array of ``type`` (a batched type keeps the batch axis ``value`` has)."""
+        """``value`` as an array of ``type`` (a batched type keeps the batch axis ``value`` has).
+
+        Args:
+            value: a number (filling the array), or an array of the type's shape.
+            type: the wire's type.
+
+        Returns:
+            The array.
+
+        Raises:
+            ValueError: ``value`` is an array of another shape: it is never broadcast (a ``(3,)``
+                array would otherwise fill a ``(4, 3)`` weight row by row, silently).
+        """
         v = self.lib.asarray(value, type.dtype)
         shape = tuple(v.shape)
         if shape == type.shape or (type.batched and shape[1:] == type.shape and len(shape) == type.ndim + 1):
             return v
+        if shape:
+            raise ValueError(f"an array of shape {shape} where the type {type} needs shape "
+                             f"{'(batch, ' if type.batched else '('}{', '.join(map(str, type.shape))}"
+                             f"{',' if len(type.shape) == 1 and not type.batched else ''}) (or one number to fill it)")
         return self.lib.full(type.shape, v, type.dtype)
 
     #: options of :meth:`compile_step` that :meth:`fit` uses

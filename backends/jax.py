@@ -306,12 +306,35 @@ def compile(term):  # noqa: A001 - the public contract
 
     It is not jitted, so it composes with any JAX transformation; wrap it in
     ``jax.jit`` to compile.
+
+    Args:
+        term: a term, or a lens, optimizer or learner (its term is taken).
+
+    Returns:
+        ``fn(params, *args)``: ``params`` the dict of parameter arrays by name (or the one
+            parameter's array bare), ``args`` the term's inputs; it returns the term's outputs as JAX
+            arrays.
+
+    Raises:
+        TypeError: ``term`` has 64-bit wires (float64, int64) while ``jax_enable_x64`` is off.
     """
     return backend.compile(term)
 
 
 def init(term, seed: int = 0) -> dict:
-    """The NumPy backend's initial values, as JAX arrays."""
+    """The NumPy backend's initial values, as JAX arrays.
+
+    Args:
+        term: a term, or a lens, optimizer or learner, whose parameters to draw.
+        seed: the seed; each parameter's draw depends on it and the parameter's name only.
+
+    Returns:
+        ``{name: JAX array}`` for each parameter but the batched ones (labels and other data,
+            which are not drawn).
+
+    Raises:
+        TypeError: 64-bit parameters while ``jax_enable_x64`` is off.
+    """
     return backend.init(term, seed)
 
 
@@ -327,10 +350,29 @@ class CompiledStep:
     ``step(state, x, y) -> (state, loss)``; with ``scan=True``,
     ``step(state, xs, ys) -> (state, losses)`` runs one step per leading slice
     of ``xs``/``ys`` inside a single ``lax.scan``. The parts of the state the
-    step rewrites (``params``, ``opt``) are donated: their buffers are reused
+    step rewrites (``params``, ``opt``, and ``step`` and ``key`` where the state
+    has them) are donated: their buffers are reused
     for the new state, so do not keep using the old one. The rest
     (``hyper``) is read, never rewritten, so it is passed undonated and not
     returned by the program.
+
+    Made by ``learner.compile("jax", ...)`` (:meth:`paralens.Learner.compile`).
+
+    Args:
+        term: a learner's step term (``learner.step_term``); it alone gives the state's types.
+        donate: donate the rewritten parts of the state (default ``True``); ``False`` leaves the
+            old state usable (``fit`` keeps it, to return it when a loss goes non-finite).
+        scan: take stacks of batches ``(xs, ys)``, one step per leading slice, in one ``lax.scan``
+            (default ``False``).
+        mesh: a ``jax.sharding.Mesh`` to run data-parallel on: the batch is sharded over
+            ``batch_axis``, the state replicated, and XLA inserts the all-reduce of the
+            parameter cotangents; ``None`` (the default): one device.
+        batch_axis: the mesh axis the batch is sharded over; ``None`` (the default): the mesh's
+            first axis.
+        check: ``check(x, y)``, the host check of the labels (class indices in range, from
+            ``paralens.backends.validate.labels_check``), run before each call unless ``x`` and ``y``
+            are already JAX arrays of one batch size (labels on a device are not read back);
+            ``None`` (the default): no check.
     """
 
     def __init__(self, term: Term, *, donate: bool = True, scan: bool = False, mesh=None,
@@ -385,8 +427,8 @@ class CompiledStep:
         """One step (or, scanned, one step per leading slice of ``x`` and ``y``).
 
         Args:
-            state: the training state (``learner.init(backend="jax")``); its ``params`` and ``opt``
-                are donated.
+            state: the training state (``learner.init(backend="jax")``); its rewritten parts
+                (``params``, ``opt``, ``step``, ``key``) are donated.
             x: the inputs, batched (arrays, or nested lists of numbers).
             y: the labels, batched.
 
@@ -420,20 +462,44 @@ class CompiledStep:
         return convert(value, types, sig, "xy"[k - 1])
 
     def lower(self, state, x, y):
-        """``jax.jit(...).lower``: inspect the program (``.as_text()``, ``.compile()``)."""
+        """``jax.jit(...).lower``: inspect the program (``.as_text()``, ``.compile()``).
+
+        Nothing is checked or cast on the host first, and nothing runs or is donated.
+
+        Args:
+            state: the training state, or its shapes and dtypes (``jax.ShapeDtypeStruct`` leaves).
+            x: the inputs as the step takes them (a batch, or a stack of batches with ``scan``):
+                arrays or ``jax.ShapeDtypeStruct``.
+            y: the labels, likewise.
+
+        Returns:
+            The ``jax.stages.Lowered`` program for those shapes.
+        """
         return self._jit.lower(*self._split(state), x, y)
 
     def export(self, path: str | None = None, *, batch: str = "b") -> bytes:
         """Serialize the step with ``jax.export``, batch dimension symbolic; write it to ``path``.
 
         The state's types are the step term's, so the state ``learner.init``
-        returns is what it takes. The file is written atomically, with its
+        returns is what it takes (whole: the exported program neither donates nor
+        shards it). The file is written atomically, with its
         checksum beside it (``path + ".sha256"``), which
         :func:`paralens.backends.artifacts.load_export` verifies. The artifact
         needs only JAX to run::
 
             exp = jax.export.deserialize(open(path, "rb").read())
             new_state, loss = exp.call(state, x, y)
+
+        Args:
+            path: the file to write; ``None`` (the default): write nothing, only return the bytes.
+            batch: the name of the symbolic batch dimension (default ``"b"``); with ``scan``, the
+                stacked steps' dimension is the symbolic ``k``.
+
+        Returns:
+            The serialized program, what ``jax.export.deserialize`` reads.
+
+        Raises:
+            OSError: ``path`` or its checksum could not be written.
         """
         from jax import export as jex
 

@@ -59,6 +59,22 @@ class Hyper:
     ``"sigmoid"`` (``lambda`` in (0, 1)) or ``None`` (``lambda = theta``).
     ``per_example``: one value per training example (``value`` is then a
     sequence, or a number repeated).
+
+    Attributes:
+        value: the starting value of ``lambda`` (not of ``theta``): a real number, or for
+            ``per_example`` a sequence with one per training example (a number is repeated);
+            ``None`` (the default) starts from the wire's declared default. It must be one that
+            ``positive`` reaches: > 0 for ``"log"`` and ``"softplus"``, in (0, 1) for
+            ``"sigmoid"``, finite for ``None``.
+        positive: how ``lambda`` is kept in range: ``"log"`` (the default), ``"softplus"``,
+            ``"sigmoid"`` or ``None``.
+        per_example: one value per training example (default ``False``); the ``"weights"``
+            hyperparameter needs it.
+
+    Raises:
+        ValueError: ``positive`` is none of those, or ``value`` is not finite or out of the range
+            ``positive`` reaches.
+        TypeError: ``value`` is not a real number or a sequence of them.
     """
 
     value: Any = None
@@ -107,7 +123,24 @@ def _check_start(value, positive: str | None, what: str):
 @dataclass(frozen=True)
 class Method:
     """How the hypergradient is computed; build with :func:`unrolled`, :func:`truncated`,
-    :func:`implicit` or :func:`hoag`."""
+    :func:`implicit` or :func:`hoag` (which check the values; a ``Method`` made directly is not
+    checked).
+
+    Attributes:
+        kind: ``"unrolled"``, ``"truncated"``, ``"implicit"`` or ``"hoag"``.
+        steps: inner steps per outer step: the length of the unrolled and truncated loops, the
+            warm-started inner steps of ``implicit``; for ``"hoag"``, ``max_inner``.
+        truncate: ``truncated``: how many of the last inner steps the hypergradient goes back
+            through; ``None`` for the other kinds.
+        solver: the linear solve ``H q = grad_w V`` of the implicit kinds: ``"cg"`` (the default;
+            always for ``"hoag"``), ``"neumann"`` or ``"exact"``.
+        solver_steps: the most iterations of that solve (CG iterations or Neumann terms).
+        alpha: the Neumann step; ``None``: ``1 / (largest eigenvalue of H)``, by power iteration.
+        tol0: ``"hoag"``: the first outer step's tolerance; outer step ``k`` solves the inner
+            problem (gradient norm) and the CG solve (residual norm) to ``tol0 * tol_decay**k``.
+        tol_decay: ``"hoag"``: the factor the tolerance shrinks by at each outer step.
+        max_inner: ``"hoag"``: the most inner steps of one inner solve.
+    """
 
     kind: str
     steps: int = 100           # inner steps per outer step (unrolled, truncated, implicit's inner solve)
@@ -244,6 +277,35 @@ class Bilevel:
     its own minibatch (drawn by ``fit``); otherwise every inner step uses the
     whole training set. The validation objective is ``validation_loss``
     (default: the training loss, unweighted). ``outer_optimizer`` trains ``theta``.
+
+    Args:
+        model: the model the inner learner trains (a term); its output is what the losses take.
+        loss: the training loss, giving per-example losses (``reduction="none"``): a term taking
+            the model's outputs, or a :mod:`paralens.losses` loss instantiated at them.
+        optimizer: the inner optimizer (a :mod:`paralens.optim` optimizer).
+        hyper: the hyperparameters to learn, ``{wire name: Hyper}``; names among
+            ``available_hypers``, ``"l2"`` and ``"weights"``.
+        method: how the hypergradient is computed (:func:`unrolled`, :func:`truncated`,
+            :func:`implicit` or :func:`hoag`); ``None`` (the default): ``implicit()``.
+        outer_optimizer: the optimizer of ``theta``; ``None`` (the default): ``adam(1e-2)``.
+        l2: the strength of the ``l2`` penalty when it is not learned (default ``0.0``: none);
+            when ``"l2"`` is learned, its default value, where ``Hyper(value=None)`` starts.
+        validation_loss: the loss of the validation objective ``V`` (a term or a
+            :mod:`paralens.losses` loss, taking the model's outputs; per-example losses are
+            averaged); its own hyperparameters stay at their declared defaults. ``None`` (the
+            default): ``loss``, without the weights and the ``l2`` penalty.
+        batch_size: examples in each inner step's minibatch (unrolled and truncated only; at most
+            the training examples, checked by ``fit``); ``None`` (the default): every inner step
+            sees the whole training set.
+
+    Raises:
+        TypeError: a loss that does not take the model's outputs, or a training loss that does not
+            give per-example losses; parts the inner :class:`~paralens.Learner` refuses.
+        KeyError: a name in ``hyper`` that is no hyperparameter wire of the problem.
+        ValueError: a starting value (given, or a wire's default) that the ``Hyper``'s
+            ``positive`` cannot reach; ``"weights"`` without ``per_example=True``; ``batch_size``
+            with the implicit or HOAG method, or with ``"weights"``; an optimizer hyperparameter
+            learned by the implicit or HOAG method, which sees only the inner solution.
     """
 
     def __init__(self, model: Term, loss: Poly | Term, optimizer: Transform, *, hyper: dict[str, Hyper],
@@ -338,18 +400,37 @@ class Bilevel:
 
     @cached_property
     def label_types(self) -> tuple[ArrayType, ...]:
+        """The types of the training labels ``y`` (the inner learner's)."""
         return self.inner.label_types
 
     @cached_property
     def hyper_dtype(self) -> str:
+        """The float dtype of the ``l2`` and ``weights`` wires: float32 promoted with the model's
+        parameters' dtypes."""
         return P.promote([ArrayType((), "float32"), *self.model.param_types.values()])
 
     def theta_type(self, name: str) -> ArrayType:
-        """The type of ``theta[name]`` as a wire: per-example ones are batched scalars."""
+        """The type of ``theta[name]`` as a wire: per-example ones are batched scalars.
+
+        Args:
+            name: a hyperparameter wire of the inner step (a key of ``available_hypers``).
+
+        Returns:
+            The :class:`~paralens.ArrayType` of its wire in the inner learner's
+                ``state["hyper"]``: a scalar, batched for ``"weights"`` (one per example).
+        """
         return self.inner.state_types["hyper"][name]
 
     def initial_value(self, name: str):
-        """``lambda``'s starting value: the :class:`Hyper`'s, or the wire's default."""
+        """``lambda``'s starting value: the :class:`Hyper`'s, or the wire's default.
+
+        Args:
+            name: a learned hyperparameter (a key of ``hyper``).
+
+        Returns:
+            ``hyper[name].value`` where it is given (a number, or a sequence for a per-example
+                one), else the wire's default from ``available_hypers``.
+        """
         v = self.hyper[name].value
         return self.available_hypers[name] if v is None else v
 
@@ -423,7 +504,24 @@ class Bilevel:
         return b.build(xs + ys + list(lam.values()), [out], name=f"V({self.model.name})")
 
     def compile(self, backend: str = "jax", **options):
-        """The outer training step, compiled by ``backend`` (bilevel problems run on JAX)."""
+        """The outer training step, compiled by ``backend`` (bilevel problems run on JAX).
+
+        Args:
+            backend: the backend's name (``"jax"``, the default and the only one that can), or a
+                backend object.
+            **options: JAX: ``jit`` (default ``True``; ``False`` runs the step without ``jax.jit``).
+
+        Returns:
+            The compiled problem (``paralens.backends.bilevel.CompiledBilevel``):
+                ``step(state, (x, y), (x_val, y_val)) -> (state, metrics)``, one outer step as one
+                ``jax.jit`` program, with ``init(seed, n_train)``, ``fit(train, val, ...)`` and
+                ``hyperparameters(state)``.
+
+        Raises:
+            NotImplementedError: ``backend`` cannot compile bilevel problems (every one but JAX).
+            ValueError: ``backend`` is unknown.
+            TypeError: an option the backend does not take.
+        """
         return backends.get(backend).compile_bilevel(self, **options)
 
     def _lambda(self, b: Builder, theta: dict) -> dict:
@@ -455,6 +553,8 @@ class Bilevel:
 
     @cached_property
     def inner_step(self) -> Term:
+        """One inner step (the inner learner's step term) as a loop body:
+        ``(params..., state..., theta..., x..., y...) -> (params'..., state'...)``."""
         return self._step_body()
 
     @cached_property
@@ -464,7 +564,21 @@ class Bilevel:
 
     def inner_loop(self, steps: int, body: Term | None = None) -> Term:
         """``steps`` inner steps: ``(params, state, theta, x, y) -> (params', state')``; with
-        minibatches, ``x`` and ``y`` hold one batch per step on a leading axis."""
+        minibatches, ``x`` and ``y`` hold one batch per step on a leading axis.
+
+        Args:
+            steps: how many inner steps, at least 1 (with minibatches, the size of the stacked axis).
+            body: the step to repeat, of :attr:`inner_step`'s signature; ``None`` (the default):
+                :attr:`inner_step`.
+
+        Returns:
+            A term of one ``scan`` box: ``loop(body, steps)`` carrying the parameters and the
+                optimizer state, or with ``batch_size`` a scan over the stacked minibatches with
+                ``theta`` shared by every step.
+
+        Raises:
+            ValueError: ``steps`` is less than 1 (without ``batch_size``).
+        """
         body = body or self.inner_step
         if self.batch_size is None:
             return loop(body, steps, n_carry=self.n_carry)

@@ -291,7 +291,7 @@ def forward_gradient(f: Term, wrt=None) -> Term:
         ``grads`` a dict of the estimates keyed by the names in ``wrt``, ``key'`` the next random key.
 
     Raises:
-        TypeError: ``f`` is not a scalar objective.
+        TypeError: ``f`` is not a scalar objective, or ``wrt`` is not a list of names (a bare string).
         KeyError: ``wrt`` names a parameter ``f`` does not have.
 
     >>> import numpy as np, paralens as pl
@@ -304,6 +304,8 @@ def forward_gradient(f: Term, wrt=None) -> Term:
     names = f.param_names
     if wrt is None:
         wrt = [n for n, s in zip(names, f.params) if not s.type.batched and not s.hyper]
+    elif isinstance(wrt, str) or not all(isinstance(n, str) for n in wrt):
+        raise TypeError(f"forward_gradient: wrt is a list of parameter names (of {list(names)}), got {wrt!r}")
     unknown = sorted(set(wrt) - set(names))
     if unknown:
         raise KeyError(f"{f.name} has no parameters {unknown}; it has {list(names)}")

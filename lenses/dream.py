@@ -27,7 +27,19 @@ __all__ = ["input_as_param", "dream"]
 
 def input_as_param(model: Term) -> Term:
     """``model`` with its roles swapped: its input is the parameter ``input`` (per example, so
-    batched), its parameters are data inputs in their order (maths §4.6)."""
+    batched), its parameters are data inputs in their order (maths §4.6).
+
+    Args:
+        model: a term with one input wire.
+
+    Returns:
+        A term named ``dream(<model's name>)`` with one parameter, ``input``, of the model's input
+            type; its inputs are the model's parameters (hyperparameters included), in the model's
+            order, and its outputs the model's.
+
+    Raises:
+        TypeError: ``model`` has no input wire or more than one.
+    """
     if len(model.dom) != 1:
         raise TypeError(f"dreaming needs a model with one input wire, {model.name} takes {model.dom}")
     b = Builder()

@@ -37,7 +37,7 @@ from . import prims as P
 from . import wires as W
 from .optics import Lens, lens
 from .terms import Builder, DictSig, Term, as_term, plain_sig
-from .types import CompositionError, Ty, as_ty
+from .types import CompositionError, Ty, as_ty, real
 from .wires import Wire, tracing
 
 __all__ = ["Learner", "Error", "quadratic", "cosh", "L", "from_lens", "identity", "Machine"]
@@ -279,12 +279,10 @@ def from_lens(lens_: Lens, eps: float, error: Error = quadratic) -> Learner:
         The :class:`Learner` ``L(name)`` with the lens's domain, codomain and parameters.
 
     Raises:
-        ValueError: if ``eps`` is not ``> 0`` (or is NaN, or a string that is no number).
-        TypeError: if ``eps`` cannot be converted to a float.
+        ValueError: if ``eps`` is not a finite number ``> 0``.
+        TypeError: if ``eps`` is not a number (a string, a bool).
     """
-    eps = float(eps)
-    if not eps > 0:
-        raise ValueError(f"the step size eps must be positive, got {eps}")
+    eps = real(eps, "the step size eps", 0, open_low=True)  # a finite number > 0 (no string, no inf)
     specs = lens_.params
     err = _error_term(lens_.cod, error)
     from .derivative import R

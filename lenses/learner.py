@@ -92,6 +92,40 @@ class Learner:
     estimate (:func:`~paralens.forward_gradient`, maths §9): one forward
     derivative along a random tangent. The state then carries the random
     ``key`` too.
+
+    Args:
+        model: the model, a term such as ``pl.nn.mlp([...])``; a keyed model
+            ``(x..., key) -> (y..., key')`` draws from ``state["key"]``.
+        loss: the loss: a term taking the model's outputs (its key aside), or a
+            :mod:`paralens.losses` loss, which is instantiated at the model's output types. Its
+            parameters other than hyperparameters are the labels ``y``.
+        optimizer: a :mod:`paralens.optim` optimizer (optax transformations go through
+            :func:`paralens.optim.from_optax`).
+        gradient: ``"reverse"`` (the default: the exact gradient, by the reverse derivative) or
+            ``"forward"`` (a forward-gradient estimate).
+        learning_rate: the learning-rate lens, a costate on the loss's output (``Lens`` from the
+            loss's output types to no wires); ``None`` (the default): the constant 1, which needs a
+            loss returning one unbatched scalar.
+        compute_dtype: the floating-point dtype the model runs in (``"bfloat16"``, ``"float16"``,
+            ...); ``None`` (the default): the model's own dtype.
+        residuals: what the model's backward pass stores and what it recomputes: ``None`` or
+            ``"store"`` (the default: everything stored), ``"recompute"``, ``"segments"``,
+            ``"matmuls"``, a :class:`~paralens.Segments`, ``{layer name: policy}`` or a function
+            ``store(eqn) -> bool``.
+        fuse_optimizer: ``True`` to update each parameter inside the backward pass, as soon as its
+            cotangent is complete; ``False`` (the default) updates them all after it.
+
+    Raises:
+        TypeError: ``model`` is not a term, ``optimizer`` not a paralens optimizer, ``loss`` not a
+            term or a loss, or not taking the model's outputs; without ``learning_rate``, a loss
+            that does not return one unbatched scalar; a ``learning_rate`` that is not a costate
+            on the loss's output; ``residuals`` of another kind; ``fuse_optimizer`` not a bool;
+            ``compute_dtype`` with a model of more than one float dtype.
+        ValueError: ``gradient`` neither ``"reverse"`` nor ``"forward"``; ``gradient="forward"``
+            with a keyed model, with ``compute_dtype`` or with ``fuse_optimizer=True``;
+            ``compute_dtype`` not a floating-point dtype; an unknown ``residuals`` policy name, or
+            ``"segments"`` given for one layer; a hyperparameter name that the optimizer, the
+            model and the loss declare more than once.
     """
 
     def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform, *, gradient: str = "reverse",
@@ -168,6 +202,7 @@ class Learner:
 
     @cached_property
     def label_types(self) -> tuple[ArrayType, ...]:
+        """The types of the labels ``y``: the loss's parameters that are not hyperparameters."""
         return tuple(p.type for p in self.loss.params if not p.hyper)
 
     @cached_property
@@ -264,12 +299,39 @@ class Learner:
         return self.as_term()._repr_svg_()
 
     def as_term(self) -> Term:
+        """The learner as a term: its :attr:`step_term` (what :func:`~paralens.as_term`, the
+        backends and the diagrams read).
+
+        Returns:
+            :attr:`step_term`, ``(state, x, y) -> (new state, loss)``.
+        """
         return self.step_term
 
     # ---------------------------------------------------------------- running it
     def init(self, seed: int = 0, backend: str = "numpy", params: dict | None = None) -> dict:
         """The initial training state ``{"params", "opt", "hyper", "step"}``, typed as the step
-        term reads it; the parameters are drawn, or start from ``params`` where it gives them."""
+        term reads it; the parameters are drawn, or start from ``params`` where it gives them.
+
+        Args:
+            seed: the seed of the parameters' draws (each parameter's draw depends on the seed and
+                its name only) and, for ``gradient="forward"`` or a keyed model, of ``state["key"]``
+                (laid out as ``jax.random.PRNGKey(seed)``).
+            backend: the backend whose arrays the state holds (``"numpy"``, ``"jax"``, ...).
+            params: initial values by parameter name, used instead of the drawn ones; it must give
+                every parameter that is data rather than drawn (a batched one, such as the input
+                :func:`paralens.dream.dream` optimises).
+
+        Returns:
+            The state: ``params`` (the model's trainable parameters by name), ``opt`` (the
+                optimizer's initial state), ``hyper`` (every hyperparameter at its default, see
+                :attr:`hyper_defaults`), ``step`` (0, an int32, unless :attr:`counts_steps` is false)
+                and, for ``gradient="forward"`` or a keyed model, ``key``.
+
+        Raises:
+            ValueError: a parameter that is not drawn is missing from ``params``; ``backend`` is
+                unknown.
+            KeyError: ``params`` names something that is not a trainable parameter of the model.
+        """
         be = backends.get(backend)
         types = self.step_term.input_types()[0]
         values = be.init(self.model, seed)
@@ -298,6 +360,26 @@ class Learner:
         examples, integer class labels given as NumPy arrays must be in range,
         and data of another dtype is cast to the model's (the state keeps its
         dtypes). The compiled program is the same as without these checks.
+
+        Args:
+            backend: the backend's name: ``"jax"`` (the default), ``"numpy"``, ``"sympy"`` (the
+                step as formulas) or ``"z2"`` (circuits), or a backend object.
+            **options: the backend's options for training steps. JAX: ``scan``, ``mesh``,
+                ``batch_axis`` (the mesh axis the batch is sharded over; default its first) and
+                ``donate`` (default ``True``), see :class:`~paralens.backends.jax.CompiledStep`.
+                NumPy, SymPy and Z2: ``scan``; Z2 also ``engine="jax"``. The class count for the
+                label check is passed by the learner, not here.
+
+        Returns:
+            The step ``step(state, x, y) -> (state, loss)``: a
+                :class:`~paralens.backends.jax.CompiledStep` on JAX, a function on the other backends.
+
+        Raises:
+            ValueError: ``backend`` is unknown.
+            ImportError: the backend's library is not installed.
+            NotImplementedError: the backend cannot compile training steps (``"matplotlib"``).
+            TypeError: an option the backend does not take; on JAX, 64-bit wires while
+                ``jax_enable_x64`` is off.
         """
         return backends.get(backend).compile_step(self.step_term, classes=self.classes, **options)
 
@@ -339,15 +421,54 @@ class Learner:
         return {**state, "hyper": {**state["hyper"], **{k: be.array(v, types[k]) for k, v in checked.items()}}}
 
     def model_params(self, state: dict) -> dict:
-        """The model's parameter dict: the trained parameters and the model's hyperparameters."""
+        """The model's parameter dict: the trained parameters and the model's hyperparameters.
+
+        Args:
+            state: a training state of this learner.
+
+        Returns:
+            ``state["params"]`` with the model's hyperparameters from ``state["hyper"]`` added
+                (the loss's and the optimizer's left out): the ``params`` a compiled model takes.
+        """
         return {**state["params"], **{k: state["hyper"][k] for k in self.model.hyper_names}}
 
     def predict(self, state: dict, x, backend: str = "numpy"):
-        """The model's output on ``x`` with the state's parameters (``x`` cast to the model's dtype)."""
+        """The model's output on ``x`` with the state's parameters (``x`` cast to the model's dtype).
+
+        A keyed model runs as :attr:`inference_model` (dropout off, no key).
+
+        Args:
+            state: a training state of this learner.
+            x: the inputs, batched.
+            backend: the backend that runs the model (``"numpy"`` by default).
+
+        Returns:
+            The model's output for each example of ``x``, as ``backend``'s arrays.
+
+        Raises:
+            ValueError: ``backend`` is unknown.
+            TypeError: ``x`` cannot be cast to the model's dtype (complex or not numbers).
+        """
         return backends.get(backend).compile(self.inference_model)(self.model_params(state), x)
 
     def accuracy(self, state: dict, x, labels, backend: str = "numpy") -> float:
-        """Fraction of examples whose arg-max output equals ``labels`` (class indices or one-hot)."""
+        """Fraction of examples whose arg-max output equals ``labels`` (class indices or one-hot).
+
+        Args:
+            state: a training state of this learner.
+            x: the inputs, batched.
+            labels: one label per example of ``x``: class indices of the output's leading shape
+                (integers, or floats holding integers), or one-hot rows of the output's shape.
+            backend: the backend that runs the model (``"numpy"`` by default).
+
+        Returns:
+            The accuracy, a float in [0, 1].
+
+        Raises:
+            ValueError: ``backend`` is unknown; labels of neither shape, fractional, out of range
+                or not as many as the inputs.
+            TypeError: the labels are not numbers.
+        """
         be = backends.get(backend)
         return be.accuracy(be.compile(self.inference_model)(self.model_params(state), x), labels, x=x)
 
@@ -383,6 +504,45 @@ class Learner:
         state before the chunk where it happened, and its losses), ``"raise"``
         (``FloatingPointError``) or ``"continue"`` (warn and go on). The last
         good checkpoint is kept.
+
+        Args:
+            x: the inputs, one per example (an array, or what NumPy makes one of).
+            y: the labels, one per example.
+            epochs: how many epochs to train from ``state``, an int >= 0, each of
+                ``len(x) // batch_size`` steps (with ``resume=True``, counted from the start of the
+                checkpointed run).
+            batch_size: examples per step, an int in ``1..len(x)``.
+            seed: the seed of the data order, and of the initial state when ``state`` is not
+                given; an int >= 0.
+            state: the state to start from; ``None`` (the default): ``init(seed, backend=backend)``.
+            backend: the backend that runs the steps (``"jax"`` by default; ``"numpy"`` works too,
+                ``"sympy"`` is refused).
+            progress: show a progress bar (tqdm), one tick per epoch.
+            checkpoint_dir: the folder to checkpoint the run in; ``None`` (the default): no checkpoints.
+            every: checkpoint every so many steps, a positive int (default: at each epoch's end).
+            keep: how many of the latest checkpoints to keep, a positive int.
+            resume: continue the run checkpointed in ``checkpoint_dir``; the data, batch size, seed,
+                backend and hyperparameters must be the checkpointed run's.
+            on_nonfinite: ``"stop"`` (the default), ``"raise"`` or ``"continue"``.
+
+        Returns:
+            ``(state, losses)``: the last state, as ``backend``'s arrays, and a NumPy array of one
+                loss per step taken (with ``resume=True``, the checkpoint's losses first; with
+                ``on_nonfinite="stop"``, up to the chunk that went non-finite).
+
+        Raises:
+            ValueError: ``x`` and ``y`` not as many, NaN or inf in them, class labels out of
+                range, ``batch_size``, ``epochs``, ``seed``, ``every`` or ``keep`` out of range, an
+                unknown ``on_nonfinite`` or backend; resuming a checkpoint of another run (other
+                data, batch size, seed, backend or hyperparameters) or one past ``epochs``.
+            TypeError: data that cannot be cast to the model's dtypes, or a count that is not an int.
+            FileExistsError: ``checkpoint_dir`` holds checkpoints and ``resume`` is false.
+            paralens.backends.checkpoint.CheckpointLockedError: another live process is writing
+                ``checkpoint_dir``.
+            FloatingPointError: a loss is NaN or infinite and ``on_nonfinite="raise"``.
+            paralens.backends.fitting.TrainingInterrupted: Ctrl-C or SIGTERM (the run is
+                checkpointed first, with ``checkpoint_dir``).
+            NotImplementedError: ``backend="sympy"``, which writes formulas and does not train.
         """
         state = self.init(seed, backend=backend) if state is None else state
         return backends.get(backend).fit(self.step_term, state, x, y, epochs=epochs, batch_size=batch_size,

@@ -365,3 +365,24 @@ def test_the_z2_engines_read_integers_alike():
     b = z2.compile(passthrough, engine="jax")({}, data)
     assert np.asarray(a).tolist() == np.asarray(b).tolist() == [[False, True, False]]
     assert jax is not None
+
+
+# ---------------------------------------------------------------- the same kinds, at other boundaries
+
+
+def test_initial_parameters_of_another_shape_are_refused_not_broadcast():
+    learner = pl.Learner(pl.nn.dense(4, 3), loss=pl.losses.mse(), optimizer=pl.optim.sgd(0.1))
+    for backend in ("numpy", "jax"):
+        with pytest.raises(ValueError, match=r"shape \(3,\) where the type .* needs shape \(4, 3\)"):
+            learner.init(params={"dense.W": np.ones(3)}, backend=backend)
+    assert learner.init(params={"dense.W": np.ones((4, 3))})["params"]["dense.W"].shape == (4, 3)
+
+
+def test_the_step_size_of_L_and_the_names_of_a_forward_gradient_are_checked():
+    with pytest.raises(ValueError, match="eps=inf is not finite"):
+        pl.learn.L(pl.nn.dense(2, 1), eps=float("inf"))
+    with pytest.raises(TypeError, match="must be a number"):
+        pl.learn.L(pl.nn.dense(2, 1), eps="0.1")
+    objective = pl.nn.dense(3, 1) >> pl.losses.mse().at(pl.Array[1])
+    with pytest.raises(TypeError, match="wrt is a list of parameter names"):
+        pl.forward_gradient(objective, "dense.W")
