@@ -30,3 +30,38 @@ def test_mkdocs_build_strict(tmp_path):
     html = (site / CIRCUITS / "index.html").read_text()
     assert html.count(">backward<") >= 1 and html.count("https://matplotlib.org") >= 2
     assert not list(ROOT.glob("*.svg")) and not list(ROOT.glob("*.png"))  # building writes nothing beside it
+    _every_public_name_has_a_reference_entry_with_its_arguments(site)
+
+
+def _every_public_name_has_a_reference_entry_with_its_arguments(site):
+    """Every name of ``paralens.__all__`` has an entry in the API reference (the inventory
+    mkdocstrings writes), and a function's entry lists its parameters."""
+    import zlib
+
+    import paralens as pl
+
+    inventory = (site / "objects.inv").read_bytes().split(b"\n", 4)[4]
+    entries = {line.split()[0] for line in zlib.decompress(inventory).decode().splitlines()}
+    missing = [n for n in pl.__all__ if f"paralens.{n}" not in entries]
+    assert not missing, missing
+    html = (site / "reference" / "paralens" / "index.html").read_text()
+    for name in ("R", "para", "tie", "einsum", "conv2d", "tan", "Learner"):
+        start = html.index(f'id="paralens.{name}"')
+        assert "Parameters:" in html[start:start + 30000], name
+
+
+def test_a_broken_cross_reference_fails_the_strict_build(tmp_path):
+    """A docstring role pointing nowhere (``:func:`paralens.no_such_thing```) fails ``--strict``:
+    the reference's Griffe extension turns roles into cross-references that must resolve."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# x\n\n::: broken\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "broken.py").write_text(
+        '"""A module."""\n\n\ndef f():\n    """See :func:`paralens.no_such_thing`."""\n')
+    (tmp_path / "mkdocs.yml").write_text(
+        "site_name: t\nstrict: true\nplugins:\n  - mkdocstrings:\n      handlers:\n        python:\n"
+        "          paths: [src]\n          options:\n            extensions:\n"
+        f"              - {ROOT / 'docs' / '_griffe' / 'rst_roles.py'}:RstRoles\n")
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode != 0 and "paralens.no_such_thing" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
