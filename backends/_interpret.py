@@ -396,7 +396,7 @@ class ArrayBackend(Backend):
 
     def straight_line(self, term: Term) -> Callable[..., list]:
         """``fn(*values) -> outputs``: what :meth:`run` computes, written out once as one Python
-        function with a line per box (its text is ``fn.source``; see :mod:`._codegen`)."""
+        function with a line per box (its text is ``fn.source``; see ``backends/_codegen.py``)."""
         return straight_line(self, as_term(term))
 
     def evaluator(self, term: Term) -> Callable[[list], list]:
@@ -412,7 +412,7 @@ class ArrayBackend(Backend):
     def compile(self, term, **options) -> Callable:
         """``fn(params, *args)`` following ``term``'s calling convention (params: a dict by name,
         or the one parameter's array bare). Where this backend writes code and has a
-        :attr:`native` array class, ``fn`` is itself generated: the common call runs the
+        ``native`` array class, ``fn`` is itself generated: the common call runs the
         straight-line body inline (``fn.entry_source``), any other goes the general way."""
         if options:
             raise TypeError(f"the {self.name} backend takes no options here, got {sorted(options)}")
@@ -446,7 +446,7 @@ class ArrayBackend(Backend):
 
     @property
     def _fast(self) -> bool:
-        """Whether compiled functions get a generated entry (:func:`._codegen.fast_entry`)."""
+        """Whether compiled functions get a generated entry (``_codegen.fast_entry``)."""
         return self.native is not None and self.generates_code
 
     def _entry_options(self, term: Term) -> dict:
@@ -499,7 +499,7 @@ class ArrayBackend(Backend):
         batches ``(xs, ys)`` and returns the per-step losses. ``classes``: the labels are class
         indices, checked to be in range. ``options`` go to :meth:`compile`. Where compiled
         functions get a generated entry, so does the one-step form with one ``x`` and one ``y``
-        (:func:`._codegen.fast_step`): the state is read and rebuilt in it."""
+        (``_codegen.fast_step``): the state is read and rebuilt in it."""
         check = labels_check(classes)
         term = as_term(step)
         fn = self.compile(term, **options)

@@ -255,7 +255,7 @@ def compile(term):  # noqa: A001 - the public contract
 
 
 def init(term, seed: int = 0) -> dict:
-    """Initial parameters ``{name: array}`` (see :meth:`ArrayBackend.init`).
+    """Initial parameters ``{name: array}`` (see :meth:`~paralens.backends._interpret.ArrayBackend.init`).
 
     Each value is drawn from the parameter's initialiser with a generator seeded by ``seed`` and
     the parameter's name alone, so adding a layer leaves the others' initial values unchanged.

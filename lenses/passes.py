@@ -275,6 +275,21 @@ def fuse_updates(b: Builder, put: int, grads: list[int], outputs: list[int]) -> 
 # --------------------------------------------------------------------------- mixed precision
 
 def retyped(term: Term, src: str, dst: str) -> Term:
+    """``term`` rebuilt box by box with every ``src`` wire (and every ``src`` in a box's attributes:
+    constants, zeros, casts, a scan's body) made ``dst``: what :func:`~paralens.astype` does.
+
+    Args:
+        term: the term.
+        src: the floating-point dtype to replace.
+        dst: the floating-point dtype to put in its place.
+
+    Returns:
+        The retyped term, with the same parameter names.
+
+    Raises:
+        TypeError: the term holds an opaque box (``from_optax``), whose dtype cannot change, or a
+            box's type rule refuses the new dtype.
+    """
     def ty(t: ArrayType) -> ArrayType:
         return ArrayType(t.shape, dst, batched=t.batched) if t.dtype == src else t
 
