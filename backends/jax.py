@@ -280,7 +280,7 @@ class JaxBackend(ArrayBackend):
         step = as_term(step)
         _needs_x64(step.wires, step.name)
         return CompiledStep(step, donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis,
-                            check=labels_check(classes))
+                            check=labels_check(classes), classes=classes)
 
     def to_optax(self, opt):
         """A paralens optimizer as an ``optax.GradientTransformation``."""
@@ -373,10 +373,14 @@ class CompiledStep:
             ``paralens.backends.validate.labels_check``), run before each call unless ``x`` and ``y``
             are already JAX arrays of one batch size (labels on a device are not read back);
             ``None`` (the default): no check.
+        classes: the labels are class indices into this many classes: a step whose labels are
+            not all in ``[0, classes)`` returns a NaN loss (checked inside the program, on the
+            device, so labels that never come back to the host are checked too; the state is
+            updated as the step term computes it, and ``fit`` stops at the NaN). ``None``: no check.
     """
 
     def __init__(self, term: Term, *, donate: bool = True, scan: bool = False, mesh=None,
-                 batch_axis: str | None = None, check=None):
+                 batch_axis: str | None = None, check=None, classes: int | None = None):
         self.term = term
         self.scan = scan
         self._same_batch = batch_check(term, scan)
@@ -391,6 +395,9 @@ class CompiledStep:
 
         def step(state, x, y):
             new, loss = fn({}, state, x, y)
+            if classes is not None:  # labels on a device are not read back: a wrong one makes the loss NaN
+                valid = jnp.all((y >= 0) & (y < classes))
+                loss = jnp.where(valid, loss, jnp.asarray(jnp.nan, loss.dtype))
             return {**state, **new}, loss
 
         def many(state, xs, ys):

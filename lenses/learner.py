@@ -359,7 +359,10 @@ class Learner:
         Before each call, on the host: ``x`` and ``y`` must have the same number of
         examples, integer class labels given as NumPy arrays must be in range,
         and data of another dtype is cast to the model's (the state keeps its
-        dtypes). The compiled program is the same as without these checks.
+        dtypes). Labels already on a device are not read back: the JAX program
+        checks them itself, and returns a NaN loss for a batch with a label out
+        of range (one comparison over the labels; the rest of the program is the
+        same as without the checks).
 
         Args:
             backend: the backend's name: ``"jax"`` (the default), ``"numpy"``, ``"sympy"`` (the

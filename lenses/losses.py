@@ -16,8 +16,6 @@ numeric argument (Huber's ``delta``) may be declared a
 
 from __future__ import annotations
 
-import math
-
 from . import wires as W
 from .parameters import Hyperparameter, number
 from .terms import Builder, Poly, Term
@@ -105,10 +103,9 @@ def softmax_cross_entropy_with_integer_labels(*, reduction: str = "mean") -> Pol
         reduction: how the per-example losses are combined: ``"mean"`` (the default) over the
             batch, ``"sum"``, or ``"none"`` (the per-example losses, a batched scalar).
 
-    A label outside ``[0, classes)`` gives a NaN loss for its example (so a mean over the
-    batch is NaN too, and :meth:`~paralens.Learner.fit` stops, saying so): labels a step reads
-    from a device are not read back to be checked, so the loss itself says when one is wrong.
-    (NumPy labels are checked on the host before a step, with an error naming the first.)
+    Labels must lie in ``[0, classes)``: a learner's step checks NumPy labels on the host, and
+    the compiled JAX step gives a NaN loss for labels on a device that do not (see
+    :meth:`~paralens.Learner.compile`).
 
     Returns:
         A polymorphic term (:class:`~paralens.Poly`): at a logits type of shape ``(classes,)``
@@ -121,11 +118,8 @@ def softmax_cross_entropy_with_integer_labels(*, reduction: str = "mean") -> Pol
     """
     def per_example(logits, label):
         n, dtype = logits.shape[-1], logits.type.dtype
-        index = W.cast(label, dtype)
-        onehot = W.equal(W.broadcast_to(index, (n,), ()), W.constant(list(range(n)), (n,), dtype))
-        loss = W.logsumexp(logits) - W.sum(onehot * logits)
-        outside = W.greater(index, W.constant(n - 1, (), dtype, like=index)) + W.greater(-index, W.zeros_like(index))
-        return W.where(outside, W.constant(math.nan, (), dtype, like=index), loss)
+        onehot = W.equal(W.broadcast_to(W.cast(label, dtype), (n,), ()), W.constant(list(range(n)), (n,), dtype))
+        return W.logsumexp(logits) - W.sum(onehot * logits)
 
     def label_type(t):
         if t.ndim != 1:
