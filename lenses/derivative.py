@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from . import prims as P
 from .passes import recomputed, residual_policy
-from .terms import Builder, DictSig, Term
+from .terms import Builder, DictSig, Eqn, Term
 from .wires import Wire
 
 __all__ = ["R", "D", "value_and_R", "forward_gradient", "Reverse", "reverse"]
@@ -114,7 +114,7 @@ def reverse(f: Term, residuals=None) -> Reverse:
             for w in e.outs:
                 env[w] = b.new_wire(f.wires[w])
                 outs.append(env[w])
-            b.eqns.append(e.replace(ins=ins, outs=tuple(outs), backward=False))
+            b.eqns.append(Eqn(e.prim, e.attrs, ins, tuple(outs), e.group, e.layer, False, e.role))
         if varying.intersection(ins):
             varying.update(outs)
     n_fwd = len(b.eqns)

@@ -81,12 +81,17 @@ class Prim:
         """Emit this box on ``wires`` (all of one traced function) into their builder: ``SIN(x)``,
         ``REDUCE_SUM(x, axes=(0,))``. Returns a wire of the same class as the first, or a
         tuple of them for several outputs."""
-        if not wires or not all(hasattr(w, "builder") and hasattr(w, "id") for w in wires):
-            raise TypeError(f"{self.name} applies to wires, got {', '.join(type(w).__name__ for w in wires) or 'none'}")
-        b, make = wires[0].builder, type(wires[0])
-        if any(w.builder is not b for w in wires):
+        try:
+            b = wires[0].builder
+            ids = [w.id for w in wires]
+            same = all(w.builder is b for w in wires)
+        except (IndexError, AttributeError):
+            raise TypeError(f"{self.name} applies to wires, got "
+                            f"{', '.join(type(w).__name__ for w in wires) or 'none'}") from None
+        if not same:
             raise TypeError(f"{self.name}: its wires come from two different traced functions")
-        outs = b.emit(self, [w.id for w in wires], **attrs)
+        outs = b.emit(self, ids, **attrs)
+        make = type(wires[0])
         return make(b, outs[0]) if len(outs) == 1 else tuple(make(b, o) for o in outs)
 
     def __repr__(self) -> str:
