@@ -65,7 +65,7 @@ class _Folder:
             raise ValueError(f"--out {out} is a file, not a folder; name a folder for the artifacts")
         try:
             os.makedirs(out, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".paralens-probe.", dir=out)
+            fd, probe = tempfile.mkstemp(prefix=".paralens-probe.check.", suffix=".tmp", dir=out)
             os.close(fd)
             os.remove(probe)
         except OSError as e:
@@ -128,6 +128,7 @@ class _Folder:
                                      "with --force it is not deleted: move it away, or choose another --out")
         self.run = record["run"] if continues else uuid.uuid4().hex[:16]
         remove_leftovers(self.out, self.run)
+        remove_leftovers(self.out, "probe")  # the writability probe of a run killed at its start
         self.write(RECORD, json.dumps({"run": self.run, "options": options, "files": list(OWNED)},
                                       indent=2).encode())
         return continues
