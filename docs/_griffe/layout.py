@@ -23,7 +23,9 @@ import shutil
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def on_config(config, **kwargs):
+def on_startup(command, dirty, **kwargs):
+    """Lay the package out before any plugin reads its configuration: mkdocstrings keeps only the
+    search paths that exist when it starts."""
     target = ROOT / "build" / "api" / "paralens"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
@@ -36,4 +38,3 @@ def on_config(config, **kwargs):
     for package in (paralens, paralens.backends):
         for module in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{package.__name__}.{module.name}")
-    return config
