@@ -188,7 +188,7 @@ def _finish(v):
 LIB = ArrayLib(
     xp=np,
     asarray=lambda v, dtype: _convert(v),
-    full=lambda shape, value, dtype: np.full(shape, sp.sympify(value), dtype=object),
+    full=lambda shape, value, dtype: np.full(shape, _sympify(value), dtype=object),
     constant=lambda value, shape, dtype: np.asarray([_num(v) for v in value], dtype=object).reshape(shape),
     einsum=lambda spec, a, b: np.asarray(np.einsum(spec, a, b), dtype=object),
     pad=lambda x, widths: np.pad(x, widths, constant_values=sp.Integer(0)),
