@@ -8,12 +8,13 @@ variables). An *elementwise* primitive's entry is one function of arrays
 first. Any other entry is a rule ``rule(in_types, out_types, *arrays, **params)``:
 it receives the wires' types, so it knows which operands carry the leading
 batch axis. The rules that read the same in every library (broadcast,
-reshape, patches, ...) are written once here, over an :class:`ArrayLib`.
+reshape, convolution windows, ...) are written once here, over an :class:`ArrayLib`.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import types
 import zlib
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from paralens.backends import Backend
-from paralens.prims import PRIMS, pad_sides, parse_einsum, patches_shape
+from paralens.prims import PRIMS, dilated_size, parse_einsum
 from paralens.terms import DictSig, Term, as_term, flatten, unflatten
 from paralens.types import ArrayType
 
@@ -36,9 +37,29 @@ __all__ = ["ArrayLib", "ArrayBackend", "python_loop", "fans"]
 class ArrayLib(types.SimpleNamespace):
     """What the shared rules need of an array library: ``xp`` (a NumPy-like namespace) and
     ``full(shape, value, dtype)``, ``constant(flat_values, shape, dtype)``,
-    ``einsum(spec, a, b)``, ``pad(x, widths)``, ``add_at(acc, index, values)`` (``acc[index] += values``
+    ``einsum(spec, a, b)``, ``add_at(acc, index, values)`` (``acc[index] += values``
     with repeated indices adding up, as ``numpy.add.at``; it may update ``acc`` in place). Optionally
-    ``sum(x, axis)``, ``x.sum(axis=axis)`` called the cheapest way (else the method)."""
+    ``sum(x, axis)``, ``x.sum(axis=axis)`` called the cheapest way (else the method); and for the
+    window rules (convolution, pooling) ``pad_with(x, widths, fill)`` (else ``xp.pad``),
+    ``lowest(dtype)`` (a max window's padding; else -inf), ``max_over(x, axis)`` (else the method)
+    and ``first_max(x, axis)``, a one-hot of each first maximum along ``axis`` (else by ``argmax``)."""
+
+
+#: einsum letters for a convolution's axes (g, i, o name its groups and channels)
+_AXES = "abcdefhjklmn"
+
+
+def _lowest(dtype):
+    """The fill of a max window's padding: -inf, or an integer dtype's least value."""
+    dtype = np.dtype(dtype)
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _first_max(x, axis):
+    """A one-hot along ``axis`` of its first maximum (what XLA's select with ``>=`` keeps)."""
+    first = np.expand_dims(x.argmax(axis=axis), axis)
+    where = np.arange(x.shape[axis]).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    return (first == where).astype(x.dtype)
 
 
 def _ax(t: ArrayType, axes) -> tuple[int, ...]:
@@ -136,33 +157,112 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
         make.constant = True  # straight-line code computes it once
         return make
 
-    def patches(ins, outs, x, *, kh, kw, stride, padding):
-        t = ins[0]
-        x4 = x if t.batched else x[None]
-        oh, ow = patches_shape(t.shape, kh, kw, stride, padding)[:2]
-        (top, bottom), (left, right) = pad_sides(padding)
-        sh, sw = stride
-        xp4 = lib.pad(x4, ((0, 0), (top, bottom), (left, right), (0, 0)))
-        rows = [xp.stack([xp4[:, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw, :]
-                          for j in range(kw)], axis=3) for i in range(kh)]
-        out = xp.stack(rows, axis=3)  # (N, OH, OW, kh, kw, C)
-        return out if t.batched else out[0]
+    # ---------------------------------------------------------------- convolution and windows
+    # The array libraries without a convolution of their own (NumPy, SymPy) take windows: each
+    # output position's window of the (dilated, padded) input, stacked on a new axis, then one
+    # contraction with the kernel (im2col), or one reduction over the window. Arrays here have a
+    # leading batch axis (an unbatched operand goes through as a batch of one).
+    pad_with = getattr(lib, "pad_with", None) or (lambda x, widths, fill: xp.pad(x, widths, constant_values=fill))
+    max_over = getattr(lib, "max_over", None) or (lambda x, axis: x.max(axis=axis))
+    first_max = getattr(lib, "first_max", None) or _first_max
 
-    def patches_t(ins, outs, d, *, in_shape, kh, kw, stride, padding):
-        t = ins[0]
-        d6 = d if t.batched else d[None]
-        h, w, c = in_shape
-        (top, bottom), (left, right) = pad_sides(padding)
-        sh, sw = stride
-        oh, ow = t.shape[:2]
-        acc = lib.full((d6.shape[0], h + top + bottom, w + left + right, c), 0, t.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                idx = (slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw),
-                       slice(None))
-                acc = lib.add_at(acc, idx, d6[:, :, :, i, j, :])
-        out = acc[:, top: top + h, left: left + w, :]
-        return out if t.batched else out[0]
+    def dilate_pad(x, base, padding, fill):
+        """``x`` (B, *S, C) with ``base - 1`` fills between elements of each spatial axis, then
+        padded by ``(lo, hi)`` of ``fill`` (a negative pad crops)."""
+        n = len(base)
+        if any(d > 1 for d in base):
+            shape = (x.shape[0],) + tuple(dilated_size(s, d) for s, d in zip(x.shape[1:1 + n], base)) + x.shape[-1:]
+            out = lib.full(shape, fill, x.dtype)
+            out[(slice(None),) + tuple(slice(None, None, d) for d in base) + (slice(None),)] = x
+            x = out
+        x = x[(slice(None),) + tuple(slice(max(-lo, 0), x.shape[1 + i] - max(-hi, 0))
+                                     for i, (lo, hi) in enumerate(padding)) + (slice(None),)]
+        widths = ((0, 0),) + tuple((max(lo, 0), max(hi, 0)) for lo, hi in padding) + ((0, 0),)
+        return pad_with(x, widths, fill) if any(w != (0, 0) for w in widths) else x
+
+    def windows(x, window, strides, padding, base, dilation, fill):
+        """(B, *S', P, C): the window of each output position, its P = prod(window) elements in
+        row-major order."""
+        n = len(window)
+        x = dilate_pad(x, base, padding, fill)
+        out = [(x.shape[1 + i] - dilated_size(window[i], dilation[i])) // strides[i] + 1 for i in range(n)]
+        parts = [x[(slice(None),) + tuple(slice(k[i] * dilation[i], k[i] * dilation[i] + strides[i] * (out[i] - 1) + 1,
+                                                strides[i]) for i in range(n)) + (slice(None),)]
+                 for k in itertools.product(*map(range, window))]
+        return xp.stack(parts, axis=1 + n)
+
+    def windows_t(v, in_shape, window, strides, padding):
+        """The transpose of :func:`windows` without dilation: ``v`` (B, *S', P, C) added back
+        into zeros of (B, *in_shape, C), overlapping windows adding up."""
+        n = len(window)
+        padded = tuple(s + lo + hi for s, (lo, hi) in zip(in_shape, padding))
+        acc = lib.full((v.shape[0],) + padded + v.shape[-1:], 0, v.dtype)
+        out = v.shape[1:1 + n]
+        for p, k in enumerate(itertools.product(*map(range, window))):
+            idx = (slice(None),) + tuple(slice(k[i], k[i] + strides[i] * (out[i] - 1) + 1, strides[i])
+                                         for i in range(n)) + (slice(None),)
+            acc = lib.add_at(acc, idx, v[(slice(None),) * (1 + n) + (p,)])
+        return acc[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(in_shape, padding))]
+
+    def batch_of_one(f):
+        """``f`` on arrays with a leading batch axis, applied to unbatched ones as a batch of one."""
+        def rule(ins, outs, *vals, **attrs):
+            if ins[0].batched:
+                return f(*vals, **attrs)
+            return f(*(v[None] if t.batched == ins[0].batched else v for v, t in zip(vals, ins)), **attrs)[0]
+        return rule
+
+    def conv(ins, outs, x, w, *, strides, padding, lhs_dilation, rhs_dilation, groups):
+        n = len(strides)
+        xb = x if ins[0].batched else x[None]
+        p = windows(xb, w.shape[:n], strides, padding, lhs_dilation, rhs_dilation, 0)  # (B, *S', P, C)
+        cin_g, cout = w.shape[n], w.shape[n + 1]
+        p = xp.reshape(p, p.shape[:n + 2] + (groups, cin_g))
+        k = xp.reshape(w, (-1, cin_g, groups, cout // groups))
+        out = lib.einsum(f"{_AXES[:n + 2]}gi,{_AXES[n + 1]}igo->{_AXES[:n + 1]}go", p, k)
+        out = xp.reshape(out, out.shape[:n + 1] + (cout,))
+        return out if ins[0].batched else out[0]
+
+    def conv_weight(ins, outs, x, dy, *, kernel, strides, padding, lhs_dilation, rhs_dilation, groups):
+        n = len(kernel)
+        if not ins[0].batched:
+            x, dy = x[None], dy[None]
+        p = windows(x, kernel, strides, padding, lhs_dilation, rhs_dilation, 0)  # (B, *S', P, C)
+        cin, cout = x.shape[-1], dy.shape[-1]
+        p = xp.reshape(p, p.shape[:n + 2] + (groups, cin // groups))
+        d = xp.reshape(dy, dy.shape[:n + 1] + (groups, cout // groups))
+        out = lib.einsum(f"{_AXES[:n + 2]}gi,{_AXES[:n + 1]}go->{_AXES[n + 1]}igo", p, d)
+        return xp.reshape(out, tuple(kernel) + (cin // groups, cout))
+
+    def lowest(x):
+        return lib.lowest(x.dtype) if hasattr(lib, "lowest") else _lowest(x.dtype)
+
+    @batch_of_one
+    def window_max(x, *, window, strides, padding):
+        n = len(window)
+        return max_over(windows(x, window, strides, padding, (1,) * n, (1,) * n, lowest(x)), 1 + n)
+
+    @batch_of_one
+    def window_sum(x, *, window, strides, padding, base_dilation, window_dilation):
+        n = len(window)
+        return summed(1 + n)(windows(x, window, strides, padding, base_dilation, window_dilation, 0))
+
+    def chosen(operand, window, strides, padding):
+        """A one-hot of each window's first maximum: (B, *S', P, C)."""
+        n = len(window)
+        return first_max(windows(operand, window, strides, padding, (1,) * n, (1,) * n, lowest(operand)), 1 + n)
+
+    @batch_of_one
+    def select_and_scatter_add(source, operand, *, window, strides, padding):
+        n = len(window)
+        picks = chosen(operand, window, strides, padding) * xp.expand_dims(source, 1 + n)
+        return windows_t(picks, operand.shape[1:1 + n], window, strides, padding)
+
+    @batch_of_one
+    def select_and_gather_add(tangent, operand, *, window, strides, padding):
+        n = len(window)
+        picks = chosen(operand, window, strides, padding)
+        return summed(1 + n)(picks * windows(tangent, window, strides, padding, (1,) * n, (1,) * n, 0))
 
     def rows_of(n: int, idx: ArrayType):
         """Example numbers shaped to index a batched array alongside ``idx`` (one per example)."""
@@ -194,8 +294,13 @@ def shared_rules(lib: ArrayLib) -> dict[str, Callable]:
         "reshape": reshape,
         "transpose": transpose,
         "einsum": einsum,
-        "patches": patches,
-        "patches_t": patches_t,
+        "conv": conv,
+        "conv_weight": conv_weight,
+        "rev": staged(lambda ins, outs, *, axes: functools.partial(xp.flip, axis=_ax(ins[0], axes))),
+        "window_max": window_max,
+        "window_sum": window_sum,
+        "select_and_scatter_add": select_and_scatter_add,
+        "select_and_gather_add": select_and_gather_add,
         "take": take,
         "scatter_add": scatter_add,
         "foreign": lambda ins, outs, *vals, fn, types_out: list(fn(*vals)),

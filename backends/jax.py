@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from paralens.prims import OPT_BARRIER
+from paralens.prims import OPT_BARRIER, rhs_cotangent_padding
 from paralens.terms import Term, as_term
 from paralens.types import ArrayType
 
@@ -83,6 +83,85 @@ def _by_constant(op, numpy_fn):
     return fn
 
 
+def _dimension_numbers(n: int, weight: bool = False) -> lax.ConvDimensionNumbers:
+    """Channels last, as paralens lays arrays out: inputs (B, *S, C), kernels (*K, C, O). For the
+    kernel's cotangent (``weight``) the batch is contracted as the features and the kernel comes
+    out (JAX's own transpose rule)."""
+    data, kernel = (0, n + 1) + tuple(range(1, n + 1)), (n + 1, n) + tuple(range(n))
+    if not weight:
+        return lax.ConvDimensionNumbers(data, kernel, data)
+    swapped = (n + 1, 0) + tuple(range(1, n + 1))
+    return lax.ConvDimensionNumbers(swapped, swapped, (n, n + 1) + tuple(range(n)))
+
+
+def _conv(ins, outs, x, w, *, strides, padding, lhs_dilation, rhs_dilation, groups):
+    dtype = outs[0].dtype
+    xb = x if ins[0].batched else x[None]
+    out = lax.conv_general_dilated(xb.astype(dtype), w.astype(dtype), strides, padding, lhs_dilation, rhs_dilation,
+                                   _dimension_numbers(len(strides)), feature_group_count=groups)
+    return out if ins[0].batched else out[0]
+
+
+def _conv_weight(ins, outs, x, dy, *, kernel, strides, padding, lhs_dilation, rhs_dilation, groups):
+    if not ins[0].batched:
+        x, dy = x[None], dy[None]
+    n = len(kernel)
+    pads = [rhs_cotangent_padding(s, k, st, p, ld, rd, o) for s, k, st, p, ld, rd, o in
+            zip(x.shape[1:1 + n], kernel, strides, padding, lhs_dilation, rhs_dilation, dy.shape[1:1 + n])]
+    dtype = outs[0].dtype
+    return lax.conv_general_dilated(x.astype(dtype), dy.astype(dtype), rhs_dilation, pads, lhs_dilation, strides,
+                                    _dimension_numbers(n, weight=True), batch_group_count=groups)
+
+
+def _one_batch(rule):
+    """``rule`` on arrays with a leading batch axis, applied to unbatched ones as a batch of one."""
+    def batched(ins, outs, *vals, **attrs):
+        if ins[0].batched:
+            return rule(*vals, **attrs)
+        return rule(*(v[None] for v in vals), **attrs)[0]
+    return batched
+
+
+def _window(window, strides, padding):
+    """``lax.reduce_window``'s window, strides and padding over the spatial axes of (B, *S, C)."""
+    return (1, *window, 1), (1, *strides, 1), ((0, 0), *padding, (0, 0))
+
+
+def _max_windows(window, strides, padding):
+    dims, st, pads = _window(window, strides, padding)
+    return lambda x: lax.reduce_window(x, -jnp.inf, lax.max, dims, st, pads)
+
+
+@_one_batch
+def _window_max(x, *, window, strides, padding):
+    return _max_windows(window, strides, padding)(x)
+
+
+@_one_batch
+def _window_sum(x, *, window, strides, padding, base_dilation, window_dilation):
+    """As JAX's own transpose of a window sum: a dilated input is padded inside first (``lax.pad``),
+    then summed over undilated windows."""
+    dims, st, pads = _window(window, strides, padding)
+    if any(b > 1 for b in base_dilation) or any(p < 0 for lo_hi in padding for p in lo_hi):
+        zero = jnp.zeros((), x.dtype)
+        x = lax.pad(x, zero, [(lo, hi, b - 1) for (lo, hi), b in zip(pads, (1, *base_dilation, 1))])
+        pads = ((0, 0),) * x.ndim
+    return lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, dims, st, pads, None, (1, *window_dilation, 1))
+
+
+@_one_batch
+def _select_and_scatter_add(source, operand, *, window, strides, padding):
+    """The cotangent of a max window, as JAX computes it: XLA's select-and-scatter."""
+    _, pullback = jax.vjp(_max_windows(window, strides, padding), operand)
+    return pullback(source.astype(operand.dtype))[0]
+
+
+@_one_batch
+def _select_and_gather_add(tangent, operand, *, window, strides, padding):
+    """The tangent of a max window, as JAX computes it (its transpose is select-and-scatter)."""
+    return jax.jvp(_max_windows(window, strides, padding), (operand,), (tangent.astype(operand.dtype),))[1]
+
+
 #: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
 RULES = {
     "neg": _lax_unary(lax.neg, jnp.negative), "exp": _lax_unary(lax.exp, jnp.exp), "log": _lax_unary(lax.log, jnp.log),
@@ -103,6 +182,12 @@ RULES = {
     "logsumexp": lambda ins, outs, x, *, axis: jax.nn.logsumexp(x, axis=axis + ins[0].batched),
     "normal": _normal,
     "uniform": _uniform,
+    "conv": _conv,
+    "conv_weight": _conv_weight,
+    "window_max": _window_max,
+    "window_sum": _window_sum,
+    "select_and_scatter_add": _select_and_scatter_add,
+    "select_and_gather_add": _select_and_gather_add,
 }
 
 
@@ -189,7 +274,6 @@ LIB = ArrayLib(
     constant=lambda value, shape, dtype: jnp.asarray(np.asarray(value, dtype=dtype).reshape(shape)),
     einsum=lambda spec, a, b: jnp.einsum(spec, a, b),
     contraction=_contraction,
-    pad=jnp.pad,
     add_at=lambda acc, idx, v: acc.at[idx].add(v),
 )
 

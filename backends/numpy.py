@@ -210,7 +210,6 @@ LIB = ArrayLib(
     einsum=lambda spec, a, b: np.einsum(spec, a, b, optimize=True),
     contraction=_contraction,
     broadcast_to=_broadcast_to,
-    pad=np.pad,
     sum=np.add.reduce,  # what x.sum(axis=...) calls, without the method's two layers of Python
     add_at=_add_at,
 )

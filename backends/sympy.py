@@ -94,6 +94,23 @@ def _max(ins, outs, x, *, axes):
     return np.asarray(x, dtype=object)
 
 
+def _max_over(x, axis):
+    return np.asarray(np.apply_along_axis(lambda v: sp.Max(*v), axis, x), dtype=object)
+
+
+def _first_max(x, axis):
+    """1 where an element is its window's first maximum (greater than those before it, at least
+    those after it: XLA's select with ``>=``), else 0; as ``Piecewise`` formulas."""
+    x = np.moveaxis(x, axis, 0)
+    n = x.shape[0]
+
+    def pick(p, *v):
+        cond = sp.And(*(v[p] > v[q] for q in range(p)), *(v[p] >= v[q] for q in range(p + 1, n)))
+        return sp.Piecewise((1, cond), (0, True))
+    out = [np.asarray(np.frompyfunc(functools.partial(pick, p), n, 1)(*x), dtype=object) for p in range(n)]
+    return np.moveaxis(np.stack(out), 0, axis)
+
+
 def _exp_sum(x, axis):
     return np.sum(_vec(sp.exp)(x), axis=axis, keepdims=True)
 
@@ -191,7 +208,10 @@ LIB = ArrayLib(
     full=lambda shape, value, dtype: np.full(shape, _sympify(value), dtype=object),
     constant=lambda value, shape, dtype: np.asarray([_num(v) for v in value], dtype=object).reshape(shape),
     einsum=lambda spec, a, b: np.asarray(np.einsum(spec, a, b), dtype=object),
-    pad=lambda x, widths: np.pad(x, widths, constant_values=sp.Integer(0)),
+    pad_with=lambda x, widths, fill: np.pad(x, widths, constant_values=_sympify(fill)),
+    lowest=lambda dtype: -sp.oo,
+    max_over=_max_over,
+    first_max=_first_max,
     add_at=_add_at,
 )
 

@@ -26,7 +26,7 @@ from .tracer import term_of, term_on
 from .types import Array, ArrayType, Ty, positive_int, real
 
 __all__ = ["dense", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "softmax", "mlp",
-           "conv2d", "max_pool", "avg_pool", "flatten", "layer_norm", "rms_norm", "embedding", "dropout",
+           "conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool", "avg_pool", "flatten", "layer_norm", "rms_norm", "embedding", "dropout",
            "inference_mode", "multi_head_attention", "transformer_block"]
 
 
@@ -243,8 +243,44 @@ def _layer(activation, what: str) -> Poly:
     return layer
 
 
+_SPATIAL = {1: "(L, C)", 2: "(H, W, C)", 3: "(D, H, W, C)"}
+
+
+def _conv_layer(fn: str, n: int, in_channels, out_channels, kernel, stride, padding, dilation, groups, init,
+                transpose: bool = False) -> Poly:
+    """A convolution layer of ``n`` spatial axes with a bias (checked here, built at its input type)."""
+    in_channels = positive_int(in_channels, f"{fn}: in_channels")
+    out_channels = positive_int(out_channels, f"{fn}: out_channels")
+    kernel = W.positive_ints(fn, "kernel", kernel, n)
+    stride = W.positive_ints(fn, "stride", stride, n)
+    dilation = W.positive_ints(fn, "dilation", dilation, n)
+    groups = positive_int(groups, f"{fn}: groups")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{fn}: groups={groups} must divide in_channels={in_channels} and "
+                         f"out_channels={out_channels}")
+    pad = W.padding_of(fn, padding, n=n)
+    init = inits.initializer(init, f"{fn}: init")
+    shape = kernel + (in_channels // groups, out_channels)
+    size = "x".join(map(str, kernel))
+
+    def make(ty: Ty) -> Term:
+        (t,) = ty
+        if t.ndim != n + 1 or t.shape[-1] != in_channels:
+            raise TypeError(f"{fn} expects per-example {_SPATIAL.get(n, f'({n} axes, C)')} arrays with "
+                            f"C = {in_channels}, got {t}")
+
+        def conv(x, w: ArrayType(shape, t.dtype, False) = init,
+                 b: ArrayType((out_channels,), t.dtype, False) = inits.zeros()):
+            if transpose:
+                return W.conv_transpose(x, w, stride=stride, padding=pad, dilation=dilation) + b
+            return W.conv(x, w, stride=stride, padding=pad, dilation=dilation, groups=groups) + b
+        return term_of(conv, dom=[t], name=f"{fn}({in_channels}, {out_channels}, {size})", layer="conv")
+    return Poly(make, fn)
+
+
 def conv2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 3, *,
-           stride=(1, 1), padding: int | tuple | str = "valid", init: tuple = inits.he_normal()) -> Poly:
+           stride=(1, 1), padding: int | tuple | str = "valid", dilation=1, groups: int = 1,
+           init: tuple = inits.he_normal()) -> Poly:
     """2-D convolution with bias on per-example (H, W, C) images; ``padding`` is
     ``"valid"``, ``"same"`` (``ceil(H / stride)`` rows, as JAX and TensorFlow: an even kernel
     pads one more row after than before), an int, ``(ph, pw)`` or ``((top, bottom), (left, right))``.
@@ -256,89 +292,178 @@ def conv2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 
         stride: the step between windows, an int or a pair ``(sh, sw)``; the default moves one pixel.
         padding: the zeros padded around each image, in one of the forms above; ``"valid"``
             (the default) pads none.
+        dilation: the kernel's dilation (atrous convolution), an int or a pair.
+        groups: feature groups dividing both channel counts; ``groups = in_channels`` is a
+            depthwise convolution.
         init: the initialiser of the kernel, a descriptor of :mod:`paralens.init` (He-normal by
             default); the bias starts at zeros.
 
     Returns:
         A polymorphic layer (:class:`~paralens.Poly`): at a per-example type ``(H, W, in_channels)``
         it is the term to ``(OH, OW, out_channels)``, with the parameters ``conv.w`` of shape
-        ``(kh, kw, in_channels, out_channels)`` and ``conv.b`` of shape ``(out_channels,)``. Typing
-        it at another shape raises ``TypeError``.
+        ``(kh, kw, in_channels / groups, out_channels)`` and ``conv.b`` of shape ``(out_channels,)``.
+        Typing it at another shape raises ``TypeError``.
 
     Raises:
         TypeError: if a size, the stride or the padding has the wrong type or form.
-        ValueError: if a size or a stride is not positive, the padding is negative or an unknown
-            string, or ``init`` is not an initialiser.
+        ValueError: if a size or a stride is not positive, ``groups`` does not divide the channels,
+            the padding is negative or an unknown string, or ``init`` is not an initialiser.
 
     >>> import paralens as pl
     >>> pl.nn.conv2d(1, 2, 4, padding="same").at(pl.Array[8, 8, 1]).cod
     Ty(Array[8, 8, 2])
+    >>> pl.nn.conv2d(4, 8, 3, padding=1, groups=4).at(pl.Array[6, 6, 4]).param_types["conv.w"]
+    Array[3, 3, 1, 8, batched=False]
     """
-    in_channels = positive_int(in_channels, "conv2d: in_channels")
-    out_channels = positive_int(out_channels, "conv2d: out_channels")
-    kh, kw = W.positive_pair("conv2d", "kernel", kernel)
-    stride = W.positive_pair("conv2d", "stride", stride)
-    pad = W.padding_of("conv2d", padding)
-    init = inits.initializer(init, "conv2d: init")
+    return _conv_layer("conv2d", 2, in_channels, out_channels, kernel, stride, padding, dilation, groups, init)
 
-    def make(ty: Ty) -> Term:
-        (t,) = ty
-        if t.ndim != 3 or t.shape[2] != in_channels:
-            raise TypeError(f"conv2d expects (H, W, {in_channels}) images, got {t}")
 
-        def conv(x, w: ArrayType((kh, kw, in_channels, out_channels), t.dtype, False) = init,
-                 b: ArrayType((out_channels,), t.dtype, False) = inits.zeros()):
-            return W.conv2d(x, w, stride=stride, padding=pad) + b
-        return term_of(conv, dom=[t], name=f"conv2d({in_channels}, {out_channels}, {kh}x{kw})", layer="conv")
-    return Poly(make, "conv2d")
+def conv1d(in_channels: int, out_channels: int, kernel: int | tuple[int] = 3, *, stride=1,
+           padding: int | tuple | str = "valid", dilation=1, groups: int = 1, init: tuple = inits.he_normal()) -> Poly:
+    """1-D convolution with bias on per-example (L, C) sequences: :func:`conv2d` with one spatial axis.
+
+    Args:
+        in_channels: the input's channels ``C``.
+        out_channels: the output's channels.
+        kernel: the window's length.
+        stride: the step between windows.
+        padding: ``"valid"``, ``"same"``, an int or ``((lo, hi),)``.
+        dilation: the kernel's dilation.
+        groups: feature groups dividing both channel counts.
+        init: the kernel's initialiser.
+
+    Returns:
+        A polymorphic layer: at ``(L, in_channels)`` the term to ``(L', out_channels)``, parameters
+        ``conv.w`` ``(k, in_channels / groups, out_channels)`` and ``conv.b``.
+
+    Raises:
+        TypeError: if an argument has the wrong type or form.
+        ValueError: if a size is not positive, ``groups`` does not divide the channels, or the
+            padding is negative or unknown.
+
+    >>> import paralens as pl
+    >>> pl.nn.conv1d(3, 5, 4, stride=2, padding="same").at(pl.Array[9, 3]).cod
+    Ty(Array[5, 5])
+    """
+    return _conv_layer("conv1d", 1, in_channels, out_channels, kernel, stride, padding, dilation, groups, init)
+
+
+def conv3d(in_channels: int, out_channels: int, kernel: int | tuple[int, int, int] = 3, *, stride=1,
+           padding: int | tuple | str = "valid", dilation=1, groups: int = 1, init: tuple = inits.he_normal()) -> Poly:
+    """3-D convolution with bias on per-example (D, H, W, C) volumes: :func:`conv2d` with three
+    spatial axes.
+
+    Args:
+        in_channels: the input's channels ``C``.
+        out_channels: the output's channels.
+        kernel: the window, an int or three.
+        stride: the step between windows.
+        padding: ``"valid"``, ``"same"``, an int, three, or three ``(lo, hi)`` pairs.
+        dilation: the kernel's dilation.
+        groups: feature groups dividing both channel counts.
+        init: the kernel's initialiser.
+
+    Returns:
+        A polymorphic layer: at ``(D, H, W, in_channels)`` the term to ``(D', H', W', out_channels)``,
+        parameters ``conv.w`` ``(*kernel, in_channels / groups, out_channels)`` and ``conv.b``.
+
+    Raises:
+        TypeError: if an argument has the wrong type or form.
+        ValueError: if a size is not positive, ``groups`` does not divide the channels, or the
+            padding is negative or unknown.
+
+    >>> import paralens as pl
+    >>> pl.nn.conv3d(2, 4, 3, padding="same").at(pl.Array[4, 5, 6, 2]).cod
+    Ty(Array[4, 5, 6, 4])
+    """
+    return _conv_layer("conv3d", 3, in_channels, out_channels, kernel, stride, padding, dilation, groups, init)
+
+
+def conv_transpose2d(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 3, *, stride=(1, 1),
+                     padding: tuple | str = "valid", dilation=1, init: tuple = inits.he_normal()) -> Poly:
+    """2-D transposed convolution with bias on (H, W, C) images, as flax's ``ConvTranspose`` and
+    ``lax.conv_transpose``: the input dilated by ``stride``, then convolved; ``"same"`` gives
+    ``(H * sh, W * sw)``.
+
+    Args:
+        in_channels: the input's channels ``C``.
+        out_channels: the output's channels.
+        kernel: the kernel's size, an int or a pair.
+        stride: the upsampling factor, an int or a pair.
+        padding: ``"valid"``, ``"same"``, or ``((top, bottom), (left, right))`` around the dilated input.
+        dilation: the kernel's dilation.
+        init: the kernel's initialiser.
+
+    Returns:
+        A polymorphic layer: at ``(H, W, in_channels)`` the term to ``(H', W', out_channels)``,
+        parameters ``conv.w`` ``(kh, kw, in_channels, out_channels)`` and ``conv.b``.
+
+    Raises:
+        TypeError: if an argument has the wrong type or form.
+        ValueError: if a size is not positive, or the padding is negative or unknown.
+
+    >>> import paralens as pl
+    >>> pl.nn.conv_transpose2d(4, 2, 3, stride=2, padding="same").at(pl.Array[5, 5, 4]).cod
+    Ty(Array[10, 10, 2])
+    """
+    return _conv_layer("conv_transpose2d", 2, in_channels, out_channels, kernel, stride, padding, dilation, 1, init,
+                       transpose=True)
 
 
 def _pool_layer(name: str, fn: Callable, window, stride, padding) -> Poly:
-    window = W.positive_pair(name, "window", window)
-    stride = None if stride is None else W.positive_pair(name, "stride", stride)
-    W.padding_of(name, padding, per_side=False)
+    n = len(window) if isinstance(window, (tuple, list)) else 2
+    window = W.positive_ints(name, "window", window, n)
+    stride = None if stride is None else W.positive_ints(name, "stride", stride, n)
+    W.padding_of(name, padding, per_side=False, n=n)
     return _activation_layer(lambda x: fn(x, window, stride, padding), name)
 
 
-def max_pool(window=(2, 2), stride=None, padding=(0, 0)) -> Poly:
-    """Max pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``).
+def max_pool(window=(2, 2), stride=None, padding=0) -> Poly:
+    """Max pooling (``stride`` defaults to ``window``; ``padding`` an int or one per axis, -inf),
+    over as many spatial axes as ``window`` has entries: (H, W, C) images for a pair.
 
     Args:
-        window: the size of the windows, an int for a square or a pair ``(wh, ww)``.
-        stride: the step between windows, an int or a pair; ``None`` takes ``window`` (windows
-            that do not overlap).
-        padding: the zeros padded on both sides of each image, an int or a pair ``(ph, pw)``.
+        window: the size of the windows, a tuple of one per spatial axis (an int: a square).
+        stride: the step between windows, an int or one per axis; ``None`` takes ``window``
+            (windows that do not overlap).
+        padding: padded on both sides of each spatial axis, an int or one per axis; padding never
+            wins a maximum (it is -inf, as in JAX and flax).
 
     Returns:
         A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``max_pool``: at a
-        per-example type ``(H, W, C)`` it is the term to ``(OH, OW, C)``; typing it at an array of
-        another rank raises ``TypeError``.
+        per-example type ``(H, W, C)`` (for a pair) it is the term to ``(OH, OW, C)``; typing it at an
+        array of another rank raises ``TypeError``.
 
     Raises:
-        TypeError: if ``window``, ``stride`` or ``padding`` is not an int or a pair of ints.
+        TypeError: if ``window``, ``stride`` or ``padding`` is not an int or a tuple of ints.
         ValueError: if ``window`` or ``stride`` is not positive, or ``padding`` is negative or a string.
+
+    >>> import paralens as pl
+    >>> pl.nn.max_pool((2,), padding=1).at(pl.Array[7, 3]).cod
+    Ty(Array[4, 3])
     """
     return _pool_layer("max_pool", W.max_pool, window, stride, padding)
 
 
-def avg_pool(window=(2, 2), stride=None, padding=(0, 0)) -> Poly:
-    """Average pooling of (H, W, C) images (``stride`` defaults to ``window``; ``padding`` an int or ``(ph, pw)``).
+def avg_pool(window=(2, 2), stride=None, padding=0) -> Poly:
+    """Average pooling (``stride`` defaults to ``window``; ``padding`` an int or one per axis),
+    over as many spatial axes as ``window`` has entries: (H, W, C) images for a pair.
 
     Padded zeros count in the average.
 
     Args:
-        window: the size of the windows, an int for a square or a pair ``(wh, ww)``.
-        stride: the step between windows, an int or a pair; ``None`` takes ``window`` (windows
-            that do not overlap).
-        padding: the zeros padded on both sides of each image, an int or a pair ``(ph, pw)``.
+        window: the size of the windows, a tuple of one per spatial axis (an int: a square).
+        stride: the step between windows, an int or one per axis; ``None`` takes ``window``
+            (windows that do not overlap).
+        padding: the zeros padded on both sides of each spatial axis, an int or one per axis.
 
     Returns:
         A polymorphic layer (:class:`~paralens.Poly`) with no parameters, named ``avg_pool``: at a
-        per-example type ``(H, W, C)`` it is the term to ``(OH, OW, C)``; typing it at an array of
-        another rank raises ``TypeError``.
+        per-example type ``(H, W, C)`` (for a pair) it is the term to ``(OH, OW, C)``; typing it at an
+        array of another rank raises ``TypeError``.
 
     Raises:
-        TypeError: if ``window``, ``stride`` or ``padding`` is not an int or a pair of ints.
+        TypeError: if ``window``, ``stride`` or ``padding`` is not an int or a tuple of ints.
         ValueError: if ``window`` or ``stride`` is not positive, or ``padding`` is negative or a string.
     """
     return _pool_layer("avg_pool", W.avg_pool, window, stride, padding)

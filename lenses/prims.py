@@ -44,7 +44,8 @@ __all__ = [
     "NEG", "EXP", "LOG", "SQRT", "TANH", "SIGMOID", "SOFTPLUS", "RELU", "STEP", "SCALE", "SHIFT",
     "POW", "ADD", "SUB", "MUL", "DIV", "GREATER", "EQUAL", "WHERE", "ZEROS", "CONST",
     "STOP_GRADIENT", "REDUCE_SUM", "REDUCE_MAX", "BROADCAST", "RESHAPE", "TRANSPOSE", "EINSUM",
-    "SOFTMAX", "LOGSUMEXP", "PATCHES", "PATCHES_T", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
+    "SOFTMAX", "LOGSUMEXP", "CONV", "CONV_WEIGHT", "REV", "WINDOW_MAX", "WINDOW_SUM", "SELECT_AND_SCATTER_ADD",
+    "SELECT_AND_GATHER_ADD", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
     "CAST", "POWER", "COS", "SIN", "TAN", "ARCTAN", "FLOOR", "FOREIGN", "Foreign", "NORMAL", "UNIFORM", "KEY",
     "TAKE", "SCATTER_ADD", "INTS", "OPT_BARRIER", "FLOATS",
 ]
@@ -547,56 +548,224 @@ SOFTMAX = define("softmax", _axis_rule("softmax", False), _softmax_rev)
 LOGSUMEXP = define("logsumexp", _axis_rule("logsumexp", True), _logsumexp_rev)
 
 
-# --------------------------------------------------------------------------- convolution patches
+# --------------------------------------------------------------------------- convolution and windows
+# Per example, arrays are channels-last: an input (*S, C) of n spatial axes, a kernel (*K, C / G, O).
+# The attributes are those of ``lax.conv_general_dilated``: ``strides``, ``padding`` ((lo, hi) per
+# spatial axis, negative crops), ``lhs_dilation``, ``rhs_dilation`` and ``groups``.
 
 
-def pad_sides(padding) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``padding`` as ``((top, bottom), (left, right))``; ``(ph, pw)`` pads both sides alike."""
-    return tuple(p if isinstance(p, tuple) else (p, p) for p in padding)
+def dilated_size(n: int, d: int) -> int:
+    """The size of an axis of ``n`` elements with ``d - 1`` zeros between each two."""
+    return 0 if n == 0 else 1 + d * (n - 1)
 
 
-def patches_shape(in_shape, kh, kw, stride, padding):
-    h, w, c = in_shape
-    (t, b), (l, r) = pad_sides(padding)
-    oh = (h + t + b - kh) // stride[0] + 1
-    ow = (w + l + r - kw) // stride[1] + 1
-    return (oh, ow, kh, kw, c)
+def window_out_size(size: int, k: int, stride: int, pad: tuple[int, int], base: int = 1, window: int = 1) -> int:
+    """Positions of a window of ``k`` (dilated by ``window``) over ``size`` elements (dilated by
+    ``base``, padded by ``pad``), taken every ``stride``."""
+    return (dilated_size(size, base) + pad[0] + pad[1] - dilated_size(k, window)) // stride + 1
 
 
-def _patches_rule(types, *, kh, kw, stride, padding):
-    _arity("patches", types, 1)
-    t = types[0]
-    if t.ndim != 3:
-        _fail("patches", types, "needs a per-example (height, width, channels) input")
-    out = patches_shape(t.shape, kh, kw, stride, padding)
-    if out[0] < 1 or out[1] < 1:
-        _fail("patches", types, f"window {kh}x{kw} does not fit")
-    return [t.with_shape(out)]
+def _spatial(name, types, t: ArrayType, n: int):
+    if t.ndim != n + 1:
+        _fail(name, types, f"needs per-example arrays of {n} spatial axes and one of channels")
 
 
-def _patches_t_rule(types, *, in_shape, kh, kw, stride, padding):
-    _arity("patches_t", types, 1)
-    t = types[0]
-    if t.shape != patches_shape(in_shape, kh, kw, stride, padding):
-        _fail("patches_t", types, f"is not the patches shape of {in_shape}")
-    return [t.with_shape(in_shape)]
+def _conv_attrs(name, types, n, strides, padding, lhs_dilation, rhs_dilation):
+    for what, v in (("strides", strides), ("lhs_dilation", lhs_dilation), ("rhs_dilation", rhs_dilation)):
+        if len(v) != n or any(not isinstance(s, int) or s < 1 for s in v):
+            _fail(name, types, f"{what}={v} must be {n} positive ints")
+    if len(padding) != n or any(len(p) != 2 for p in padding):
+        _fail(name, types, f"padding={padding} must be {n} pairs (lo, hi)")
 
 
-def _patches_rev(p, x, y, dy):
-    return [PATCHES_T(dy[0], in_shape=x[0].type.shape, **p)]
+def _conv_rule(types, *, strides, padding, lhs_dilation, rhs_dilation, groups):
+    _arity("conv", types, 2)
+    x, w = types
+    n = w.ndim - 2
+    if n < 1:
+        _fail("conv", types, "needs a kernel (*window, in_channels / groups, out_channels)")
+    if w.batched:
+        _fail("conv", types, "takes one kernel for every example (an unbatched kernel)")
+    _spatial("conv", types, x, n)
+    _conv_attrs("conv", types, n, strides, padding, lhs_dilation, rhs_dilation)
+    cin, cin_g, cout = x.shape[-1], w.shape[n], w.shape[n + 1]
+    if groups < 1 or cin % groups or cin // groups != cin_g or cout % groups:
+        _fail("conv", types, f"with groups={groups} the input's {cin} channels and the kernel's {cin_g} x "
+                             f"{cout} do not fit (in_channels = groups * kernel in, groups divides out)")
+    out = tuple(window_out_size(s, k, st, p, ld, rd) for s, k, st, p, ld, rd in
+                zip(x.shape[:n], w.shape[:n], strides, padding, lhs_dilation, rhs_dilation))
+    if any(o < 1 for o in out):
+        _fail("conv", types, f"the window does not fit: output positions {out}")
+    return [ArrayType(out + (cout,), promote(types), x.batched)]
 
 
-def _patches_t_rev(p, x, y, dy):
-    q = dict(p)
-    q.pop("in_shape")
-    return [PATCHES(dy[0], **q)]
+def _conv_weight_rule(types, *, kernel, strides, padding, lhs_dilation, rhs_dilation, groups):
+    _arity("conv_weight", types, 2)
+    x, dy = types
+    n = len(kernel)
+    _spatial("conv_weight", types, x, n)
+    _spatial("conv_weight", types, dy, n)
+    if x.batched != dy.batched:
+        _fail("conv_weight", types, "takes inputs and output cotangents both batched, or both not")
+    _conv_attrs("conv_weight", types, n, strides, padding, lhs_dilation, rhs_dilation)
+    cin, cout = x.shape[-1], dy.shape[-1]
+    if groups < 1 or cin % groups or cout % groups:
+        _fail("conv_weight", types, f"groups={groups} divides neither {cin} input nor {cout} output channels")
+    out = tuple(window_out_size(s, k, st, p, ld, rd) for s, k, st, p, ld, rd in
+                zip(x.shape[:n], kernel, strides, padding, lhs_dilation, rhs_dilation))
+    if out != dy.shape[:n]:
+        _fail("conv_weight", types, f"the cotangent's positions {dy.shape[:n]} are not the convolution's {out}")
+    return [ArrayType(tuple(kernel) + (cin // groups, cout), promote(types), batched=False)]
 
 
-#: ``patches(x; kh, kw, stride, padding)``: (H, W, C) -> (OH, OW, kh, kw, C), the
-#: sliding windows of a 2-D convolution or pooling (zero padding). Linear; its
-#: reverse derivative is its transpose ``patches_t`` (overlapping windows add up).
-PATCHES = define("patches", _patches_rule, _patches_rev)
-PATCHES_T = define("patches_t", _patches_t_rule, _patches_t_rev)
+def _transposed_kernel(w, n: int, groups: int):
+    """The kernel of a convolution's input cotangent: the window reversed, in and out channels
+    swapped within each group (as JAX's own rule)."""
+    k, cin_g, cout = w.type.shape[:n], w.type.shape[n], w.type.shape[n + 1]
+    r = REV(w, axes=tuple(range(n)))
+    if groups == 1:
+        return TRANSPOSE(r, perm=tuple(range(n)) + (n + 1, n))
+    r = RESHAPE(r, shape=k + (cin_g, groups, cout // groups))
+    r = TRANSPOSE(r, perm=tuple(range(n)) + (n + 2, n + 1, n))
+    return RESHAPE(r, shape=k + (cout // groups, groups * cin_g))
+
+
+def lhs_cotangent_padding(size, k, stride, pad, base, window, out):
+    """The padding of the convolution giving an input's cotangent (JAX's
+    ``_conv_general_vjp_lhs_padding``), per axis."""
+    before = dilated_size(k, window) - pad[0] - 1
+    after = dilated_size(size, base) + dilated_size(k, window) - 1 - dilated_size(out, stride) - before
+    return (before, after)
+
+
+def rhs_cotangent_padding(size, k, stride, pad, base, window, out):
+    """The padding of the convolution giving a kernel's cotangent (JAX's
+    ``_conv_general_vjp_rhs_padding``), per axis."""
+    lo = pad[0]
+    hi = dilated_size(out, stride) - dilated_size(size, base) + dilated_size(k, window) - lo - 1
+    return (lo, hi)
+
+
+def _input_cotangent(p, dy, kernel_wire, n, spatial):
+    pads = tuple(lhs_cotangent_padding(s, k, st, pd, ld, rd, o) for s, k, st, pd, ld, rd, o in
+                 zip(spatial, kernel_wire.type.shape[:n], p["strides"], p["padding"], p["lhs_dilation"],
+                     p["rhs_dilation"], dy.type.shape[:n]))
+    return CONV(dy, _transposed_kernel(kernel_wire, n, p["groups"]), strides=p["lhs_dilation"], padding=pads,
+                lhs_dilation=p["strides"], rhs_dilation=p["rhs_dilation"], groups=p["groups"])
+
+
+def _conv_rev(p, x, y, dy):
+    n = len(p["strides"])
+    dx = _input_cotangent(p, dy[0], x[1], n, x[0].type.shape[:n])
+    dw = CONV_WEIGHT(x[0], dy[0], kernel=x[1].type.shape[:n], **p)
+    return [dx, dw]
+
+
+def _conv_weight_rev(p, x, y, dy):
+    n = len(p["kernel"])
+    q = {k: v for k, v in p.items() if k != "kernel"}
+    dx = _input_cotangent(q, x[1], dy[0], n, x[0].type.shape[:n])
+    ddy = CONV(x[0], dy[0], **q)
+    return [dx, ddy]
+
+
+#: ``conv(x, w; strides, padding, lhs_dilation, rhs_dilation, groups)``: the N-d convolution
+#: (cross-correlation) of ``lax.conv_general_dilated``, channels last: ``x`` (*S, C), ``w`` (*K, C /
+#: groups, O) -> (*S', O). Its reverse derivative is convolutions again: the input's cotangent a
+#: convolution of the output cotangent with the kernel reversed and transposed, the kernel's a
+#: :data:`CONV_WEIGHT`; so ``R(R(conv))`` stays in convolutions.
+CONV = define("conv", _conv_rule, _conv_rev)
+#: ``conv_weight(x, dy; kernel, ...)``: the kernel cotangent of ``conv`` with the same attributes:
+#: the correlation of the inputs with the output cotangent, summed over the batch (one
+#: convolution; JAX's kernel-transpose rule).
+CONV_WEIGHT = define("conv_weight", _conv_weight_rule, _conv_weight_rev)
+
+
+def _rev_rule(types, *, axes):
+    _arity("rev", types, 1)
+    _axes_ok("rev", types[0], axes)
+    return [types[0]]
+
+
+#: ``rev(x; axes)``: ``x`` reversed along ``axes`` (``lax.rev``); its own reverse derivative.
+REV = define("rev", _rev_rule, lambda p, x, y, dy: [REV(dy[0], axes=p["axes"])])
+
+
+def _window_attrs(name, types, t: ArrayType, window, strides, padding, base_dilation=None, window_dilation=None):
+    n = t.ndim - 1
+    if n < 1:
+        _fail(name, types, "needs per-example arrays of spatial axes and one of channels")
+    for what, v in (("window", window), ("strides", strides), ("base_dilation", base_dilation),
+                    ("window_dilation", window_dilation)):
+        if v is not None and (len(v) != n or any(not isinstance(s, int) or s < 1 for s in v)):
+            _fail(name, types, f"{what}={v} must be {n} positive ints")
+    if len(padding) != n or any(len(p) != 2 for p in padding):
+        _fail(name, types, f"padding={padding} must be {n} pairs (lo, hi)")
+    if base_dilation is None and any(p < 0 for lo_hi in padding for p in lo_hi):  # a sum's may crop
+        _fail(name, types, f"padding={padding} must be non-negative")
+    base = base_dilation or (1,) * n
+    wd = window_dilation or (1,) * n
+    out = tuple(window_out_size(s, k, st, p, b, d) for s, k, st, p, b, d in
+                zip(t.shape[:n], window, strides, padding, base, wd))
+    if any(o < 1 for o in out):
+        _fail(name, types, f"the window does not fit: output positions {out}")
+    return out
+
+
+def _window_max_rule(types, *, window, strides, padding):
+    _arity("window_max", types, 1)
+    out = _window_attrs("window_max", types, types[0], window, strides, padding)
+    return [types[0].with_shape(out + types[0].shape[-1:])]
+
+
+def _window_sum_rule(types, *, window, strides, padding, base_dilation, window_dilation):
+    _arity("window_sum", types, 1)
+    out = _window_attrs("window_sum", types, types[0], window, strides, padding, base_dilation, window_dilation)
+    return [types[0].with_shape(out + types[0].shape[-1:])]
+
+
+def _window_sum_rev(p, x, y, dy):
+    n = len(p["window"])
+    pads = tuple(lhs_cotangent_padding(s, k, st, pd, b, d, o) for s, k, st, pd, b, d, o in
+                 zip(x[0].type.shape[:n], p["window"], p["strides"], p["padding"], p["base_dilation"],
+                     p["window_dilation"], dy[0].type.shape[:n]))
+    return [WINDOW_SUM(dy[0], window=p["window"], strides=p["base_dilation"], padding=pads,
+                       base_dilation=p["strides"], window_dilation=p["window_dilation"])]
+
+
+def _select_rule(name, source_is_window: bool):
+    def rule(types, *, window, strides, padding):
+        _arity(name, types, 2)
+        values, operand = types
+        out = _window_attrs(name, types, operand, window, strides, padding)
+        want = out + operand.shape[-1:] if source_is_window else operand.shape
+        if values.shape != want or values.batched != operand.batched:
+            _fail(name, types, f"the values must be {want}, batched as the operand")
+        shape = operand.shape if source_is_window else out + operand.shape[-1:]
+        return [ArrayType(shape, values.dtype, operand.batched)]
+    return rule
+
+
+#: ``window_max(x; window, strides, padding)``: the maximum of each window over the spatial axes of
+#: ``x`` (*S, C), padded with -inf (``lax.reduce_window`` with ``max``; max pooling). Its reverse
+#: derivative routes each window's cotangent to the window's first maximum (XLA's
+#: select-and-scatter, as JAX's own rule).
+WINDOW_MAX = define("window_max", _window_max_rule,
+                    lambda p, x, y, dy: [SELECT_AND_SCATTER_ADD(dy[0], x[0], **p)])
+#: ``window_sum(x; window, strides, padding, base_dilation, window_dilation)``: the sum of each
+#: window, zeros padded (``lax.reduce_window`` with ``add``; average pooling divides it). Its
+#: reverse derivative is a window sum again.
+WINDOW_SUM = define("window_sum", _window_sum_rule, _window_sum_rev)
+#: ``select_and_scatter_add(source, operand; window, strides, padding)``: zeros of ``operand``'s
+#: shape with each ``source`` value added at its window's first maximum of ``operand``. Linear in
+#: ``source``: its transpose is :data:`SELECT_AND_GATHER_ADD`.
+SELECT_AND_SCATTER_ADD = define("select_and_scatter_add", _select_rule("select_and_scatter_add", True),
+                                lambda p, x, y, dy: [SELECT_AND_GATHER_ADD(dy[0], x[1], **p), None])
+#: ``select_and_gather_add(tangent, operand; window, strides, padding)``: for each window, the
+#: ``tangent`` value at the window's first maximum of ``operand``. Linear in ``tangent``: its
+#: transpose is :data:`SELECT_AND_SCATTER_ADD`.
+SELECT_AND_GATHER_ADD = define("select_and_gather_add", _select_rule("select_and_gather_add", False),
+                               lambda p, x, y, dy: [SELECT_AND_SCATTER_ADD(dy[0], x[1], **p), None])
 
 
 # --------------------------------------------------------------------------- gather and scatter

@@ -29,8 +29,8 @@ __all__ = [
     "Wire",
     "log", "gelu", "optimization_barrier",
     "power", "cast", "greater", "equal", "where", "maximum", "minimum", "clip", "sum", "mean",
-    "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to", "einsum", "matmul", "conv2d",
-    "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant", "normal", "uniform", "take",
+    "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to", "einsum", "matmul", "conv", "conv2d",
+    "conv_transpose", "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant", "normal", "uniform", "take",
     "scatter_add",
 ]  # and each elementwise function made by _pointful, which adds itself
 
@@ -706,30 +706,44 @@ def matmul(x, y) -> Wire:
 PADDINGS = ("valid", "same")
 
 
-def positive_pair(fn: str, what: str, value) -> tuple[int, int]:
-    """``value`` (an int, or a pair for height and width) as a pair of positive ints; else an
+def positive_ints(fn: str, what: str, value, n: int) -> tuple[int, ...]:
+    """``value`` (an int, or ``n`` of them, one per spatial axis) as ``n`` positive ints; else an
     error naming ``fn``, the argument ``what`` and the value."""
-    pair = (value, value) if _is_int(value) else value
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise TypeError(f"{fn}: {what} must be a positive int or a pair of them, got {value!r}")
-    return tuple(positive_int(v, f"{fn}: {what}={value!r}: each entry") for v in pair)
+    many = _count(n)
+    ints = (value,) * n if _is_int(value) else value
+    if not isinstance(ints, (tuple, list)) or len(ints) != n:
+        raise TypeError(f"{fn}: {what} must be a positive int or {many} of them, got {value!r}")
+    return tuple(positive_int(v, f"{fn}: {what}={value!r}: each entry") for v in ints)
 
 
-def padding_of(fn: str, padding, *, per_side: bool = True):
-    """A checked padding: one of :data:`PADDINGS` (where ``per_side``), or
-    ``((lo_h, hi_h), (lo_w, hi_w))`` from an int, a pair ``(ph, pw)`` or (where ``per_side``)
-    a pair of ``(lo, hi)`` pairs, all non-negative."""
-    forms = ("'valid', 'same', a non-negative int, a pair (ph, pw) or ((top, bottom), (left, right))" if per_side
-             else "a non-negative int or a pair (ph, pw)")
+def _count(n: int) -> str:
+    return "a pair" if n == 2 else f"a tuple of {n}"
+
+
+def positive_pair(fn: str, what: str, value) -> tuple[int, int]:
+    """``value`` (an int, or a pair for height and width) as a pair of positive ints."""
+    return positive_ints(fn, what, value, 2)
+
+
+def padding_of(fn: str, padding, *, per_side: bool = True, n: int = 2):
+    """A checked padding of ``n`` spatial axes: one of :data:`PADDINGS` (where ``per_side``), or
+    ``((lo, hi), ...)`` from an int, ``n`` ints (both sides alike) or (where ``per_side``) ``n``
+    pairs ``(lo, hi)``, all non-negative."""
+    if n == 2:
+        forms = ("'valid', 'same', a non-negative int, a pair (ph, pw) or ((top, bottom), (left, right))"
+                 if per_side else "a non-negative int or a pair (ph, pw)")
+    else:
+        forms = (f"'valid', 'same', a non-negative int, {n} of them or {n} pairs (lo, hi)" if per_side
+                 else f"a non-negative int or {n} of them")
     if isinstance(padding, str):
         if per_side and padding in PADDINGS:
             return padding
         raise ValueError(f"{fn}: unknown padding={padding!r}; expected {forms}")
-    pair = (padding, padding) if _is_int(padding) else padding
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+    many = (padding,) * n if _is_int(padding) else padding
+    if not isinstance(many, (tuple, list)) or len(many) != n:
         raise TypeError(f"{fn}: padding must be {forms}, got {padding!r}")
     sides = []
-    for p in pair:
+    for p in many:
         if _is_int(p):
             side = (p, p)
         elif per_side and isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(q) for q in p):
@@ -742,23 +756,88 @@ def padding_of(fn: str, padding, *, per_side: bool = True):
     return tuple(sides)
 
 
-def _image(fn: str, x: Wire):
-    if x.ndim != 3:
-        raise TypeError(f"{fn}: x must be per-example (height, width, channels) images, got {x.type}")
-
-
-def _patches(x: Wire, kernel, stride, pads) -> Wire:
-    return _wrap(x.builder, x.builder.emit1(P.PATCHES, x.id, kh=kernel[0], kw=kernel[1], stride=stride, padding=pads))
-
-
 def _same_padding(size: int, k: int, s: int) -> tuple[int, int]:
     """JAX's and TensorFlow's "SAME": ``ceil(size / s)`` outputs, the odd pad after."""
     total = builtins.max((-(-size // s) - 1) * s + k - size, 0)
     return total // 2, total - total // 2
 
 
-def conv2d(x: Wire, w: Wire, *, stride=(1, 1), padding=(0, 0)) -> Wire:
-    """2-D convolution (cross-correlation), NHWC: ``x`` (H, W, C), ``w`` (kh, kw, C, O) -> (OH, OW, O).
+def _pads(pads, sizes, kernel, strides):
+    """Explicit ``(lo, hi)`` pairs from a checked padding (``kernel``: the dilated window sizes)."""
+    if pads == "valid":
+        return ((0, 0),) * len(sizes)
+    if pads == "same":
+        return tuple(_same_padding(n, k, s) for n, k, s in zip(sizes, kernel, strides))
+    return pads
+
+
+def _names(n: int) -> str:
+    return {1: "(length, channels)", 2: "(height, width, channels)", 3: "(depth, height, width, channels)"}.get(
+        n, f"({n} spatial axes, channels)")
+
+
+def _spatial_input(fn: str, x: Wire, n: int):
+    if x.ndim != n + 1:
+        what = "images" if n == 2 else "arrays"
+        raise TypeError(f"{fn}: x must be per-example {_names(n)} {what}, got {x.type}")
+
+
+def conv(x: Wire, w: Wire, *, stride=1, padding="valid", dilation=1, input_dilation=1, groups: int = 1) -> Wire:
+    """N-d convolution (cross-correlation), channels last: ``x`` (*S, C), ``w`` (*K, C / groups, O)
+    -> (*S', O); the number of spatial axes is the kernel's rank less two. One ``conv`` box, which
+    the JAX backend runs as ``lax.conv_general_dilated`` (its derivatives are convolutions too).
+
+    Args:
+        x: a wire of per-example arrays (*S, C).
+        w: the kernel (*K, C / groups, O), an unbatched wire (usually a parameter).
+        stride: the step between windows: a positive int, or one per spatial axis.
+        padding: ``"valid"``, ``"same"`` (``ceil(size / stride)`` positions, as ``jax.lax``: the odd
+            pad after), a non-negative int, one per axis, or one ``(lo, hi)`` pair per axis; zeros
+            are padded.
+        dilation: the kernel's dilation (``rhs_dilation``, atrous convolution): a positive int or
+            one per axis.
+        input_dilation: the input's dilation (``lhs_dilation``; a transposed convolution's stride).
+        groups: feature groups (``feature_group_count``): ``C`` and ``O`` are split into ``groups``
+            blocks, block ``g`` of the output seeing block ``g`` of the input only;
+            ``groups = C`` with ``O = k * C`` is a depthwise convolution.
+
+    Returns:
+        A wire (*S', O), ``S' = (dilated S + lo + hi - dilated K) // stride + 1`` per axis, in the
+        wider dtype of ``x`` and ``w``.
+
+    Raises:
+        TypeError: a rank does not fit, an argument has none of the forms above, the channels do not
+            fit ``groups``, or the window does not fit the padded input.
+        ValueError: a stride, dilation or group count is not positive, or a padding is negative or
+            an unknown string.
+
+    >>> import paralens as pl
+    >>> @pl.para
+    ... def f(x: pl.Array[10, 4], w: pl.Param[3, 2, 6]):
+    ...     return pl.conv(x, w, stride=2, padding="same", groups=2)
+    >>> f.cod
+    Ty(Array[5, 6])
+    """
+    if w.ndim < 3:
+        raise TypeError(f"conv: the kernel w must have shape (*window, in_channels / groups, out_channels), "
+                        f"got {w.type}")
+    n = w.ndim - 2
+    _spatial_input("conv", x, n)
+    strides = positive_ints("conv", "stride", stride, n)
+    rhs = positive_ints("conv", "dilation", dilation, n)
+    lhs = positive_ints("conv", "input_dilation", input_dilation, n)
+    groups = positive_int(groups, "conv: groups")
+    window = tuple(P.dilated_size(k, d) for k, d in zip(w.shape[:n], rhs))
+    sizes = tuple(P.dilated_size(s, d) for s, d in zip(x.shape[:n], lhs))
+    pads = _pads(padding_of("conv", padding, n=n), sizes, window, strides)
+    b = builder_of(x, w)
+    return _wrap(b, b.emit1(P.CONV, lift(b, x), lift(b, w), strides=strides, padding=pads, lhs_dilation=lhs,
+                            rhs_dilation=rhs, groups=groups))
+
+
+def conv2d(x: Wire, w: Wire, *, stride=(1, 1), padding=(0, 0), dilation=1, groups: int = 1) -> Wire:
+    """2-D convolution (cross-correlation), NHWC: ``x`` (H, W, C), ``w`` (kh, kw, C / groups, O)
+    -> (OH, OW, O); :func:`conv` with two spatial axes.
 
     ``padding``: ``"valid"``, ``"same"`` (``ceil(H / stride)`` rows, as ``jax.lax`` and
     TensorFlow: an even kernel pads one more row after than before), an int, ``(ph, pw)``
@@ -766,90 +845,156 @@ def conv2d(x: Wire, w: Wire, *, stride=(1, 1), padding=(0, 0)) -> Wire:
 
     Args:
         x: a wire of per-example images (H, W, C).
-        w: the kernel, a wire (kh, kw, C, O), usually a parameter.
+        w: the kernel, a wire (kh, kw, C / groups, O), usually a parameter.
         stride: the step between windows: a positive int, or a pair for height and width.
         padding: ``"valid"``, ``"same"``, or non-negative ints in one of the forms above; the
             default pads nothing.
+        dilation: the kernel's dilation, a positive int or a pair.
+        groups: feature groups; ``groups = C`` is a depthwise convolution.
 
     Returns:
-        A wire (OH, OW, O) with ``OH = (H + top + bottom - kh) // stride + 1`` (likewise ``OW``), in
-        the wider dtype of ``x`` and ``w``, batched if either is.
+        A wire (OH, OW, O) with ``OH = (H + top + bottom - kh) // stride + 1`` (likewise ``OW``) without
+        dilation, in the wider dtype of ``x`` and ``w``, batched if ``x`` is.
 
     Raises:
         TypeError: ``x`` is not of rank 3 or ``w`` of rank 4, ``stride`` or ``padding`` has none of
-            the forms above, the channels of ``x`` and ``w`` differ, or the kernel does not fit the
-            padded image.
+            the forms above, the channels of ``x`` and ``w`` do not fit ``groups``, or the kernel
+            does not fit the padded image.
         ValueError: a stride is not positive, a padding is negative, or ``padding`` is a string other
             than ``"valid"`` and ``"same"``.
     """
-    _image("conv2d", x)
+    _spatial_input("conv2d", x, 2)
     if w.ndim != 4:
         raise TypeError(f"conv2d: the kernel w must have shape (kh, kw, channels, outputs), got {w.type}")
     stride = positive_pair("conv2d", "stride", stride)
     pads = padding_of("conv2d", padding)
-    if pads == "valid":
-        pads = ((0, 0), (0, 0))
-    elif pads == "same":
-        pads = tuple(_same_padding(n, k, s) for n, k, s in zip(x.shape[:2], w.shape[:2], stride))
-    p = _patches(x, w.shape[:2], stride, tuple(lo if lo == hi else (lo, hi) for lo, hi in pads))
-    return einsum("hwijc,ijco->hwo", p, w)
+    return conv(x, w, stride=stride, padding=pads, dilation=positive_pair("conv2d", "dilation", dilation),
+                groups=positive_int(groups, "conv2d: groups"))
 
 
-def _pool_windows(fn: str, x: Wire, window, stride, padding, reduce) -> Wire:
-    _image(fn, x)
-    window = positive_pair(fn, "window", window)
-    stride = window if stride is None else positive_pair(fn, "stride", stride)
-    (ph, _), (pw, _) = padding_of(fn, padding, per_side=False)
-    return reduce(_patches(x, window, stride, (ph, pw)), (2, 3))
+def _transpose_padding(k: int, s: int, padding: str) -> tuple[int, int]:
+    """``lax.conv_transpose``'s padding for ``"same"`` and ``"valid"`` (``k``: the dilated kernel)."""
+    if padding == "same":
+        total = k + s - 2
+        lo = k - 1 if s > k - 1 else -(-total // 2)
+    else:
+        total = k + s - 2 + builtins.max(k - s, 0)
+        lo = k - 1
+    return lo, total - lo
 
 
-def max_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
-    """Max pooling over ``window`` (stride defaults to the window): (H, W, C) -> (OH, OW, C);
-    ``padding`` is an int or ``(ph, pw)``, zeros on both sides.
+def conv_transpose(x: Wire, w: Wire, *, stride=1, padding="valid", dilation=1) -> Wire:
+    """Transposed convolution ("deconvolution"), channels last, as ``lax.conv_transpose`` (with
+    ``transpose_kernel=False``, flax's ``ConvTranspose``): ``x`` (*S, C), ``w`` (*K, C, O) ->
+    (*S', O), the input dilated by ``stride`` then convolved. ``"same"`` gives ``S * stride``
+    positions.
 
     Args:
-        x: a wire of per-example images (H, W, C).
-        window: the window's size: a positive int, or a pair for height and width.
-        stride: the step between windows, in the same form; ``None``: the window (windows do not
-            overlap).
-        padding: zeros added on both sides: a non-negative int, or a pair ``(ph, pw)``; the padded
-            zeros take part in the maximum.
+        x: a wire of per-example arrays (*S, C).
+        w: the kernel (*K, C, O), an unbatched wire.
+        stride: the input's dilation (the upsampling factor): a positive int, or one per axis.
+        padding: ``"valid"``, ``"same"``, or one ``(lo, hi)`` pair per axis, padded around the
+            dilated input (as ``lax.conv_transpose`` takes them).
+        dilation: the kernel's dilation, a positive int or one per axis.
 
     Returns:
-        A wire (OH, OW, C) of ``x``'s dtype and batch flag, ``OH = (H + 2 * ph - wh) // sh + 1`` for a
-        window ``(wh, ww)`` and strides ``(sh, sw)`` (likewise ``OW``).
+        A wire (*S', O).
 
     Raises:
-        TypeError: ``x`` is not of rank 3, ``window``, ``stride`` or ``padding`` has none of the
-            forms above, or the window does not fit the padded image.
+        TypeError: a rank does not fit or an argument has none of the forms above.
+        ValueError: a stride or dilation is not positive, or a padding is negative or unknown.
+
+    >>> import paralens as pl
+    >>> @pl.para
+    ... def up(x: pl.Array[4, 4, 3], w: pl.Param[3, 3, 3, 2]):
+    ...     return pl.conv_transpose(x, w, stride=2, padding="same")
+    >>> up.cod
+    Ty(Array[8, 8, 2])
+    """
+    if w.ndim < 3:
+        raise TypeError(f"conv_transpose: the kernel w must have shape (*window, in_channels, out_channels), "
+                        f"got {w.type}")
+    n = w.ndim - 2
+    _spatial_input("conv_transpose", x, n)
+    strides = positive_ints("conv_transpose", "stride", stride, n)
+    rhs = positive_ints("conv_transpose", "dilation", dilation, n)
+    pads = padding_of("conv_transpose", padding, n=n)
+    if isinstance(pads, str):
+        pads = tuple(_transpose_padding(P.dilated_size(k, d), s, pads) for k, d, s in zip(w.shape[:n], rhs, strides))
+    b = builder_of(x, w)
+    return _wrap(b, b.emit1(P.CONV, lift(b, x), lift(b, w), strides=(1,) * n, padding=pads, lhs_dilation=strides,
+                            rhs_dilation=rhs, groups=1))
+
+
+def _pool(fn: str, x: Wire, window, stride, padding):
+    n = len(window) if isinstance(window, (tuple, list)) else x.ndim - 1
+    if n < 1:
+        raise TypeError(f"{fn}: x must be per-example arrays with spatial axes and channels, got {x.type}")
+    _spatial_input(fn, x, n)
+    window = positive_ints(fn, "window", window, n)
+    stride = window if stride is None else positive_ints(fn, "stride", stride, n)
+    pads = padding_of(fn, padding, per_side=False, n=n)
+    return window, stride, pads
+
+
+def max_pool(x: Wire, window=(2, 2), stride=None, padding=0) -> Wire:
+    """Max pooling over ``window`` (stride defaults to the window): (*S, C) -> (*S', C), over as
+    many spatial axes as ``window`` has entries (an int: all but the channels). One
+    ``window_max`` box: ``lax.reduce_window`` on JAX, its derivative XLA's select-and-scatter.
+
+    Args:
+        x: a wire of per-example arrays (*S, C), e.g. images (H, W, C).
+        window: the window's size: a positive int, or one per spatial axis.
+        stride: the step between windows, in the same form; ``None``: the window (windows do not
+            overlap).
+        padding: added on both sides of each spatial axis: a non-negative int, or one per axis.
+            Padding is -inf, as JAX's and flax's: it never wins a maximum.
+
+    Returns:
+        A wire (*S', C) of ``x``'s dtype and batch flag, ``S' = (S + 2 * p - window) // stride + 1``
+        per axis.
+
+    Raises:
+        TypeError: ``x`` has the wrong rank, ``window``, ``stride`` or ``padding`` has none of the
+            forms above, or the window does not fit the padded input.
         ValueError: a window size or stride is not positive, a padding is negative, or ``padding`` is
             a string.
     """
-    return _pool_windows("max_pool", x, window, stride, padding, max)
+    window, stride, pads = _pool("max_pool", x, window, stride, padding)
+    return _wrap(x.builder, x.builder.emit1(P.WINDOW_MAX, x.id, window=window, strides=stride, padding=pads))
 
 
-def avg_pool(x: Wire, window=(2, 2), stride=None, padding=(0, 0)) -> Wire:
-    """Average pooling over ``window`` (zero padding counts): (H, W, C) -> (OH, OW, C).
+def avg_pool(x: Wire, window=(2, 2), stride=None, padding=0) -> Wire:
+    """Average pooling over ``window`` (zero padding counts): (*S, C) -> (*S', C), over as many
+    spatial axes as ``window`` has entries (an int: all but the channels). A ``window_sum`` box
+    (``lax.reduce_window`` with ``add`` on JAX) divided by the window's size.
 
     Args:
-        x: a wire of per-example images (H, W, C).
-        window: the window's size: a positive int, or a pair for height and width.
+        x: a wire of per-example arrays (*S, C), e.g. images (H, W, C).
+        window: the window's size: a positive int, or one per spatial axis.
         stride: the step between windows, in the same form; ``None``: the window (windows do not
             overlap).
-        padding: zeros added on both sides: a non-negative int, or a pair ``(ph, pw)``; the padded
-            zeros count in each average.
+        padding: zeros added on both sides of each spatial axis: a non-negative int, or one per
+            axis; the padded zeros count in each average.
 
     Returns:
-        A wire (OH, OW, C) of ``x``'s dtype and batch flag, ``OH = (H + 2 * ph - wh) // sh + 1`` for a
-        window ``(wh, ww)`` and strides ``(sh, sw)`` (likewise ``OW``).
+        A wire (*S', C) of ``x``'s dtype and batch flag, ``S' = (S + 2 * p - window) // stride + 1``
+        per axis.
 
     Raises:
-        TypeError: ``x`` is not of rank 3, ``window``, ``stride`` or ``padding`` has none of the
-            forms above, or the window does not fit the padded image.
+        TypeError: ``x`` has the wrong rank, ``window``, ``stride`` or ``padding`` has none of the
+            forms above, or the window does not fit the padded input.
         ValueError: a window size or stride is not positive, a padding is negative, or ``padding`` is
             a string.
     """
-    return _pool_windows("avg_pool", x, window, stride, padding, mean)
+    window, stride, pads = _pool("avg_pool", x, window, stride, padding)
+    ones = (1,) * len(window)
+    total = _wrap(x.builder, x.builder.emit1(P.WINDOW_SUM, x.id, window=window, strides=stride, padding=pads,
+                                             base_dilation=ones, window_dilation=ones))
+    count = 1
+    for k in window:
+        count *= k
+    return total * (1.0 / count)
 
 
 def batch_sum(x: Wire) -> Wire:

@@ -151,10 +151,10 @@ def test_odd_kernel_same_padding_builds_the_same_term_as_explicit_padding():
     same = pl.nn.conv2d(1, 2, 3, padding="same").at(pl.Array[8, 8, 1])
     explicit = pl.nn.conv2d(1, 2, 3, padding=1).at(pl.Array[8, 8, 1])
     assert [e.prim.name for e in same.eqns] == [e.prim.name for e in explicit.eqns]
-    # an even kernel pads one more row after than before, in the patches box itself: no extra boxes
+    # an even kernel pads one more row after than before, in the conv box itself: no extra boxes
     even = pl.nn.conv2d(1, 2, 4, padding="same").at(pl.Array[8, 8, 1])
     assert [e.prim.name for e in even.eqns] == [e.prim.name for e in explicit.eqns]
-    assert [e.kwargs["padding"] for e in even.eqns if e.prim.name == "patches"] == [((1, 2), (1, 2))]
+    assert [e.kwargs["padding"] for e in even.eqns if e.prim.name == "conv"] == [((1, 2), (1, 2))]
     assert same.n_boxes == explicit.n_boxes
 
 

@@ -51,8 +51,16 @@ def w_where(x, w: par(3)):
     return pl.where(pl.greater(x, 0.0), x * w, w - x)
 
 
-def w_patches_conv(x, k: par(2, 2, 2, 3)):
+def w_conv2d(x, k: par(2, 2, 2, 3)):
     return pl.conv2d(x, k, stride=(1, 2), padding=(1, 0))
+
+
+def w_conv_grouped(x, k: par(3, 2, 4)):
+    return pl.conv(x, k, stride=2, padding=((1, 2),), dilation=2, input_dilation=2, groups=2)
+
+
+def w_conv_transpose(x, k: par(3, 2, 2, 3)):
+    return pl.conv_transpose(x, k, stride=(2, 1), padding="same")
 
 
 def _loop_body(x, w: par(3, 3)):
@@ -120,8 +128,11 @@ CASES = [
     case("matmul", lambda x, y: x @ y, [arr(2, 3), arr(3, 4)]),
     case("softmax", lambda x: pl.softmax(x, axis=0), [arr(3, 2)]),
     case("logsumexp", lambda x: pl.logsumexp(x), [arr(2, 4)]),
-    case("conv2d_patches", w_patches_conv, [arr(4, 5, 2)]),
+    case("conv2d", w_conv2d, [arr(4, 5, 2)]),
+    case("conv1d_grouped_dilated", w_conv_grouped, [arr(5, 4)]),
+    case("conv_transpose", w_conv_transpose, [arr(3, 2, 2)]),
     case("max_pool", lambda x: pl.max_pool(x, (2, 2)), [arr(4, 4, 2)]),
+    case("max_pool_padded_1d", lambda x: pl.max_pool(x, (3,), 2, 1), [arr(6, 2)]),
     case("avg_pool_overlap", lambda x: pl.avg_pool(x, (2, 2), (1, 1), (1, 1)), [arr(3, 3, 1)]),
     case("batch_sum_mean", lambda x: (pl.batch_sum(x * x), pl.batch_mean(x)),
          [arr(3)]),
@@ -225,6 +236,7 @@ def test_random_composites_match_jax(f):
 def test_every_primitive_is_exercised():
     names = {e.prim.name for param in CASES for e in param.values[0].eqns}
     names |= {e.prim.name for param in CASES for e in pl.R(param.values[0]).eqns}
+    names |= {e.prim.name for param in CASES for e in pl.R(pl.R(param.values[0])).eqns}
     # foreign: no reverse derivative by design (tested with from_optax); normal: each backend draws its
     # own numbers, so JAX cannot be the reference (tested in test_forward_gradient; uniform in
     # test_transformer_layers, through dropout)
