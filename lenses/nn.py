@@ -26,7 +26,8 @@ from .tracer import term_of, term_on
 from .types import Array, ArrayType, Ty, positive_int, real
 
 __all__ = ["dense", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "softmax", "mlp",
-           "conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool", "avg_pool", "flatten", "layer_norm", "rms_norm", "embedding", "dropout",
+           "conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool", "avg_pool", "flatten", "layer_norm",
+           "rms_norm", "embedding", "dropout",
            "inference_mode", "multi_head_attention", "transformer_block"]
 
 

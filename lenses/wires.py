@@ -30,8 +30,8 @@ __all__ = [
     "log", "gelu", "optimization_barrier",
     "power", "cast", "greater", "equal", "where", "maximum", "minimum", "clip", "sum", "mean",
     "max", "logsumexp", "softmax", "reshape", "transpose", "broadcast_to", "einsum", "matmul", "conv", "conv2d",
-    "conv_transpose", "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant", "normal", "uniform", "take",
-    "scatter_add",
+    "conv_transpose", "max_pool", "avg_pool", "batch_sum", "batch_mean", "zeros_like", "constant", "normal",
+    "uniform", "take", "scatter_add",
 ]  # and each elementwise function made by _pointful, which adds itself
 
 _STACK: list = []  # builders of the functions being traced, innermost last
