@@ -655,7 +655,14 @@ def _complements(h: dict) -> tuple[Wire, Wire]:
 def _moments(h: dict, one_minus: tuple[Wire, Wire], g: Wire, mu_old: Wire, nu_old: Wire) -> tuple[Wire, Wire]:
     """Adam's moment EMAs, as optax: ``(1 - b1) g + b1 mu`` and ``(1 - b2) g**2 + b2 nu``
     (``one_minus``: the :func:`_complements`)."""
-    return one_minus[0] * g + h["b1"] * mu_old, one_minus[1] * (g * g) + h["b2"] * nu_old
+    mu, nu = one_minus[0] * g + h["b1"] * mu_old, one_minus[1] * (g * g) + h["b2"] * nu_old
+    # in the state's dtype before the update reads them (as optax): the update then reads the
+    # new state itself, so a narrow state (bfloat16) is not kept alive beside a wide copy
+    return _in_dtype(mu, mu_old.type.dtype), _in_dtype(nu, nu_old.type.dtype)
+
+
+def _in_dtype(x: Wire, dtype: str) -> Wire:
+    return x if x.type.dtype == dtype else W.cast(x, dtype)
 
 
 def _dtype_option(dtype: str | None, what: str) -> str | None:

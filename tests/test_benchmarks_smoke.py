@@ -29,10 +29,12 @@ def test_memory_benchmark_reports_every_kind_and_passes_its_check():
 
 @pytest.mark.slow
 def test_gpu_benchmark_cpu_smoke_prints_every_section():
-    out = run("gpu.py", "--cpu-smoke")
+    out = run("gpu.py", "--cpu-smoke", "--check")  # --check: temporaries <= 1.0x hand-written in every case
     assert "dense bf16 peak unknown" in out
-    for model in ("MLP ", "CNN ", "transformer block ", "wide MLP "):
+    for model in ("MLP ", "CNN ", "transformer block ", "char LM ", "wide MLP "):
         assert re.search(rf"^  {model}.*: [\d.]+x \([\d.]+ ms vs [\d.]+ ms", out, re.M), (model, out)
         assert re.search(rf"^  {model}.*: temp [\d.]+x, total [\d.]+x, peak ", out, re.M), (model, out)
     flops = [line for line in out.splitlines() if "TFLOP/s" in line and line.startswith("  ")]
     assert len(flops) == 2 and all(line.count("peak unknown") == 2 for line in flops), out
+    assert re.search(r"measured matmul FLOP/s for the same shapes \([\d.]+ TFLOP/s\): paralens [\d.]+%, jax [\d.]+%",
+                     out), out
