@@ -92,7 +92,13 @@ class Wire:
     def __add__(self, o): return _arith(self, o, P.ADD, lambda x, c: P.shift(x.builder, x.id, c))
     def __radd__(self, o): return self.__add__(o)
     def __sub__(self, o): return _arith(self, o, P.SUB, lambda x, c: P.shift(x.builder, x.id, -c))
-    def __rsub__(self, o): return (-self) + o
+    def __rsub__(self, o):
+        if isinstance(o, numbers.Real) and not isinstance(o, bool) and self.type.dtype in P.FLOATS:
+            # c - x as one sub box (not neg, then shift): XLA keeps what it is given, and a scalar
+            # computed once is copied into every fusion that reads it
+            c = constant(float(o), (), self.type.dtype, like=self)
+            return _wrap(self.builder, P.sub(self.builder, c.id, self.id))
+        return (-self) + o
     def __mul__(self, o): return _arith(self, o, P.MUL, lambda x, c: P.scale(x.builder, x.id, c))
     def __rmul__(self, o): return self.__mul__(o)
     def __truediv__(self, o): return _arith(self, o, P.DIV, lambda x, c: P.scale(x.builder, x.id, 1.0 / c))
