@@ -34,7 +34,7 @@ def test_gpu_benchmark_cpu_smoke_prints_every_section():
     for model in ("MLP ", "CNN ", "transformer block ", "char LM ", "wide MLP "):
         assert re.search(rf"^  {model}.*: [\d.]+x \([\d.]+ ms vs [\d.]+ ms", out, re.M), (model, out)
         assert re.search(rf"^  {model}.*: temp [\d.]+x, total [\d.]+x, peak ", out, re.M), (model, out)
-    flops = [line for line in out.splitlines() if "TFLOP/s" in line and line.startswith("  ")]
+    flops = [line for line in out.splitlines() if "TFLOP/s" in line and re.match(r"^  \S", line)]
     assert len(flops) == 2 and all(line.count("peak unknown") == 2 for line in flops), out
     assert re.search(r"measured matmul FLOP/s for the same shapes \([\d.]+ TFLOP/s\): paralens [\d.]+%, jax [\d.]+%",
                      out), out
