@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import optax
 
-from paralens.optim import Leaf, StateSpec, Transform, hyper_type, init_state
+from paralens.optim import Chain, Leaf, StateSpec, Transform, hyper_type, init_state
 from paralens.prims import FOREIGN, Foreign
 from paralens.terms import leaves
 from paralens.types import ArrayType
@@ -33,9 +35,61 @@ def _param_types(named: dict) -> dict[str, ArrayType]:
     return {n: ArrayType(tuple(jnp.shape(v)), str(jnp.result_type(v)), False) for n, v in named.items()}
 
 
-def to_optax(opt: Transform) -> optax.GradientTransformation:
-    """``opt`` as an optax transformation; its state is ``{"opt": ..., "hyper": {...}}``, its update
-    ``opt.update_term`` compiled by the JAX backend."""
+def _class_name(name: str) -> str:
+    """``"scale_by_adam"`` -> ``"ScaleByAdamState"``: optax's names for its state classes."""
+    return "".join(part[:1].upper() + part[1:] for part in name.replace(" ", "_").split("_") if part) + "State"
+
+
+_STATE_CLASSES: dict[tuple, type] = {}
+
+
+def state_class(name: str, fields: tuple[str, ...]) -> type:
+    """A ``NamedTuple`` class for a transform's state (one class per name and fields, so the
+    states of two calls have the same pytree structure)."""
+    key = (name, fields)
+    if key not in _STATE_CLASSES:
+        _STATE_CLASSES[key] = collections.namedtuple(_class_name(name), fields)
+    return _STATE_CLASSES[key]
+
+
+def _as_optax_state(opt: Transform, specs, ours, treedef, names: list[str]):
+    """Our state (dicts of fields, per-parameter dicts keyed by path) shaped as optax's: a
+    ``NamedTuple`` per transform whose per-parameter fields are trees shaped like the params,
+    a tuple per chain, ``optax.EmptyState()`` where there is no state."""
+    if isinstance(opt, Chain):
+        return tuple(_as_optax_state(t, sp, s, treedef, names) for t, sp, s in zip(opt.parts, specs, ours))
+    if isinstance(specs, dict):
+        if not specs:
+            return optax.EmptyState()
+        cls = state_class(opt.name, tuple(specs))
+        return cls(**{k: jax.tree_util.tree_unflatten(treedef, [ours[k][n] for n in names])
+                      if isinstance(sp, dict) else ours[k] for k, sp in specs.items()})
+    return ours  # a state given as a function of the parameters: its leaves, as they are
+
+
+def _from_optax_state(opt: Transform, specs, theirs, names: list[str]):
+    """The inverse of :func:`_as_optax_state`."""
+    if isinstance(opt, Chain):
+        return tuple(_from_optax_state(t, sp, s, names) for t, sp, s in zip(opt.parts, specs, theirs))
+    if isinstance(specs, dict):
+        return {k: dict(zip(names, jax.tree_util.tree_leaves(getattr(theirs, k)))) if isinstance(sp, dict)
+                else getattr(theirs, k) for k, sp in specs.items()}
+    return tuple(theirs)
+
+
+def to_optax(opt: Transform) -> optax.GradientTransformationExtraArgs:
+    """``opt`` as an optax transformation.
+
+    Its state is shaped as optax's own: for each transform of a chain, a ``NamedTuple``
+    (``ScaleByAdamState(count, mu, nu)``) whose per-parameter fields are trees shaped like the
+    params, so ``optax.tree.map_params`` and ``optax.tree.get`` work on it; a chain's state is
+    the tuple of its parts'. Hyperparameters are the transform's own values, fixed when it is
+    built, as in optax: to change them at run time, build it through ``optax.inject_hyperparams``
+    (they may be traced values). Updates come back in the gradients' dtypes. The update is
+    ``opt.update_term`` compiled by the JAX backend, once per set of parameter shapes and dtypes;
+    extra keyword arguments are accepted and ignored, as optax's
+    ``GradientTransformationExtraArgs`` does.
+    """
     compiled: dict = {}
 
     def program(ptypes: dict[str, ArrayType]):
@@ -46,27 +100,32 @@ def to_optax(opt: Transform) -> optax.GradientTransformation:
         return compiled[key]
 
     def init_fn(params):
-        named, _ = _named(params)
+        named, treedef = _named(params)
         ptypes = _param_types(named)
-        state = init_state(opt.state(ptypes), named, pjax.backend.array)
-        hyper = {k: jnp.asarray(v, hyper_type(ptypes.values()).dtype) for k, v in opt.hyper.items()}
-        return {"opt": state, "hyper": hyper}
+        specs = opt.state(ptypes)
+        state = init_state(specs, named, pjax.backend.array)
+        return _as_optax_state(opt, specs, state, treedef, list(named))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
         named_g, treedef = _named(updates)
+        names = list(named_g)
         ptypes = _param_types(named_g)
         fn, term = program(ptypes)
+        specs = opt.state(ptypes)
+        ours = _from_optax_state(opt, specs, state, names)
         if params is None:
-            if _reads_params(term, len(leaves(state["opt"])), len(ptypes)):
+            if _reads_params(term, len(leaves(ours)), len(ptypes)):
                 raise ValueError(f"{opt.name} needs params: call update(updates, state, params)")
             named_p = named_g
         else:
             named_p, _ = _named(params)
-        new_state, new_updates = fn({}, state["opt"], named_p, named_g, state["hyper"])
-        return jax.tree_util.tree_unflatten(treedef, [new_updates[n] for n in named_g]), \
-            {"opt": new_state, "hyper": state["hyper"]}
+        dtype = hyper_type(ptypes.values()).dtype
+        hyper = {k: jnp.asarray(v, dtype) for k, v in opt.hyper.items()}
+        new_state, new_updates = fn({}, ours, named_p, named_g, hyper)
+        out = [jnp.asarray(new_updates[n]).astype(jnp.result_type(named_g[n])) for n in names]
+        return jax.tree_util.tree_unflatten(treedef, out), _as_optax_state(opt, specs, new_state, treedef, names)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _reads_params(term, n_state: int, n_params: int) -> bool:

@@ -84,6 +84,29 @@ def _vec(f, n=1):
     return lambda *xs, **kw: np.asarray(uf(*xs), dtype=object)
 
 
+def _piecewise(*pieces):
+    """``sympy.Piecewise``, folded only where no piece holds another: folding nested pieces
+    simplifies their conditions, which took minutes on LAMB's nested norms."""
+    nested = any(isinstance(v, sp.Basic) and v.has(sp.Piecewise) for piece in pieces for v in piece)
+    return sp.Piecewise(*pieces, evaluate=not nested)
+
+
+def _condition(c):
+    """The condition under which the selector ``c`` is non-zero: ``C`` for a mask
+    ``Piecewise((1, C), (0, True))``, ``Or`` of them for a sum of masks, else ``Ne(c, 0)``: a
+    condition holding no ``Piecewise``, which SymPy would fold and simplify."""
+    def mask(t):
+        if isinstance(t, sp.Piecewise) and len(t.args) == 2 and t.args[0].expr == 1 and t.args[1].expr == 0 \
+                and t.args[1].cond == sp.true:
+            return t.args[0].cond
+        return None
+    if mask(c) is not None:
+        return mask(c)
+    if isinstance(c, sp.Add) and all(mask(t) is not None for t in c.args):
+        return sp.Or(*(mask(t) for t in c.args))
+    return sp.Ne(c, 0)
+
+
 def _num(c):
     return sp.nsimplify(c) if float(c) == float(c) else sp.Float(c)
 
@@ -155,9 +178,9 @@ RULES = {
     "scale": lambda x, *, c: x * _num(c), "shift": lambda x, *, c: x + _num(c), "pow": _pow,
     "add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y, "div": lambda x, y: x / y,
     "power": _vec(lambda x, e: x ** e, 2),
-    "greater": _vec(lambda x, y: sp.Piecewise((1, x > y), (0, True)), 2),
-    "equal": _vec(lambda x, y: sp.Piecewise((1, sp.Eq(x, y)), (0, True)), 2),
-    "where": _vec(lambda c, x, y: sp.Piecewise((x, sp.Ne(c, 0)), (y, True)), 3),
+    "greater": _vec(lambda x, y: _piecewise((1, x > y), (0, True)), 2),
+    "equal": _vec(lambda x, y: _piecewise((1, sp.Eq(x, y)), (0, True)), 2),
+    "where": _vec(lambda c, x, y: _piecewise((x, _condition(c)), (y, True)), 3),
     "cast": lambda x, *, dtype: x,
     "reduce_max": _max,
     "foreign": _foreign,
@@ -171,9 +194,10 @@ RULES = {
 
 def _library_function(prim):
     """SymPy's function named as the elementwise primitive: ``sympy.tan``; NumPy's ``arc`` names
-    are SymPy's ``a`` names (``arctan`` is ``sympy.atan``)."""
+    are SymPy's ``a`` names (``arctan`` is ``sympy.atan``), and ``abs`` is ``sympy.Abs``."""
     name = prim.name
-    fn = getattr(sp, name, None) or (getattr(sp, "a" + name[3:], None) if name.startswith("arc") else None)
+    fn = getattr(sp, name, None) or getattr(sp, name.capitalize(), None) or \
+        (getattr(sp, "a" + name[3:], None) if name.startswith("arc") else None)
     return _vec(fn, prim.arity) if isinstance(fn, type) and issubclass(fn, sp.Function) else None
 
 

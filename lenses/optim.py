@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,6 +55,11 @@ __all__ = [
     "adamw", "amsgrad", "adopt", "dog", "constant_schedule", "exponential_decay", "cosine_decay_schedule",
     "linear_schedule", "polynomial_schedule", "warmup_cosine_decay_schedule", "join_schedules",
     "to_optax", "from_optax", "hyper_type", "init_state",
+    "scale", "scale_by_sign", "ema", "scale_by_adamax", "scale_by_lion", "scale_by_yogi", "scale_by_belief",
+    "scale_by_radam", "scale_by_rprop", "scale_by_optimistic_gradient", "scale_by_adan", "scale_by_adadelta",
+    "scale_by_trust_ratio", "scale_by_novograd", "sign_sgd", "signum", "adamax", "adamaxw", "nadam", "nadamw", "lion",
+    "yogi", "adabelief", "radam", "rprop", "optimistic_gradient_descent", "optimistic_adam_v2", "adan", "adadelta",
+    "lars", "lamb", "novograd", "fromage",
 ]
 
 Schedule = Callable[[Wire], Wire]
@@ -118,13 +124,32 @@ class Range:
             what: how the error message names the value (``"scale_by_adam: b1"``).
 
         Returns:
-            ``value`` as a Python float.
+            ``value`` as a Python float; a traced JAX scalar (a hyperparameter that
+            ``optax.inject_hyperparams`` passes inside ``jax.jit``) as it is, since its value is not
+            known yet.
 
         Raises:
             TypeError: ``value`` is not a number (a ``bool`` or a ``str`` included).
             ValueError: ``value`` is not finite, or lies outside the range.
         """
+        if traced_scalar(value, what):
+            return value
         return real(value, what, self.low, self.high, open_low=self.open_low, open_high=self.open_high)
+
+
+def traced_scalar(value, what: str) -> bool:
+    """Whether ``value`` is a traced JAX scalar (a ``TypeError`` for a traced array of another shape)."""
+    jax = sys.modules.get("jax")
+    if jax is None or not isinstance(value, jax.core.Tracer):
+        return False
+    if value.shape != ():
+        raise TypeError(f"{what} must be a scalar, got a traced array of shape {value.shape}")
+    return True
+
+
+def _initial(value, what: str, low: float = -math.inf):
+    """An initial state value: a finite number at least ``low``, or a traced JAX scalar."""
+    return value if traced_scalar(value, what) else real(value, what, low)
 
 
 #: rates, norms, epsilons and weight decays: non-negative
@@ -178,7 +203,7 @@ def scalar(dtype: str | Callable = "float32", init=0.0) -> Callable:
     return lambda ptypes: StateSpec(ArrayType((), dtype(ptypes) if callable(dtype) else dtype, batched=False), init)
 
 
-def per_param(init=0.0, dtype: str | None = None) -> Callable:
+def per_param(init=0.0, dtype: str | None = None, shape: tuple | None = None) -> Callable:
     """A state field: one array per parameter, of the parameter's shape and dtype (or ``dtype``),
     starting at ``init`` (a number), or at the parameter itself with ``init="params"``.
 
@@ -186,6 +211,8 @@ def per_param(init=0.0, dtype: str | None = None) -> Callable:
         init: the value every element starts at (default ``0.0``), or ``"params"`` to start at a
             copy of each parameter's initial value.
         dtype: the arrays' dtype name; ``None`` (default) keeps each parameter's dtype.
+        shape: the arrays' shape; ``None`` (default) keeps each parameter's shape (``()``: one
+            scalar per parameter, as NovoGrad's per-layer second moment).
 
     Returns:
         A field for :class:`State`: a function of the parameters' types giving the dict
@@ -195,7 +222,7 @@ def per_param(init=0.0, dtype: str | None = None) -> Callable:
     def field(ptypes):
         out = {}
         for n, t in ptypes.items():
-            leaf = ArrayType(t.shape, dtype or t.dtype, t.batched)
+            leaf = ArrayType(t.shape if shape is None else tuple(shape), dtype or t.dtype, t.batched)
             if init == "params":
                 out[n] = StateSpec(leaf, lambda params, n=n: params[n])
             elif t.batched:  # an input being dreamed: per-example state, as long as its batch
@@ -300,6 +327,10 @@ def _types(specs):
 # --------------------------------------------------------------------------- transforms as terms
 
 
+def _show(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else repr(v)
+
+
 class Transform:
     """A gradient transformation as a lens on the update wire; ``>>`` chains transforms.
 
@@ -314,7 +345,7 @@ class Transform:
     ranges: Mapping[str, Range]
 
     def __repr__(self) -> str:
-        return f"{self.name}({', '.join(f'{k}={v:g}' for k, v in self.hyper.items())})"
+        return f"{self.name}({', '.join(f'{k}={_show(v)}' for k, v in self.hyper.items())})"
 
     def __rshift__(self, other: Transform) -> Transform:
         """``t1 >> t2``: ``chain(t1, t2)``, the composite of their update terms."""
@@ -796,7 +827,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> T
             inv = W.where(W.greater(acc[n], 0.0), 1.0 / W.sqrt(acc[n] + h["eps"]), W.zeros_like(acc[n]))
             out[n] = inv * g
         return {"sum_of_squares": acc}, out
-    initial = real(initial_accumulator_value, "scale_by_rss: initial_accumulator_value", 0)
+    initial = _initial(initial_accumulator_value, "scale_by_rss: initial_accumulator_value", 0)
     return Leaf("scale_by_rss", [Hyper("eps", eps, NONNEGATIVE)], State(sum_of_squares=per_param(initial)), update)
 
 
@@ -804,7 +835,7 @@ def _rms_like(centered: bool):
     name = "scale_by_stddev" if centered else "scale_by_rms"
 
     def make(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True, bias_correction=False) -> Transform:
-        initial_scale = real(initial_scale, f"{name}: initial_scale", 0)
+        initial_scale = _initial(initial_scale, f"{name}: initial_scale", 0)
 
         fields = {"count": counter()} if bias_correction else {}
         if centered:
@@ -1131,8 +1162,8 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Mapping[str, bool] | Ca
 
 
 def _decay_mask(mask, ptypes) -> dict[str, bool]:
-    if mask is None:
-        return dict.fromkeys(ptypes, True)
+    if mask is None or isinstance(mask, bool):
+        return dict.fromkeys(ptypes, mask is None or mask)
     m = mask(ptypes) if callable(mask) else mask
     missing = set(ptypes) - set(m)
     if missing:
@@ -1468,6 +1499,833 @@ def dog(learning_rate: float | Schedule = 1.0, init_step: tuple[str, float] = ("
     """
     first = [add_decayed_weights(weight_decay, mask)] if weight_decay is not None else []
     return chain(*first, scale_by_dog(init_step, eps), scale_by_learning_rate(learning_rate))
+
+
+# --------------------------------------------------------------------------- more of optax's optimizers
+# Each transform follows the optax function of the same name (v0.2.8): its state fields, the
+# order of its operations and its defaults; each alias chains them as optax's alias does.
+
+
+def _norm(w: Wire) -> Wire:
+    """The Euclidean norm of all of ``w``'s elements (``jnp.linalg.norm``)."""
+    return W.sqrt(W.sum(w * w) if w.ndim else w * w)
+
+
+def _safe_norm(w: Wire, min_norm: Wire) -> Wire:
+    """``||w||``, or ``min_norm`` where ``||w|| <= min_norm`` (``optax.safe_norm``): the square
+    root never sees 0 unless ``min_norm`` does, so its derivative stays finite."""
+    sq = W.sum(w * w) if w.ndim else w * w
+    small = W.greater(min_norm * min_norm, sq) + W.equal(min_norm * min_norm, sq)
+    return W.where(small, min_norm, W.sqrt(W.where(small, 1.0, sq)))
+
+
+def scale(step_size: float) -> Transform:
+    """``u = step_size * g`` (``optax.scale``).
+
+    Args:
+        step_size: the factor: the hyperparameter ``"step_size"``, any finite number.
+
+    Returns:
+        A stateless :class:`Leaf` named ``"scale"``.
+
+    Raises:
+        TypeError: ``step_size`` is not a number.
+        ValueError: ``step_size`` is not finite.
+    """
+    return Leaf("scale", [Hyper("step_size", step_size)],
+                update=lambda h, s, p, u: (s, {n: h["step_size"] * g for n, g in u.items()}))
+
+
+def scale_by_sign() -> Transform:
+    """``u = sign(g)`` (``optax.scale_by_sign``).
+
+    Returns:
+        A stateless :class:`Leaf` named ``"scale_by_sign"``, without hyperparameters.
+    """
+    return Leaf("scale_by_sign", update=lambda h, s, p, u: (s, {n: W.sign(g) for n, g in u.items()}))
+
+
+def ema(decay: float, debias: bool = True, accumulator_dtype: str | None = None) -> Transform:
+    """Exponential moving average of the updates (``optax.ema``): ``m = (1 - decay) g + decay m``;
+    ``u = m``, or ``m / (1 - decay**t)`` with ``debias``.
+
+    Args:
+        decay: in ``[0, 1)``: the hyperparameter ``"decay"``.
+        debias: divide by ``1 - decay**t`` at step ``t`` (default ``True``).
+        accumulator_dtype: the dtype of ``ema``; ``None`` (default) keeps each parameter's.
+
+    Returns:
+        A :class:`Leaf` named ``"ema"``, with the state ``{"count", "ema"}``.
+
+    Raises:
+        TypeError: ``decay`` is not a number.
+        ValueError: ``decay`` is outside ``[0, 1)``, or ``accumulator_dtype`` is not a floating-point dtype.
+    """
+    def update(h, s, params, updates):
+        count = _increment(s["count"])
+        d = h["decay"]
+        new = {n: _in_dtype((1.0 - d) * g + d * s["ema"][n], s["ema"][n].type.dtype) for n, g in updates.items()}
+        if debias:
+            c = _correction(d, _as_float(count, updates))
+            return {"count": count, "ema": new}, {n: m / c for n, m in new.items()}
+        return {"count": count, "ema": new}, dict(new)
+    accumulator_dtype = _dtype_option(accumulator_dtype, "ema: accumulator_dtype")
+    return Leaf("ema", [Hyper("decay", decay, DECAY)], State(count=counter(), ema=per_param(dtype=accumulator_dtype)),
+                update)
+
+
+def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Transform:
+    """AdaMax (Kingma & Ba, §7.1), as ``optax.scale_by_adamax``: ``nu = max(|g| + eps, b2 nu)``
+    (the infinity norm's moment); ``u = mu_hat / nu``.
+
+    Args:
+        b1: the first moment's decay, in ``[0, 1)`` (default 0.9).
+        b2: the infinity moment's decay, in ``[0, 1)`` (default 0.999).
+        eps: added to ``|g|``, at least 0 (default ``1e-8``).
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_adamax"``, with the state ``{"count", "mu", "nu"}``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a decay is outside ``[0, 1)``, ``eps`` is negative, or one is not finite.
+    """
+    def update(h, s, params, updates):
+        count = _increment(s["count"])
+        c1 = _correction(h["b1"], _as_float(count, updates))
+        mus, nus, out = {}, {}, {}
+        for n, g in updates.items():
+            mus[n] = (1.0 - h["b1"]) * g + h["b1"] * s["mu"][n]
+            nus[n] = W.maximum(W.abs(g) + h["eps"], h["b2"] * s["nu"][n])
+            out[n] = (mus[n] / c1) / nus[n]
+        return {"count": count, "mu": mus, "nu": nus}, out
+    return Leaf("scale_by_adamax", [Hyper("b1", b1, DECAY), Hyper("b2", b2, DECAY), Hyper("eps", eps, NONNEGATIVE)],
+                State(count=counter(), mu=per_param(), nu=per_param()), update)
+
+
+def scale_by_lion(b1: float = 0.9, b2: float = 0.99, mu_dtype: str | None = None) -> Transform:
+    """Lion (Chen et al. 2023), as ``optax.scale_by_lion``: ``u = sign((1 - b1) g + b1 mu)``,
+    then ``mu = (1 - b2) g + b2 mu``.
+
+    Args:
+        b1: the interpolation of the update, in ``[0, 1)`` (default 0.9).
+        b2: the moment's decay, in ``[0, 1)`` (default 0.99).
+        mu_dtype: the dtype of ``mu``; ``None`` (default) keeps each parameter's.
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_lion"``, with the state ``{"count", "mu"}``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a decay is outside ``[0, 1)`` or not finite, or ``mu_dtype`` is not a floating-point dtype.
+    """
+    def update(h, s, params, updates):
+        out, mus = {}, {}
+        for n, g in updates.items():
+            out[n] = W.sign((1.0 - h["b1"]) * g + h["b1"] * s["mu"][n])
+            mus[n] = _in_dtype((1.0 - h["b2"]) * g + h["b2"] * s["mu"][n], s["mu"][n].type.dtype)
+        return {"count": _increment(s["count"]), "mu": mus}, out
+    mu_dtype = _dtype_option(mu_dtype, "scale_by_lion: mu_dtype")
+    return Leaf("scale_by_lion", [Hyper("b1", b1, DECAY), Hyper("b2", b2, DECAY)],
+                State(count=counter(), mu=per_param(dtype=mu_dtype)), update)
+
+
+def scale_by_yogi(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3, eps_root: float = 0.0,
+                  initial_accumulator_value: float = 1e-6) -> Transform:
+    """Yogi (Zaheer et al. 2018), as ``optax.scale_by_yogi``: Adam with the additive second moment
+    ``nu = nu - (1 - b2) sign(nu - g**2) g**2``.
+
+    Args:
+        b1: the first moment's decay, in ``[0, 1)`` (default 0.9).
+        b2: the second moment's decay, in ``[0, 1)`` (default 0.999).
+        eps: added to the square root, at least 0 (default ``1e-3``).
+        eps_root: added inside the square root, at least 0 (default 0).
+        initial_accumulator_value: where both moments start (default ``1e-6``); not a hyperparameter.
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_yogi"``, with the state ``{"count", "mu", "nu"}``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a decay is outside ``[0, 1)``, an epsilon is negative, or one is not finite.
+    """
+    def update(h, s, params, updates):
+        count = _increment(s["count"])
+        t = _as_float(count, updates)
+        c1, c2 = _correction(h["b1"], t), _correction(h["b2"], t)
+        mus, nus, out = {}, {}, {}
+        for n, g in updates.items():
+            mus[n] = (1.0 - h["b1"]) * g + h["b1"] * s["mu"][n]
+            g2, v = g * g, s["nu"][n]
+            nus[n] = v - (1.0 - h["b2"]) * W.sign(v - g2) * g2
+            out[n] = (mus[n] / c1) / (W.sqrt(nus[n] / c2 + h["eps_root"]) + h["eps"])
+        return {"count": count, "mu": mus, "nu": nus}, out
+    initial = _initial(initial_accumulator_value, "scale_by_yogi: initial_accumulator_value")
+    return Leaf("scale_by_yogi", _adam_hyper(b1, b2, eps, eps_root),
+                State(count=counter(), mu=per_param(initial), nu=per_param(initial)), update)
+
+
+def _nesterov_mu_hat(h, mu: Wire, g: Wire, count: Wire, like) -> Wire:
+    """optax's Nesterov estimate ``b1 mu / (1 - b1**(t+1)) + (1 - b1) g / (1 - b1**t)``."""
+    t = _as_float(count, like)
+    return h["b1"] * (mu / _correction(h["b1"], t + 1.0)) + (1.0 - h["b1"]) * (g / _correction(h["b1"], t))
+
+
+def scale_by_belief(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16, eps_root: float = 1e-16, *,
+                    nesterov: bool = False) -> Transform:
+    """AdaBelief (Zhuang et al. 2020), as ``optax.scale_by_belief``: the second moment of the
+    prediction error ``g - mu`` (plus ``eps_root``) in place of Adam's ``g**2``.
+
+    Args:
+        b1: the first moment's decay, in ``[0, 1)`` (default 0.9).
+        b2: the second moment's decay, in ``[0, 1)`` (default 0.999).
+        eps: added to the square root, at least 0 (default ``1e-16``).
+        eps_root: added to the second moment each step, at least 0 (default ``1e-16``).
+        nesterov: Nesterov's estimate of the first moment (default ``False``).
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_belief"``, with the state ``{"count", "mu", "nu"}``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a decay is outside ``[0, 1)``, an epsilon is negative, or one is not finite.
+    """
+    def update(h, s, params, updates):
+        count = _increment(s["count"])
+        t = _as_float(count, updates)
+        c1, c2 = _correction(h["b1"], t), _correction(h["b2"], t)
+        mus, nus, out = {}, {}, {}
+        for n, g in updates.items():
+            mus[n] = mu = (1.0 - h["b1"]) * g + h["b1"] * s["mu"][n]
+            e = g - mu
+            nus[n] = ((1.0 - h["b2"]) * (e * e) + h["b2"] * s["nu"][n]) + h["eps_root"]
+            mu_hat = _nesterov_mu_hat(h, mu, g, count, updates) if nesterov else mu / c1
+            out[n] = mu_hat / (W.sqrt(nus[n] / c2) + h["eps"])
+        return {"count": count, "mu": mus, "nu": nus}, out
+    return Leaf("scale_by_belief", _adam_hyper(b1, b2, eps, eps_root),
+                State(count=counter(), mu=per_param(), nu=per_param()), update)
+
+
+def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
+                   threshold: float = 5.0, *, nesterov: bool = False) -> Transform:
+    """Rectified Adam (Liu et al. 2020), as ``optax.scale_by_radam``: Adam's step times the
+    rectification ``r`` once the variance estimate is tractable (``rho >= threshold``), the
+    bias-corrected momentum before.
+
+    Args:
+        b1: the first moment's decay, in ``[0, 1)`` (default 0.9).
+        b2: the second moment's decay, in ``[0, 1)`` (default 0.999).
+        eps: added to the square root, at least 0 (default ``1e-8``).
+        eps_root: added inside the square root, at least 0 (default 0).
+        threshold: the length ``rho`` of the approximated moving average from which the
+            rectified step is taken, at least 0 (default 5): the hyperparameter ``"threshold"``.
+        nesterov: Nesterov's estimate of the first moment (default ``False``).
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_radam"``, with the state ``{"count", "mu", "nu"}``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a decay is outside ``[0, 1)``, an epsilon or the threshold is negative, or one is
+            not finite.
+    """
+    def update(h, s, params, updates):
+        count = _increment(s["count"])
+        t = _as_float(count, updates)
+        c1, c2 = _correction(h["b1"], t), _correction(h["b2"], t)
+        ro_inf = 2.0 / (1.0 - h["b2"]) - 1.0
+        b2t = W.power(h["b2"], t)
+        ro = ro_inf - 2.0 * t * b2t / (1.0 - b2t)
+        rectified = W.greater(ro, h["threshold"]) + W.equal(ro, h["threshold"])
+        ro_safe = W.where(rectified, ro, ro_inf)  # r's square root and quotient stay finite where not taken
+        r = W.sqrt((ro_safe - 4.0) * (ro_safe - 2.0) * ro_inf / ((ro_inf - 4.0) * (ro_inf - 2.0) * ro_safe))
+        one_minus = _complements(h)
+        mus, nus, out = {}, {}, {}
+        for n, g in updates.items():
+            mus[n], nus[n] = mu, nu = _moments(h, one_minus, g, s["mu"][n], s["nu"][n])
+            mu_hat = _nesterov_mu_hat(h, mu, g, count, updates) if nesterov else mu / c1
+            out[n] = W.where(rectified, r * mu_hat / (W.sqrt(nu / c2 + h["eps_root"]) + h["eps"]), mu_hat)
+        return {"count": count, "mu": mus, "nu": nus}, out
+    return Leaf("scale_by_radam", [*_adam_hyper(b1, b2, eps, eps_root), Hyper("threshold", threshold, NONNEGATIVE)],
+                State(count=counter(), mu=per_param(), nu=per_param()), update)
+
+
+def scale_by_rprop(learning_rate: float, eta_minus: float = 0.5, eta_plus: float = 1.2, min_step_size: float = 1e-6,
+                   max_step_size: float = 50.0) -> Transform:
+    """Rprop (Riedmiller & Braun 1993), as ``optax.scale_by_rprop``: a step size per element,
+    grown by ``eta_plus`` while the gradient keeps its sign and shrunk by ``eta_minus`` when it flips.
+
+    Args:
+        learning_rate: where every step size starts, at least 0 (not a hyperparameter: it is the
+            state's initial value).
+        eta_minus: the factor on a sign flip, at least 0 (default 0.5).
+        eta_plus: the factor otherwise, at least 0 (default 1.2).
+        min_step_size: the smallest step size, at least 0 (default ``1e-6``).
+        max_step_size: the largest step size, at least 0 (default 50).
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_rprop"``, with the state ``{"step_sizes", "prev_updates"}``.
+
+    Raises:
+        TypeError: an argument is not a number.
+        ValueError: an argument is negative or not finite.
+    """
+    def update(h, s, params, updates):
+        steps, prevs, out = {}, {}, {}
+        for n, g in updates.items():
+            old = s["prev_updates"][n]
+            sg = g * old
+            grown = W.clip(s["step_sizes"][n] * W.where(W.greater(sg, 0.0), h["eta_plus"], h["eta_minus"]),
+                           h["min_step_size"], h["max_step_size"])
+            steps[n] = W.where(W.equal(sg, 0.0), s["step_sizes"][n], grown)
+            flipped = W.greater(0.0, sg)
+            prevs[n] = W.where(flipped, 0.0, steps[n] * W.sign(g))
+            out[n] = W.where(flipped, 0.0, old)  # as optax: the previous step, not this one
+        return {"step_sizes": steps, "prev_updates": prevs}, out
+    initial = _initial(learning_rate, "scale_by_rprop: learning_rate", 0)
+    return Leaf("scale_by_rprop", [Hyper("eta_minus", eta_minus, NONNEGATIVE), Hyper("eta_plus", eta_plus, NONNEGATIVE),
+                                   Hyper("min_step_size", min_step_size, NONNEGATIVE),
+                                   Hyper("max_step_size", max_step_size, NONNEGATIVE)],
+                State(step_sizes=per_param(initial), prev_updates=per_param()), update)
+
+
+def scale_by_optimistic_gradient(alpha: float = 1.0, beta: float = 1.0) -> Transform:
+    """Optimistic gradient (Daskalakis et al. 2018), as ``optax.scale_by_optimistic_gradient``:
+    ``u = (alpha + beta) g - beta g_prev``, with ``g_prev = g`` at the first step.
+
+    Args:
+        alpha: the weight of the current gradient (default 1): the hyperparameter ``"alpha"``.
+        beta: the weight of the correction (default 1): the hyperparameter ``"beta"``.
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_optimistic_gradient"``, with the state
+        ``{"is_initial_step", "previous_gradient"}`` (the first a float flag, 1.0 until the first step).
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a hyperparameter is not finite.
+    """
+    def update(h, s, params, updates):
+        first = s["is_initial_step"]
+        out = {n: (h["alpha"] + h["beta"]) * g - h["beta"] * W.where(first, g, s["previous_gradient"][n])
+               for n, g in updates.items()}
+        return {"is_initial_step": first * 0.0, "previous_gradient": dict(updates)}, out
+    return Leaf("scale_by_optimistic_gradient", [Hyper("alpha", alpha), Hyper("beta", beta)],
+                State(is_initial_step=scalar(lambda t: _lowest(t), 1.0), previous_gradient=per_param()), update)
+
+
+def scale_by_adan(b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: float = 1e-8,
+                  eps_root: float = 0.0) -> Transform:
+    """Adan (Xie et al. 2022, Algorithm 1), as ``optax.scale_by_adan``: moments of the gradient,
+    of its difference from the previous one, and of their combination's square.
+
+    Args:
+        b1: the gradient's moment decay, in ``[0, 1)`` (default 0.98).
+        b2: the difference's moment decay, in ``[0, 1)`` (default 0.92).
+        b3: the squared moment's decay, in ``[0, 1)`` (default 0.99).
+        eps: added to the square root, at least 0 (default ``1e-8``).
+        eps_root: added inside the square root, at least 0 (default 0).
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_adan"``, with the state ``{"m", "v", "n", "g", "t"}``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a decay is outside ``[0, 1)``, an epsilon is negative, or one is not finite.
+    """
+    def update(h, s, params, updates):
+        t = _increment(s["t"])
+        tf = _as_float(t, updates)
+        c1, c2, c3 = (_correction(h[k], tf) for k in ("b1", "b2", "b3"))
+        started = W.greater(s["t"], W.constant(0, (), "int32", like=s["t"]))
+        new = {"m": {}, "v": {}, "n": {}, "g": dict(updates), "t": t}
+        out = {}
+        for k, g in updates.items():
+            diff = W.where(started, g - s["g"][k], 0.0)
+            new["m"][k] = m = (1.0 - h["b1"]) * g + h["b1"] * s["m"][k]
+            new["v"][k] = v = (1.0 - h["b2"]) * diff + h["b2"] * s["v"][k]
+            sq = g + (1.0 - h["b2"]) * diff
+            new["n"][k] = nn = (1.0 - h["b3"]) * (sq * sq) + h["b3"] * s["n"][k]
+            out[k] = (m / c1 + (1.0 - h["b2"]) * (v / c2)) / (W.sqrt(nn / c3 + h["eps_root"]) + h["eps"])
+        return new, out
+    return Leaf("scale_by_adan", [Hyper("b1", b1, DECAY), Hyper("b2", b2, DECAY), Hyper("b3", b3, DECAY),
+                                  Hyper("eps", eps, NONNEGATIVE), Hyper("eps_root", eps_root, NONNEGATIVE)],
+                State(m=per_param(), v=per_param(), n=per_param(), g=per_param(), t=counter()), update)
+
+
+def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Transform:
+    """AdaDelta (Zeiler 2012), as ``optax.scale_by_adadelta``:
+    ``u = sqrt(E[dx**2] + eps) / sqrt(E[g**2] + eps) * g``.
+
+    Args:
+        rho: the moving averages' decay, in ``[0, 1)`` (default 0.9).
+        eps: at least 0 (default ``1e-6``).
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_adadelta"``, with the state ``{"e_g", "e_x"}``.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: ``rho`` is outside ``[0, 1)``, ``eps`` is negative, or one is not finite.
+    """
+    def update(h, s, params, updates):
+        rho = h["rho"]
+        e_g, e_x, out = {}, {}, {}
+        for n, g in updates.items():
+            e_g[n] = (1.0 - rho) * (g * g) + rho * s["e_g"][n]
+            out[n] = u = (W.sqrt(s["e_x"][n] + h["eps"]) / W.sqrt(e_g[n] + h["eps"])) * g
+            e_x[n] = (1.0 - rho) * (u * u) + rho * s["e_x"][n]
+        return {"e_g": e_g, "e_x": e_x}, out
+    return Leaf("scale_by_adadelta", [Hyper("rho", rho, DECAY), Hyper("eps", eps, NONNEGATIVE)],
+                State(e_g=per_param(), e_x=per_param()), update)
+
+
+def scale_by_trust_ratio(min_norm: float = 0.0, trust_coefficient: float = 1.0, eps: float = 0.0,
+                         mask: Mapping[str, bool] | Callable | bool | None = None) -> Transform:
+    """The layer-wise trust ratio of LARS and LAMB, as ``optax.scale_by_trust_ratio``: each
+    parameter's update times ``trust_coefficient ||p|| / (||u|| + eps)`` (1 where either norm is 0).
+
+    Args:
+        min_norm: norms below it count as it, at least 0 (default 0).
+        trust_coefficient: at least 0 (default 1).
+        eps: added to the update's norm, at least 0 (default 0).
+        mask: which parameters are scaled (as ``optax.masked``; see :func:`add_decayed_weights`);
+            ``None`` (default) or ``True`` for all.
+
+    Returns:
+        A stateless :class:`Leaf` named ``"scale_by_trust_ratio"``; it reads the parameters.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a hyperparameter is negative or not finite.
+    """
+    def update(h, s, params, updates):
+        selected = _decay_mask(mask, {n: p.type for n, p in params.items()})
+        out = {}
+        for n, g in updates.items():
+            if not selected[n]:
+                out[n] = g
+                continue
+            pn, un = _safe_norm(params[n], h["min_norm"]), _safe_norm(g, h["min_norm"])
+            ratio = h["trust_coefficient"] * pn / (un + h["eps"])
+            zero = W.equal(pn, 0.0) + W.equal(un, 0.0)
+            out[n] = g * W.where(zero, 1.0, ratio)
+        return s, out
+    return Leaf("scale_by_trust_ratio", [Hyper("min_norm", min_norm, NONNEGATIVE),
+                                         Hyper("trust_coefficient", trust_coefficient, NONNEGATIVE),
+                                         Hyper("eps", eps, NONNEGATIVE)], update=update)
+
+
+def scale_by_novograd(b1: float = 0.9, b2: float = 0.25, eps: float = 1e-8, eps_root: float = 0.0,
+                      weight_decay: float = 0.0, mu_dtype: str | None = None) -> Transform:
+    """NovoGrad (Ginsburg et al. 2019), as ``optax.scale_by_novograd``: a second moment per layer
+    (the squared norm of its gradient), ``mu = b1 mu + g / (sqrt(nu + eps_root) + eps) + wd p``.
+
+    Args:
+        b1: the first moment's decay, in ``[0, 1)`` (default 0.9).
+        b2: the per-layer second moment's decay, in ``[0, 1)`` (default 0.25).
+        eps: added to the square root, at least 0 (default ``1e-8``).
+        eps_root: added inside the square root, at least 0 (default 0).
+        weight_decay: at least 0 (default 0).
+        mu_dtype: the dtype of ``mu``; ``None`` (default) keeps each parameter's.
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_novograd"``, with the state ``{"count", "mu", "nu"}``
+        (``nu`` one scalar per parameter); it reads the parameters.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a decay is outside ``[0, 1)``, another hyperparameter is negative, or one is not
+            finite, or ``mu_dtype`` is not a floating-point dtype.
+    """
+    def update(h, s, params, updates):
+        count = _increment(s["count"])
+        first = W.equal(count, W.constant(1, (), "int32", like=count))
+        mus, nus = {}, {}
+        for n, g in updates.items():
+            sq = _norm(g)
+            sq = sq * sq
+            nus[n] = nu = W.where(first, sq, (1.0 - h["b2"]) * sq + h["b2"] * s["nu"][n])
+            add = g / (W.sqrt(nu + h["eps_root"]) + h["eps"]) + h["weight_decay"] * params[n]
+            mus[n] = _in_dtype(W.where(first, add, h["b1"] * s["mu"][n] + add), s["mu"][n].type.dtype)
+        return {"count": count, "mu": mus, "nu": nus}, dict(mus)
+    mu_dtype = _dtype_option(mu_dtype, "scale_by_novograd: mu_dtype")
+    return Leaf("scale_by_novograd", [*_adam_hyper(b1, b2, eps, eps_root),
+                                      Hyper("weight_decay", weight_decay, NONNEGATIVE)],
+                State(count=counter(), mu=per_param(dtype=mu_dtype), nu=per_param(shape=())), update)
+
+
+def _fromage_step(learning_rate: float) -> Transform:
+    """Fromage's step after the trust ratio: ``u = -lr m g + (m - 1) p`` with
+    ``m = 1 / sqrt(1 + lr**2)``, as optax's ``scale_by_learning_rate(lr * m)`` then
+    ``add_decayed_weights(m - 1)``, the learning rate one hyperparameter."""
+    def update(h, s, params, updates):
+        lr = h["learning_rate"]
+        m = 1.0 / W.sqrt(1.0 + lr * lr)
+        step = -(lr * m)
+        return s, {n: step * g + (m - 1.0) * params[n] for n, g in updates.items()}
+    return Leaf("fromage_step", [Hyper("learning_rate", learning_rate, NONNEGATIVE)], update=update)
+
+
+def _lr(learning_rate) -> list[Transform]:
+    """``scale_by_learning_rate(learning_rate)``, or nothing for ``None`` (optax's ``identity``)."""
+    return [] if learning_rate is None else [scale_by_learning_rate(learning_rate)]
+
+
+def sign_sgd(learning_rate: float | Schedule) -> Transform:
+    """signSGD (Bernstein et al. 2018), as ``optax.sign_sgd``: :func:`scale_by_sign` then the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule (see :func:`scale_by_learning_rate`).
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
+
+
+def signum(learning_rate: float | Schedule, beta: float = 0.9, accumulator_dtype: str | None = None) -> Transform:
+    """Signum (Bernstein et al. 2018), as ``optax.signum``: the sign of the momentum
+    (:func:`ema` without debiasing, its decay ``beta``), then the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        beta: the momentum's decay, in ``[0, 1)`` (default 0.9): the hyperparameter ``"decay"``.
+        accumulator_dtype: the momentum's dtype; ``None`` (default) keeps each parameter's.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(ema(beta, debias=False, accumulator_dtype=accumulator_dtype), scale_by_sign(),
+                 scale_by_learning_rate(learning_rate))
+
+
+def adamax(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Transform:
+    """AdaMax, as ``optax.adamax``: :func:`scale_by_adamax` then the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_adamax`.
+        b2: see :func:`scale_by_adamax`.
+        eps: see :func:`scale_by_adamax`.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
+
+
+def adamaxw(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+            weight_decay: float = 1e-4, mask: Mapping[str, bool] | Callable | None = None) -> Transform:
+    """AdaMax with decoupled weight decay, as ``optax.adamaxw``.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_adamax`.
+        b2: see :func:`scale_by_adamax`.
+        eps: see :func:`scale_by_adamax`.
+        weight_decay: at least 0 (default ``1e-4``).
+        mask: which parameters decay (see :func:`add_decayed_weights`).
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_adamax(b1, b2, eps), add_decayed_weights(weight_decay, mask),
+                 scale_by_learning_rate(learning_rate))
+
+
+def nadam(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          eps_root: float = 0.0, mu_dtype: str | None = None, *, nesterov: bool = True) -> Transform:
+    """NAdam (Dozat 2016), as ``optax.nadam``: :func:`adam` with Nesterov momentum.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_adam`.
+        b2: see :func:`scale_by_adam`.
+        eps: see :func:`scale_by_adam`.
+        eps_root: see :func:`scale_by_adam`.
+        mu_dtype: see :func:`scale_by_adam`.
+        nesterov: default ``True``.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
+
+
+def nadamw(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+           eps_root: float = 0.0, mu_dtype: str | None = None, weight_decay: float = 1e-4,
+           mask: Mapping[str, bool] | Callable | None = None, *, nesterov: bool = True) -> Transform:
+    """NAdamW, as ``optax.nadamw``: :func:`adamw` with Nesterov momentum.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_adam`.
+        b2: see :func:`scale_by_adam`.
+        eps: see :func:`scale_by_adam`.
+        eps_root: see :func:`scale_by_adam`.
+        mu_dtype: see :func:`scale_by_adam`.
+        weight_decay: at least 0 (default ``1e-4``).
+        mask: which parameters decay (see :func:`add_decayed_weights`).
+        nesterov: default ``True``.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov)
+
+
+def lion(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.99, mu_dtype: str | None = None,
+         weight_decay: float = 1e-3, mask: Mapping[str, bool] | Callable | None = None) -> Transform:
+    """Lion, as ``optax.lion``: :func:`scale_by_lion`, decoupled weight decay, the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_lion`.
+        b2: see :func:`scale_by_lion`.
+        mu_dtype: see :func:`scale_by_lion`.
+        weight_decay: at least 0 (default ``1e-3``).
+        mask: which parameters decay (see :func:`add_decayed_weights`).
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_lion(b1, b2, mu_dtype), add_decayed_weights(weight_decay, mask),
+                 scale_by_learning_rate(learning_rate))
+
+
+def yogi(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3) -> Transform:
+    """Yogi, as ``optax.yogi``: :func:`scale_by_yogi` then the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_yogi`.
+        b2: see :func:`scale_by_yogi`.
+        eps: see :func:`scale_by_yogi`.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate))
+
+
+def adabelief(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16,
+              eps_root: float = 1e-16, *, nesterov: bool = False) -> Transform:
+    """AdaBelief, as ``optax.adabelief``: :func:`scale_by_belief` then the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_belief`.
+        b2: see :func:`scale_by_belief`.
+        eps: see :func:`scale_by_belief`.
+        eps_root: see :func:`scale_by_belief`.
+        nesterov: see :func:`scale_by_belief`.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov), scale_by_learning_rate(learning_rate))
+
+
+def radam(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          eps_root: float = 0.0, threshold: float = 5.0, *, nesterov: bool = False) -> Transform:
+    """RAdam, as ``optax.radam``: :func:`scale_by_radam` then the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_radam`.
+        b2: see :func:`scale_by_radam`.
+        eps: see :func:`scale_by_radam`.
+        eps_root: see :func:`scale_by_radam`.
+        threshold: see :func:`scale_by_radam`.
+        nesterov: see :func:`scale_by_radam`.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov),
+                 scale_by_learning_rate(learning_rate))
+
+
+def rprop(learning_rate: float, eta_minus: float = 0.5, eta_plus: float = 1.2, min_step_size: float = 1e-6,
+          max_step_size: float = 50.0) -> Transform:
+    """Rprop, as ``optax.rprop``: :func:`scale_by_rprop` then :func:`scale` by -1.
+
+    Args:
+        learning_rate: see :func:`scale_by_rprop`.
+        eta_minus: see :func:`scale_by_rprop`.
+        eta_plus: see :func:`scale_by_rprop`.
+        min_step_size: see :func:`scale_by_rprop`.
+        max_step_size: see :func:`scale_by_rprop`.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size), scale(-1.0))
+
+
+def optimistic_gradient_descent(learning_rate: float | Schedule, alpha: float = 1.0, beta: float = 1.0) -> Transform:
+    """Optimistic gradient descent, as ``optax.optimistic_gradient_descent``.
+
+    Args:
+        learning_rate: a number or a schedule.
+        alpha: see :func:`scale_by_optimistic_gradient`.
+        beta: see :func:`scale_by_optimistic_gradient`.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate))
+
+
+def optimistic_adam_v2(learning_rate: float | Schedule, *, alpha: float = 1.0, beta: float = 1.0, b1: float = 0.9,
+                       b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0, mu_dtype: str | None = None,
+                       nesterov: bool = True) -> Transform:
+    """Optimistic Adam, as ``optax.optimistic_adam_v2``: :func:`scale_by_adam`, then the optimistic
+    correction, then the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        alpha: see :func:`scale_by_optimistic_gradient`.
+        beta: see :func:`scale_by_optimistic_gradient`.
+        b1: see :func:`scale_by_adam`.
+        b2: see :func:`scale_by_adam`.
+        eps: see :func:`scale_by_adam`.
+        eps_root: see :func:`scale_by_adam`.
+        mu_dtype: see :func:`scale_by_adam`.
+        nesterov: default ``True``.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+                 scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate))
+
+
+def adan(learning_rate: float | Schedule, b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: float = 1e-8,
+         eps_root: float = 1e-8, weight_decay: float = 0.0,
+         mask: Mapping[str, bool] | Callable | None = None) -> Transform:
+    """Adan, as ``optax.adan``: :func:`scale_by_adan`, decoupled weight decay, the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_adan`.
+        b2: see :func:`scale_by_adan`.
+        b3: see :func:`scale_by_adan`.
+        eps: see :func:`scale_by_adan`.
+        eps_root: see :func:`scale_by_adan` (default ``1e-8`` here, as optax's alias).
+        weight_decay: at least 0 (default 0).
+        mask: which parameters decay (see :func:`add_decayed_weights`).
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_adan(b1, b2, b3, eps, eps_root), add_decayed_weights(weight_decay, mask),
+                 scale_by_learning_rate(learning_rate))
+
+
+def adadelta(learning_rate: float | Schedule | None = None, rho: float = 0.9, eps: float = 1e-6,
+             weight_decay: float = 0.0, weight_decay_mask: Mapping[str, bool] | Callable | None = None) -> Transform:
+    """AdaDelta, as ``optax.adadelta``: weight decay, :func:`scale_by_adadelta`, the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule; ``None`` (default) for none at all, as optax (the
+            update is then AdaDelta's step itself, with no sign flip).
+        rho: see :func:`scale_by_adadelta`.
+        eps: see :func:`scale_by_adadelta`.
+        weight_decay: at least 0 (default 0).
+        weight_decay_mask: which parameters decay (see :func:`add_decayed_weights`).
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(add_decayed_weights(weight_decay, weight_decay_mask), scale_by_adadelta(rho, eps),
+                 *_lr(learning_rate))
+
+
+def lars(learning_rate: float | Schedule, weight_decay: float = 0.0,
+         weight_decay_mask: Mapping[str, bool] | Callable | bool = True, trust_coefficient: float = 0.001,
+         eps: float = 0.0, trust_ratio_mask: Mapping[str, bool] | Callable | bool = True, momentum: float = 0.9,
+         nesterov: bool = False) -> Transform:
+    """LARS (You et al. 2017), as ``optax.lars``: weight decay, the trust ratio, the learning rate,
+    then momentum.
+
+    Args:
+        learning_rate: a number or a schedule.
+        weight_decay: at least 0 (default 0).
+        weight_decay_mask: which parameters decay (default ``True``: all).
+        trust_coefficient: see :func:`scale_by_trust_ratio` (default ``0.001``).
+        eps: see :func:`scale_by_trust_ratio`.
+        trust_ratio_mask: which parameters the trust ratio scales (default ``True``: all).
+        momentum: see :func:`trace` (default 0.9).
+        nesterov: see :func:`trace`.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(add_decayed_weights(weight_decay, weight_decay_mask),
+                 scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps, mask=trust_ratio_mask),
+                 scale_by_learning_rate(learning_rate), trace(momentum, nesterov))
+
+
+def lamb(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
+         eps_root: float = 0.0, weight_decay: float = 0.0,
+         mask: Mapping[str, bool] | Callable | None = None) -> Transform:
+    """LAMB (You et al. 2020), as ``optax.lamb``: Adam's step, weight decay, the trust ratio, the
+    learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_adam`.
+        b2: see :func:`scale_by_adam`.
+        eps: see :func:`scale_by_adam` (default ``1e-6``).
+        eps_root: see :func:`scale_by_adam`.
+        weight_decay: at least 0 (default 0).
+        mask: which parameters decay (see :func:`add_decayed_weights`).
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_adam(b1, b2, eps, eps_root), add_decayed_weights(weight_decay, mask),
+                 scale_by_trust_ratio(), scale_by_learning_rate(learning_rate))
+
+
+def novograd(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.25, eps: float = 1e-6,
+             eps_root: float = 0.0, weight_decay: float = 0.0) -> Transform:
+    """NovoGrad, as ``optax.novograd``: :func:`scale_by_novograd` then the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        b1: see :func:`scale_by_novograd`.
+        b2: see :func:`scale_by_novograd`.
+        eps: see :func:`scale_by_novograd` (default ``1e-6`` here, as optax's alias).
+        eps_root: see :func:`scale_by_novograd`.
+        weight_decay: see :func:`scale_by_novograd`.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_novograd(b1, b2, eps, eps_root, weight_decay), scale_by_learning_rate(learning_rate))
+
+
+def fromage(learning_rate: float, min_norm: float = 1e-6) -> Transform:
+    """Fromage (Bernstein et al. 2020), as ``optax.fromage``: the trust ratio, then
+    ``u = -lr m u + (m - 1) p`` with ``m = 1 / sqrt(1 + lr**2)``, computed from the one
+    hyperparameter ``"learning_rate"`` (so a bilevel problem can learn it).
+
+    Args:
+        learning_rate: a number, at least 0 (a schedule is not supported yet).
+        min_norm: see :func:`scale_by_trust_ratio` (default ``1e-6``).
+
+    Returns:
+        A :class:`Chain`.
+
+    Raises:
+        TypeError: ``learning_rate`` is a schedule, or not a number.
+    """
+    if callable(learning_rate):
+        raise TypeError("fromage: a learning-rate schedule is not supported yet; pass a number")
+    return chain(scale_by_trust_ratio(min_norm), _fromage_step(learning_rate))
 
 
 # --------------------------------------------------------------------------- schedules

@@ -225,6 +225,9 @@ ARCTAN = unary("arctan", lambda p, x, y, dy: [dy[0] / (1.0 + x[0] * x[0])])
 #: ``floor(x)``: largest integer <= x (zero derivative almost everywhere).
 FLOOR = unary("floor", lambda p, x, y, dy: [None])
 STOP_GRADIENT = unary("stop_gradient", lambda p, x, y, dy: [None])
+#: ``sign(x)``: -1, 0 or 1 (zero derivative almost everywhere).
+SIGN = unary("sign", lambda p, x, y, dy: [None])
+ABS = unary("abs", lambda p, x, y, dy: [dy[0] * SIGN(x[0])])
 
 
 def _barrier_rule(types):

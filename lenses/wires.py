@@ -269,6 +269,8 @@ sin = _pointful(P.SIN, "Elementwise sine.")
 floor = _pointful(P.FLOOR, "Elementwise floor (zero derivative).")
 tan = _pointful(P.TAN, "Elementwise tangent.")
 arctan = _pointful(P.ARCTAN, "Elementwise inverse tangent, in (-pi/2, pi/2).")
+sign = _pointful(P.SIGN, "Elementwise sign: -1, 0 or 1 (zero derivative).")
+abs = _pointful(P.ABS, "Elementwise absolute value (its derivative is the sign).")  # noqa: A001
 
 
 def gelu(x: Wire) -> Wire:

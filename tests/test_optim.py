@@ -56,6 +56,33 @@ PAIRS = {
     "cosine_decay": (O.sgd(O.cosine_decay_schedule(0.1, 50, 0.1)),
                      optax.sgd(optax.cosine_decay_schedule(0.1, 50, 0.1))),
     "linear_warmup": (O.sgd(O.linear_schedule(0.0, 0.1, 20)), optax.sgd(optax.linear_schedule(0.0, 0.1, 20))),
+    # the rest of the optimizers optax's alias tests cover
+    "sign_sgd": (O.sign_sgd(0.01), optax.sign_sgd(0.01)),
+    "signum": (O.signum(0.01, 0.8), optax.signum(0.01, 0.8)),
+    "adamax": (O.adamax(0.01), optax.adamax(0.01)),
+    "adamaxw": (O.adamaxw(0.01, 0.8, 0.99, 1e-6, 0.1), optax.adamaxw(0.01, 0.8, 0.99, 1e-6, 0.1)),
+    "nadam": (O.nadam(0.01), optax.nadam(0.01)),
+    "nadamw": (O.nadamw(0.01, weight_decay=0.05), optax.nadamw(0.01, weight_decay=0.05)),
+    "lion": (O.lion(0.01), optax.lion(0.01)),
+    "yogi": (O.yogi(0.05), optax.yogi(0.05)),
+    "adabelief": (O.adabelief(0.01), optax.adabelief(0.01)),
+    "adabelief_nesterov": (O.adabelief(0.01, 0.8, eps=1e-8, nesterov=True),
+                           optax.adabelief(0.01, 0.8, eps=1e-8, nesterov=True)),
+    "radam": (O.radam(0.01), optax.radam(0.01)),
+    "radam_nesterov": (O.radam(0.01, 0.8, 0.9, threshold=3.0, nesterov=True),
+                       optax.radam(0.01, 0.8, 0.9, threshold=3.0, nesterov=True)),
+    "rprop": (O.rprop(0.01), optax.rprop(0.01)),
+    "optimistic_gradient_descent": (O.optimistic_gradient_descent(0.01, 0.7, 0.1),
+                                    optax.optimistic_gradient_descent(0.01, 0.7, 0.1)),
+    "optimistic_adam_v2": (O.optimistic_adam_v2(0.01), optax.optimistic_adam_v2(0.01)),
+    "adan": (O.adan(0.01), optax.adan(0.01)),
+    "adan_decay": (O.adan(0.01, weight_decay=0.1), optax.adan(0.01, weight_decay=0.1)),
+    "adadelta": (O.adadelta(0.1), optax.adadelta(0.1)),
+    "adadelta_no_lr": (O.adadelta(weight_decay=0.01), optax.adadelta(weight_decay=0.01)),
+    "lars": (O.lars(0.1, weight_decay=0.01), optax.lars(0.1, weight_decay=0.01)),
+    "lamb": (O.lamb(0.01, weight_decay=0.01), optax.lamb(0.01, weight_decay=0.01)),
+    "novograd": (O.novograd(0.01, weight_decay=0.01), optax.novograd(0.01, weight_decay=0.01)),
+    "fromage": (O.fromage(0.01), optax.fromage(0.01)),
 }
 
 
@@ -81,7 +108,7 @@ def test_to_optax_matches_optax_for_100_steps_float64(name):
             np.testing.assert_allclose(u1[k], u2[k], rtol=1e-6, atol=1e-12, err_msg=f"{name} step {step} {k}")
 
 
-def test_adam_state_leaves_match_optax():
+def test_adam_state_is_shaped_as_optax_state():
     t1, ref = pl.optim.to_optax(O.adam(0.01)), optax.adam(0.01)
     rng = np.random.default_rng(1)
     p = tree(rng)
@@ -90,23 +117,31 @@ def test_adam_state_leaves_match_optax():
         g = jax.tree.map(lambda x: rng.standard_normal(np.shape(x)), p)
         _, s1 = t1.update(g, s1, p)
         _, s2 = ref.update(g, s2, p)
-    ours = s1["opt"][0]  # named fields, as optax's ScaleByAdamState
-    assert int(ours["count"]) == int(s2[0].count) == 10
+    # the same pytree structure as optax's, down to the class names and the params' shape
+    assert type(s1[0]).__name__ == type(s2[0]).__name__ == "ScaleByAdamState" and s1[0]._fields == s2[0]._fields
+    assert jax.tree.structure(s1[0].mu) == jax.tree.structure(p) and isinstance(s1[1], optax.EmptyState)
+    assert int(s1[0].count) == int(s2[0].count) == 10
     for k in p:
-        np.testing.assert_allclose(ours["mu"][f"['{k}']"], s2[0].mu[k], rtol=1e-12)
-        np.testing.assert_allclose(ours["nu"][f"['{k}']"], s2[0].nu[k], rtol=1e-12)
+        np.testing.assert_allclose(optax.tree.get(s1, "mu")[k], s2[0].mu[k], rtol=1e-6)
+        np.testing.assert_allclose(s1[0].nu[k], s2[0].nu[k], rtol=1e-6)
+    doubled = optax.tree.map_params(t1, lambda v: 2 * v, s1)
+    np.testing.assert_allclose(doubled[0].mu["a"], 2 * s1[0].mu["a"])
+    assert int(doubled[0].count) == 10  # not a copy of the params: left alone
 
 
-def test_hyperparameters_live_in_the_state():
-    t = pl.optim.to_optax(O.adam(0.01))
+def test_hyperparameters_change_through_inject_hyperparams():
+    import functools
+    make = functools.wraps(O.adam)(lambda *a, **k: pl.optim.to_optax(O.adam(*a, **k)))
+    t = optax.inject_hyperparams(make)(learning_rate=0.01)
     p = {"w": np.ones(3)}
     s = t.init(p)
-    assert set(s["hyper"]) == {"learning_rate", "b1", "b2", "eps", "eps_root"}
     g = {"w": np.ones(3)}
-    u_small, _ = t.update(g, s, p)
-    s["hyper"]["learning_rate"] = jnp.asarray(0.02)
-    u_big, _ = t.update(g, s, p)
-    np.testing.assert_allclose(u_big["w"], 2 * u_small["w"], rtol=1e-12)
+    u_small, _ = jax.jit(t.update)(g, s, p)
+    s.hyperparams["learning_rate"] = jnp.asarray(0.02)
+    u_big, _ = jax.jit(t.update)(g, s, p)  # the same compiled program: a traced learning rate
+    np.testing.assert_allclose(u_big["w"], 2 * u_small["w"], rtol=1e-6)
+    with pytest.raises(TypeError, match="must be a scalar"):
+        jax.jit(lambda lr: O.adam(lr).hyper)(jnp.ones(2))
 
 
 LEARNER_PAIRS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_centered", "adam", "adamw",

@@ -113,6 +113,7 @@ CASES = [
     case("cos_sin", lambda x: pl.cos(x) * pl.sin(2.0 * x), [arr(3)]),
     case("tan_arctan", lambda x: pl.tan(0.5 * x) * pl.arctan(3.0 * x), [arr(3)]),
     case("floor", lambda x: pl.floor(3.0 * x) * x, [arr(3)]),
+    case("sign_abs", lambda x: pl.sign(x) * x * x + pl.abs(2.0 * x), [arr(3)]),
     case("loop_scan", lambda x: LOOP(x) * x, [arr(3)]),
     case("reduce_sum", lambda x: pl.sum(x, axis=(0, 2)), [arr(2, 3, 2)]),
     case("mean", lambda x: pl.mean(x, axis=1), [arr(2, 3)]),
@@ -246,7 +247,8 @@ def test_every_primitive_is_exercised():
 
 @pytest.mark.parametrize("dtype, tol", [("float32", 2e-6), ("float64", 1e-12)])
 @pytest.mark.parametrize("backend", ["numpy", "jax", "sympy"])
-@pytest.mark.parametrize("fn, ref", [(pl.tan, jnp.tan), (pl.arctan, jnp.arctan)], ids=["tan", "arctan"])
+@pytest.mark.parametrize("fn, ref", [(pl.tan, jnp.tan), (pl.arctan, jnp.arctan), (pl.sign, jnp.sign),
+                                     (pl.abs, jnp.abs)], ids=["tan", "arctan", "sign", "abs"])
 def test_tan_and_arctan_match_jax_vjp_on_every_backend(fn, ref, backend, dtype, tol):
     f = pl.para(fn, dom=[pl.Array(5, dtype=dtype)], name=fn.__name__)
     rng = np.random.default_rng(7)
