@@ -120,7 +120,11 @@ def to_optax(opt: Transform) -> optax.GradientTransformationExtraArgs:
         else:
             named_p, _ = _named(params)
         dtype = hyper_type(ptypes.values()).dtype
-        hyper = {k: jnp.asarray(v, dtype) for k, v in opt.hyper.items()}
+        missing = sorted(opt.extra - set(extra_args))
+        if missing:
+            raise TypeError(f"{opt.name}: update needs the keyword argument {missing[0]!r} "
+                            f"(update(updates, state, params, {missing[0]}=...))")
+        hyper = {k: jnp.asarray(extra_args[k] if k in opt.extra else v, dtype) for k, v in opt.hyper.items()}
         new_state, new_updates = fn({}, ours, named_p, named_g, hyper)
         out = [jnp.asarray(new_updates[n]).astype(jnp.result_type(named_g[n])) for n in names]
         return jax.tree_util.tree_unflatten(treedef, out), _as_optax_state(opt, specs, new_state, treedef, names)

@@ -208,7 +208,7 @@ class Learner:
     @cached_property
     def hyper_defaults(self) -> dict[str, float]:
         """Every hyperparameter wire of the step and its default value."""
-        out = dict(self.optimizer.hyper)
+        out = {k: v for k, v in self.optimizer.hyper.items() if k not in self.optimizer.extra}
         for term in (self.model, self.loss):
             out.update({n: p.init[1] for n, p in zip(term.param_names, term.params) if p.hyper})
         return out
@@ -245,7 +245,7 @@ class Learner:
         state = b.inputs(self.state_types)
         xs, ys = [b.input(t) for t in self.data_dom], [b.input(t) for t in self.label_types]
         p, h = state["params"], state["hyper"]
-        seen, opt_res = opt.forward(b, _opt_inputs(state, self.optimizer), [], group="optimizer")  # get
+        seen, opt_res = opt.forward(b, _opt_inputs(b, state, self.optimizer), [], group="optimizer")  # get
         seen = dict(zip(p, seen))
         low = self.compute_model  # mixed precision: into the compute dtype, and back for the loss
         keys = [state["key"]] if self.keyed else []  # a keyed model draws from the state's key
@@ -256,6 +256,7 @@ class Learner:
             yhat, keys = yhat[:-1], yhat[-1:]
         yhat = _cast_wires(b, yhat, self.data_cod)
         (l,), l_res = loss.forward(b, yhat, _bind(self.loss, iter(ys), h), group="loss")
+        opt_res = _with_extra(b, opt_res, self.optimizer, l)
         if self.gradient == "forward":
             trained, key = self._forward_gradient(b, xs, _bind(self.model, seen, h) + _bind(self.loss, iter(ys), h),
                                                   state["key"])
@@ -570,9 +571,28 @@ def _cast_wires(b: Builder, wires: list[int], types) -> list[int]:
     return out
 
 
-def _opt_inputs(state: dict, optimizer: Transform) -> list[int]:
-    """The optimizer lens's inputs ``(s, p, h)`` off the state, in its order."""
-    return leaves((state["opt"], state["params"], {k: state["hyper"][k] for k in optimizer.hyper}))
+def _opt_inputs(b: Builder, state: dict, optimizer: Transform) -> list[int]:
+    """The optimizer lens's inputs ``(s, p, h)`` off the state, in its order; an extra input (the
+    loss ``value``) is a placeholder here, replaced by :func:`_with_extra` once the loss is known."""
+    t = hyper_type(b.type_of(w) for w in state["params"].values())
+    h = {k: P.emit_const(b, 0.0, (), t.dtype) if k in optimizer.extra else state["hyper"][k] for k in optimizer.hyper}
+    return leaves((state["opt"], state["params"], h))
+
+
+def _with_extra(b: Builder, residuals: list[int], optimizer: Transform, loss: int) -> list[int]:
+    """The optimizer's residuals with its extra input ``value`` (optax's extra argument of
+    ``polyak_sgd``) the step's loss; any other extra input is refused, named."""
+    if not optimizer.extra:
+        return residuals
+    unknown = sorted(optimizer.extra - {"value"})
+    if unknown:
+        raise ValueError(f"{optimizer.name} reads the extra input {unknown[0]!r}; a learner gives its optimizer only "
+                         "'value', the loss")
+    out = list(residuals)
+    at = len(out) - len(optimizer.hyper) + list(optimizer.hyper).index("value")
+    t = b.type_of(out[at])
+    out[at] = loss if b.type_of(loss).dtype == t.dtype else b.emit1(P.CAST, loss, dtype=t.dtype)
+    return out
 
 
 def _bind(term: Term, given, hyper: dict) -> list[int]:

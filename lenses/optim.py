@@ -58,8 +58,9 @@ __all__ = [
     "scale", "scale_by_sign", "ema", "scale_by_adamax", "scale_by_lion", "scale_by_yogi", "scale_by_belief",
     "scale_by_radam", "scale_by_rprop", "scale_by_optimistic_gradient", "scale_by_adan", "scale_by_adadelta",
     "scale_by_trust_ratio", "scale_by_novograd", "sign_sgd", "signum", "adamax", "adamaxw", "nadam", "nadamw", "lion",
-    "yogi", "adabelief", "radam", "rprop", "optimistic_gradient_descent", "optimistic_adam_v2", "adan", "adadelta",
-    "lars", "lamb", "novograd", "fromage",
+    "yogi", "adabelief", "radam", "rprop", "optimistic_gradient_descent", "optimistic_adam", "optimistic_adam_v2",
+    "adan", "adadelta",
+    "lars", "lamb", "novograd", "fromage", "scale_by_polyak", "polyak_sgd",
 ]
 
 Schedule = Callable[[Wire], Wire]
@@ -343,6 +344,10 @@ class Transform:
     name: str
     hyper: Mapping[str, float]
     ranges: Mapping[str, Range]
+    #: the inputs of ``hyper`` given afresh at each update rather than kept as hyperparameters
+    #: (optax's extra arguments: ``"value"``, the loss, for :func:`polyak_sgd`); a learner wires
+    #: its loss into ``"value"``, ``to_optax`` takes them from ``update``'s keyword arguments
+    extra: frozenset = frozenset()
 
     def __repr__(self) -> str:
         return f"{self.name}({', '.join(f'{k}={_show(v)}' for k, v in self.hyper.items())})"
@@ -504,6 +509,8 @@ class Leaf(Transform):
         update: ``update(h, s, params, updates) -> (new_state, new_updates)``, written with
             wires: ``h`` the hyperparameters by name, ``s`` the state, ``params`` and
             ``updates`` dicts by parameter name.
+        extra: names of inputs given at each update, read as ``h[name]`` beside the
+            hyperparameters (optax's extra arguments: ``"value"``, the loss, for :func:`scale_by_polyak`).
 
     Raises:
         StateFieldError: (a ``TypeError``) the update returns a state field its state does not
@@ -524,18 +531,20 @@ class Leaf(Transform):
     paralens.optim.StateFieldError: counting: its update returns the state field state['extra'], which its ...
     """
 
-    def __init__(self, name: str, hyper=(), state: State | Callable = State(), update: Callable | None = None):
+    def __init__(self, name: str, hyper=(), state: State | Callable = State(), update: Callable | None = None,
+                 extra=()):
         if update is None or not callable(update):
             raise TypeError(f"{name}: update must be a function update(h, s, params, updates), got {update!r}")
         if not callable(state):
             raise TypeError(f"{name}: state must be a State(...) of fields, got {state!r}")
-        hyper = list(hyper)
+        hyper = list(hyper) + [Hyper(k, 0.0) for k in extra]
         names = [h.name for h in hyper]
         if len(set(names)) != len(names):
             raise ValueError(f"{name}: a hyperparameter is declared twice: {names}")
         self.name = name
         self.hyper = {h.name: h.range.check(h.value, f"{name}: {h.name}") for h in hyper}
         self.ranges = {h.name: h.range for h in hyper}
+        self.extra = frozenset(extra)
         self._state = state
         self._update = update
         self._probe()
@@ -606,6 +615,7 @@ class Chain(Transform):
                                 for i, t in enumerate(parts))
         self.hyper = {self.part_hyper[i][k]: v for i, t in enumerate(parts) for k, v in t.hyper.items()}
         self.ranges = {self.part_hyper[i][k]: r for i, t in enumerate(parts) for k, r in t.ranges.items()}
+        self.extra = frozenset(self.part_hyper[i][k] for i, t in enumerate(parts) for k in t.extra)
         self.name = " >> ".join(t.name for t in parts)
 
     def state(self, ptypes: Mapping[str, ArrayType]):
@@ -1955,6 +1965,64 @@ def scale_by_novograd(b1: float = 0.9, b2: float = 0.25, eps: float = 1e-8, eps_
                 State(count=counter(), mu=per_param(dtype=mu_dtype), nu=per_param(shape=())), update)
 
 
+def scale_by_polyak(f_min: float = 0.0, max_learning_rate: float = 1.0, eps: float = 0.0,
+                    variant: str = "sps") -> Transform:
+    """The Polyak step size (Loizou et al. 2021), as ``optax.scale_by_polyak``:
+    ``u = min((value - f_min) / (||g||**2 + eps), max_learning_rate) g`` (0 where
+    ``||g||**2 + eps`` is below float64's epsilon), ``value`` the loss at this step.
+
+    ``value`` is an extra input (``h["value"]``), not a hyperparameter: a
+    :class:`~paralens.Learner` wires its loss into it, ``to_optax``'s ``update`` takes it as
+    ``update(g, state, params, value=loss)``, as optax's does.
+
+    Args:
+        f_min: a lower bound on the loss (default 0): the hyperparameter ``"f_min"``.
+        max_learning_rate: the largest step, at least 0 (default 1).
+        eps: added to the squared norm, at least 0 (default 0).
+        variant: ``"sps"`` (default) or ``"sps+"`` (the gap ``value - f_min`` at least 0).
+
+    Returns:
+        A stateless :class:`Leaf` named ``"scale_by_polyak"`` with the extra input ``"value"``.
+
+    Raises:
+        ValueError: ``variant`` is neither ``"sps"`` nor ``"sps+"``, or a hyperparameter is out of range.
+        TypeError: a hyperparameter is not a number.
+    """
+    if variant not in ("sps", "sps+"):
+        raise ValueError(f"Invalid argument value for Polyak SGD: variant={variant!r}; expected 'sps' or 'sps+'")
+
+    def update(h, s, params, updates):
+        sq = _sq_norm(updates)
+        gap = W.cast(h["value"] - h["f_min"], sq.type.dtype)
+        if variant == "sps+":
+            gap = W.relu(gap)
+        den = sq + h["eps"]
+        tiny = 1.0 - W.greater(den, sys.float_info.epsilon)
+        step = W.where(tiny, 0.0, W.minimum(gap / W.where(tiny, 1.0, den), h["max_learning_rate"]))
+        return s, {n: step * g for n, g in updates.items()}
+    return Leaf("scale_by_polyak", [Hyper("f_min", f_min), Hyper("max_learning_rate", max_learning_rate, NONNEGATIVE),
+                                    Hyper("eps", eps, NONNEGATIVE)], update=update, extra=("value",))
+
+
+def polyak_sgd(max_learning_rate: float = 1.0, scaling: float | Schedule = 1.0, f_min: float = 0.0, eps: float = 0.0,
+               variant: str = "sps") -> Transform:
+    """SGD with the Polyak step size, as ``optax.polyak_sgd``: :func:`sgd` with learning rate
+    ``scaling``, then :func:`scale_by_polyak`.
+
+    Args:
+        max_learning_rate: see :func:`scale_by_polyak` (default 1).
+        scaling: a factor on the step, a number or a schedule (default 1): the hyperparameter
+            ``"learning_rate"``.
+        f_min: see :func:`scale_by_polyak`.
+        eps: see :func:`scale_by_polyak`.
+        variant: see :func:`scale_by_polyak`.
+
+    Returns:
+        A :class:`Chain` with the extra input ``"value"`` (the loss).
+    """
+    return chain(sgd(scaling), scale_by_polyak(f_min, max_learning_rate, eps, variant))
+
+
 def _fromage_step(learning_rate: float) -> Transform:
     """Fromage's step after the trust ratio: ``u = -lr m g + (m - 1) p`` with
     ``m = 1 / sqrt(1 + lr**2)``, as optax's ``scale_by_learning_rate(lr * m)`` then
@@ -2200,6 +2268,39 @@ def optimistic_adam_v2(learning_rate: float | Schedule, *, alpha: float = 1.0, b
     """
     return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
                  scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate))
+
+
+def optimistic_adam(learning_rate: float, optimism: float | None = None, b1: float = 0.9, b2: float = 0.999,
+                    eps: float = 1e-8, eps_root: float = 0.0, mu_dtype: str | None = None, *,
+                    nesterov: bool = True) -> Transform:
+    """Optimistic Adam, first version, as the deprecated ``optax.optimistic_adam``: the learning
+    rate is the optimistic gradient's ``alpha`` (and its ``beta`` unless ``optimism`` is given),
+    then a step of 1. Use :func:`optimistic_adam_v2`.
+
+    Args:
+        learning_rate: a number (no schedule): the hyperparameter ``"alpha"``.
+        optimism: the hyperparameter ``"beta"``; ``None`` (default) for ``learning_rate``.
+        b1: see :func:`scale_by_adam`.
+        b2: see :func:`scale_by_adam`.
+        eps: see :func:`scale_by_adam`.
+        eps_root: see :func:`scale_by_adam`.
+        mu_dtype: see :func:`scale_by_adam`.
+        nesterov: default ``True``.
+
+    Returns:
+        A :class:`Chain`.
+
+    Raises:
+        ValueError: ``learning_rate`` is a schedule.
+    """
+    warnings.warn("`optimistic_adam` is deprecated, please use `optimistic_adam_v2` instead.", DeprecationWarning,
+                  stacklevel=2)
+    if callable(learning_rate):
+        raise ValueError("This version of `optimistic_adam` does not support learning rate schedules but "
+                         "`optimistic_adam_v2` does.")
+    return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+                 scale_by_optimistic_gradient(learning_rate, learning_rate if optimism is None else optimism),
+                 scale_by_learning_rate(1.0))
 
 
 def adan(learning_rate: float | Schedule, b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: float = 1e-8,
