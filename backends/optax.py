@@ -62,19 +62,29 @@ def _as_optax_state(opt: Transform, specs, ours, treedef, names: list[str]):
         if not specs:
             return optax.EmptyState()
         cls = state_class(opt.name, tuple(specs))
-        return cls(**{k: jax.tree_util.tree_unflatten(treedef, [ours[k][n] for n in names])
+        return cls(**{k: jax.tree_util.tree_unflatten(treedef, [_lists(ours[k][n]) for n in names])
                       if isinstance(sp, dict) else ours[k] for k, sp in specs.items()})
     return ours  # a state given as a function of the parameters: its leaves, as they are
 
 
-def _from_optax_state(opt: Transform, specs, theirs, names: list[str]):
+def _from_optax_state(opt: Transform, specs, theirs, treedef, names: list[str]):
     """The inverse of :func:`_as_optax_state`."""
     if isinstance(opt, Chain):
-        return tuple(_from_optax_state(t, sp, s, names) for t, sp, s in zip(opt.parts, specs, theirs))
+        return tuple(_from_optax_state(t, sp, s, treedef, names) for t, sp, s in zip(opt.parts, specs, theirs))
     if isinstance(specs, dict):
-        return {k: dict(zip(names, jax.tree_util.tree_leaves(getattr(theirs, k)))) if isinstance(sp, dict)
+        return {k: dict(zip(names, map(_tuples, treedef.flatten_up_to(getattr(theirs, k))))) if isinstance(sp, dict)
                 else getattr(theirs, k) for k, sp in specs.items()}
     return tuple(theirs)
+
+
+def _tuples(x):
+    """A per-parameter state value as our terms take it: lists (optax's SM3 covers) as tuples."""
+    return tuple(x) if isinstance(x, (list, tuple)) else x
+
+
+def _lists(x):
+    """A per-parameter state value as optax keeps it: tuples as lists."""
+    return list(x) if isinstance(x, tuple) else x
 
 
 def to_optax(opt: Transform) -> optax.GradientTransformationExtraArgs:
@@ -112,7 +122,7 @@ def to_optax(opt: Transform) -> optax.GradientTransformationExtraArgs:
         ptypes = _param_types(named_g)
         fn, term = program(ptypes)
         specs = opt.state(ptypes)
-        ours = _from_optax_state(opt, specs, state, names)
+        ours = _from_optax_state(opt, specs, state, treedef, names)
         if params is None:
             if _reads_params(term, len(leaves(ours)), len(ptypes)):
                 raise ValueError(f"{opt.name} needs params: call update(updates, state, params)")

@@ -61,6 +61,8 @@ __all__ = [
     "yogi", "adabelief", "radam", "rprop", "optimistic_gradient_descent", "optimistic_adam", "optimistic_adam_v2",
     "adan", "adadelta",
     "lars", "lamb", "novograd", "fromage", "scale_by_polyak", "polyak_sgd",
+    "per_axis", "scale_by_sm3", "sm3", "scale_by_factored_rms", "clip_by_block_rms", "scale_by_param_block_rms",
+    "adafactor",
 ]
 
 Schedule = Callable[[Wire], Wire]
@@ -231,6 +233,24 @@ def per_param(init=0.0, dtype: str | None = None, shape: tuple | None = None) ->
             else:
                 out[n] = StateSpec(leaf, init)
         return out
+    return field
+
+
+def per_axis(init=0.0, dtype: str | None = None) -> Callable:
+    """A state field: for each parameter, a tuple of vectors, one per axis, each as long as that
+    axis (SM3's covers; one scalar for a scalar parameter).
+
+    Args:
+        init: the value every element starts at (default ``0.0``).
+        dtype: the vectors' dtype name; ``None`` (default) keeps each parameter's dtype.
+
+    Returns:
+        A field for :class:`State`: a function of the parameters' types giving the dict
+        ``{name: (StateSpec, ...)}``.
+    """
+    def field(ptypes):
+        return {n: tuple(StateSpec(ArrayType((d,), dtype or t.dtype, False), init) for d in t.shape)
+                or (StateSpec(ArrayType((), dtype or t.dtype, False), init),) for n, t in ptypes.items()}
     return field
 
 
@@ -750,7 +770,7 @@ def chain(*transforms: Transform) -> Transform:
 # --------------------------------------------------------------------------- transforms
 
 
-def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3) -> Transform:
+def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3, flip_sign: bool = True) -> Transform:
     """``u = -learning_rate * g``: the sign and the step live here, as in optax.
 
     ``learning_rate`` is a number (a runtime hyperparameter) or a schedule, a
@@ -763,6 +783,7 @@ def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3) -> Transform:
         learning_rate: the step size (default ``1e-3``), at least 0, or a schedule. A number is the
             hyperparameter ``"learning_rate"``, an input wire that :meth:`~paralens.Learner.set_hyper`
             changes without recompiling; a schedule becomes part of the term and adds no hyperparameter.
+        flip_sign: ``True`` (default): ``u = -learning_rate * g``; ``False``: ``u = learning_rate * g``.
 
     Returns:
         A :class:`Leaf`: ``"scale_by_learning_rate"``, stateless, for a number; ``"scale_by_schedule"``,
@@ -775,12 +796,12 @@ def scale_by_learning_rate(learning_rate: float | Schedule = 1e-3) -> Transform:
     if callable(learning_rate):
         def scheduled(h, s, params, updates):
             lr = W.cast(learning_rate(_as_float(s["count"], updates)), _widest(updates))
-            step = -lr
+            step = -lr if flip_sign else lr
             return {"count": _increment(s["count"])}, {n: step * g for n, g in updates.items()}
         return Leaf("scale_by_schedule", state=State(count=counter()), update=scheduled)
 
     def update(h, s, params, updates):
-        step = -h["learning_rate"]  # negated once, as optax's -learning_rate * g
+        step = -h["learning_rate"] if flip_sign else h["learning_rate"]  # negated once, as optax's -lr * g
         return {}, {n: step * g for n, g in updates.items()}
     return Leaf("scale_by_learning_rate", [Hyper("learning_rate", learning_rate, NONNEGATIVE)], update=update)
 
@@ -1574,11 +1595,13 @@ def ema(decay: float, debias: bool = True, accumulator_dtype: str | None = None)
     def update(h, s, params, updates):
         count = _increment(s["count"])
         d = h["decay"]
-        new = {n: _in_dtype((1.0 - d) * g + d * s["ema"][n], s["ema"][n].type.dtype) for n, g in updates.items()}
-        if debias:
+        # the decay in the accumulator's dtype, as optax's Python-float decay times a float32 state
+        new = {n: (1.0 - d) * g + _in_dtype(d, s["ema"][n].type.dtype) * s["ema"][n] for n, g in updates.items()}
+        kept = {n: _in_dtype(m, s["ema"][n].type.dtype) for n, m in new.items()}  # as optax: the update
+        if debias:                                                                 # is the uncast average
             c = _correction(d, _as_float(count, updates))
-            return {"count": count, "ema": new}, {n: m / c for n, m in new.items()}
-        return {"count": count, "ema": new}, dict(new)
+            return {"count": count, "ema": kept}, {n: m / c for n, m in new.items()}
+        return {"count": count, "ema": kept}, new
     accumulator_dtype = _dtype_option(accumulator_dtype, "ema: accumulator_dtype")
     return Leaf("ema", [Hyper("decay", decay, DECAY)], State(count=counter(), ema=per_param(dtype=accumulator_dtype)),
                 update)
@@ -2021,6 +2044,236 @@ def polyak_sgd(max_learning_rate: float = 1.0, scaling: float | Schedule = 1.0, 
         A :class:`Chain` with the extra input ``"value"`` (the loss).
     """
     return chain(sgd(scaling), scale_by_polyak(f_min, max_learning_rate, eps, variant))
+
+
+def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Transform:
+    """SM3 (Anil et al. 2019), as ``optax.scale_by_sm3``: the second moment kept as one cover
+    vector per axis; an element's accumulator is the minimum of its covers plus ``g**2``.
+
+    Args:
+        b1: the momentum of the scaled update, in ``[0, 1)`` (default 0.9): the hyperparameter ``"b1"``.
+        b2: the covers' decay, in ``(0, 1]`` (default 1: they only grow); fixed when the transform
+            is made, as optax treats 1 apart.
+        eps: added before the inverse square root, at least 0 (default ``1e-8``).
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_sm3"``, with the state ``{"mu", "nu"}``: ``mu`` a tuple of
+        vectors per parameter (one per axis), ``nu`` like the parameters.
+
+    Raises:
+        TypeError: a hyperparameter is not a number.
+        ValueError: a hyperparameter is out of range.
+
+    A scalar parameter has one scalar cover (optax's SM3 needs an axis).
+    """
+    b2 = real(b2, "scale_by_sm3: b2", 0.0, 1.0, open_low=True)
+    coeffs = (1.0 - b2 if b2 != 1.0 else 1.0, b2)
+
+    def update(h, s, params, updates):
+        mus, nus, out = {}, {}, {}
+        for n, g in updates.items():
+            covers = [W.reshape(v, tuple(g.shape[i] if j == i else 1 for j in range(g.ndim)))
+                      for i, v in enumerate(s["mu"][n])] if g.ndim else list(s["mu"][n])
+            low = covers[0]
+            for c in covers[1:]:
+                low = W.minimum(low, c)
+            accum = coeffs[0] * (g * g) + coeffs[1] * low
+            positive = W.greater(accum, 0.0)
+            up = g * W.where(positive, 1.0 / W.sqrt(W.where(positive, accum, 1.0) + h["eps"]), 0.0)
+            nus[n] = (1.0 - h["b1"]) * up + h["b1"] * s["nu"][n]
+            mus[n] = tuple(accum if g.ndim < 2 else W.max(accum, axis=tuple(j for j in range(g.ndim) if j != i))
+                           for i in range(max(g.ndim, 1)))
+            out[n] = nus[n]
+        return {"mu": mus, "nu": nus}, out
+    return Leaf("scale_by_sm3", [Hyper("b1", b1, DECAY), Hyper("eps", eps, NONNEGATIVE)],
+                State(mu=per_axis(), nu=per_param()), update)
+
+
+def sm3(learning_rate: float, momentum: float = 0.9) -> Transform:
+    """SM3, as ``optax.sm3``: :func:`scale_by_sm3` then the learning rate.
+
+    Args:
+        learning_rate: at least 0: the hyperparameter ``"learning_rate"``.
+        momentum: see :func:`scale_by_sm3`'s ``b1`` (default 0.9).
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(scale_by_sm3(momentum), scale_by_learning_rate(learning_rate))
+
+
+def _factored_dims(shape: tuple, factored: bool, min_dim_size_to_factor: int):
+    """The two largest axes ``(d1, d0)`` to factor the second moment over, or ``None`` (as optax)."""
+    if not factored or len(shape) < 2:
+        return None
+    order = sorted(range(len(shape)), key=lambda i: shape[i])  # argsort, stable
+    if shape[order[-2]] < min_dim_size_to_factor:
+        return None
+    return order[-2], order[-1]
+
+
+def scale_by_factored_rms(factored: bool = True, decay_rate: float = 0.8, step_offset: float = 0,
+                          min_dim_size_to_factor: int = 128, epsilon: float = 1e-30) -> Transform:
+    """Adafactor's preconditioner (Shazeer & Stern 2018), as ``optax.scale_by_factored_rms``: the
+    second moment of a matrix kept as its row and column means (``v_row``, ``v_col``), of a
+    smaller parameter in full (``v``), decayed by ``1 - (t - step_offset)**-decay_rate``
+    (computed in float32, as optax).
+
+    Args:
+        factored: factor the moments of parameters with two axes of at least
+            ``min_dim_size_to_factor`` (default ``True``).
+        decay_rate: the decay schedule's exponent (default 0.8): the hyperparameter ``"decay_rate"``.
+        step_offset: subtracted from the step count (default 0): the hyperparameter ``"step_offset"``.
+        min_dim_size_to_factor: the size both factored axes must reach (default 128).
+        epsilon: added to ``g**2`` (default ``1e-30``): the hyperparameter ``"epsilon"``.
+
+    Returns:
+        A :class:`Leaf` named ``"scale_by_factored_rms"``, with the state ``{"count", "v_row",
+        "v_col", "v"}`` (each unused one a vector of one zero, as optax keeps them).
+
+    Raises:
+        TypeError: a hyperparameter is not a number, or ``min_dim_size_to_factor`` is not an int.
+        ValueError: a hyperparameter is out of range.
+    """
+    if not isinstance(min_dim_size_to_factor, int) or isinstance(min_dim_size_to_factor, bool):
+        raise TypeError(f"scale_by_factored_rms: min_dim_size_to_factor must be an int, got {min_dim_size_to_factor!r}")
+
+    def dims(t):
+        return _factored_dims(t.shape, factored, min_dim_size_to_factor)
+
+    def without(t, axis):
+        return ArrayType(tuple(d for i, d in enumerate(t.shape) if i != axis), t.dtype, False)
+
+    one = lambda t: ArrayType((1,), t.dtype, False)  # noqa: E731
+
+    def field(kind):
+        def make(ptypes):
+            out = {}
+            for n, t in ptypes.items():
+                fd = dims(t)
+                if kind == "v":
+                    leaf = one(t) if fd else ArrayType(t.shape, t.dtype, False)
+                else:
+                    leaf = without(t, fd[1] if kind == "v_row" else fd[0]) if fd else one(t)
+                out[n] = StateSpec(leaf, 0.0)
+            return out
+        return make
+
+    def update(h, s, params, updates):
+        count = s["count"]
+        t = W.cast(count, "float32") - W.cast(h["step_offset"], "float32") + 1.0
+        decay32 = 1.0 - W.power(t, -W.cast(h["decay_rate"], "float32"))
+        new = {"count": _increment(count), "v_row": {}, "v_col": {}, "v": {}}
+        out = {}
+        for n, g in updates.items():
+            dtype = g.type.dtype
+            work = promote([ArrayType((), "float32"), g.type])
+            d = W.cast(decay32, work)
+            eps = W.cast(h["epsilon"], work)
+            gw = _in_dtype(g, work)
+            sq = gw * gw + eps
+            fd = dims(params[n].type)
+            if fd:
+                d1, d0 = fd
+                row = _in_dtype(d * _in_dtype(s["v_row"][n], work) + (1.0 - d) * W.mean(sq, axis=d0), dtype)
+                col = _in_dtype(d * _in_dtype(s["v_col"][n], work) + (1.0 - d) * W.mean(sq, axis=d1), dtype)
+                reduced_d1 = d1 - 1 if d1 > d0 else d1
+                row_col_mean = W.mean(row, axis=reduced_d1, keepdims=True)
+                row_factor = (row / row_col_mean) ** -0.5
+                col_factor = col ** -0.5
+                shape = g.shape
+                out[n] = g * W.reshape(row_factor, tuple(1 if i == d0 else k for i, k in enumerate(shape))) \
+                    * W.reshape(col_factor, tuple(1 if i == d1 else k for i, k in enumerate(shape)))
+                new["v_row"][n], new["v_col"][n] = row, col
+                new["v"][n] = W.zeros_like(s["v"][n])
+            else:
+                v = _in_dtype(d * _in_dtype(s["v"][n], work) + (1.0 - d) * sq, dtype)
+                out[n] = g * v ** -0.5
+                new["v"][n] = v
+                new["v_row"][n] = W.zeros_like(s["v_row"][n])
+                new["v_col"][n] = W.zeros_like(s["v_col"][n])
+        return new, out
+    return Leaf("scale_by_factored_rms", [Hyper("decay_rate", decay_rate, NONNEGATIVE),
+                                          Hyper("step_offset", step_offset), Hyper("epsilon", epsilon, NONNEGATIVE)],
+                State(count=counter(), v_row=field("v_row"), v_col=field("v_col"), v=field("v")), update)
+
+
+def clip_by_block_rms(threshold: float) -> Transform:
+    """Each parameter's update divided by ``max(1, rms(u) / threshold)``, as ``optax.clip_by_block_rms``.
+
+    Args:
+        threshold: the largest root mean square left as it is, at least 0: the hyperparameter ``"threshold"``.
+
+    Returns:
+        A stateless :class:`Leaf` named ``"clip_by_block_rms"``.
+    """
+    def update(h, s, params, updates):
+        return s, {n: g / W.maximum(1.0, W.sqrt(W.mean(g * g) if g.ndim else g * g) / h["threshold"])
+                   for n, g in updates.items()}
+    return Leaf("clip_by_block_rms", [Hyper("threshold", threshold, NONNEGATIVE)], update=update)
+
+
+def scale_by_param_block_rms(min_scale: float = 1e-3) -> Transform:
+    """Each parameter's update times the root mean square of the parameter (at least
+    ``min_scale``), as ``optax.scale_by_param_block_rms``.
+
+    Args:
+        min_scale: the smallest factor, at least 0 (default ``1e-3``): the hyperparameter ``"min_scale"``.
+
+    Returns:
+        A stateless :class:`Leaf` named ``"scale_by_param_block_rms"``; it reads the parameters.
+    """
+    def update(h, s, params, updates):
+        out = {}
+        for n, g in updates.items():
+            p = params[n]
+            ms = W.mean(p * p) if p.ndim else p * p
+            small = 1.0 - W.greater(ms, h["min_scale"] * h["min_scale"])
+            out[n] = g * W.where(small, h["min_scale"], W.sqrt(W.where(small, 1.0, ms)))
+        return s, out
+    return Leaf("scale_by_param_block_rms", [Hyper("min_scale", min_scale, NONNEGATIVE)], update=update)
+
+
+def adafactor(learning_rate: float | Schedule | None = None, min_dim_size_to_factor: int = 128, decay_rate: float = 0.8,
+              decay_offset: float = 0, multiply_by_parameter_scale: bool = True, clipping_threshold: float | None = 1.0,
+              momentum: float | None = None, dtype_momentum: str = "float32", weight_decay_rate: float | None = None,
+              eps: float = 1e-30, factored: bool = True,
+              weight_decay_mask: Mapping[str, bool] | Callable | None = None) -> Transform:
+    """Adafactor, as ``optax.adafactor``: :func:`scale_by_factored_rms`, then (each where asked)
+    :func:`clip_by_block_rms`, the learning rate, :func:`scale_by_param_block_rms`, momentum
+    (:func:`ema` without debiasing), weight decay, and the sign flip.
+
+    Args:
+        learning_rate: a number or a schedule; ``None`` (default) for none (the relative step
+            ``multiply_by_parameter_scale`` gives is the step).
+        min_dim_size_to_factor: see :func:`scale_by_factored_rms` (default 128).
+        decay_rate: see :func:`scale_by_factored_rms` (default 0.8).
+        decay_offset: see :func:`scale_by_factored_rms`'s ``step_offset`` (default 0).
+        multiply_by_parameter_scale: scale by the parameters' root mean square (default ``True``).
+        clipping_threshold: see :func:`clip_by_block_rms` (default 1); ``None`` for no clipping.
+        momentum: the momentum's decay; ``None`` (default) for none.
+        dtype_momentum: the momentum's dtype (default ``"float32"``).
+        weight_decay_rate: ``None`` (default) for no weight decay, else its coefficient.
+        eps: see :func:`scale_by_factored_rms`'s ``epsilon`` (default ``1e-30``).
+        factored: see :func:`scale_by_factored_rms` (default ``True``).
+        weight_decay_mask: which parameters decay (see :func:`add_decayed_weights`).
+
+    Returns:
+        A :class:`Chain`.
+    """
+    parts = [scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps)]
+    if clipping_threshold is not None:
+        parts.append(clip_by_block_rms(clipping_threshold))
+    if learning_rate is not None:
+        parts.append(scale_by_learning_rate(learning_rate, flip_sign=False))
+    if multiply_by_parameter_scale:
+        parts.append(scale_by_param_block_rms())
+    if momentum is not None:
+        parts.append(ema(momentum, debias=False, accumulator_dtype=dtype_momentum))
+    if weight_decay_rate is not None:
+        parts.append(add_decayed_weights(weight_decay_rate, weight_decay_mask))
+    parts.append(scale(-1.0))
+    return chain(*parts)
 
 
 def _fromage_step(learning_rate: float) -> Transform:

@@ -43,6 +43,8 @@ FAMILY = {
     "lamb": dict(learning_rate=0.02, weight_decay=0.01),
     "novograd": dict(learning_rate=0.05, weight_decay=0.01),
     "fromage": dict(learning_rate=0.02),
+    "sm3": dict(learning_rate=0.3),
+    "adafactor": dict(learning_rate=0.05, momentum=0.5, weight_decay_rate=0.01),
     "polyak_sgd": dict(scaling=0.5, max_learning_rate=0.8, f_min=-0.1),  # it reads the loss: value=
 }
 
@@ -105,7 +107,8 @@ def test_inside_a_learner_100_steps_equal_optax_float64_on_numpy_and_jax(name):
 def hand_unrolled(theirs, kwargs, hyper, theta, p0, k):
     """The inner loop written with optax (the hyperparameter injected, ``exp(theta)``), then the
     validation loss: what ``jax.grad`` differentiates."""
-    tx = optax.inject_hyperparams(theirs)(**{**kwargs, hyper: jnp.exp(theta)})
+    static = ("min_dim_size_to_factor", "dtype_momentum") if theirs is optax.adafactor else ()  # not numbers
+    tx = optax.inject_hyperparams(theirs, static_args=static)(**{**kwargs, hyper: jnp.exp(theta)})
     p, s = dict(p0), tx.init(dict(p0))
     loss = lambda p, x, y: mse(x @ p["dense.W"] + p["dense.b"], y)  # noqa: E731
     for _ in range(k):

@@ -83,6 +83,10 @@ PAIRS = {
     "lamb": (O.lamb(0.01, weight_decay=0.01), optax.lamb(0.01, weight_decay=0.01)),
     "novograd": (O.novograd(0.01, weight_decay=0.01), optax.novograd(0.01, weight_decay=0.01)),
     "fromage": (O.fromage(0.01), optax.fromage(0.01)),
+    # factored: the (3, 4) parameter's second moment kept as row and column means
+    "adafactor_factored": (O.adafactor(0.05, min_dim_size_to_factor=3, momentum=0.5, weight_decay_rate=0.01),
+                           optax.adafactor(0.05, min_dim_size_to_factor=3, momentum=0.5, weight_decay_rate=0.01)),
+    "adafactor": (O.adafactor(), optax.adafactor()),
 }
 
 
@@ -300,14 +304,18 @@ def test_every_optimizer_is_a_term_drawn_evaluated_symbolically_and_differentiat
             full[i] = x
         return pjax.compile(put)({}, *jax.tree_util.tree_unflatten(tree, full))
     out, vjp = jax.vjp(f, *[jnp.asarray(leaves[i]) for i in floats])
-    cot = jax.tree_util.tree_map(lambda v: rng.standard_normal(np.shape(v)) if np.asarray(v).dtype.kind == "f"
+    cot = jax.tree_util.tree_map(lambda v: rng.standard_normal(np.shape(v)).astype(np.asarray(v).dtype)
+                                 if np.asarray(v).dtype.kind == "f"
                                  else np.zeros(np.shape(v), np.asarray(v).dtype), out)
     ref = vjp(jax.tree_util.tree_map(lambda c, o: c if np.asarray(o).dtype.kind == "f"
                                      else np.zeros(np.shape(o), jax.dtypes.float0), cot, out))
     _, dargs = pnp.compile(pl.R(put))({}, args, cot)
     ours = jax.tree_util.tree_leaves(dargs)
     for k, i in enumerate(floats):
-        np.testing.assert_allclose(ours[i], ref[k], rtol=1e-7, atol=1e-9, err_msg=f"{name} input {i}")
+        # where a part computes in float32 (a schedule, Adafactor's decay, a float32 momentum), so do
+        # its derivatives: NumPy and XLA round them differently there
+        np.testing.assert_allclose(ours[i], ref[k], rtol=1e-7 if tol < 1e-6 else 1e-5, atol=1e-9,
+                                   err_msg=f"{name} input {i}")
 
 
 def test_chain_is_composition_and_state_has_named_fields():
