@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 from collections.abc import Callable, Mapping
@@ -62,7 +63,7 @@ __all__ = [
     "adan", "adadelta",
     "lars", "lamb", "novograd", "fromage", "scale_by_polyak", "polyak_sgd",
     "per_axis", "scale_by_sm3", "sm3", "scale_by_factored_rms", "clip_by_block_rms", "scale_by_param_block_rms",
-    "adafactor",
+    "adafactor", "add_noise", "noisy_sgd",
 ]
 
 Schedule = Callable[[Wire], Wire]
@@ -2274,6 +2275,78 @@ def adafactor(learning_rate: float | Schedule | None = None, min_dim_size_to_fac
         parts.append(add_decayed_weights(weight_decay_rate, weight_decay_mask))
     parts.append(scale(-1.0))
     return chain(*parts)
+
+
+def _seed_key(key):
+    """The uint32 pair ``jax.random.PRNGKey(key)`` holds for a seed in [0, 2**32) (its threefry
+    layout ``[0, key]``), made without JAX; a traced seed (inside ``inject_hyperparams``) with it."""
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(key, jax.core.Tracer):
+        return lambda params: jax.numpy.stack([jax.numpy.uint32(0), key.astype("uint32")])
+    if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= int(key) < 2 ** 32:
+        raise TypeError(f"add_noise: key must be an int seed in [0, 2**32), got {key!r}")
+    return [0, int(key)]
+
+
+def add_noise(eta: float = 0.01, gamma: float = 0.55, key: int | None = None, *, seed: int | None = None) -> Transform:
+    """Gaussian noise annealed with the step (Neelakantan et al. 2015), as ``optax.add_noise``:
+    ``u = g + sqrt(eta / t**gamma) n`` with ``n`` standard normal, drawn from a key kept in the state.
+
+    The numbers come from the backend's own generator (on JAX a split of the key per parameter):
+    the same distribution as optax's, not optax's samples.
+
+    Args:
+        eta: the initial variance, at least 0 (default 0.01): the hyperparameter ``"eta"``.
+        gamma: the decay exponent, at least 0 (default 0.55): the hyperparameter ``"gamma"``.
+        key: an int seed in ``[0, 2**32)``; ``None`` (default) warns and uses 0, as optax.
+        seed: deprecated, as in optax: the same as ``key``.
+
+    Returns:
+        A :class:`Leaf` named ``"add_noise"``, with the state ``{"count", "rng_key"}`` (the key a
+        ``uint32`` pair, as ``jax.random.PRNGKey`` makes).
+
+    Raises:
+        TypeError: ``key`` is not an int seed, or a hyperparameter is not a number.
+        ValueError: both ``key`` and ``seed`` are given, or a hyperparameter is out of range.
+    """
+    if seed is not None:
+        warnings.warn('"seed" is deprecated, use "key".', DeprecationWarning, stacklevel=2)
+        if key is not None:
+            raise ValueError("Only one of seed or key can be specified.")
+        key = seed
+    if key is None:
+        warnings.warn("Specifying a key will be required in optax 0.2.7.", stacklevel=2)
+        key = 0
+    initial = _seed_key(key)
+
+    def update(h, s, params, updates):
+        count = _increment(s["count"])
+        t = _as_float(count, updates)
+        std = W.sqrt(h["eta"] / W.power(t, h["gamma"]))
+        k, out = s["rng_key"], {}
+        for n, g in updates.items():
+            k, noise = W.normal(k, g.shape, g.type.dtype)
+            out[n] = g + _in_dtype(std, g.type.dtype) * noise
+        return {"count": count, "rng_key": k}, out
+    return Leaf("add_noise", [Hyper("eta", eta, NONNEGATIVE), Hyper("gamma", gamma, NONNEGATIVE)],
+                State(count=counter(), rng_key=lambda ptypes: StateSpec(P.KEY, initial)), update)
+
+
+def noisy_sgd(learning_rate: float | Schedule, eta: float = 0.01, gamma: float = 0.55, key: int | None = None, *,
+              seed: int | None = None) -> Transform:
+    """Noisy SGD, as ``optax.noisy_sgd``: :func:`add_noise` then the learning rate.
+
+    Args:
+        learning_rate: a number or a schedule.
+        eta: see :func:`add_noise`.
+        gamma: see :func:`add_noise`.
+        key: see :func:`add_noise`.
+        seed: see :func:`add_noise`.
+
+    Returns:
+        A :class:`Chain`.
+    """
+    return chain(add_noise(eta, gamma, key, seed=seed), scale_by_learning_rate(learning_rate))
 
 
 def _fromage_step(learning_rate: float) -> Transform:

@@ -144,7 +144,7 @@ def test_hypergradient_equals_jax_grad_of_the_optax_loop(name):
     np.testing.assert_allclose(float(dtheta[OURS.get(name, hyper)]), float(ref), rtol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("name", list(FAMILY))
+@pytest.mark.parametrize("name", ["sm3", "polyak_sgd", "optimistic_adam"])  # the others: in test_optim's PAIRS
 def test_drawn_and_written_as_formulas(name, tmp_path):
     opt = pair(name)[0]
     svg = pl.draw(opt, str(tmp_path / "opt.svg"))

@@ -430,3 +430,26 @@ def test_bit_identical_to_optax_in_float32_for_100_steps_on_mlp_shapes(name):
             np.testing.assert_allclose(got[k], plain[k], rtol=0, atol=1e-6, err_msg=f"{name} {k}")
         else:
             np.testing.assert_array_equal(got[k], plain[k], err_msg=f"{name} {k}")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_noisy_sgd_adds_noise_of_optax_variance_from_a_key_in_the_state(backend):
+    """The noise cannot equal optax's samples (each backend has its own generator), so its law is
+    checked: u = -lr (g + sqrt(eta / t**gamma) n), n standard normal, a new draw each step."""
+    eta, gamma, lr = 0.3, 0.55, 0.1
+    opt = O.noisy_sgd(lr, eta, gamma, key=7)
+    ptypes = {"w": pl.Param(20000, dtype="float64")}
+    be = pl.backends.get(backend)
+    run = be.compile(opt.update_term(ptypes))
+    state = pl.optim.init_state(opt.state(ptypes), {"w": np.zeros(20000)}, be.array)
+    hyper = {k: np.float64(v) for k, v in opt.hyper.items()}
+    g = {"w": np.full(20000, 2.0)}
+    draws = []
+    for t in (1, 2, 3):
+        state, u = run({}, state, {"w": np.zeros(20000)}, g, hyper)
+        n = (np.asarray(u["w"]) / -lr - 2.0) / np.sqrt(eta / t ** gamma)
+        assert abs(n.mean()) < 0.03 and abs(n.std() - 1.0) < 0.03, (t, n.mean(), n.std())
+        draws.append(n)
+    assert abs(np.corrcoef(draws[0], draws[1])[0, 1]) < 0.05  # a fresh draw each step
+    assert int(np.asarray(state[0]["count"])) == 3
+    assert not np.array_equal(np.asarray(state[0]["rng_key"]), [0, 7])  # the key moved on
