@@ -164,6 +164,7 @@ def _select_and_gather_add(tangent, operand, *, window, strides, padding):
 
 #: One entry per primitive the shared rules do not cover: elementwise ones are functions of arrays.
 RULES = {
+    "real": jnp.real, "conj": jnp.conjugate,
     "neg": _lax_unary(lax.neg, jnp.negative), "exp": _lax_unary(lax.exp, jnp.exp), "log": _lax_unary(lax.log, jnp.log),
     "sqrt": _lax_unary(lax.sqrt, jnp.sqrt), "tanh": _lax_unary(lax.tanh, jnp.tanh),
     "sigmoid": jax.nn.sigmoid, "softplus": jax.nn.softplus, "relu": jax.nn.relu,
@@ -205,7 +206,7 @@ def _needs_x64(types, what: str):
     """Refuse 64-bit wires while JAX computes in 32 bits (``jax_enable_x64`` off): it would run
     them as float32 and int32, with only a warning of JAX's own."""
     if not jax.config.jax_enable_x64:
-        wide = sorted({t.dtype for t in types if t.dtype in ("float64", "int64")})
+        wide = sorted({t.dtype for t in types if t.dtype in ("float64", "int64", "complex128")})
         if wide:
             raise TypeError(f"{what} has {' and '.join(wide)} wires, but JAX runs with 32-bit numbers, so it would "
                             "compute them in float32/int32: turn on 64-bit JAX first, "

@@ -195,7 +195,8 @@ def _power(x, e):
 RULES = {
     "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sigmoid": _sigmoid,
     "softplus": lambda x: np.logaddexp(0, x), "relu": _relu, "step": _comparison(np.greater, with_zero=True),
-    "cos": np.cos, "sin": np.sin, "floor": np.floor, "stop_gradient": lambda x: x,
+    "cos": np.cos, "sin": np.sin, "floor": np.floor, "stop_gradient": lambda x: x, "real": np.real,
+    "conj": np.conjugate,
     "scale": lambda x, *, c: x * c, "shift": lambda x, *, c: x + c, "pow": lambda x, *, p: _power(x, p),
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "power": _power,
     "greater": _comparison(np.greater), "equal": _comparison(np.equal),

@@ -182,6 +182,7 @@ RULES = {
     "equal": _vec(lambda x, y: _piecewise((1, sp.Eq(x, y)), (0, True)), 2),
     "where": _vec(lambda c, x, y: _piecewise((x, _condition(c)), (y, True)), 3),
     "cast": lambda x, *, dtype: x,
+    "real": _vec(sp.re), "conj": _vec(sp.conjugate),
     "reduce_max": _max,
     "foreign": _foreign,
     "normal": _normal,

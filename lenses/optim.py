@@ -315,7 +315,8 @@ def _same_structure(got, declared, name: str, path: str = "state"):
 
 
 def hyper_type(param_types) -> ArrayType:
-    """Hyperparameters are unbatched scalars of the widest parameter dtype (float32 at least).
+    """Hyperparameters are unbatched real scalars of the widest parameter dtype (float32 at least;
+    the real part's dtype for complex parameters).
 
     Args:
         param_types: the parameters' :class:`~paralens.ArrayType` values (any iterable).
@@ -324,7 +325,8 @@ def hyper_type(param_types) -> ArrayType:
         An unbatched scalar :class:`~paralens.ArrayType` of the dtype that float32 and the
         parameters' dtypes promote to.
     """
-    return ArrayType((), promote([ArrayType((), "float32"), *param_types]), batched=False)
+    dtype = promote([ArrayType((), "float32"), *param_types])
+    return ArrayType((), P.REAL_OF.get(dtype, dtype), batched=False)
 
 
 def init_state(specs, params: Mapping, array: Callable):
@@ -704,9 +706,14 @@ def _correction(decay: Wire, t: Wire) -> Wire:
 def _sq_norm(ws: Mapping[str, Wire]) -> Wire:
     total = None
     for w in ws.values():
-        s = W.sum(w * w) if w.ndim else w * w
+        s = W.sum(_abs_sq(w)) if w.ndim else _abs_sq(w)
         total = s if total is None else total + s
     return total
+
+
+def _abs_sq(x: Wire) -> Wire:
+    """``|x|**2``: ``x * x``, or ``real(conj(x) * x)`` for a complex ``x`` (optax's ``abs_sq``)."""
+    return W.real(W.conj(x) * x) if x.type.dtype in P.COMPLEX else x * x
 
 
 def _complements(h: dict) -> tuple[Wire, Wire]:
@@ -717,7 +724,7 @@ def _complements(h: dict) -> tuple[Wire, Wire]:
 def _moments(h: dict, one_minus: tuple[Wire, Wire], g: Wire, mu_old: Wire, nu_old: Wire) -> tuple[Wire, Wire]:
     """Adam's moment EMAs, as optax: ``(1 - b1) g + b1 mu`` and ``(1 - b2) g**2 + b2 nu``
     (``one_minus``: the :func:`_complements`)."""
-    mu, nu = one_minus[0] * g + h["b1"] * mu_old, one_minus[1] * (g * g) + h["b2"] * nu_old
+    mu, nu = one_minus[0] * g + h["b1"] * mu_old, one_minus[1] * _abs_sq(g) + h["b2"] * nu_old
     # in the state's dtype before the update reads them (as optax): the update then reads the
     # new state itself, so a narrow state (bfloat16) is not kept alive beside a wide copy
     return _in_dtype(mu, mu_old.type.dtype), _in_dtype(nu, nu_old.type.dtype)
@@ -728,9 +735,11 @@ def _in_dtype(x: Wire, dtype: str) -> Wire:
 
 
 def _dtype_option(dtype: str | None, what: str) -> str | None:
-    """``dtype`` if it is ``None`` or a floating-point dtype name; else a ``ValueError`` listing them."""
-    if dtype is not None and dtype not in P.FLOATS:
-        raise ValueError(f"{what}={dtype!r} is not a floating-point dtype; expected None or one of {P.FLOATS}")
+    """``dtype`` if it is ``None`` or a floating-point or complex dtype name; else a ``ValueError``
+    listing them."""
+    if dtype is not None and dtype not in P.FLOATS + P.COMPLEX:
+        raise ValueError(f"{what}={dtype!r} is not a floating-point dtype; expected None or one of "
+                         f"{P.FLOATS + P.COMPLEX}")
     return dtype
 
 
@@ -855,7 +864,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> T
     def update(h, s, params, updates):
         acc, out = {}, {}
         for n, g in updates.items():
-            acc[n] = g * g + s["sum_of_squares"][n]
+            acc[n] = _abs_sq(g) + s["sum_of_squares"][n]
             inv = W.where(W.greater(acc[n], 0.0), 1.0 / W.sqrt(acc[n] + h["eps"]), W.zeros_like(acc[n]))
             out[n] = inv * g
         return {"sum_of_squares": acc}, out
@@ -881,12 +890,12 @@ def _rms_like(centered: bool):
                 new_s["count"] = _increment(s["count"])
                 c = _correction(d, _as_float(new_s["count"], updates))
             for n, g in updates.items():
-                nus[n] = nu = (1.0 - d) * (g * g) + d * s["nu"][n]
+                nus[n] = nu = (1.0 - d) * _abs_sq(g) + d * s["nu"][n]
                 nu_hat = nu / c if bias_correction else nu
                 if centered:
                     mus[n] = mu = (1.0 - d) * g + d * s["mu"][n]
                     mu_hat = mu / c if bias_correction else mu
-                    nu_hat = nu_hat - mu_hat * mu_hat
+                    nu_hat = nu_hat - _abs_sq(mu_hat)
                 scaling = 1.0 / W.sqrt(nu_hat + h["eps"]) if eps_in_sqrt else 1.0 / (W.sqrt(nu_hat) + h["eps"])
                 out[n] = scaling * g
             if centered:
@@ -1540,13 +1549,13 @@ def dog(learning_rate: float | Schedule = 1.0, init_step: tuple[str, float] = ("
 
 def _norm(w: Wire) -> Wire:
     """The Euclidean norm of all of ``w``'s elements (``jnp.linalg.norm``)."""
-    return W.sqrt(W.sum(w * w) if w.ndim else w * w)
+    return W.sqrt(W.sum(_abs_sq(w)) if w.ndim else _abs_sq(w))
 
 
 def _safe_norm(w: Wire, min_norm: Wire) -> Wire:
     """``||w||``, or ``min_norm`` where ``||w|| <= min_norm`` (``optax.safe_norm``): the square
     root never sees 0 unless ``min_norm`` does, so its derivative stays finite."""
-    sq = W.sum(w * w) if w.ndim else w * w
+    sq = W.sum(_abs_sq(w)) if w.ndim else _abs_sq(w)
     small = W.greater(min_norm * min_norm, sq) + W.equal(min_norm * min_norm, sq)
     return W.where(small, min_norm, W.sqrt(W.where(small, 1.0, sq)))
 
@@ -1690,7 +1699,7 @@ def scale_by_yogi(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3, eps_roo
         mus, nus, out = {}, {}, {}
         for n, g in updates.items():
             mus[n] = (1.0 - h["b1"]) * g + h["b1"] * s["mu"][n]
-            g2, v = g * g, s["nu"][n]
+            g2, v = _abs_sq(g), s["nu"][n]
             nus[n] = v - (1.0 - h["b2"]) * W.sign(v - g2) * g2
             out[n] = (mus[n] / c1) / (W.sqrt(nus[n] / c2 + h["eps_root"]) + h["eps"])
         return {"count": count, "mu": mus, "nu": nus}, out
@@ -1732,7 +1741,7 @@ def scale_by_belief(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16, eps_
         for n, g in updates.items():
             mus[n] = mu = (1.0 - h["b1"]) * g + h["b1"] * s["mu"][n]
             e = g - mu
-            nus[n] = ((1.0 - h["b2"]) * (e * e) + h["b2"] * s["nu"][n]) + h["eps_root"]
+            nus[n] = ((1.0 - h["b2"]) * _abs_sq(e) + h["b2"] * s["nu"][n]) + h["eps_root"]
             mu_hat = _nesterov_mu_hat(h, mu, g, count, updates) if nesterov else mu / c1
             out[n] = mu_hat / (W.sqrt(nus[n] / c2) + h["eps"])
         return {"count": count, "mu": mus, "nu": nus}, out
@@ -2172,7 +2181,7 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: float = 0.8, step_o
             d = W.cast(decay32, work)
             eps = W.cast(h["epsilon"], work)
             gw = _in_dtype(g, work)
-            sq = gw * gw + eps
+            sq = _abs_sq(gw) + eps
             fd = dims(params[n].type)
             if fd:
                 d1, d0 = fd
@@ -2209,7 +2218,7 @@ def clip_by_block_rms(threshold: float) -> Transform:
         A stateless :class:`Leaf` named ``"clip_by_block_rms"``.
     """
     def update(h, s, params, updates):
-        return s, {n: g / W.maximum(1.0, W.sqrt(W.mean(g * g) if g.ndim else g * g) / h["threshold"])
+        return s, {n: g / W.maximum(1.0, W.sqrt(W.mean(_abs_sq(g)) if g.ndim else _abs_sq(g)) / h["threshold"])
                    for n, g in updates.items()}
     return Leaf("clip_by_block_rms", [Hyper("threshold", threshold, NONNEGATIVE)], update=update)
 
@@ -2228,7 +2237,7 @@ def scale_by_param_block_rms(min_scale: float = 1e-3) -> Transform:
         out = {}
         for n, g in updates.items():
             p = params[n]
-            ms = W.mean(p * p) if p.ndim else p * p
+            ms = W.mean(_abs_sq(p)) if p.ndim else _abs_sq(p)
             small = 1.0 - W.greater(ms, h["min_scale"] * h["min_scale"])
             out[n] = g * W.where(small, h["min_scale"], W.sqrt(W.where(small, 1.0, ms)))
         return s, out

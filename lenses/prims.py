@@ -47,7 +47,7 @@ __all__ = [
     "SOFTMAX", "LOGSUMEXP", "CONV", "CONV_WEIGHT", "REV", "WINDOW_MAX", "WINDOW_SUM", "SELECT_AND_SCATTER_ADD",
     "SELECT_AND_GATHER_ADD", "BATCH_SUM", "BATCH_BROADCAST", "BATCH_COUNT",
     "CAST", "POWER", "COS", "SIN", "TAN", "ARCTAN", "FLOOR", "FOREIGN", "Foreign", "NORMAL", "UNIFORM", "KEY",
-    "TAKE", "SCATTER_ADD", "INTS", "OPT_BARRIER", "FLOATS",
+    "TAKE", "SCATTER_ADD", "INTS", "OPT_BARRIER", "FLOATS", "COMPLEX", "REAL_OF",
 ]
 
 
@@ -120,6 +120,11 @@ def define(name: str, type_rule: Callable, rev: Callable, *, elementwise: bool =
 
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
+#: complex numbers: what optimizers need of them (arithmetic, conj, real, abs, sqrt, powers), as
+#: optax treats complex parameters; R does not differentiate them
+COMPLEX = ("complex64", "complex128")
+#: a complex dtype's real part
+REAL_OF = {"complex64": "float32", "complex128": "float64"}
 
 
 def _fail(name: str, types: Sequence[ArrayType], why: str):
@@ -134,12 +139,17 @@ def _arity(name, types, n):
 # --------------------------------------------------------------------------- type rules
 
 
-def _unary_rule(name, bits: bool = False):
+def _unary_rule(name, bits: bool = False, complex_to=None):
+    """The type rule of an elementwise function of a float (or a bit, with ``bits``), or of a
+    complex number where ``complex_to`` says what it gives: ``"same"`` or ``"real"``."""
     def rule(types, **_):
         _arity(name, types, 1)
-        if types[0].dtype not in FLOATS and not (bits and types[0].dtype == "bool"):
+        t = types[0]
+        if t.dtype in COMPLEX and complex_to:
+            return [t if complex_to == "same" else ArrayType(t.shape, REAL_OF[t.dtype], t.batched)]
+        if t.dtype not in FLOATS and not (bits and t.dtype == "bool"):
             _fail(name, types, "needs a floating-point input")
-        return [types[0]]
+        return [t]
     return rule
 
 
@@ -159,10 +169,17 @@ def _broadcast_shapes(name, types):
     return tuple(out)
 
 
+_ORDER = ("bool", "uint32", "int32", "int64", "float16", "bfloat16", "float32", "float64")
+
+
 def promote(types: Sequence[ArrayType]) -> str:
-    """The result dtype of mixing operands: the widest float (ints and bools give way)."""
-    order = ("bool", "uint32", "int32", "int64", "float16", "bfloat16", "float32", "float64")
-    return max((t.dtype for t in types), key=order.index)
+    """The result dtype of mixing operands: the widest float (ints and bools give way); with a
+    complex operand, the complex dtype as wide as the widest float among them (as JAX)."""
+    dtypes = [t.dtype for t in types]
+    if not any(d in COMPLEX for d in dtypes):
+        return max(dtypes, key=_ORDER.index)
+    wide = any(d in ("float64", "complex128", "int64") for d in dtypes)
+    return "complex128" if wide else "complex64"
 
 
 def _elementwise_rule(name, n, out_dtype=None):
@@ -197,9 +214,10 @@ def _kept(ndim, axes):
 
 # --------------------------------------------------------------------------- elementwise
 
-def unary(name: str, rev: Callable, *, bits: bool = False) -> Prim:
-    """Declare an elementwise primitive of one floating-point operand (or a bit, with ``bits``)."""
-    return define(name, _unary_rule(name, bits), rev, elementwise=True, arity=1)
+def unary(name: str, rev: Callable, *, bits: bool = False, complex_to: str | None = None) -> Prim:
+    """Declare an elementwise primitive of one floating-point operand (or a bit, with ``bits``;
+    or a complex number, giving ``complex_to``: ``"same"`` or ``"real"``)."""
+    return define(name, _unary_rule(name, bits, complex_to), rev, elementwise=True, arity=1)
 
 
 def binary(name: str, rev: Callable) -> Prim:
@@ -208,10 +226,10 @@ def binary(name: str, rev: Callable) -> Prim:
 
 
 #: ``-x``; over Z2 (bool wires) the identity, so ``R`` of ``sub`` stays a circuit.
-NEG = unary("neg", lambda p, x, y, dy: [-dy[0]], bits=True)
-EXP = unary("exp", lambda p, x, y, dy: [dy[0] * y[0]])
-LOG = unary("log", lambda p, x, y, dy: [dy[0] / x[0]])
-SQRT = unary("sqrt", lambda p, x, y, dy: [dy[0] / y[0] * 0.5])
+NEG = unary("neg", lambda p, x, y, dy: [-dy[0]], bits=True, complex_to="same")
+EXP = unary("exp", lambda p, x, y, dy: [dy[0] * y[0]], complex_to="same")
+LOG = unary("log", lambda p, x, y, dy: [dy[0] / x[0]], complex_to="same")
+SQRT = unary("sqrt", lambda p, x, y, dy: [dy[0] / y[0] * 0.5], complex_to="same")
 TANH = unary("tanh", lambda p, x, y, dy: [dy[0] * (1.0 - y[0] * y[0])])
 SIGMOID = unary("sigmoid", lambda p, x, y, dy: [dy[0] * (y[0] * (1.0 - y[0]))])
 SOFTPLUS = unary("softplus", lambda p, x, y, dy: [dy[0] * SIGMOID(x[0])])
@@ -226,8 +244,12 @@ ARCTAN = unary("arctan", lambda p, x, y, dy: [dy[0] / (1.0 + x[0] * x[0])])
 FLOOR = unary("floor", lambda p, x, y, dy: [None])
 STOP_GRADIENT = unary("stop_gradient", lambda p, x, y, dy: [None])
 #: ``sign(x)``: -1, 0 or 1 (zero derivative almost everywhere).
-SIGN = unary("sign", lambda p, x, y, dy: [None])
-ABS = unary("abs", lambda p, x, y, dy: [dy[0] * SIGN(x[0])])
+SIGN = unary("sign", lambda p, x, y, dy: [None], complex_to="same")
+ABS = unary("abs", lambda p, x, y, dy: [dy[0] * SIGN(x[0])], complex_to="real")
+#: the complex conjugate (the identity on floats); ``real``: the real part. Optimizers read
+#: ``real(conj(g) * g)`` for a complex gradient's squared size, as optax's ``abs_sq``.
+CONJ = unary("conj", lambda p, x, y, dy: [CONJ(dy[0])], complex_to="same")
+REAL = unary("real", lambda p, x, y, dy: [dy[0]], complex_to="real")
 
 
 def _barrier_rule(types):
@@ -241,10 +263,10 @@ def _barrier_rule(types):
 #: backward pass (:func:`paralens.R` with a ``residuals`` policy).
 OPT_BARRIER = define("optimization_barrier", _barrier_rule, lambda p, x, y, dy: list(dy))
 #: ``scale(x; c) = c * x`` and ``shift(x; c) = x + c`` for a Python constant ``c``.
-SCALE = unary("scale", lambda p, x, y, dy: [SCALE(dy[0], c=p["c"])])
-SHIFT = unary("shift", lambda p, x, y, dy: [dy[0]])
+SCALE = unary("scale", lambda p, x, y, dy: [SCALE(dy[0], c=p["c"])], complex_to="same")
+SHIFT = unary("shift", lambda p, x, y, dy: [dy[0]], complex_to="same")
 #: ``pow(x; p) = x ** p`` for a Python constant ``p``.
-POW = unary("pow", lambda p, x, y, dy: [dy[0] * POW(x[0], p=p["p"] - 1.0) * p["p"]])
+POW = unary("pow", lambda p, x, y, dy: [dy[0] * POW(x[0], p=p["p"] - 1.0) * p["p"]], complex_to="same")
 
 ADD = binary("add", lambda p, x, y, dy: [dy[0], dy[0]])
 SUB = binary("sub", lambda p, x, y, dy: [dy[0], -dy[0]])

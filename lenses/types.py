@@ -26,7 +26,7 @@ class CompositionError(TypeError):
     """Raised when a term is built from pieces whose types do not fit; the message names both."""
 
 
-_DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "uint32", "bool")
+_DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "uint32", "bool", "complex64", "complex128")
 
 
 def positive_int(value, what: str) -> int:

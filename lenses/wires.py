@@ -270,7 +270,9 @@ floor = _pointful(P.FLOOR, "Elementwise floor (zero derivative).")
 tan = _pointful(P.TAN, "Elementwise tangent.")
 arctan = _pointful(P.ARCTAN, "Elementwise inverse tangent, in (-pi/2, pi/2).")
 sign = _pointful(P.SIGN, "Elementwise sign: -1, 0 or 1 (zero derivative).")
-abs = _pointful(P.ABS, "Elementwise absolute value (its derivative is the sign).")  # noqa: A001
+abs = _pointful(P.ABS, "Elementwise absolute value (its derivative is the sign; of a complex number, its modulus).")  # noqa: A001,E501
+conj = _pointful(P.CONJ, "Elementwise complex conjugate (the identity on real numbers).")
+real = _pointful(P.REAL, "Elementwise real part (the identity on real numbers).")
 
 
 def gelu(x: Wire) -> Wire:

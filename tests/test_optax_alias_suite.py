@@ -47,9 +47,7 @@ suite._get_opt = _get_opt
 
 
 #: What paralens cannot do yet, by a word of the setup's parameters, and why: skipped, saying so.
-GAPS = {
-    "complex": "complex parameters: paralens has no complex dtypes yet",
-}
+GAPS: dict[str, str] = {}
 
 
 class TestAliasThroughToOptax(suite.AliasTest):

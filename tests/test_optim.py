@@ -453,3 +453,49 @@ def test_noisy_sgd_adds_noise_of_optax_variance_from_a_key_in_the_state(backend)
     assert abs(np.corrcoef(draws[0], draws[1])[0, 1]) < 0.05  # a fresh draw each step
     assert int(np.asarray(state[0]["count"])) == 3
     assert not np.array_equal(np.asarray(state[0]["rng_key"]), [0, 7])  # the key moved on
+
+
+COMPLEX_CASES = {  # optimizers optax runs on complex parameters, with |g|**2 as real(conj(g) g)
+    "sgd": (O.sgd(0.05, momentum=0.9), optax.sgd(0.05, momentum=0.9)),
+    "adam": (O.adam(0.05), optax.adam(0.05)),
+    "adagrad": (O.adagrad(0.3), optax.adagrad(0.3)),
+    "rmsprop_centered": (O.rmsprop(0.01, centered=True), optax.rmsprop(0.01, centered=True)),
+    "amsgrad": (O.amsgrad(0.05), optax.amsgrad(0.05)),
+    "yogi": (O.yogi(0.05), optax.yogi(0.05)),
+    "adabelief": (O.adabelief(0.05, eps=1e-8), optax.adabelief(0.05, eps=1e-8)),
+    "lamb": (O.lamb(0.05), optax.lamb(0.05)),
+    "novograd": (O.novograd(0.05), optax.novograd(0.05)),
+    "adafactor": (O.adafactor(0.05, min_dim_size_to_factor=3), optax.adafactor(0.05, min_dim_size_to_factor=3)),
+    "adamax": (O.adamax(0.05), optax.adamax(0.05)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+@pytest.mark.parametrize("name", list(COMPLEX_CASES))
+def test_complex_parameters_as_optax_on_jax_and_numpy(name, dtype):
+    ours, ref = COMPLEX_CASES[name]
+    rng = np.random.default_rng(0)
+    c = lambda *shape: (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)  # noqa: E731
+    p1 = p2 = {"a": c(3, 4), "b": c(5)}
+    t1 = pl.optim.to_optax(ours)
+    s1, s2 = t1.init(p1), ref.init(p2)
+    rtol = 2e-5 if dtype == "complex64" else 1e-11
+    for _ in range(30):
+        g = {k: c(*np.shape(v)) for k, v in p1.items()}
+        u1, s1 = t1.update(g, s1, p1)
+        u2, s2 = ref.update(g, s2, p2)
+        p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+    for k in p2:
+        assert p1[k].dtype == np.dtype(dtype) and u1[k].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(p1[k], p2[k], rtol=rtol, atol=rtol, err_msg=f"{name} {k}")
+    # the same update term on NumPy: complex arithmetic there too
+    ptypes = {k: pl.Param(np.shape(v), dtype=dtype) for k, v in p1.items()}
+    term = ours.update_term(ptypes)
+    ps = {k: np.asarray(v) for k, v in p1.items()}
+    state = pl.optim.init_state(ours.state(ptypes), ps, pl.backends.get("numpy").array)
+    hyper = {k: np.asarray(v, pl.optim.hyper_type(ptypes.values()).dtype) for k, v in ours.hyper.items()}
+    g = {k: c(*np.shape(v)) for k, v in p1.items()}
+    got = pl.backends.get("numpy").compile(term)({}, state, ps, g, hyper)
+    want = pl.backends.get("jax").compile(term)({}, state, ps, g, hyper)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)

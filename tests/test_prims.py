@@ -114,6 +114,7 @@ CASES = [
     case("tan_arctan", lambda x: pl.tan(0.5 * x) * pl.arctan(3.0 * x), [arr(3)]),
     case("floor", lambda x: pl.floor(3.0 * x) * x, [arr(3)]),
     case("sign_abs", lambda x: pl.sign(x) * x * x + pl.abs(2.0 * x), [arr(3)]),
+    case("conj_real", lambda x: pl.real(pl.conj(x) * x) + pl.conj(pl.sin(x)), [arr(3)]),  # on floats
     case("loop_scan", lambda x: LOOP(x) * x, [arr(3)]),
     case("reduce_sum", lambda x: pl.sum(x, axis=(0, 2)), [arr(2, 3, 2)]),
     case("mean", lambda x: pl.mean(x, axis=1), [arr(2, 3)]),
