@@ -15,6 +15,8 @@ import pathlib
 
 import pytest
 
+pytestmark = pytest.mark.slow  # 576 tests, about two minutes: CI runs them
+
 optax = pytest.importorskip("optax")
 pytest.importorskip("absl.testing.absltest")
 pytest.importorskip("sklearn")

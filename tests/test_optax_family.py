@@ -12,7 +12,8 @@ import pytest
 
 import paralens as pl
 
-pytestmark = pytest.mark.filterwarnings("ignore:`optimistic_adam` is deprecated:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:`optimistic_adam` is deprecated:DeprecationWarning"),
+              pytest.mark.slow]  # about 75 s: CI runs them
 O = pl.optim
 D, N = 4, 24
 rng = np.random.default_rng(0)
@@ -144,9 +145,9 @@ def test_hypergradient_equals_jax_grad_of_the_optax_loop(name):
     np.testing.assert_allclose(float(dtheta[OURS.get(name, hyper)]), float(ref), rtol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("name", ["sm3", "polyak_sgd", "optimistic_adam"])  # the others: in test_optim's PAIRS
+@pytest.mark.parametrize("name", ["sm3", "polyak_sgd", "optimistic_adam", "noisy_sgd"])  # others: test_optim's PAIRS
 def test_drawn_and_written_as_formulas(name, tmp_path):
-    opt = pair(name)[0]
+    opt = pl.optim.noisy_sgd(0.1, key=0) if name == "noisy_sgd" else pair(name)[0]
     svg = pl.draw(opt, str(tmp_path / "opt.svg"))
     assert (tmp_path / "opt.svg").stat().st_size > 1000 and svg
     text = pl.formulas(opt)
