@@ -145,11 +145,10 @@ def _files(folder):
 def _fill(disk, leave: int):
     """Fill the file system of ``disk`` to ``leave`` bytes free."""
     filler = disk / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left to flush, and fail, on close
         try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+            while f.write(b"\0" * 65536):
+                pass
         except OSError:
             pass
     st = os.statvfs(disk)
