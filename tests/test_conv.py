@@ -69,7 +69,7 @@ def conv_case(c, dtype):
     return term, ref, x, w, rng
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(convolutions(), st.sampled_from(["float32", "float64"]))
 def test_conv_equals_lax_conv_general_dilated_and_its_vjp(c, dtype):
     term, ref, x, w, rng = conv_case(c, dtype)
@@ -87,7 +87,7 @@ def test_conv_equals_lax_conv_general_dilated_and_its_vjp(c, dtype):
         close(gw, dw, dtype, scale * c["batch"])
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(convolutions())
 def test_conv_reverse_of_reverse_is_hessian_vector_products(c):
     """``R(R(conv))``, made of convolutions again: its parameter and input cotangents are the
@@ -151,7 +151,7 @@ def window_case(c, dtype, kind):
     return term, ref, x, rng
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(windows(dilations=False), st.sampled_from(["float32", "float64"]))
 def test_window_max_equals_reduce_window_and_its_vjp(c, dtype):
     term, ref, x, rng = window_case(c, dtype, "max")
@@ -176,7 +176,7 @@ def test_window_max_equals_reduce_window_and_its_vjp(c, dtype):
             close(np.vdot(np.asarray(gdy, np.float64), dy), np.vdot(vx, np.asarray(dx, np.float64)), dtype)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(windows(dilations=True), st.sampled_from(["float32", "float64"]))
 def test_window_sum_equals_reduce_window_and_its_vjp(c, dtype):
     term, ref, x, rng = window_case(c, dtype, "sum")

@@ -123,7 +123,7 @@ def hand_unrolled(theirs, kwargs, hyper, theta, p0, k):
 def test_hypergradient_equals_jax_grad_of_the_optax_loop(name):
     ours, theirs, kwargs, hyper = pair(name)
     value = ours.hyper[OURS.get(name, hyper)]
-    k = 8
+    k = 5
     problem = pl.Bilevel(MODEL, pl.losses.mse(reduction="none"), ours, hyper={OURS.get(name, hyper): pl.Hyper(value)},
                          method=pl.bilevel.unrolled(k), validation_loss=pl.losses.mse())
     runner = problem.compile(jit=False)
@@ -132,7 +132,7 @@ def test_hypergradient_equals_jax_grad_of_the_optax_loop(name):
     p0 = {n: jnp.asarray(v) for n, v in state["params"].items()}
     theta = jnp.log(value)
     loop = lambda t: hand_unrolled(theirs, kwargs, hyper, t, p0, k)  # noqa: E731
-    if name == "radam":  # optax's own gradient is NaN here: its rectifier's square root of a negative
+    if name == "radam":  # optax's own gradient is NaN in the first steps: its rectifier's square root of a negative
         # number, computed where it is not taken, poisons jax.grad; ours takes it of a safe value
         assert np.isnan(jax.grad(loop)(theta))
         h = 1e-6
@@ -140,7 +140,7 @@ def test_hypergradient_equals_jax_grad_of_the_optax_loop(name):
     else:
         ref = jax.grad(loop)(theta)
     np.testing.assert_allclose(metrics["validation_loss"], loop(theta),
-                               rtol=1e-10)
+                               rtol=1e-9)  # Adafactor's float32 decay: NumPy's and XLA's last place
     assert float(ref) != 0.0
     np.testing.assert_allclose(float(dtheta[OURS.get(name, hyper)]), float(ref), rtol=1e-6, err_msg=name)
 
