@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import collections
+import keyword
+import re
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +38,17 @@ def _param_types(named: dict) -> dict[str, ArrayType]:
 
 
 def _class_name(name: str) -> str:
-    """``"scale_by_adam"`` -> ``"ScaleByAdamState"``: optax's names for its state classes."""
-    return "".join(part[:1].upper() + part[1:] for part in name.replace(" ", "_").split("_") if part) + "State"
+    """``"scale_by_adam"`` -> ``"ScaleByAdamState"``: optax's names for its state classes. Only
+    ASCII letters and digits of a (user's) name are kept: ``namedtuple`` builds source from it."""
+    words = re.findall(r"[A-Za-z0-9]+", name)
+    return "".join(w[:1].upper() + w[1:] for w in words if not w[0].isdigit()) + "State"
+
+
+def _plain_fields(fields: tuple[str, ...]) -> bool:
+    """Whether every field name can be a ``namedtuple`` field: an ASCII identifier, not a keyword
+    nor private (a user's ``State(**{"a b": ...})`` is kept as a dict instead)."""
+    return all(f.isascii() and f.isidentifier() and not keyword.iskeyword(f) and not f.startswith("_")
+               for f in fields)
 
 
 _STATE_CLASSES: dict[tuple, type] = {}
@@ -61,9 +72,9 @@ def _as_optax_state(opt: Transform, specs, ours, treedef, names: list[str]):
     if isinstance(specs, dict):
         if not specs:
             return optax.EmptyState()
-        cls = state_class(opt.name, tuple(specs))
-        return cls(**{k: jax.tree_util.tree_unflatten(treedef, [_lists(ours[k][n]) for n in names])
-                      if isinstance(sp, dict) else ours[k] for k, sp in specs.items()})
+        fields = {k: jax.tree_util.tree_unflatten(treedef, [_lists(ours[k][n]) for n in names])
+                  if isinstance(sp, dict) else ours[k] for k, sp in specs.items()}
+        return state_class(opt.name, tuple(specs))(**fields) if _plain_fields(tuple(specs)) else fields
     return ours  # a state given as a function of the parameters: its leaves, as they are
 
 
@@ -72,8 +83,9 @@ def _from_optax_state(opt: Transform, specs, theirs, treedef, names: list[str]):
     if isinstance(opt, Chain):
         return tuple(_from_optax_state(t, sp, s, treedef, names) for t, sp, s in zip(opt.parts, specs, theirs))
     if isinstance(specs, dict):
-        return {k: dict(zip(names, map(_tuples, treedef.flatten_up_to(getattr(theirs, k))))) if isinstance(sp, dict)
-                else getattr(theirs, k) for k, sp in specs.items()}
+        get = theirs.get if isinstance(theirs, dict) else lambda k: getattr(theirs, k)
+        return {k: dict(zip(names, map(_tuples, treedef.flatten_up_to(get(k))))) if isinstance(sp, dict)
+                else get(k) for k, sp in specs.items()}
     return tuple(theirs)
 
 

@@ -58,3 +58,24 @@ def test_to_optax_runs_in_an_optax_chain():
         u, state = tx.update(g, state, params)
         params = optax.apply_updates(params, u)
     assert float(jnp.abs(params["w"]).max()) < 0.05
+
+
+@pytest.mark.parametrize("name, fields", [
+    ("my\noptimizer!'); import os #", ("m",)),  # a hostile name: only its letters name the class
+    ("x", ("a b", "class")),                      # fields no namedtuple takes: the state is a dict
+    ("层 adam", ("mu",)),
+])
+def test_to_optax_state_of_any_named_transform(name, fields):
+    from paralens.optim import Leaf, State, per_param
+
+    def update(h, s, params, updates):
+        return {k: {n: s[k][n] + g for n, g in updates.items()} for k in fields}, updates
+    t = pl.optim.to_optax(Leaf(name, [], State(**{k: per_param() for k in fields}), update))
+    p = {"w": jnp.ones(2)}
+    state = t.init(p)
+    _, state = t.update({"w": jnp.ones(2)}, state, p)
+    _, state = t.update({"w": jnp.ones(2)}, state, p)
+    got = [state[k] if isinstance(state, dict) else getattr(state, k) for k in fields]
+    for field in got:
+        np.testing.assert_array_equal(field["w"], [2.0, 2.0])
+    assert isinstance(state, dict) == (name == "x")
