@@ -39,6 +39,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import prims as P
 from . import wires as W
 from .backends import get as _backend
@@ -230,7 +232,7 @@ def per_param(init=0.0, dtype: str | None = None, shape: tuple | None = None) ->
             if init == "params":
                 out[n] = StateSpec(leaf, lambda params, n=n: params[n])
             elif t.batched:  # an input being dreamed: per-example state, as long as its batch
-                out[n] = StateSpec(leaf, lambda params, n=n: params[n] * 0 + init)
+                out[n] = StateSpec(leaf, _per_example(n, shape, init))
             else:
                 out[n] = StateSpec(leaf, init)
         return out
@@ -249,10 +251,25 @@ def per_axis(init=0.0, dtype: str | None = None) -> Callable:
         A field for :class:`State`: a function of the parameters' types giving the dict
         ``{name: (StateSpec, ...)}``.
     """
+    def spec(n, t, shape):
+        return StateSpec(ArrayType(shape, dtype or t.dtype, t.batched), _per_example(n, shape, init) if t.batched
+                         else init)
+
     def field(ptypes):
-        return {n: tuple(StateSpec(ArrayType((d,), dtype or t.dtype, False), init) for d in t.shape)
-                or (StateSpec(ArrayType((), dtype or t.dtype, False), init),) for n, t in ptypes.items()}
+        return {n: tuple(spec(n, t, (d,)) for d in t.shape) or (spec(n, t, ()),) for n, t in ptypes.items()}
     return field
+
+
+def _per_example(n: str, shape: tuple | None, init) -> Callable:
+    """The initial value of a batched state leaf (an input being dreamed): ``init`` per example,
+    of ``shape`` per example (``None``: the parameter's own), as long as the parameter's batch."""
+    def value(params):
+        x = params[n]
+        if shape is None:
+            return x * 0 + init
+        first = x.reshape(x.shape[0], -1)[:, :1] * 0 + init  # one value per example, (batch, 1)
+        return first.reshape((-1,) + (1,) * len(shape)) + np.zeros(shape, first.dtype)
+    return value
 
 
 class State:
@@ -2152,9 +2169,9 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: float = 0.8, step_o
         return _factored_dims(t.shape, factored, min_dim_size_to_factor)
 
     def without(t, axis):
-        return ArrayType(tuple(d for i, d in enumerate(t.shape) if i != axis), t.dtype, False)
+        return ArrayType(tuple(d for i, d in enumerate(t.shape) if i != axis), t.dtype, t.batched)
 
-    one = lambda t: ArrayType((1,), t.dtype, False)  # noqa: E731
+    one = lambda t: ArrayType((1,), t.dtype, t.batched)  # noqa: E731
 
     def field(kind):
         def make(ptypes):
@@ -2162,10 +2179,10 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: float = 0.8, step_o
             for n, t in ptypes.items():
                 fd = dims(t)
                 if kind == "v":
-                    leaf = one(t) if fd else ArrayType(t.shape, t.dtype, False)
+                    leaf = one(t) if fd else ArrayType(t.shape, t.dtype, t.batched)
                 else:
                     leaf = without(t, fd[1] if kind == "v_row" else fd[0]) if fd else one(t)
-                out[n] = StateSpec(leaf, 0.0)
+                out[n] = StateSpec(leaf, _per_example(n, leaf.shape, 0.0) if t.batched else 0.0)
             return out
         return make
 
