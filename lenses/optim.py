@@ -39,8 +39,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from . import prims as P
 from . import wires as W
 from .backends import get as _backend
@@ -267,6 +265,7 @@ def _per_example(n: str, shape: tuple | None, init) -> Callable:
         x = params[n]
         if shape is None:
             return x * 0 + init
+        import numpy as np  # here, not at the top: building terms imports no array library
         first = x.reshape(x.shape[0], -1)[:, :1] * 0 + init  # one value per example, (batch, 1)
         return first.reshape((-1,) + (1,) * len(shape)) + np.zeros(shape, first.dtype)
     return value
