@@ -62,7 +62,7 @@ class NonFiniteLossWarning(RuntimeWarning):
 
 def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, progress: bool,
         desc: str = "training", checkpoint_dir=None, every: int | None = None, keep: int = 3, resume: bool = False,
-        on_nonfinite: str = "stop", classes: int | None = None):
+        on_nonfinite: str = "stop", classes: int | None = None, step_options: dict | None = None):
     """Run ``step`` (a learner's step term) from ``state`` until ``epochs`` epochs are done.
 
     Args:
@@ -82,6 +82,7 @@ def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, 
         resume: continue the run checkpointed in ``checkpoint_dir``.
         on_nonfinite: ``"stop"``, ``"raise"`` or ``"continue"`` when a loss is NaN or infinite.
         classes: the labels are class indices, checked to lie in ``0..classes-1``.
+        step_options: more options of ``backend.compile_step`` (JAX: ``sharding``, ``state_axes``).
 
     Returns:
         ``(state, losses)``, one loss per step of this run.
@@ -137,18 +138,18 @@ def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, 
         record["start"] = start
         return _run(backend, step, state, x, y, record, history, ckpt, start=start, epochs=epochs, k=k,
                     batch_size=batch_size, seed=seed, every=every, counted=counted, progress=progress, desc=desc,
-                    on_nonfinite=on_nonfinite)
+                    on_nonfinite=on_nonfinite, step_options=step_options or {})
     finally:
         if ckpt is not None:
             ckpt.close()
 
 
 def _run(backend, step, state, x, y, record, history, ckpt, *, start, epochs, k, batch_size, seed, every,
-         counted, progress, desc, on_nonfinite):
+         counted, progress, desc, on_nonfinite, step_options):
     """The loop of :func:`fit` over chunks of steps, once its data and checkpoints are set up."""
     n = len(x)
     t, target = start + sum(map(len, history)), start + epochs * k
-    many = backend.compile_step(step, scan=True, **backend.fit_options)
+    many = backend.compile_step(step, scan=True, **backend.fit_options, **step_options)
     bar = _bar(progress, desc, epochs, (t - start) // max(k, 1))
     saved_at = t if ckpt is not None and history else None
     with _deferred_signals() as interrupted:

@@ -355,17 +355,20 @@ class JaxBackend(ArrayBackend):
     fit_options = {"donate": False}
 
     def compile_step(self, step, *, donate: bool = True, scan: bool = False, mesh=None,
-                     batch_axis: str | None = None, classes: int | None = None) -> CompiledStep:
+                     batch_axis: str | None = None, sharding=None, state_axes=None,
+                     classes: int | None = None) -> CompiledStep:
         """The training step as one ``jax.jit`` program (see :class:`CompiledStep`).
 
         ``mesh``: a ``jax.sharding.Mesh``; the batch is sharded over ``batch_axis``
         (its first axis by default), parameters and optimizer state are
         replicated, and XLA inserts the all-reduce of the parameter cotangents.
+        ``sharding``: a :class:`~paralens.backends.sharding.Sharding` (FSDP, tensor parallelism),
+        with the learner's ``state_axes``.
         """
         step = as_term(step)
         _needs_x64(step.wires, step.name)
-        return CompiledStep(step, donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis,
-                            check=labels_check(classes), classes=classes)
+        return CompiledStep(step, donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis, sharding=sharding,
+                            state_axes=state_axes, check=labels_check(classes), classes=classes)
 
     def to_optax(self, opt):
         """A paralens optimizer as an ``optax.GradientTransformation``."""
@@ -454,6 +457,10 @@ class CompiledStep:
             parameter cotangents; ``None`` (the default): one device.
         batch_axis: the mesh axis the batch is sharded over; ``None`` (the default): the mesh's
             first axis.
+        sharding: a :class:`~paralens.backends.sharding.Sharding`: the state laid out by its rules
+            (FSDP, tensor parallelism) and the batch over its batch axes; instead of ``mesh``.
+        state_axes: the logical axes of the state's leaves (``learner.state_axes``), which
+            ``sharding``'s rules read; ``None``: no names (only FSDP splits the state).
         check: ``check(x, y)``, the host check of the labels (class indices in range, from
             ``paralens.backends.validate.labels_check``), run before each call unless ``x`` and ``y``
             are already JAX arrays of one batch size (labels on a device are not read back);
@@ -465,7 +472,8 @@ class CompiledStep:
     """
 
     def __init__(self, term: Term, *, donate: bool = True, scan: bool = False, mesh=None,
-                 batch_axis: str | None = None, check=None, classes: int | None = None):
+                 batch_axis: str | None = None, sharding=None, state_axes=None, check=None,
+                 classes: int | None = None):
         self.term = term
         self.scan = scan
         self._same_batch = batch_check(term, scan)
@@ -495,13 +503,20 @@ class CompiledStep:
             return {k: new[k] for k in self.updated}, loss
 
         kw = {}
-        if mesh is not None:
-            from jax.sharding import NamedSharding
-            from jax.sharding import PartitionSpec as Spec
-            axis = batch_axis or mesh.axis_names[0]
-            replicated = NamedSharding(mesh, Spec())
-            data = NamedSharding(mesh, Spec(None, axis) if scan else Spec(axis))
-            kw = dict(in_shardings=(replicated, replicated, data, data), out_shardings=(replicated, replicated))
+        if mesh is not None or sharding is not None:
+            from .sharding import Sharding
+            if sharding is None:
+                sharding = Sharding(mesh, batch=batch_axis)
+            elif mesh is not None or batch_axis is not None:
+                raise TypeError("give either sharding= or mesh= (and batch_axis=), not both")
+            mesh = sharding.mesh
+            state_t, x_t, y_t = term.input_types()
+            layout = sharding.state(state_t, state_axes)
+            updated, kept = ({k: layout[k] for k in keys} for keys in (self.updated, self.kept))
+            kw = dict(in_shardings=(updated, kept, sharding.data(x_t, self._lead), sharding.data(y_t, self._lead)),
+                      out_shardings=(updated, sharding.replicated()))
+            self.state_sharding = layout
+        self.sharding = sharding
         self.mesh = mesh
         platform = (mesh.devices.flat[0] if mesh is not None else jax.devices()[0]).platform
         if platform == "cpu" and _has_barrier(term):
@@ -573,8 +588,10 @@ class CompiledStep:
         """Serialize the step with ``jax.export``, batch dimension symbolic; write it to ``path``.
 
         The state's types are the step term's, so the state ``learner.init``
-        returns is what it takes (whole: the exported program neither donates nor
-        shards it). The file is written atomically, with its
+        returns is what it takes (whole: the exported program does not donate it). A step
+        compiled with ``mesh=`` or ``sharding=`` is exported with its shardings
+        (``Exported.in_shardings_hlo``): it runs on a mesh of the same shape, the state laid out
+        as ``learner.init(..., sharding=)`` lays it out. The file is written atomically, with its
         checksum beside it (``path + ".sha256"``), which
         :func:`paralens.backends.artifacts.load_export` verifies. The artifact
         needs only JAX to run::
@@ -596,11 +613,14 @@ class CompiledStep:
         from jax import export as jex
 
         state_t, x_t, y_t = self.term.input_types()
+        # sharded, the batch is a multiple of the devices it is split over (a symbolic "8*b")
+        n = 1 if self.sharding is None else self.sharding._size(self.sharding.batch)
+        dim = batch if n == 1 else f"{n}*{batch}"
         if self.scan:
-            k, b = jex.symbolic_shape(f"k, {batch}")
+            k, b = jex.symbolic_shape(f"k, {dim}")
             lead = (k, b)
         else:
-            (b,) = jex.symbolic_shape(batch)
+            (b,) = jex.symbolic_shape(dim)
             lead = (b,)
 
         def spec(tree, data: bool):
@@ -610,7 +630,12 @@ class CompiledStep:
                 return tuple(spec(v, data) for v in tree)
             shape = (lead if data or tree.batched else ()) + tree.shape
             return jax.ShapeDtypeStruct(shape, tree.dtype)
-        exported = jex.export(jax.jit(self._fn))(spec(state_t, False), spec(x_t, True), spec(y_t, True))
+        kw = {}
+        if self.sharding is not None:  # the program keeps its shardings: it runs on a mesh of the same shape
+            data = (self.sharding.data(x_t, self._lead), self.sharding.data(y_t, self._lead))
+            kw = dict(in_shardings=(self.state_sharding, *data),
+                      out_shardings=(self.state_sharding, self.sharding.replicated()))
+        exported = jex.export(jax.jit(self._fn, **kw))(spec(state_t, False), spec(x_t, True), spec(y_t, True))
         blob = exported.serialize()
         if path is not None:
             from .artifacts import write_export

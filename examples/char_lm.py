@@ -93,10 +93,14 @@ def build(length: int = 64, d: int = 64, heads: int = 4, blocks: int = 2, vocab:
                 b: pl.Param[vocab] = pl.init.zeros()):
         return h @ W + b
 
-    model = pl.para(tokens, dom=[pl.Array(length, dtype="int32")], name="tokens")
+    # logical axis names, which sharding rules map to mesh axes (the built-in layers name theirs)
+    model = pl.with_axes(pl.para(tokens, dom=[pl.Array(length, dtype="int32")], name="tokens"),
+                         {"tokens.position": (None, "embed")})
     for _ in range(blocks):
         model = model >> pl.nn.transformer_block(d, heads, mlp_ratio=4, causal=True)
-    return model >> pl.nn.layer_norm(d) >> pl.para(readout, dom=[pl.Array[length, d]], name="readout")
+    head = pl.with_axes(pl.para(readout, dom=[pl.Array[length, d]], name="readout"),
+                        {"readout.W": ("embed", "vocab"), "readout.b": ("vocab",)})
+    return model >> pl.nn.layer_norm(d) >> head
 
 
 def next_char_loss(length: int, vocab: int = len(VOCAB)) -> pl.Term:

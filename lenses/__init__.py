@@ -31,7 +31,7 @@ from .graph import draw, draw_equation, to_networkx
 from .learner import Learner
 from .loops import loop, scan_term
 from .optics import Lens, costate, lens
-from .parameters import bind, hyperparameter, reparam, tie
+from .parameters import bind, hyperparameter, reparam, tie, with_axes
 from .passes import Segments
 from .precision import astype
 from .prims import PRIMS
@@ -48,7 +48,7 @@ __all__ = [
     "R", "D", "value_and_R", "forward_gradient", "Segments", "lens", "Lens", "costate", "Learner", "Term", "Poly",
     "Eqn", "ParamSpec",
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
-    "zero", "const", "seq", "as_term", "para", "reparam", "tie", "bind", "hyperparameter",
+    "zero", "const", "seq", "as_term", "para", "reparam", "tie", "bind", "hyperparameter", "with_axes",
     "to_networkx", "draw", "draw_equation", "diagram", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS",
     "loop", "scan_term",
     "bilevel", "Bilevel", "Hyper", "learn", "dream", "z2", "astype",

@@ -228,6 +228,30 @@ class Learner:
         return out
 
     @cached_property
+    def state_axes(self) -> dict:
+        """The logical axis names of each leaf of the training state, shaped as :attr:`state_types`
+        (what :class:`paralens.backends.sharding.Sharding` lays out): a parameter's are its
+        layer's (:attr:`paralens.Term.param_axes`); an optimizer state leaf keyed by a parameter's
+        name and of its shape (Adam's ``mu``, ``nu``) has the parameter's; any other leaf ``None``.
+
+        >>> import paralens as pl
+        >>> lr = pl.Learner(pl.nn.dense(4, 3), loss=pl.losses.mean_squared_error(),
+        ...                 optimizer=pl.optim.adam(1e-3))
+        >>> lr.state_axes["opt"][0]["mu"]["dense.W"], lr.state_axes["opt"][0]["count"]
+        (('embed', 'mlp'), None)
+        """
+        names, types = dict(zip(self.model.param_names, self.model.params)), self.param_types
+
+        def walk(tree, key=None):
+            if isinstance(tree, dict):
+                return {k: walk(v, k) for k, v in tree.items()}
+            if isinstance(tree, tuple):
+                return tuple(walk(v, key) for v in tree)
+            spec = names.get(key)
+            return spec.axes if spec is not None and key in types and tree.shape == types[key].shape else None
+        return walk(self.state_types)
+
+    @cached_property
     def counts_steps(self) -> bool:
         """Whether the step term counts its steps in ``state["step"]``: every learner but a
         circuit's, whose parameters are all bits (the Z2 backend holds bits only; ``fit``
@@ -309,7 +333,7 @@ class Learner:
         return self.step_term
 
     # ---------------------------------------------------------------- running it
-    def init(self, seed: int = 0, backend: str = "numpy", params: dict | None = None) -> dict:
+    def init(self, seed: int = 0, backend: str = "numpy", params: dict | None = None, *, sharding=None) -> dict:
         """The initial training state ``{"params", "opt", "hyper", "step"}``, typed as the step
         term reads it; the parameters are drawn, or start from ``params`` where it gives them.
 
@@ -321,6 +345,9 @@ class Learner:
             params: initial values by parameter name, used instead of the drawn ones; it must give
                 every parameter that is data rather than drawn (a batched one, such as the input
                 :func:`paralens.dream.dream` optimises).
+            sharding: a :class:`paralens.backends.sharding.Sharding` (JAX): the state is drawn on
+                the host and each device given only its shards, by the rules and FSDP axis of
+                ``sharding`` and :attr:`state_axes`; no parameter is put whole on one device.
 
         Returns:
             The state: ``params`` (the model's trainable parameters by name), ``opt`` (the
@@ -333,6 +360,9 @@ class Learner:
                 unknown.
             KeyError: ``params`` names something that is not a trainable parameter of the model.
         """
+        if sharding is not None:
+            host = self.init(seed, "numpy", params)
+            return sharding.place(host, sharding.state(self.state_types, self.state_axes))
         be = backends.get(backend)
         types = self.step_term.input_types()[0]
         values = be.init(self.model, seed)
@@ -355,7 +385,9 @@ class Learner:
 
         JAX options: ``scan=True`` (``step(state, xs, ys) -> (state, losses)`` over
         stacked batches, one ``lax.scan``), ``mesh=`` (data-parallel over a
-        ``jax.sharding.Mesh``), ``donate=False``.
+        ``jax.sharding.Mesh``), ``sharding=`` (a :class:`~paralens.backends.sharding.Sharding`:
+        FSDP, tensor parallelism; the state as ``init(..., sharding=)`` lays it out),
+        ``donate=False``.
 
         Before each call, on the host: ``x`` and ``y`` must have the same number of
         examples, integer class labels given as NumPy arrays must be in range,
@@ -385,6 +417,8 @@ class Learner:
             TypeError: an option the backend does not take; on JAX, 64-bit wires while
                 ``jax_enable_x64`` is off.
         """
+        if options.get("sharding") is not None:
+            options.setdefault("state_axes", self.state_axes)
         return backends.get(backend).compile_step(self.step_term, classes=self.classes, **options)
 
     @cached_property
@@ -478,7 +512,7 @@ class Learner:
 
     def fit(self, x, y, *, epochs: int = 10, batch_size: int = 32, seed: int = 0, state: dict | None = None,
             backend: str = "jax", progress: bool = True, checkpoint_dir=None, every: int | None = None,
-            keep: int = 3, resume: bool = False, on_nonfinite: str = "stop"):
+            keep: int = 3, resume: bool = False, on_nonfinite: str = "stop", sharding=None):
         """Shuffle, batch and train ``epochs`` epochs; returns ``(state, losses)``, one loss per step.
 
         Epoch ``e`` visits the examples in the order
@@ -528,6 +562,10 @@ class Learner:
             resume: continue the run checkpointed in ``checkpoint_dir``; the data, batch size, seed,
                 backend and hyperparameters must be the checkpointed run's.
             on_nonfinite: ``"stop"`` (the default), ``"raise"`` or ``"continue"``.
+            sharding: a :class:`paralens.backends.sharding.Sharding` to train on (JAX): the state
+                laid out by it (``init(..., sharding=)`` where ``state`` is not given) and each batch
+                split over its batch axes. Checkpoints are saved sharded, each process its shards,
+                and resume onto the layout of this ``sharding`` (another mesh shape too).
 
         Returns:
             ``(state, losses)``: the last state, as ``backend``'s arrays, and a NumPy array of one
@@ -548,11 +586,12 @@ class Learner:
                 checkpointed first, with ``checkpoint_dir``).
             NotImplementedError: ``backend="sympy"``, which writes formulas and does not train.
         """
-        state = self.init(seed, backend=backend) if state is None else state
+        state = self.init(seed, backend=backend, sharding=sharding) if state is None else state
+        layout = {} if sharding is None else {"step_options": {"sharding": sharding, "state_axes": self.state_axes}}
         return backends.get(backend).fit(self.step_term, state, x, y, epochs=epochs, batch_size=batch_size,
                                          seed=seed, progress=progress, desc=f"training {self.model.name[:40]}",
                                          checkpoint_dir=checkpoint_dir, every=every, keep=keep, resume=resume,
-                                         on_nonfinite=on_nonfinite, classes=self.classes)
+                                         on_nonfinite=on_nonfinite, classes=self.classes, **layout)
 
 
 def _float_dtype(term: Term) -> str:

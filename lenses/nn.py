@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from . import init as inits
 from . import wires as W
-from .parameters import number
+from .parameters import number, with_axes
 from .passes import without_training_only
 from .prims import FLOATS, INTS, KEY, promote
 from .terms import TRAINING_ONLY, Builder, Poly, Term
@@ -144,10 +144,18 @@ def softmax(axis: int = -1) -> Poly:
 _ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "softmax")
 
 
-def _dense_into(b: Builder, x: int, n_in: int, n_out: int, dtype: str, init: tuple) -> int:
+#: Logical axis names of the built-in layers' parameters (MaxText's: ``embed`` the model's width,
+#: ``mlp`` a hidden layer's, ``heads`` attention's, ``vocab`` the tokens'). Megatron's tensor
+#: parallelism is the rules ``{"mlp": "model", "heads": "model"}``: a column-parallel layer
+#: (``embed -> mlp``) then a row-parallel one (``mlp -> embed``).
+COLUMN, ROW = ("embed", "mlp"), ("mlp", "embed")
+
+
+def _dense_into(b: Builder, x: int, n_in: int, n_out: int, dtype: str, init: tuple,
+                axes: tuple = COLUMN) -> int:
     slot = b.new_layer("dense")
-    w = b.param("dense", slot, "W", ArrayType((n_in, n_out), dtype, False), init)
-    bias = b.param("dense", slot, "b", ArrayType((n_out,), dtype, False), inits.zeros())
+    w = b.param("dense", slot, "W", ArrayType((n_in, n_out), dtype, False), init, axes=axes)
+    bias = b.param("dense", slot, "b", ArrayType((n_out,), dtype, False), inits.zeros(), axes=axes[1:])
     b.layer = ("dense", slot)
     lead = "abcdefgh"[: b.type_of(x).ndim - 1]  # any leading axes (tokens) are kept
     out = (W.einsum(f"{lead}i,io->{lead}o", W.Wire(b, x), W.Wire(b, w)) + W.Wire(b, bias)).id
@@ -155,7 +163,8 @@ def _dense_into(b: Builder, x: int, n_in: int, n_out: int, dtype: str, init: tup
     return out
 
 
-def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = inits.glorot_uniform()) -> Term:
+def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = inits.glorot_uniform(),
+          axes: tuple[str | None, str | None] = COLUMN) -> Term:
     """``x @ W + b`` with ``W`` of shape ``(n_in, n_out)`` (Glorot-uniform) and ``b`` zero.
 
     Args:
@@ -163,6 +172,9 @@ def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = inits.
         n_out: the number of output features, a positive int.
         dtype: the dtype of the input and of both parameters (``"float32"``, ``"float64"``, ...).
         init: the initialiser of ``W``, a descriptor of :mod:`paralens.init`; ``b`` starts at zeros.
+        axes: the logical names of ``W``'s two axes (``b`` takes the second), which sharding rules
+            map to mesh axes: ``("embed", "mlp")`` (the default) is column-parallel under
+            tensor parallelism, ``("mlp", "embed")`` row-parallel.
 
     Returns:
         The term ``Array[n_in] -> Array[n_out]`` (batched), named ``dense(n_in, n_out)``, with the
@@ -183,7 +195,7 @@ def dense(n_in: int, n_out: int, *, dtype: str = "float32", init: tuple = inits.
     init = inits.initializer(init, "dense: init")
     b = Builder()
     x = b.input(Array(n_in, dtype=dtype))
-    return b.build([x], [_dense_into(b, x, n_in, n_out, dtype, init)], name=f"dense({n_in}, {n_out})")
+    return b.build([x], [_dense_into(b, x, n_in, n_out, dtype, init, axes)], name=f"dense({n_in}, {n_out})")
 
 
 def mlp(sizes: Sequence[int], activation: Callable | Poly = relu, final_activation: Callable | Poly | None = None,
@@ -201,7 +213,8 @@ def mlp(sizes: Sequence[int], activation: Callable | Poly = relu, final_activati
 
     Returns:
         The term ``Array[sizes[0]] -> Array[sizes[-1]]`` (batched), named ``mlp(sizes)``, with the
-        parameters ``dense0.W``, ``dense0.b``, ``dense1.W``, ... of its dense layers in order.
+        parameters ``dense0.W``, ``dense0.b``, ``dense1.W``, ... of its dense layers in order, their
+        axes named column- then row-parallel in turn (``("embed", "mlp")``, ``("mlp", "embed")``, ...).
 
     Raises:
         TypeError: if ``sizes`` is not a list (or other iterable) of ints, or ``activation`` or
@@ -221,7 +234,7 @@ def mlp(sizes: Sequence[int], activation: Callable | Poly = relu, final_activati
     b = Builder()
     x0 = x = b.input(Array(sizes[0], dtype=dtype))
     for k, (n, m) in enumerate(zip(sizes, sizes[1:])):
-        x = _dense_into(b, x, n, m, dtype, inits.glorot_uniform())
+        x = _dense_into(b, x, n, m, dtype, inits.glorot_uniform(), ROW if k % 2 else COLUMN)
         a = act if k < len(sizes) - 2 else fin
         if a is not None:
             (x,) = b.inline(a.at(Ty(b.type_of(x))), [x])
@@ -563,7 +576,8 @@ def layer_norm(d: int, eps: float = 1e-5, *, dtype: str | None = None) -> Poly:
 
         def norm(x, scale: vec = inits.ones(), bias: vec = inits.zeros()):
             return _normalize(x, eps, centre=True) * scale + bias
-        return term_of(norm, dom=[t], name=f"layer_norm({d})", layer="layer_norm")
+        return with_axes(term_of(norm, dom=[t], name=f"layer_norm({d})", layer="layer_norm"),
+                         {"layer_norm.scale": ("embed",), "layer_norm.bias": ("embed",)})
     return Poly(make, "layer_norm")
 
 
@@ -600,7 +614,8 @@ def rms_norm(d: int, eps: float = 1e-6, *, dtype: str | None = None) -> Poly:
 
         def norm(x, scale: ArrayType((d,), t.dtype, False) = inits.ones()):
             return _normalize(x, eps, centre=False) * scale
-        return term_of(norm, dom=[t], name=f"rms_norm({d})", layer="rms_norm")
+        return with_axes(term_of(norm, dom=[t], name=f"rms_norm({d})", layer="rms_norm"),
+                         {"rms_norm.scale": ("embed",)})
     return Poly(make, "rms_norm")
 
 
@@ -646,7 +661,8 @@ def embedding(vocab: int, d: int, *, dtype: str = "float32", init: tuple = inits
 
         def embed(ids, table: ArrayType((vocab, d), dtype, False) = init):
             return W.take(table, ids)
-        return term_of(embed, dom=list(ty), name=f"embedding({vocab}, {d})", layer="embedding")
+        return with_axes(term_of(embed, dom=list(ty), name=f"embedding({vocab}, {d})", layer="embedding"),
+                         {"embedding.table": ("vocab", "embed")})
     return Poly(make, "embedding")
 
 
@@ -805,18 +821,21 @@ def multi_head_attention(d: int, heads: int, causal: bool = False, *, dtype: str
                                  W.constant(-math.inf, (), t.dtype))
             out = W.einsum("hts,shc->thc", W.softmax(scores, -1), v)
             return W.reshape(out, (n, d)) @ Wo + bo
-        return term_of(attention, dom=[t], name=f"multi_head_attention({d}, {heads}{', causal' * causal})",
-                     layer="attention")
+        term = term_of(attention, dom=[t], name=f"multi_head_attention({d}, {heads}{', causal' * causal})",
+                       layer="attention")
+        column, row = {"W": ("embed", "heads"), "b": ("heads",)}, {"W": ("heads", "embed"), "b": ("embed",)}
+        return with_axes(term, {f"attention.{w}{p}": (row if p == "o" else column)[w]
+                                for p in "qkvo" for w in "Wb"})
     return Poly(make, "multi_head_attention")
 
 
-def _tokenwise_dense(n_in: int, n_out: int) -> Poly:
+def _tokenwise_dense(n_in: int, n_out: int, axes: tuple = COLUMN) -> Poly:
     """``dense`` on the last axis of (..., n_in) inputs (each token alike)."""
     def make(ty: Ty) -> Term:
         t = _features("dense", ty, n_in, None)
         b = Builder()
         x = b.input(t)
-        return b.build([x], [_dense_into(b, x, n_in, n_out, t.dtype, inits.glorot_uniform())],
+        return b.build([x], [_dense_into(b, x, n_in, n_out, t.dtype, inits.glorot_uniform(), axes)],
                        name=f"dense({n_in}, {n_out})")
     return Poly(make, "dense")
 
@@ -859,7 +878,7 @@ def transformer_block(d: int, heads: int, mlp_ratio: int = 4, causal: bool = Fal
     mlp_ratio = positive_int(mlp_ratio, "transformer_block: mlp_ratio")
     dtype = _float_option("transformer_block", dtype)
     attend = multi_head_attention(d, heads, causal)
-    mlp_ = _tokenwise_dense(d, mlp_ratio * d) >> gelu() >> _tokenwise_dense(mlp_ratio * d, d)
+    mlp_ = _tokenwise_dense(d, mlp_ratio * d) >> gelu() >> _tokenwise_dense(mlp_ratio * d, d, ROW)
 
     def make(ty: Ty) -> Term:
         t = _features("transformer_block", ty, d, dtype, sequence=True)

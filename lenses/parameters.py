@@ -19,16 +19,16 @@ anything and learned by a bilevel problem.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from . import prims as P
 from .init import constant
-from .terms import Builder, Term
+from .terms import Builder, Term, check_axes
 from .types import ArrayType, real
 from .wires import Wire
 
-__all__ = ["reparam", "tie", "bind", "hyperparameter", "Hyperparameter", "number"]
+__all__ = ["reparam", "tie", "bind", "hyperparameter", "Hyperparameter", "number", "with_axes"]
 
 
 def _index(term: Term, name: str) -> int:
@@ -199,3 +199,38 @@ def number(b: Builder, value, layer: str, slot: int, local: str, dtype: str):
     if isinstance(value, Hyperparameter):
         return value.wire(b, layer, slot, local, dtype)
     return real(value, f"{layer}: {local}")
+
+
+def with_axes(term: Term, axes: Mapping[str, Sequence[str | None] | None]) -> Term:
+    """``term`` with logical axis names on some of its parameters (as flax's ``with_partitioning``
+    names a kernel's axes): a rule table maps them to the axes of a device mesh when the term is
+    trained sharded (:mod:`paralens.backends.sharding`). The built-in layers name theirs already
+    (``dense``: ``W`` ``("embed", "mlp")``, ``b`` ``("mlp",)``; see :attr:`Term.param_axes`); this
+    names those of your own layers, or renames them. Nothing else changes: the term computes the same.
+
+    Args:
+        term: the term.
+        axes: ``{parameter name: one logical name (a str) or None per axis}``; ``None`` removes the names.
+
+    Returns:
+        The term with those parameters' axes named.
+
+    Raises:
+        KeyError: a name is not a parameter of ``term``.
+        TypeError, ValueError: an entry is not one name or ``None`` per axis of its parameter.
+
+    >>> import paralens as pl
+    >>> @pl.para
+    ... def layer(x: pl.Array[4], w: pl.Param[4, 8]):
+    ...     return pl.tanh(x @ w)
+    >>> pl.with_axes(layer, {"layer.w": ("embed", "mlp")}).param_axes
+    {'layer.w': ('embed', 'mlp')}
+    """
+    index = {name: _index(term, name) for name in axes}
+    specs = list(term.params)
+    for name, i in index.items():
+        specs[i] = replace(specs[i], axes=check_axes(axes[name], specs[i].type, name))
+    d = term._flat()
+    out = Term(term.dom, term.cod, diagram=replace(d, params=tuple(specs)), in_sig=term.in_sig,
+               out_sig=term.out_sig, name=term.name, arg_names=term.arg_names)
+    return out

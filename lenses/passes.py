@@ -305,7 +305,7 @@ def retyped(term: Term, src: str, dst: str) -> Term:
     b = Builder()
     env = {}
     for w, spec in zip(term.param_wires, term.params):
-        env[w] = b.param(spec.layer, spec.slot, spec.local, ty(spec.type), spec.init, spec.hyper)
+        env[w] = b.param(spec.layer, spec.slot, spec.local, ty(spec.type), spec.init, spec.hyper, spec.axes)
     for w in term.inputs:
         env[w] = b.input(ty(term.wires[w]))
     for e in term.eqns:

@@ -148,6 +148,10 @@ class ParamSpec:
         init: the initialiser as ``pl.init`` makes it: a tuple of its name and arguments
             (``("zeros",)`` by default, ``("const", 0.5)``).
         hyper: whether it is a hyperparameter (not updated by training).
+        axes: the logical name of each of its axes (``("embed", "mlp")`` for a dense layer's ``W``,
+            ``None`` for an axis without one), as flax's ``with_partitioning`` and MaxText name them;
+            a rule table maps them to the axes of a device mesh (:mod:`paralens.backends.sharding`).
+            ``None``: no names (the parameter is replicated unless FSDP shards it).
     """
 
     layer: str
@@ -156,6 +160,7 @@ class ParamSpec:
     type: ArrayType
     init: tuple = ("zeros",)
     hyper: bool = False
+    axes: tuple[str | None, ...] | None = None
 
 
 # --------------------------------------------------------------------------- calling conventions
@@ -368,6 +373,17 @@ class Term:
     @property
     def param_types(self) -> dict[str, ArrayType]:
         return dict(zip(self.param_names, (p.type for p in self.params)))
+
+    @property
+    def param_axes(self) -> dict[str, tuple[str | None, ...] | None]:
+        """The logical axis names of each parameter (``None``: none given), by parameter name: what a
+        sharding rule table maps to mesh axes (:mod:`paralens.backends.sharding`).
+
+        >>> import paralens as pl
+        >>> pl.nn.dense(4, 3).param_axes
+        {'dense.W': ('embed', 'mlp'), 'dense.b': ('mlp',)}
+        """
+        return dict(zip(self.param_names, (p.axes for p in self.params)))
 
     def layer_names(self) -> dict[tuple[str, int], str]:
         """Readable names of the layer instances that made its boxes (``dense0``, ``relu1``), as
@@ -780,7 +796,7 @@ class Builder:
         return slot
 
     def param(self, layer: str, slot: int, local: str, t: ArrayType, init: tuple = ("zeros",),
-              hyper: bool = False) -> int:
+              hyper: bool = False, axes: tuple[str | None, ...] | None = None) -> int:
         """Declare a parameter wire of instance ``slot`` of ``layer``.
 
         Args:
@@ -791,14 +807,16 @@ class Builder:
             t: the parameter's :class:`~paralens.ArrayType` (batched for a label).
             init: the initialiser as ``pl.init`` makes it: a tuple of its name and arguments.
             hyper: whether it is a hyperparameter, which training does not update.
+            axes: the logical name of each axis (see :class:`ParamSpec`), or ``None``.
 
         Returns:
             The parameter's wire number.
 
         Raises:
-            TypeError: ``layer`` or ``local`` is not a ``str``.
+            TypeError: ``layer`` or ``local`` is not a ``str``, or ``axes`` is not a tuple of names.
             ValueError: ``layer`` or ``local`` is not a valid name (empty layer, a ``.``, not
-                UTF-8 encodable), or this parameter of this instance is already declared.
+                UTF-8 encodable), this parameter of this instance is already declared, or ``axes``
+                does not name each of the parameter's axes.
         """
         _check_name(layer, "layer")
         if local:
@@ -808,7 +826,8 @@ class Builder:
             raise ValueError(f"parameter {layer}{slot}.{local} declared twice")
         self._declared.add(key)
         w = self.new_wire(t)
-        self.params.append(ParamSpec(layer, slot, local, t, tuple(init), hyper))
+        axes = check_axes(axes, t, f"{layer}.{local}")
+        self.params.append(ParamSpec(layer, slot, local, t, tuple(init), hyper, axes))
         self.param_wires.append(w)
         return w
 
@@ -824,7 +843,7 @@ class Builder:
         Raises:
             ValueError: that parameter is already declared in this builder.
         """
-        return self.param(spec.layer, spec.slot, spec.local, spec.type, spec.init, spec.hyper)
+        return self.param(spec.layer, spec.slot, spec.local, spec.type, spec.init, spec.hyper, spec.axes)
 
     def emit(self, prim: Prim, ins: Sequence[int], **attrs) -> list[int]:
         """Apply ``prim`` with attributes ``attrs`` to wires ``ins``; returns the output wires.
@@ -952,7 +971,7 @@ class Builder:
             if spec.layer not in offsets:
                 offsets[spec.layer] = self._slots.get(spec.layer, 0)
             env[w] = self.param(spec.layer, offsets[spec.layer] + spec.slot, spec.local, spec.type, spec.init,
-                                spec.hyper)
+                                spec.hyper, spec.axes)
         for layer, off in offsets.items():
             self._slots[layer] = max(self._slots.get(layer, 0), off + last[layer] + 1)
         wires, group, role, new = d.wires, self.group, self.role, self.new_wire
@@ -1009,6 +1028,19 @@ class Builder:
         d = _Diagram(wires, tuple(self.params), pw, ins, outs, new_eqns)
         return Term(Ty(*(wires[i] for i in ins)), Ty(*(wires[i] for i in outs)), diagram=d, in_sig=in_sig,
                     out_sig=out_sig, name=name or "term", arg_names=arg_names)
+
+
+def check_axes(axes, t: ArrayType, what: str) -> tuple[str | None, ...] | None:
+    """``axes`` as a parameter of type ``t`` keeps them: ``None``, or a tuple of one logical name
+    (a non-empty ``str``) or ``None`` per axis of ``t``."""
+    if axes is None:
+        return None
+    if not isinstance(axes, (tuple, list)) or any(a is not None and type(a) is not str for a in axes):
+        raise TypeError(f"{what}: axes must be a tuple of logical axis names (str or None), got {axes!r}")
+    if len(axes) != t.ndim or any(a == "" for a in axes):
+        raise ValueError(f"{what}: axes {tuple(axes)!r} must name each of the {t.ndim} axes of {t} "
+                         f"(a non-empty str, or None for an axis without a name)")
+    return tuple(axes)
 
 
 def _check_name(name, what: str) -> None:
