@@ -316,10 +316,15 @@ def _same_layout(got, want, where: str, path: str = "state"):
     elif isinstance(want, (tuple, list)):
         for i, (g, w) in enumerate(zip(got, want)):
             _same_layout(g, w, where, f"{path}[{i}]")
-    elif (np.shape(got), np.asarray(got).dtype) != (np.shape(want), np.dtype(want.dtype)):
+    elif (np.shape(got), _dtype(got)) != (np.shape(want), np.dtype(want.dtype)):
         raise CheckpointError(f"{where} does not hold this learner's state (another model or optimizer?): {path} "
-                              f"is {np.asarray(got).dtype}{list(np.shape(got))} there, "
+                              f"is {_dtype(got)}{list(np.shape(got))} there, "
                               f"{np.dtype(want.dtype)}{list(np.shape(want))} here")
+
+
+def _dtype(value) -> np.dtype:
+    """An array's dtype, read without fetching it (a sharded array may span other processes)."""
+    return np.dtype(value.dtype) if hasattr(value, "dtype") else np.asarray(value).dtype
 
 
 def _storable(tree):

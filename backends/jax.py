@@ -513,8 +513,8 @@ class CompiledStep:
             state_t, x_t, y_t = term.input_types()
             layout = sharding.state(state_t, state_axes)
             updated, kept = ({k: layout[k] for k in keys} for keys in (self.updated, self.kept))
-            kw = dict(in_shardings=(updated, kept, sharding.data(x_t, self._lead), sharding.data(y_t, self._lead)),
-                      out_shardings=(updated, sharding.replicated()))
+            self._data = (sharding.data(x_t, self._lead), sharding.data(y_t, self._lead))
+            kw = dict(in_shardings=(updated, kept, *self._data), out_shardings=(updated, sharding.replicated()))
             self.state_sharding = layout
         self.sharding = sharding
         self.mesh = mesh
@@ -552,8 +552,19 @@ class CompiledStep:
             self._same_batch(x, y)  # labels on a device are not range-checked (no read back)
             if self._check is not None:
                 self._check(x, y)
+            if self.sharding is not None:  # host data, each device given its slice (every process its own)
+                x, y = self._place(x, self._data[0]), self._place(y, self._data[1])
         new, loss = self._jit(*self._split(state), x, y)
         return {**state, **new}, loss
+
+    @staticmethod
+    def _place(value, sharding):
+        if isinstance(value, tuple):
+            return tuple(CompiledStep._place(v, s) for v, s in zip(value, sharding))
+        if isinstance(value, jax.Array):
+            return value
+        host = np.asarray(value)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     def _arrays(self, value, k: int):
         """Python lists and numbers (leaves of argument ``k``) as NumPy arrays of the step's dtypes:

@@ -1,11 +1,11 @@
 """One process of a multi-process data-parallel run (started twice by tests/test_distributed.py).
 
-    python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT DATA.npz OUT.npz
+    python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT DATA.npz OUT.npz [sharded]
 
 Each process joins the run with ``jax.distributed.initialize``, builds the mesh over
 every process's devices, feeds its own slice of the global batch with
 ``jax.make_array_from_process_local_data``, takes the steps, and (process 0) writes
-the final parameters and losses to OUT.npz.
+the final parameters and losses to OUT.npz. With ``sharded``, see :func:`sharded`.
 """
 
 import sys
@@ -56,6 +56,48 @@ def main(process_id: int, num_processes: int, port: int, data: str, out: str) ->
     jax.distributed.shutdown()
 
 
+def sharded(process_id: int, num_processes: int, port: int, data: str, out: str) -> None:
+    """FSDP x tensor parallelism over every process's devices (a (data, model) mesh): the state
+    initialised shard by shard, every process giving the whole batch (each device takes its
+    slice), then ``fit`` with sharded checkpoints, interrupted after one epoch and resumed."""
+    from paralens.backends.sharding import Sharding
+
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=num_processes,
+                               process_id=process_id)
+    devices = np.array(jax.devices())
+    mesh = Mesh(devices.reshape(2, -1), ("data", "model"))
+    plan = Sharding(mesh, {"mlp": "model"}, fsdp="data")
+    lr = sharded_learner()
+    state = lr.init(0, sharding=plan)
+    assert not state["params"]["dense0.W"].is_fully_addressable
+    step = lr.compile("jax", sharding=plan)
+    d = np.load(data)
+    losses = []
+    for x, y in zip(d["xs"], d["ys"]):
+        state, loss = step(state, x, y)
+        losses.append(float(loss.addressable_data(0)))
+    gather = jax.jit(lambda t: t, out_shardings=plan.replicated())  # every process gets the whole arrays
+    params = {k: np.asarray(gather(v).addressable_data(0)) for k, v in state["params"].items()}
+    ck = out + ".checkpoints"
+    x, y = d["xs"].reshape(-1, d["xs"].shape[-1]), d["ys"].reshape(-1)
+    lr.fit(x, y, epochs=1, batch_size=16, sharding=plan, checkpoint_dir=ck, progress=False)
+    fitted, fit_losses = lr.fit(x, y, epochs=2, batch_size=16, sharding=plan, checkpoint_dir=ck, resume=True,
+                                progress=False)
+    fitted = {k: np.asarray(gather(v).addressable_data(0)) for k, v in fitted["params"].items()}
+    if process_id == 0:
+        np.savez(out, losses=np.array(losses), fit_losses=fit_losses, **params,
+                 **{f"fit/{k}": v for k, v in fitted.items()})
+    jax.distributed.shutdown()
+
+
+def sharded_learner() -> pl.Learner:
+    return pl.Learner(pl.nn.mlp([6, 16, 16, 3], activation=pl.nn.tanh),
+                      loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
+                      optimizer=pl.optim.adam(1e-2, eps=1e-3))
+
+
 if __name__ == "__main__":
     pid, n, port = (int(a) for a in sys.argv[1:4])
-    main(pid, n, port, *sys.argv[4:6])
+    (sharded if sys.argv[6:] == ["sharded"] else main)(pid, n, port, *sys.argv[4:6])

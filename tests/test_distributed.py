@@ -9,7 +9,7 @@ import sys
 
 import jax
 import numpy as np
-from distributed_worker import learner
+from distributed_worker import learner, sharded_learner
 
 WORKER = pathlib.Path(__file__).with_name("distributed_worker.py")
 PROCESSES, STEPS, BATCH = 2, 10, 32
@@ -60,3 +60,39 @@ def test_two_processes_train_as_one_process_on_the_whole_batch(tmp_path):
     # the distributed run really moved the parameters away from where they started
     start = jax.tree.map(np.asarray, learner().init(0)["params"])
     assert max(np.abs(out[k] - start[k]).max() for k in start) > 1e-2
+
+
+def test_two_processes_of_four_devices_train_fsdp_x_tensor_as_one_device(tmp_path):
+    """2 processes x 4 CPU devices, one (data, model) mesh over the 8: FSDP x tensor parallelism
+    equals the single-device step; fit's sharded checkpoints (each process its shards) resume."""
+    rng = np.random.default_rng(1)
+    xs = rng.standard_normal((STEPS, 16, 6)).astype(np.float32)
+    ys = rng.integers(0, 3, (STEPS, 16)).astype(np.int32)
+    np.savez(tmp_path / "data.npz", xs=xs, ys=ys)
+    port = free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), str(PROCESSES), str(port),
+                               str(tmp_path / "data.npz"), str(tmp_path / "out.npz"), "sharded"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(PROCESSES)]
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for i, (p, log) in enumerate(zip(procs, logs)):
+        assert p.returncode == 0, f"process {i} exited with {p.returncode}:\n{log[-3000:]}"
+    out = np.load(tmp_path / "out.npz")
+    lr = sharded_learner()
+    step, state = lr.compile("jax"), lr.init(0, backend="jax")
+    losses = []
+    for x, y in zip(xs, ys):
+        state, loss = step(state, x, y)
+        losses.append(float(loss))
+    np.testing.assert_allclose(out["losses"], losses, rtol=1e-5)
+    for k, v in state["params"].items():
+        np.testing.assert_allclose(out[k], np.asarray(v), rtol=1e-5, atol=1e-6, err_msg=k)
+    fitted, fit_losses = lr.fit(xs.reshape(-1, 6), ys.reshape(-1), epochs=2, batch_size=16, progress=False)
+    np.testing.assert_allclose(out["fit_losses"], fit_losses, rtol=1e-5)
+    for k, v in fitted["params"].items():
+        np.testing.assert_allclose(out[f"fit/{k}"], np.asarray(v), rtol=1e-5, atol=1e-6, err_msg=k)
