@@ -42,6 +42,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 
 import numpy as np
@@ -284,19 +285,30 @@ def _alive(holder: dict) -> bool:  # pragma: no cover - the fallback where fcntl
     return True
 
 
+_QUIET = {"depth": 0, "levels": None, "lock": threading.Lock()}
+
+
 @contextlib.contextmanager
 def _quiet_orbax():
     """orbax and absl log a traceback of their own for an error they raise: the error we raise in
-    its place says what is wrong, once."""
+    its place says what is wrong, once. Nested or in several threads at once, only the outermost
+    context sets the levels and puts them back (one that restored another's CRITICAL would leave
+    JAX silent for the rest of the process)."""
     loggers = [logging.getLogger(n) for n in ("absl", "orbax", "orbax.checkpoint", "jax")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL)
+    with _QUIET["lock"]:
+        if _QUIET["depth"] == 0:
+            _QUIET["levels"] = [lg.level for lg in loggers]
+            for lg in loggers:
+                lg.setLevel(logging.CRITICAL)
+        _QUIET["depth"] += 1
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+        with _QUIET["lock"]:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                for lg, level in zip(loggers, _QUIET["levels"]):
+                    lg.setLevel(level)
 
 
 def _first_line(e: BaseException, n: int = 200) -> str:

@@ -355,7 +355,7 @@ class JaxBackend(ArrayBackend):
     fit_options = {"donate": False}
 
     def compile_step(self, step, *, donate: bool = True, scan: bool = False, mesh=None,
-                     batch_axis: str | None = None, sharding=None, state_axes=None,
+                     batch_axis: str | None = None, sharding=None, state_axes=None, pipeline=None,
                      classes: int | None = None) -> CompiledStep:
         """The training step as one ``jax.jit`` program (see :class:`CompiledStep`).
 
@@ -368,7 +368,7 @@ class JaxBackend(ArrayBackend):
         step = as_term(step)
         _needs_x64(step.wires, step.name)
         return CompiledStep(step, donate=donate, scan=scan, mesh=mesh, batch_axis=batch_axis, sharding=sharding,
-                            state_axes=state_axes, check=labels_check(classes), classes=classes)
+                            state_axes=state_axes, pipeline=pipeline, check=labels_check(classes), classes=classes)
 
     def to_optax(self, opt):
         """A paralens optimizer as an ``optax.GradientTransformation``."""
@@ -461,6 +461,9 @@ class CompiledStep:
             (FSDP, tensor parallelism) and the batch over its batch axes; instead of ``mesh``.
         state_axes: the logical axes of the state's leaves (``learner.state_axes``), which
             ``sharding``'s rules read; ``None``: no names (only FSDP splits the state).
+        pipeline: the learner's pipeline stages (``learner.pipeline(n)``), run with a GPipe
+            schedule over ``sharding``'s pipeline axis (:mod:`paralens.backends.pipeline`) in place of
+            ``term``'s own computation; ``None``: no pipeline.
         check: ``check(x, y)``, the host check of the labels (class indices in range, from
             ``paralens.backends.validate.labels_check``), run before each call unless ``x`` and ``y``
             are already JAX arrays of one batch size (labels on a device are not read back);
@@ -472,7 +475,7 @@ class CompiledStep:
     """
 
     def __init__(self, term: Term, *, donate: bool = True, scan: bool = False, mesh=None,
-                 batch_axis: str | None = None, sharding=None, state_axes=None, check=None,
+                 batch_axis: str | None = None, sharding=None, state_axes=None, pipeline=None, check=None,
                  classes: int | None = None):
         self.term = term
         self.scan = scan
@@ -482,12 +485,21 @@ class CompiledStep:
         self._lead = 2 if scan else 1
         # one batched x and one batched y: device arrays of equal leading sizes need no other check
         self._plain = all(isinstance(t, ArrayType) and t.batched for t in (x_type, y_type))
-        fn = backend.compile(term)
         self.updated = term.out_sig[0].keys  # the parts of the state the step returns
         self.kept = tuple(k for k in term.in_sig[0].keys if k not in self.updated)
+        if pipeline is not None:
+            if sharding is None or sharding.pipeline is None:
+                raise TypeError("pipeline= needs sharding= with a pipeline axis")
+            from .pipeline import pipelined
+            program = pipelined(pipeline, sharding, backend.compile)
+        else:
+            fn = backend.compile(term)
+
+            def program(state, x, y):
+                return fn({}, state, x, y)
 
         def step(state, x, y):
-            new, loss = fn({}, state, x, y)
+            new, loss = program(state, x, y)
             if classes is not None:  # labels on a device are not read back: a wrong one makes the loss NaN
                 valid = jnp.all((y >= 0) & (y < classes))
                 loss = jnp.where(valid, loss, jnp.asarray(jnp.nan, loss.dtype))

@@ -24,7 +24,7 @@ replicated: see :meth:`Sharding.describe`.
 >>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
 >>> plan = Sharding(mesh, {"mlp": "model", "heads": "model"}, fsdp="data")
 >>> plan.spec(("embed", "mlp"), (64, 128))
-PartitionSpec('data', 'model')
+P('data', 'model')
 """
 
 from __future__ import annotations
@@ -55,13 +55,21 @@ class Sharding:
             the mesh's first axis.
         fsdp: a mesh axis to split every leaf of the parameters and optimizer state over as well
             (its largest axis that it divides and no rule has split); ``None``: no FSDP.
+        pipeline: a mesh axis whose devices run the model's pipeline stages, one each (the
+            model's ``>>`` factors cut by :func:`paralens.stages`), with a GPipe schedule
+            (:mod:`paralens.backends.pipeline`); ``None``: no pipeline. The batch is split over
+            ``batch`` beside it (the mesh's first axis: give a mesh whose first axis is the
+            data axis, or ``batch=``).
+        microbatches: how many microbatches each batch is cut into for the pipeline.
 
     Raises:
         TypeError: ``mesh`` is not a ``Mesh``, or a rule is not a name or tuple of names.
-        ValueError: a rule, ``batch`` or ``fsdp`` names an axis the mesh does not have.
+        ValueError: a rule, ``batch``, ``fsdp`` or ``pipeline`` names an axis the mesh does not have;
+            the batch is split over the pipeline axis; ``microbatches`` is not a positive int.
     """
 
-    def __init__(self, mesh, rules: Mapping | tuple = (), *, batch=None, fsdp: str | None = None):
+    def __init__(self, mesh, rules: Mapping | tuple = (), *, batch=None, fsdp: str | None = None,
+                 pipeline: str | None = None, microbatches: int = 1):
         if not isinstance(mesh, Mesh):
             raise TypeError(f"Sharding needs a jax.sharding.Mesh, got {type(mesh).__name__}")
         self.mesh = mesh
@@ -75,6 +83,22 @@ class Sharding:
         self.fsdp = None if fsdp is None else self._axes(fsdp, "fsdp")
         if self.fsdp is not None and len(self.fsdp) != 1:
             raise ValueError(f"fsdp is one mesh axis, got {fsdp!r}")
+        self.pipeline = None if pipeline is None else self._axes(pipeline, "pipeline")
+        if self.pipeline is not None:
+            if len(self.pipeline) != 1:
+                raise ValueError(f"pipeline is one mesh axis, got {pipeline!r}")
+            self.pipeline = self.pipeline[0]
+            if self.pipeline in self.batch:
+                raise ValueError(f"the batch is split over {self.batch}, which cannot hold the pipeline's stages "
+                                 f"({self.pipeline!r}) too: give batch= another axis of the mesh")
+        if type(microbatches) is not int or microbatches < 1:
+            raise ValueError(f"microbatches must be a positive int, got {microbatches!r}")
+        self.microbatches = microbatches
+
+    @property
+    def stages(self) -> int:
+        """The number of pipeline stages: the size of the pipeline axis (1 without one)."""
+        return 1 if self.pipeline is None else self.mesh.shape[self.pipeline]
 
     def _axes(self, target, what: str) -> tuple[str, ...] | None:
         if target is None:
@@ -198,4 +222,4 @@ class Sharding:
 
     def __repr__(self):
         return (f"Sharding(mesh={dict(self.mesh.shape)}, rules={self.rules}, batch={self.batch}, "
-                f"fsdp={self.fsdp})")
+                f"fsdp={self.fsdp}, pipeline={self.pipeline}, microbatches={self.microbatches})")

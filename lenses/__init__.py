@@ -33,6 +33,7 @@ from .loops import loop, scan_term
 from .optics import Lens, costate, lens
 from .parameters import bind, hyperparameter, reparam, tie, with_axes
 from .passes import Segments
+from .pipeline import stages
 from .precision import astype
 from .prims import PRIMS
 from .structure import add, const, zero
@@ -50,6 +51,6 @@ __all__ = [
     "Builder", "CompositionError", "Array", "ArrayType", "Param", "Ty", "id", "copy", "discard", "swap", "add",
     "zero", "const", "seq", "as_term", "para", "reparam", "tie", "bind", "hyperparameter", "with_axes",
     "to_networkx", "draw", "draw_equation", "diagram", "formulas", "nn", "losses", "optim", "init", "backends", "PRIMS",
-    "loop", "scan_term",
+    "loop", "scan_term", "stages",
     "bilevel", "Bilevel", "Hyper", "learn", "dream", "z2", "astype",
 ] + wires.__all__

@@ -35,6 +35,7 @@ from .nn import inference_mode
 from .optics import Lens, costate, lens
 from .optim import Transform, hyper_type, init_state
 from .passes import fuse_updates, residual_policy
+from .pipeline import stages
 from .precision import astype
 from .prims import KEY
 from .terms import Builder, Poly, Term, id, leaves, plain_sig, sig_of, tree_map
@@ -146,6 +147,7 @@ class Learner:
         if self.loss.dom != self.data_cod:
             raise TypeError(f"the loss {self.loss.name} takes {self.loss.dom}, "
                             f"but the model {model.name} returns {self.data_cod}")
+        self._default_rate = learning_rate is None
         if learning_rate is None:
             if len(self.loss.cod) != 1 or self.loss.cod[0].shape != () or self.loss.cod[0].batched:
                 raise TypeError(f"a loss must return one unbatched scalar, {self.loss.name} returns {self.loss.cod}")
@@ -312,6 +314,76 @@ class Learner:
                        in_sig=in_sig, out_sig=out_sig, name=f"step({self.model.name})",
                        arg_names=(("", "x", "y"), ("", "loss")))
 
+    @cached_property
+    def update_term(self) -> Term:
+        """The optimizer's half of a step: ``(state, grads) -> new state`` (its ``params``, ``opt``
+        and ``step``, as :attr:`step_term` returns them), the gradients given. What a step whose
+        gradients come from elsewhere applies (a pipelined step sums them over microbatches).
+
+        Returns:
+            The term; ``grads`` is a dict by trainable parameter name.
+
+        Raises:
+            ValueError: the optimizer reads the loss (``polyak_sgd``'s ``value``).
+        """
+        if self.optimizer.extra:
+            raise ValueError(f"{self.optimizer.name} reads the loss's value; its update needs the whole step")
+        opt = self.optimizer.lens(self.param_types)
+        b = Builder()
+        state = b.inputs(self.state_types)
+        grads = b.inputs(dict(self.param_types))
+        _, opt_res = opt.forward(b, _opt_inputs(b, state, self.optimizer), [], group="optimizer")
+        new = iter(opt.backward(b, opt_res, list(grads.values()), group="optimizer")[1])
+        new_opt = tree_map(lambda _: next(new), state["opt"])  # the optimizer lens puts its state first
+        new_state = {"params": tree_map(lambda _: next(new), state["params"]), "opt": new_opt}
+        if self.counts_steps:
+            b.group = ("optimizer",)
+            new_state["step"] = P.add(b, state["step"], P.emit_const(b, 1, (), STEP.dtype))
+            b.group = ()
+        return b.build(leaves(state) + leaves(grads), leaves(new_state), in_sig=(sig_of(state), sig_of(grads)),
+                       out_sig=sig_of(new_state), name=f"update({self.optimizer.name})")
+
+    def pipeline(self, n: int) -> dict:
+        """The learner cut into ``n`` pipeline stages (what the JAX backend runs with a GPipe
+        schedule, see :class:`paralens.backends.sharding.Sharding`): the model's ``>>`` factors
+        in ``n`` consecutive stages (:func:`paralens.stages`), the loss after the last one.
+
+        Args:
+            n: the number of stages, a positive int.
+
+        Returns:
+            ``{"stages": terms, "sources": ..., "update": update_term}``: each stage's term (the
+                last one ending in the loss), and for each stage the source of each of its
+                parameters in order: ``("params", name)``, ``("hyper", name)`` or ``("y", i)`` (the
+                ``i``-th label).
+
+        Raises:
+            ValueError: a keyed model (dropout), ``gradient="forward"``, ``compute_dtype``, a
+                learning-rate lens, an optimizer reading the loss, or a model of fewer than ``n``
+                ``>>`` factors: none of these is pipelined.
+        """
+        if self.keyed or self.gradient != "reverse" or self.compute_dtype is not None or not self._default_rate:
+            raise ValueError("a pipelined learner takes the exact gradient of a model without a random key, in its "
+                             "own dtype, with the default learning-rate lens")
+        parts = list(stages(self.model, n))
+        parts[-1] = parts[-1] >> self.loss
+        names = iter(zip(self.model.param_names, self.model.params))
+        labels = iter(range(len(self.label_types)))
+        sources = []
+        for k, part in enumerate(parts):
+            own = len(part.params) - (len(self.loss.params) if k == n - 1 else 0)
+            src = []
+            for i, spec in enumerate(part.params):
+                if i < own:
+                    name, want = next(names)
+                    assert spec.type == want.type, (name, spec, want)  # stages keep the model's parameter order
+                    src.append(("hyper" if spec.hyper else "params", name))
+                else:
+                    lname = self.loss.param_names[i - own]
+                    src.append(("hyper", lname) if spec.hyper else ("y", next(labels)))
+            sources.append(tuple(src))
+        return {"stages": tuple(parts), "sources": tuple(sources), "update": self.update_term}
+
     def _forward_gradient(self, b: Builder, xs, params, key) -> tuple[list[int], int]:
         """Emit the forward-gradient estimate of the model's trainable parameters' gradient."""
         n = len(self.model.params)
@@ -418,8 +490,16 @@ class Learner:
                 ``jax_enable_x64`` is off.
         """
         if options.get("sharding") is not None:
-            options.setdefault("state_axes", self.state_axes)
+            options = {**self._layout(options["sharding"]), **options}
         return backends.get(backend).compile_step(self.step_term, classes=self.classes, **options)
+
+    def _layout(self, sharding) -> dict:
+        """The options a sharded step takes from the learner: its state's axes and, where the
+        sharding has a pipeline axis, its stages."""
+        out = {"sharding": sharding, "state_axes": self.state_axes}
+        if getattr(sharding, "pipeline", None) is not None:
+            out["pipeline"] = self.pipeline(sharding.stages)
+        return out
 
     @cached_property
     def classes(self) -> int | None:
@@ -587,7 +667,7 @@ class Learner:
             NotImplementedError: ``backend="sympy"``, which writes formulas and does not train.
         """
         state = self.init(seed, backend=backend, sharding=sharding) if state is None else state
-        layout = {} if sharding is None else {"step_options": {"sharding": sharding, "state_axes": self.state_axes}}
+        layout = {} if sharding is None else {"step_options": self._layout(sharding)}
         return backends.get(backend).fit(self.step_term, state, x, y, epochs=epochs, batch_size=batch_size,
                                          seed=seed, progress=progress, desc=f"training {self.model.name[:40]}",
                                          checkpoint_dir=checkpoint_dir, every=every, keep=keep, resume=resume,

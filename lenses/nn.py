@@ -231,14 +231,14 @@ def mlp(sizes: Sequence[int], activation: Callable | Poly = relu, final_activati
         raise ValueError(f"mlp needs at least an input and an output size, got {sizes}")
     act = _layer(activation, "activation")
     fin = None if final_activation is None else _layer(final_activation, "final_activation")
-    b = Builder()
-    x0 = x = b.input(Array(sizes[0], dtype=dtype))
-    for k, (n, m) in enumerate(zip(sizes, sizes[1:])):
-        x = _dense_into(b, x, n, m, dtype, inits.glorot_uniform(), ROW if k % 2 else COLUMN)
+    out = None
+    for k, (n, m) in enumerate(zip(sizes, sizes[1:])):  # a composite of its layers: pipeline stages cut it
+        layer = dense(n, m, dtype=dtype, axes=ROW if k % 2 else COLUMN)
+        out = layer if out is None else out >> layer
         a = act if k < len(sizes) - 2 else fin
         if a is not None:
-            (x,) = b.inline(a.at(Ty(b.type_of(x))), [x])
-    return b.build([x0], [x], name=f"mlp({sizes})")
+            out = out >> a
+    return out.renamed(f"mlp({sizes})")
 
 
 def _layer(activation, what: str) -> Poly:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from .passes import retyped
 from .prims import FLOATS
-from .terms import Term, as_term
+from .terms import Seq, Term, as_term
 
 __all__ = ["astype"]
 
@@ -51,4 +51,8 @@ def astype(term, dtype: str, source: str = "float32") -> Term:
     term = as_term(term)
     if dtype == source:
         return term
+    if isinstance(term._node, Seq):  # a composite stays one, of its parts converted (pipeline stages cut it)
+        first, then = term._node
+        out = astype(first, dtype, source) >> astype(then, dtype, source)
+        return out if term._name is None else out.renamed(term._name)
     return retyped(term, source, dtype)

@@ -460,6 +460,24 @@ class Term:
             return NotImplemented
         return Term(self.dom @ other.dom, self.cod @ other.cod, node=Par(self, other))
 
+    def renamed(self, name: str) -> Term:
+        """The same term under another name (what its diagram and messages show); a composite
+        stays a composite of the same parts.
+
+        Args:
+            name: the new name, any ``str``.
+
+        Returns:
+            The renamed term, equal to this one.
+
+        Raises:
+            TypeError: ``name`` is not a ``str``.
+        """
+        if type(name) is not str:
+            raise TypeError(f"a term's name must be a str, got {type(name).__name__}")
+        return Term(self.dom, self.cod, diagram=self._diagram, node=self._node, in_sig=self.in_sig,
+                    out_sig=self.out_sig, name=name, arg_names=self.arg_names)
+
     def then(self, *others: Term) -> Term:
         """``f.then(g, h)`` is ``f >> g >> h``.
 

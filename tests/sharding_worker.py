@@ -4,7 +4,8 @@ tests/test_sharding.py in its own process, since the device count is fixed when 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharding_worker.py CHECK TMPDIR
 
 CHECK is ``mlp``, ``char_lm`` (every sharding, float32 and float64, 10 Adam steps),
-``checkpoint`` (8 devices to 4, bit for bit) or ``export`` (a sharded exported step).
+``pipeline`` (the pipeline's gradients, microbatches 1, 2, 4), ``checkpoint`` (8 devices to 4,
+bit for bit) or ``export`` (a sharded exported step).
 Each prints ``ok`` and its figures.
 """
 
@@ -28,7 +29,9 @@ def plans() -> dict:
     assert len(devices) == 8, devices
     line, grid = Mesh(devices, ("data",)), Mesh(devices.reshape(2, 4), ("data", "model"))
     return {"data": Sharding(line), "fsdp": Sharding(line, fsdp="data"), "tensor": Sharding(grid, TENSOR),
-            "fsdp x tensor": Sharding(grid, TENSOR, fsdp="data")}
+            "fsdp x tensor": Sharding(grid, TENSOR, fsdp="data"),
+            "pipeline 2": Sharding(Mesh(devices.reshape(4, 2), ("data", "stage")), pipeline="stage", microbatches=2),
+            "pipeline 4": Sharding(Mesh(devices.reshape(2, 4), ("data", "stage")), pipeline="stage", microbatches=4)}
 
 
 def adam():
@@ -89,12 +92,38 @@ def check_equal(make):
                 hlo = step_n.lower(sharded, xs[0], ys[0]).compile().as_text()
                 assert "all-gather" in hlo, "FSDP without an all-gather of the parameters"
                 assert fraction <= 1 / 8 * 1.05, fraction
+            if name.startswith("pipeline"):
+                hlo = step_n.lower(sharded, xs[0], ys[0]).compile().as_text()
+                assert "collective-permute" in hlo, "a pipeline that hands nothing from stage to stage"
             for x, y in zip(xs, ys):
                 sharded, loss_n = step_n(sharded, x, y)
             err, loss_err = relative(sharded["params"], state["params"]), abs(float(loss_n) / float(loss) - 1)
             print(f"{dtype} {name}: parameters {err:.1e}, loss {loss_err:.1e}, per device {fraction:.4f}")
             assert err <= tol and loss_err <= tol, (dtype, name, err, loss_err)
             assert sharded["params"]["dense0.W"].dtype == dtype
+
+
+def check_pipeline_gradients():
+    """The pipeline's gradients against the unpipelined reverse derivative of model >> loss, for
+    microbatches 1, 2 and 4, on 2 and 4 stages."""
+    from paralens.backends import jax as pjax
+    from paralens.backends.pipeline import pipelined
+    for make in (mlp, char_lm):
+        lr, xs, ys = make("float32")
+        state = lr.init(0, backend="jax")
+        objective = pjax.compile(pl.value_and_R(lr.objective))
+        n = len(lr.model.params)
+        params = {**state["params"], **dict.fromkeys(lr.objective.param_names[n:], ys[0])}
+        value, want, _ = objective(params, xs[0], np.float32(1.0))
+        for stages in (2, 4):
+            mesh = Mesh(np.array(jax.devices()[:stages]), ("stage",))
+            for m in (1, 2, 4):
+                plan = Sharding(mesh, batch=(), pipeline="stage", microbatches=m)
+                got, loss = jax.jit(pipelined(lr.pipeline(stages), plan, pjax.compile).gradients)(state, xs[0], ys[0])
+                err = relative(got, {k: want[k] for k in got})
+                print(f"{lr.model.name[:12]} {stages} stages, {m} microbatches: gradients {err:.1e}, loss "
+                      f"{abs(float(loss) / float(value) - 1):.1e}")
+                assert err <= 1e-6 and abs(float(loss) / float(value) - 1) <= 1e-6, (stages, m, err)
 
 
 def check_checkpoint(tmp):
@@ -137,5 +166,6 @@ def check_export():
 if __name__ == "__main__":
     check = sys.argv[1]
     {"mlp": lambda: check_equal(mlp), "char_lm": lambda: check_equal(char_lm),
-     "checkpoint": lambda: check_checkpoint(sys.argv[2]), "export": check_export}[check]()
+     "checkpoint": lambda: check_checkpoint(sys.argv[2]), "export": check_export,
+     "pipeline": check_pipeline_gradients}[check]()
     print("ok")

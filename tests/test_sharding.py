@@ -183,7 +183,12 @@ def run_worker(check: str, tmp_path) -> str:
 @pytest.mark.parametrize("model", ["mlp", "char_lm"])
 def test_every_sharding_equals_one_device_after_ten_adam_steps(model, tmp_path):
     out = run_worker(model, tmp_path)
-    assert out.count("parameters") == 8, out  # 4 shardings x 2 dtypes, each checked in the worker
+    assert out.count("parameters") == 12, out  # 6 shardings x 2 dtypes, each checked in the worker
+
+
+@pytest.mark.slow
+def test_pipeline_gradients_equal_the_unpipelined_ones_for_1_2_4_microbatches(tmp_path):
+    assert run_worker("pipeline", tmp_path).count("gradients") == 12  # 2 models x 2 stage counts x 3
 
 
 @pytest.mark.slow
@@ -194,3 +199,72 @@ def test_a_checkpoint_of_8_devices_resumes_on_4_bit_for_bit(tmp_path):
 @pytest.mark.slow
 def test_an_exported_sharded_step_keeps_its_shardings(tmp_path):
     assert "bit for bit" in run_worker("export", tmp_path)
+
+
+def test_stages_cut_a_composite_where_its_parameters_balance():
+    model = pl.nn.mlp([4, 16, 16, 3], activation=pl.nn.tanh)
+    assert pl.nn.mlp([4, 16, 16, 3], activation=pl.nn.tanh) == model
+    two = pl.stages(model, 2)
+    assert [s.name for s in two] == ["dense(4, 16)", "tanh >> dense(16, 16) >> tanh >> dense(16, 3)"]
+    assert pl.seq(*two) == model
+    for n in (1, 3, 5):
+        cut = pl.stages(model, n)
+        assert len(cut) == n and pl.seq(*cut) == model
+        assert sum(len(s.params) for s in cut) == len(model.params)
+    # the cut minimises the largest stage: 80 | 272 + 51 rather than 80 + 272 | 51
+    sizes = [sum(int(np.prod(p.type.shape)) for p in s.params) for s in two]
+    assert sizes == [80, 323]
+    with pytest.raises(ValueError, match="composite of 5 terms"):
+        pl.stages(model, 6)
+    with pytest.raises(ValueError, match="composite of 1 terms"):
+        pl.stages(pl.nn.dense(3, 2), 2)
+    with pytest.raises(ValueError, match="positive int"):
+        pl.stages(model, 0)
+    with pytest.raises(TypeError, match="positive int"):
+        pl.stages(model, 2.0)
+    # mixed precision keeps the composite, so a float64 or bfloat16 model is cut the same way
+    assert [s.name for s in pl.stages(pl.astype(model, "float64"), 2)] == [s.name for s in two]
+
+
+def test_a_pipeline_needs_a_plain_reverse_gradient_and_its_own_axis():
+    mesh = FakeMesh(data=2, stage=4)
+    with pytest.raises(ValueError, match="cannot hold the pipeline"):
+        Sharding(mesh, pipeline="data")
+    with pytest.raises(ValueError, match="microbatches"):
+        Sharding(mesh, batch="data", pipeline="stage", microbatches=0)
+    assert Sharding(mesh, pipeline="stage").stages == 4 and Sharding(mesh).stages == 1
+    drop = pl.nn.dropout(0.1)
+
+    @pl.para(dom=[pl.Array[4], pl.prims.KEY])
+    def keyed(x, key, w: pl.Param[4, 3]):
+        h, key = drop(x @ w, key)
+        return h, key
+    loss = pl.losses.softmax_cross_entropy_with_integer_labels()
+    for lr in (pl.Learner(keyed, loss=loss, optimizer=pl.optim.sgd(0.1)),
+               pl.Learner(pl.nn.mlp([4, 8, 3]), loss=loss, optimizer=pl.optim.sgd(0.1), gradient="forward"),
+               pl.Learner(pl.nn.mlp([4, 8, 3]), loss=loss, optimizer=pl.optim.sgd(0.1), compute_dtype="bfloat16")):
+        with pytest.raises(ValueError, match="pipelined learner"):
+            lr.pipeline(2)
+    with pytest.raises(ValueError, match="reads the loss"):
+        pl.Learner(pl.nn.mlp([4, 8, 3]), loss=loss, optimizer=pl.optim.polyak_sgd()).update_term  # noqa: B018
+    parts = pl.Learner(pl.nn.mlp([4, 8, 3]), loss=loss, optimizer=pl.optim.sgd(0.1)).pipeline(2)
+    assert parts["sources"][0] == (("params", "dense0.W"), ("params", "dense0.b"))
+    assert parts["sources"][1] == (("params", "dense1.W"), ("params", "dense1.b"), ("y", 0))
+
+
+def test_the_update_term_applies_given_gradients_as_the_step_does():
+    """step(state, x, y) == update(state, gradients of model >> loss at (x, y)): the optimizer half
+    of a step, split off for the pipeline, is the step's own."""
+    from paralens.backends import jax as pjax
+    lr = pl.Learner(pl.nn.mlp([5, 8, 3], activation=pl.nn.tanh),
+                    loss=pl.losses.softmax_cross_entropy_with_integer_labels(), optimizer=pl.optim.adam(1e-2))
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 5)), rng.integers(0, 3, 6).astype(np.int32)
+    state = lr.init(0, backend="jax")
+    params = {**state["params"], lr.objective.param_names[-1]: y}
+    _, grads, _ = pjax.compile(pl.value_and_R(lr.objective))(params, x.astype(np.float32), np.float32(1.0))
+    new = pjax.compile(lr.update_term)({}, state, {k: grads[k] for k in lr.param_types})
+    want, _ = lr.compile("jax", donate=False)(state, x, y)
+    for k in lr.param_types:
+        np.testing.assert_allclose(new["params"][k], want["params"][k], rtol=1e-6, atol=1e-7)
+    assert int(new["step"]) == int(want["step"]) == 1
