@@ -52,7 +52,7 @@ class Sharding:
             replicated), as a mapping or a sequence of pairs (MaxText's ``logical_axis_rules``);
             a logical name without a rule is replicated.
         batch: the mesh axis (or tuple of axes) the batch is split over; ``None`` (the default):
-            the mesh's first axis.
+            the mesh's first axis; ``()``: none (every device sees the whole batch).
         fsdp: a mesh axis to split every leaf of the parameters and optimizer state over as well
             (its largest axis that it divides and no rule has split); ``None``: no FSDP.
         pipeline: a mesh axis whose devices run the model's pipeline stages, one each (the

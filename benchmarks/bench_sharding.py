@@ -1,9 +1,12 @@
 """paralens sharded vs hand-written JAX + optax with the same shardings, on 8 devices.
 
-For each sharding (data parallel, FSDP, tensor parallel, FSDP x tensor) and each model (the MLP,
+For each sharding (data parallel, FSDP, tensor parallel, FSDP x tensor, pipelines of 2 and 4
+stages with as many microbatches) and each model (the MLP,
 the char-LM transformer of examples/char_lm.py), the paralens step and a hand-written step
 (``jax.value_and_grad``, ``optax.adam``, ``jax.jit`` with the same ``NamedSharding`` of every
-parameter, optimizer-state leaf and batch) are timed interleaved in one process; the figure is
+parameter, optimizer-state leaf and batch; for a pipeline, the same GPipe schedule written with
+``shard_map``, ``ppermute`` and ``jax.vjp`` of hand-written stages) are timed interleaved in one
+process; the figure is
 the median of the per-round ratios. Per-device bytes of parameters plus optimizer state (from
 the arrays' ``addressable_shards``) and the compiled programs' temp memory are reported beside.
 
@@ -22,6 +25,7 @@ if "XLA_FLAGS" not in os.environ:  # before JAX starts: 8 devices, on CPU if not
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import pathlib  # noqa: E402
 import statistics  # noqa: E402
@@ -29,8 +33,11 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 from jax.sharding import Mesh  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -40,6 +47,7 @@ import references as ref  # noqa: E402
 
 import paralens as pl  # noqa: E402
 from paralens.backends.sharding import Sharding  # noqa: E402
+from paralens.pipeline import factors  # noqa: E402
 
 TENSOR = {"mlp": "model", "heads": "model", "vocab": "model"}
 
@@ -47,7 +55,110 @@ TENSOR = {"mlp": "model", "heads": "model", "vocab": "model"}
 def plans(devices) -> dict:
     line, grid = Mesh(devices, ("data",)), Mesh(devices.reshape(2, -1), ("data", "model"))
     return {"data": Sharding(line), "fsdp": Sharding(line, fsdp="data"), "tensor": Sharding(grid, TENSOR),
-            "fsdp x tensor": Sharding(grid, TENSOR, fsdp="data")}
+            "fsdp x tensor": Sharding(grid, TENSOR, fsdp="data"),
+            "pipeline 2": Sharding(Mesh(devices.reshape(-1, 2), ("data", "stage")), pipeline="stage", microbatches=2),
+            "pipeline 4": Sharding(Mesh(devices.reshape(-1, 4), ("data", "stage")), pipeline="stage", microbatches=4)}
+
+
+# ---- the hand-written pipeline: the same GPipe schedule, each stage's forward written by hand and
+# differentiated with jax.vjp, as a JAX user would write it with shard_map and ppermute
+
+def _factor_forward(factor: pl.Term, names: dict, heads: int):
+    """A hand-written forward pass of one ``>>`` factor; ``names`` maps its own parameter names
+    (``attention.Wq``) to the model's (``attention1.Wq``)."""
+    kind = factor.name.split("(")[0]
+
+    def own(p):
+        return {local: p[name] for local, name in names.items()}
+    if kind in ("dense", "readout"):
+        w, b = list(names)
+        return lambda p, x: x @ p[names[w]] + p[names[b]]
+    if kind in ("relu", "tanh"):
+        act = jax.nn.relu if kind == "relu" else jnp.tanh
+        return lambda p, x: act(x)
+    if kind == "tokens":
+        return lambda p, ids: p[names["embedding.table"]][ids] + p[names["tokens.position"]]
+    if kind == "layer_norm":
+        return lambda p, x: ref._layer_norm(x, own(p), "layer_norm")
+    if kind == "transformer_block":
+        roles = {"attention": "attention", "norm0": "layer_norm0", "norm1": "layer_norm1", "dense0": "dense0",
+                 "dense1": "dense1"}
+        return lambda p, x: ref.block_forward(own(p), x, heads, roles, causal=True)
+    raise ValueError(f"no hand-written forward for {factor.name}")
+
+
+def hand_written_pipeline(learner, loss, plan: Sharding, heads: int):
+    """GPipe by hand: the stages of ``pl.stages`` (the same cut), jax.vjp per stage, optax.adam."""
+    n, m, axis = plan.stages, plan.microbatches, plan.pipeline
+    data = tuple(a for a in plan.batch if a != axis)
+    globals_ = iter(learner.model.param_names)
+    fns = []
+    for stage in pl.stages(learner.model, n):
+        parts = []
+        for f in factors(stage):
+            names = {local: next(globals_) for local in f.param_names}
+            parts.append(_factor_forward(f, names, heads))
+        fns.append(lambda p, x, parts=parts: functools.reduce(lambda h, g: g(p, h), parts, x))
+    shapes = [s.cod[0] for s in pl.stages(learner.model, n)[:-1]]
+    width = max(int(np.prod(t.shape)) for t in shapes)
+    tx = optax.adam(1e-3)
+
+    def pack(y):
+        flat = y.reshape(y.shape[0], -1)
+        return jnp.pad(flat, ((0, 0), (0, width - flat.shape[1])))
+
+    def unpack(buf, t):
+        return buf[:, :int(np.prod(t.shape))].reshape((buf.shape[0],) + t.shape)
+
+    def schedule(params, xs, ys):
+        s = jax.lax.axis_index(axis)
+        mb = xs.shape[1]
+        zeros = jnp.zeros((mb, width), jnp.float32)
+        kept = jnp.zeros((m, mb, width), jnp.float32)
+        fwd = [lambda c, j, k=k: pack(fns[k](params, xs[j] if k == 0 else unpack(c, shapes[k - 1])))
+               for k in range(n - 1)] + [lambda c, j: zeros]
+        carry = zeros
+        for t in range(m + n - 1):
+            j = t - s
+            valid, jc = (j >= 0) & (j < m), jnp.clip(j, 0, m - 1)
+            kept = jnp.where(valid, kept.at[jc].set(carry), kept)
+            carry = jax.lax.ppermute(jax.lax.switch(s, fwd, carry, jc), axis, [(i, i + 1) for i in range(n - 1)])
+
+        def bwd(k):
+            def go(cot, j):
+                x = xs[j] if k == 0 else unpack(kept[j], shapes[k - 1])
+                if k == n - 1:
+                    value, vjp = jax.vjp(lambda p, h: loss(fns[k](p, h), ys[j]), params, x)
+                    dp, dx = vjp(jnp.ones((), value.dtype))
+                else:
+                    value, vjp = jax.vjp(fns[k], params, x)
+                    dp, dx = vjp(unpack(cot, shapes[k]))
+                    value = jnp.zeros((), jnp.float32)
+                return dp, (zeros if k == 0 else pack(dx)), value
+            return go
+        branches = [bwd(k) for k in range(n)]
+        cot, acc, total = zeros, jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32)
+        for t in range(m + n - 1):
+            j = t - (n - 1 - s)
+            valid, jc = (j >= 0) & (j < m), jnp.clip(j, 0, m - 1)
+            dp, handed, value = jax.lax.switch(s, branches, cot, jc)
+            acc = jax.tree.map(lambda a, g, v=valid: a + jnp.where(v, g, 0), acc, dp)
+            total = total + jnp.where(valid, value, 0)
+            cot = jax.lax.ppermute(handed, axis, [(i, i - 1) for i in range(1, n)])
+        acc = jax.tree.map(lambda a: jax.lax.pmean(jax.lax.psum(a, axis) / m, data), acc)
+        return acc, jax.lax.pmean(jax.lax.psum(total, axis) / m, data)
+
+    batch = data[0] if len(data) == 1 else data
+    split = jax.shard_map(schedule, mesh=plan.mesh, check_vma=False,
+                          in_specs=(P(), P(None, batch), P(None, batch)), out_specs=(P(), P()))
+
+    def step(state, x, y):
+        params, opt = state
+        b = x.shape[0]
+        grads, value = split(params, x.reshape((m, b // m) + x.shape[1:]), y.reshape((m, b // m) + y.shape[1:]))
+        updates, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, updates), opt), value
+    return step
 
 
 def models(quick: bool) -> dict:
@@ -65,9 +176,12 @@ def models(quick: bool) -> dict:
                                     ids[:, :-1], ids[:, 1:])}
 
 
-def hand_written(learner, forward, loss, plan: Sharding):
-    """The reference step, jitted with the shardings paralens gives the same state."""
+def hand_written(learner, forward, loss, plan: Sharding, heads: int = 4):
+    """The reference step, jitted with the shardings paralens gives the same state (for a
+    pipeline, the same GPipe schedule by hand)."""
     tx, step = ref.adam_step(forward, loss, 1e-3)
+    if plan.pipeline is not None:
+        step = hand_written_pipeline(learner, loss, plan, heads)
     layout = plan.state(learner.state_types, learner.state_axes)["params"]
     params = plan.place(learner.init(0)["params"], layout)
     opt = tx.init(params)

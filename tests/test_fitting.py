@@ -364,3 +364,33 @@ def test_a_circuits_run_is_counted_by_fit_and_resumes_bit_exactly(tmp_path):
     learner.fit(x, y, epochs=2, checkpoint_dir=tmp_path, **kw)
     resumed, _ = learner.fit(x, y, epochs=4, checkpoint_dir=tmp_path, resume=True, **kw)
     assert_bitwise_equal(resumed, whole)
+
+
+def test_quieting_orbax_from_two_threads_leaves_the_log_levels_as_they_were():
+    """Two checkpoint operations overlapping (nested, or in two threads) used to restore each
+    other's CRITICAL: JAX's compile log stayed silent for the rest of the process."""
+    import logging
+    import threading
+
+    from paralens.backends.checkpoint import _quiet_orbax
+
+    jax_log = logging.getLogger("jax")
+    before = jax_log.level
+    entered, release = threading.Event(), threading.Event()
+
+    def other():
+        with _quiet_orbax():
+            entered.set()
+            release.wait(10)
+    t = threading.Thread(target=other)
+    with _quiet_orbax():          # this one first ...
+        t.start()
+        entered.wait(10)
+        assert jax_log.level == logging.CRITICAL
+    assert jax_log.level == logging.CRITICAL   # ... leaves while the other is still inside
+    release.set()
+    t.join(10)
+    assert jax_log.level == before
+    with _quiet_orbax(), _quiet_orbax():
+        pass
+    assert jax_log.level == before
