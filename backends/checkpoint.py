@@ -295,18 +295,21 @@ def _quiet_orbax():
     context sets the levels and puts them back (one that restored another's CRITICAL would leave
     JAX silent for the rest of the process)."""
     loggers = [logging.getLogger(n) for n in ("absl", "orbax", "orbax.checkpoint", "jax")]
-    with _QUIET["lock"]:
-        if _QUIET["depth"] == 0:
-            _QUIET["levels"] = [lg.level for lg in loggers]
+    entered = False
+    try:  # entered inside the try: a Ctrl-C arriving as it is set up still puts the levels back
+        with _QUIET["lock"]:
+            if _QUIET["depth"] == 0:
+                _QUIET["levels"] = [lg.level for lg in loggers]
+            _QUIET["depth"] += 1
+            entered = True
             for lg in loggers:
                 lg.setLevel(logging.CRITICAL)
-        _QUIET["depth"] += 1
-    try:
         yield
     finally:
         with _QUIET["lock"]:
-            _QUIET["depth"] -= 1
-            if _QUIET["depth"] == 0:
+            if entered:
+                _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0 and _QUIET["levels"] is not None:
                 for lg, level in zip(loggers, _QUIET["levels"]):
                     lg.setLevel(level)
 

@@ -555,7 +555,8 @@ class CompiledStep:
             ``(new state, loss)`` (losses, one a step, when scanned).
 
         Raises:
-            ValueError: ``x`` and ``y`` differ in batch size, or host labels are out of range.
+            ValueError: ``x`` and ``y`` differ in batch size, or host labels are out of range; a
+                sharded step's batch does not divide into its data shards (and microbatches).
             TypeError: data that cannot be cast to the step's dtypes.
         """
         if not (self._plain and type(x) is _DEVICE_ARRAY and type(y) is _DEVICE_ARRAY
@@ -565,9 +566,22 @@ class CompiledStep:
             if self._check is not None:
                 self._check(x, y)
             if self.sharding is not None:  # host data, each device given its slice (every process its own)
+                self._divides(x)
                 x, y = self._place(x, self._data[0]), self._place(y, self._data[1])
+        elif self.sharding is not None:
+            self._divides(x)
         new, loss = self._jit(*self._split(state), x, y)
         return {**state, **new}, loss
+
+    def _divides(self, x):
+        """A sharded batch must split evenly over its data shards (and, pipelined, microbatches)."""
+        first = x[0] if isinstance(x, tuple) else x
+        size = np.shape(first)[self._lead - 1]
+        ways = self.sharding._size(self.sharding.batch) * (self.sharding.microbatches if self.sharding.pipeline else 1)
+        if size % ways:
+            raise ValueError(f"a batch of {size} examples cannot be split over the {ways} "
+                             f"{'data shards x microbatches' if self.sharding.pipeline else 'data shards'} of "
+                             f"{self.sharding}; give a multiple of {ways}")
 
     @staticmethod
     def _place(value, sharding):

@@ -38,3 +38,14 @@ def test_gpu_benchmark_cpu_smoke_prints_every_section():
     assert len(flops) == 2 and all(line.count("peak unknown") == 2 for line in flops), out
     assert re.search(r"measured matmul FLOP/s for the same shapes \([\d.]+ TFLOP/s\): paralens [\d.]+%, jax [\d.]+%",
                      out), out
+
+
+@pytest.mark.slow
+def test_sharding_benchmark_runs_every_sharding_on_8_devices():
+    out = run("bench_sharding.py", "--quick")   # sets its own 8 CPU devices (XLA_FLAGS is unset above)
+    for model in ("mlp", "char_lm"):
+        for kind in ("data", "fsdp", "tensor", "fsdp x tensor", "pipeline 2", "pipeline 4"):
+            assert re.search(rf"^{model} +{kind} +step [\d.]+x of jax\+optax .* per device [\d.]+ of the state",
+                             out, re.M), (model, kind, out)
+    fsdp = re.search(r"^mlp +fsdp +step .* per device ([\d.]+) of the state", out, re.M)
+    assert float(fsdp.group(1)) <= 1 / 8 * 1.05, out

@@ -168,6 +168,16 @@ def test_a_sharded_step_on_one_device_equals_the_plain_step():
         b, lb = sharded(b, x, y)
     assert float(la) == float(lb)
     assert len(plan.describe(lr.state_types, lr.state_axes)) == len(jax.tree.leaves(b))
+    # a pipeline of one stage (one device): 7 examples do not cut into 2 microbatches, 8 do
+    pipe = Sharding(Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "stage")), pipeline="stage",
+                    microbatches=2)
+    c, piped = lr.init(0, sharding=pipe), lr.compile("jax", sharding=pipe)
+    with pytest.raises(ValueError, match="cannot be split over the 2 data shards x microbatches"):
+        piped(c, x, y)
+    x8, y8 = np.concatenate([x, x[:1]]), np.concatenate([y, y[:1]])
+    c, lc = piped(c, x8, y8)
+    d, ld = plain(lr.init(0, backend="jax"), x8, y8)
+    np.testing.assert_allclose(float(lc), float(ld), rtol=1e-6)
 
 
 def run_worker(check: str, tmp_path) -> str:
