@@ -429,10 +429,13 @@ class Learner:
 
         Raises:
             ValueError: a parameter that is not drawn is missing from ``params``; ``backend`` is
-                unknown.
+                unknown, or not JAX with ``sharding``.
             KeyError: ``params`` names something that is not a trainable parameter of the model.
         """
         if sharding is not None:
+            if backend not in ("jax", "numpy") and backend != backends.get("jax"):  # "numpy": init's default
+                raise ValueError(f"sharding= lays the state out on JAX devices; backend={backend!r} holds no "
+                                 "JAX arrays")
             host = self.init(seed, "numpy", params)
             return sharding.place(host, sharding.state(self.state_types, self.state_axes))
         be = backends.get(backend)
@@ -486,10 +489,12 @@ class Learner:
             ValueError: ``backend`` is unknown.
             ImportError: the backend's library is not installed.
             NotImplementedError: the backend cannot compile training steps (``"matplotlib"``).
-            TypeError: an option the backend does not take; on JAX, 64-bit wires while
-                ``jax_enable_x64`` is off.
+            TypeError: an option the backend does not take (``sharding`` on any but JAX); on JAX,
+                64-bit wires while ``jax_enable_x64`` is off.
         """
         if options.get("sharding") is not None:
+            if backends.get(backend) is not backends.get("jax"):
+                raise TypeError(f"sharding= is an option of the JAX backend, not of {backend!r}")
             options = {**self._layout(options["sharding"]), **options}
         return backends.get(backend).compile_step(self.step_term, classes=self.classes, **options)
 

@@ -217,7 +217,8 @@ def with_axes(term: Term, axes: Mapping[str, Sequence[str | None] | None]) -> Te
 
     Raises:
         KeyError: a name is not a parameter of ``term``.
-        TypeError, ValueError: an entry is not one name or ``None`` per axis of its parameter.
+        TypeError: ``term`` is not a term, ``axes`` not a mapping, or an entry not a tuple of names.
+        ValueError: an entry does not name each axis of its parameter.
 
     >>> import paralens as pl
     >>> @pl.para
@@ -226,6 +227,10 @@ def with_axes(term: Term, axes: Mapping[str, Sequence[str | None] | None]) -> Te
     >>> pl.with_axes(layer, {"layer.w": ("embed", "mlp")}).param_axes
     {'layer.w': ('embed', 'mlp')}
     """
+    if not isinstance(term, Term):
+        raise TypeError(f"with_axes takes a term, got {type(term).__name__} (type a pl.nn layer with .at(...) first)")
+    if not isinstance(axes, Mapping):
+        raise TypeError(f"with_axes takes {{parameter name: axes}}, got {type(axes).__name__}")
     index = {name: _index(term, name) for name in axes}
     specs = list(term.params)
     for name, i in index.items():

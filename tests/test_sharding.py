@@ -149,6 +149,14 @@ def test_bad_layouts_are_refused_by_name():
     one = Mesh(np.array(jax.devices()[:1]), ("data",))
     with pytest.raises(TypeError, match="not both"):
         lr.compile("jax", sharding=Sharding(one), mesh=one)
+    with pytest.raises(TypeError, match="option of the JAX backend"):
+        lr.compile("numpy", sharding=Sharding(one))
+    with pytest.raises(ValueError, match="holds no JAX arrays"):
+        lr.init(0, backend="sympy", sharding=Sharding(one))
+    with pytest.raises(TypeError, match="type a pl.nn layer"):
+        pl.with_axes(pl.nn.layer_norm(4), {"layer_norm.scale": ("embed",)})
+    with pytest.raises(TypeError, match="parameter name: axes"):
+        pl.with_axes(pl.nn.dense(2, 2), [("dense.W", ("embed", "mlp"))])
 
 
 def test_a_sharded_step_on_one_device_equals_the_plain_step():
