@@ -18,20 +18,28 @@ from .terms import Seq, Term, seq
 __all__ = ["factors", "stages"]
 
 
-def factors(term: Term) -> list[Term]:
+def factors(term: Term, *, keep_named: bool = False) -> list[Term]:
     """The terms ``term`` is the sequential composite of, in order (``[term]`` for one that is not
     a ``>>`` composite; a composite renamed, such as :func:`~paralens.nn.mlp`, still has its parts).
+    Found without recursion, so a chain of thousands of layers is fine.
 
     Args:
         term: a term.
+        keep_named: keep a named composite inside ``term`` (an ``mlp`` in ``mlp >> dense``) as one
+            factor rather than opening it.
 
     Returns:
         The factors ``[f, g, h]`` of ``f >> g >> h``, however it is bracketed.
     """
-    node = term._node
-    if isinstance(node, Seq):
-        return factors(node.first) + factors(node.then)
-    return [term]
+    out, todo = [], [term]
+    while todo:
+        t = todo.pop()
+        if isinstance(t._node, Seq) and not (keep_named and t is not term and t._label):
+            todo.append(t._node.then)
+            todo.append(t._node.first)
+        else:
+            out.append(t)
+    return out
 
 
 def _size(t: Term) -> int:

@@ -20,8 +20,9 @@ optimizer in float32.
 from __future__ import annotations
 
 from .passes import retyped
+from .pipeline import factors
 from .prims import FLOATS
-from .terms import Seq, Term, as_term
+from .terms import Seq, Term, as_term, seq
 
 __all__ = ["astype"]
 
@@ -52,7 +53,6 @@ def astype(term, dtype: str, source: str = "float32") -> Term:
     if dtype == source:
         return term
     if isinstance(term._node, Seq):  # a composite stays one, of its parts converted (pipeline stages cut it)
-        first, then = term._node
-        out = astype(first, dtype, source) >> astype(then, dtype, source)
+        out = seq(*[astype(f, dtype, source) for f in factors(term, keep_named=True)])
         return out if term._name is None else out.renamed(term._name)
     return retyped(term, source, dtype)

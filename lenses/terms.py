@@ -276,7 +276,8 @@ class Term:
             read by :meth:`port_labels`; ``None`` for ``x``/``y``.
     """
 
-    __slots__ = ("dom", "cod", "in_sig", "out_sig", "arg_names", "_node", "_diagram", "_name", "_names", "_hash")
+    __slots__ = ("dom", "cod", "in_sig", "out_sig", "arg_names", "_node", "_diagram", "_name", "_names", "_hash",
+                 "_label")
 
     def __init__(self, dom: Ty, cod: Ty, *, diagram: _Diagram | None = None, node: Seq | Par | None = None,
                  in_sig=None, out_sig=None, name: str | None = None, arg_names: tuple | None = None):
@@ -289,6 +290,7 @@ class Term:
         s(self, "_node", node)
         s(self, "_diagram", diagram)
         s(self, "_name", name)
+        s(self, "_label", name is not None and node is not None)  # a composite given its own name
         s(self, "_names", None)
         s(self, "_hash", None)
 
@@ -299,6 +301,7 @@ class Term:
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state):
+        object.__setattr__(self, "_label", False)  # a term pickled before composites could be named
         for k, v in state.items():
             object.__setattr__(self, k, v)
 
@@ -556,11 +559,11 @@ def _lens_hint(f: Term, g: Term) -> str:
 
 def _parts(t: Term, kind: type) -> list[Term]:
     """The terms of a chain ``a >> b >> c`` (``kind=Seq``) or ``a @ b @ c`` (``Par``), however it
-    was bracketed (no recursion)."""
+    was bracketed (no recursion); a composite given its own name (``mlp``) is one part."""
     out, todo = [], [t]
     while todo:
         u = todo.pop()
-        if isinstance(u._node, kind):
+        if isinstance(u._node, kind) and (u is t or not u._label):
             todo += reversed(u._node)
         else:
             out.append(u)
