@@ -160,7 +160,7 @@ class Sharding:
 
     def data(self, types, lead: int = 1):
         """The ``NamedSharding`` of batched data of these types: its batch axis (after ``lead - 1``
-        stacked-step axes) split over :attr:`batch`, every other axis whole.
+        stacked-step axes) split over the batch axes, every other axis whole.
 
         Args:
             types: the data's types (an ``ArrayType`` or a tuple of them); an unbatched one is

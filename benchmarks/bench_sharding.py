@@ -246,6 +246,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--calls", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small models, few rounds (a smoke run)")
+    ap.add_argument("--models", default="mlp,char_lm", help="which models, comma-separated (mlp, char_lm)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--check", action="store_true", help="exit 1 unless every step ratio <= 1.05")
     a = ap.parse_args(argv)
@@ -254,7 +255,10 @@ def main(argv=None):
         raise SystemExit(f"bench_sharding needs 8 devices (or an even number), found {len(devices)}")
     devices = devices[:8]
     results = []
+    wanted = a.models.split(",")
     for name, model in models(a.quick).items():
+        if name not in wanted:
+            continue
         for kind, plan in plans(devices).items():
             r = bench(name, model, plan, 3 if a.quick else a.rounds, 2 if a.quick else a.calls)
             r["sharding"] = kind

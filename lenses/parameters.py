@@ -205,7 +205,7 @@ def with_axes(term: Term, axes: Mapping[str, Sequence[str | None] | None]) -> Te
     """``term`` with logical axis names on some of its parameters (as flax's ``with_partitioning``
     names a kernel's axes): a rule table maps them to the axes of a device mesh when the term is
     trained sharded (:mod:`paralens.backends.sharding`). The built-in layers name theirs already
-    (``dense``: ``W`` ``("embed", "mlp")``, ``b`` ``("mlp",)``; see :attr:`Term.param_axes`); this
+    (``dense``: ``W`` ``("embed", "mlp")``, ``b`` ``("mlp",)``; see :attr:`paralens.Term.param_axes`); this
     names those of your own layers, or renames them. Nothing else changes: the term computes the same.
 
     Args:

@@ -50,7 +50,8 @@ def mlp(dtype):
 def char_lm(dtype):
     ex = load("char_lm")
     length = 16
-    model, loss = ex.build(length=length, d=32, heads=4, blocks=2), ex.next_char_loss(length)
+    # one block: four >> factors (tokens, block, layer_norm, readout), enough for 4 pipeline stages
+    model, loss = ex.build(length=length, d=32, heads=4, blocks=1), ex.next_char_loss(length)
     if dtype == "float64":
         model, loss = pl.astype(model, "float64"), pl.astype(loss, "float64")
     rng = np.random.default_rng(1)
