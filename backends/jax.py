@@ -621,7 +621,7 @@ class CompiledStep:
         """
         return self._jit.lower(*self._split(state), x, y)
 
-    def export(self, path: str | None = None, *, batch: str = "b") -> bytes:
+    def export(self, path: str | None = None, *, batch: str = "b", batch_size: int | None = None) -> bytes:
         """Serialize the step with ``jax.export``, batch dimension symbolic; write it to ``path``.
 
         The state's types are the step term's, so the state ``learner.init``
@@ -640,19 +640,32 @@ class CompiledStep:
             path: the file to write; ``None`` (the default): write nothing, only return the bytes.
             batch: the name of the symbolic batch dimension (default ``"b"``); with ``scan``, the
                 stacked steps' dimension is the symbolic ``k``.
+            batch_size: a fixed batch size instead of the symbolic one; a pipelined step needs it
+                (XLA:CPU crashes running a pipeline exported with a symbolic batch, jax 0.10).
 
         Returns:
             The serialized program, what ``jax.export.deserialize`` reads.
 
         Raises:
             OSError: ``path`` or its checksum could not be written.
+            ValueError: a pipelined step without ``batch_size``, or a ``batch_size`` that does not
+                split over the data shards and microbatches.
         """
         from jax import export as jex
 
         state_t, x_t, y_t = self.term.input_types()
-        # sharded, the batch is a multiple of the devices it is split over (a symbolic "8*b")
-        n = 1 if self.sharding is None else self.sharding._size(self.sharding.batch)
+        if self.sharding is not None and self.sharding.pipeline is not None and batch_size is None:
+            raise ValueError("a pipelined step exports with a fixed batch: pass batch_size= (a multiple of "
+                             f"{self.sharding._size(self.sharding.batch) * self.sharding.microbatches})")
+        # sharded, the batch is a multiple of the devices it is split over (a symbolic "8*b"), times the
+        # microbatches of a pipeline
+        n = 1 if self.sharding is None else \
+            self.sharding._size(self.sharding.batch) * (self.sharding.microbatches if self.sharding.pipeline else 1)
         dim = batch if n == 1 else f"{n}*{batch}"
+        if batch_size is not None:
+            if type(batch_size) is not int or batch_size < 1 or batch_size % n:
+                raise ValueError(f"batch_size must be a positive int multiple of {n}, got {batch_size!r}")
+            dim = str(batch_size)
         if self.scan:
             k, b = jex.symbolic_shape(f"k, {dim}")
             lead = (k, b)
