@@ -59,7 +59,8 @@ def main(process_id: int, num_processes: int, port: int, data: str, out: str) ->
 def sharded(process_id: int, num_processes: int, port: int, data: str, out: str) -> None:
     """FSDP x tensor parallelism over every process's devices (a (data, model) mesh): the state
     initialised shard by shard, every process giving the whole batch (each device takes its
-    slice), then ``fit`` with sharded checkpoints, interrupted after one epoch and resumed."""
+    slice); a 4-stage pipeline over the same devices; then ``fit`` with sharded checkpoints,
+    interrupted after one epoch and resumed."""
     from paralens.backends.sharding import Sharding
 
     jax.config.update("jax_platforms", "cpu")
@@ -80,6 +81,14 @@ def sharded(process_id: int, num_processes: int, port: int, data: str, out: str)
         losses.append(float(loss.addressable_data(0)))
     gather = jax.jit(lambda t: t, out_shardings=plan.replicated())  # every process gets the whole arrays
     params = {k: np.asarray(gather(v).addressable_data(0)) for k, v in state["params"].items()}
+    # a pipeline of 4 stages across the processes' devices (data parallel over the other axis)
+    pipe = Sharding(Mesh(devices.reshape(2, -1), ("data", "stage")), pipeline="stage", microbatches=2)
+    piped, step = lr.init(0, sharding=pipe), lr.compile("jax", sharding=pipe)
+    pipe_losses = []
+    for x, y in zip(d["xs"], d["ys"]):
+        piped, loss = step(piped, x, y)
+        pipe_losses.append(float(loss.addressable_data(0)))
+    pipe_params = {f"pipe/{k}": np.asarray(gather(v).addressable_data(0)) for k, v in piped["params"].items()}
     ck = out + ".checkpoints"
     x, y = d["xs"].reshape(-1, d["xs"].shape[-1]), d["ys"].reshape(-1)
     lr.fit(x, y, epochs=1, batch_size=16, sharding=plan, checkpoint_dir=ck, progress=False)
@@ -87,8 +96,8 @@ def sharded(process_id: int, num_processes: int, port: int, data: str, out: str)
                                 progress=False)
     fitted = {k: np.asarray(gather(v).addressable_data(0)) for k, v in fitted["params"].items()}
     if process_id == 0:
-        np.savez(out, losses=np.array(losses), fit_losses=fit_losses, **params,
-                 **{f"fit/{k}": v for k, v in fitted.items()})
+        np.savez(out, losses=np.array(losses), fit_losses=fit_losses, pipe_losses=np.array(pipe_losses), **params,
+                 **pipe_params, **{f"fit/{k}": v for k, v in fitted.items()})
     jax.distributed.shutdown()
 
 

@@ -62,9 +62,9 @@ def test_two_processes_train_as_one_process_on_the_whole_batch(tmp_path):
     assert max(np.abs(out[k] - start[k]).max() for k in start) > 1e-2
 
 
-def test_two_processes_of_four_devices_train_fsdp_x_tensor_as_one_device(tmp_path):
-    """2 processes x 4 CPU devices, one (data, model) mesh over the 8: FSDP x tensor parallelism
-    equals the single-device step; fit's sharded checkpoints (each process its shards) resume."""
+def test_two_processes_of_four_devices_train_fsdp_x_tensor_and_a_pipeline_as_one_device(tmp_path):
+    """2 processes x 4 CPU devices, one mesh over the 8: FSDP x tensor parallelism and a 4-stage
+    pipeline equal the single-device step; fit's sharded checkpoints (each process its shards) resume."""
     rng = np.random.default_rng(1)
     xs = rng.standard_normal((STEPS, 16, 6)).astype(np.float32)
     ys = rng.integers(0, 3, (STEPS, 16)).astype(np.int32)
@@ -90,8 +90,10 @@ def test_two_processes_of_four_devices_train_fsdp_x_tensor_as_one_device(tmp_pat
         state, loss = step(state, x, y)
         losses.append(float(loss))
     np.testing.assert_allclose(out["losses"], losses, rtol=1e-5)
+    np.testing.assert_allclose(out["pipe_losses"], losses, rtol=1e-5)
     for k, v in state["params"].items():
         np.testing.assert_allclose(out[k], np.asarray(v), rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(out[f"pipe/{k}"], np.asarray(v), rtol=1e-5, atol=1e-6, err_msg=k)
     fitted, fit_losses = lr.fit(xs.reshape(-1, 6), ys.reshape(-1), epochs=2, batch_size=16, progress=False)
     np.testing.assert_allclose(out["fit_losses"], fit_losses, rtol=1e-5)
     for k, v in fitted["params"].items():
