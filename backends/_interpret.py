@@ -487,6 +487,11 @@ class ArrayBackend(Backend):
 
     def run(self, term: Term, values: list) -> list:
         """Evaluate ``term`` on flat values (parameters first, then inputs); returns its flat outputs."""
+        env = self._environment(term, values)
+        return [env[w] for w in term.outputs]
+
+    def _environment(self, term: Term, values: list) -> dict[int, Any]:
+        """Every wire's value, the term evaluated box by box on flat values (parameters, then inputs)."""
         env: dict[int, Any] = dict(zip(term.param_wires + term.inputs, values))
         wires, wrap = term.wires, self.wrap
         for e in term.eqns:
@@ -497,7 +502,34 @@ class ArrayBackend(Backend):
             if wrap is not None:
                 out = [wrap(o) for o in out]
             env.update(zip(e.outs, out))
-        return [env[w] for w in term.outputs]
+        return env
+
+    def wire_values(self, term, params, *args) -> dict[int, Any]:
+        """The value of every wire of ``term`` (by wire number) on these arguments, evaluated box by
+        box: what :func:`paralens.draw` writes on the wires with ``values=``.
+
+        Args:
+            term: a term, or a lens, optimizer or learner.
+            params: the parameters, as :meth:`compile`'s function takes them.
+            *args: the term's arguments, as :meth:`compile`'s function takes them.
+
+        Returns:
+            ``{wire: value}`` for every wire: parameters, inputs and each box's outputs.
+
+        Raises:
+            TypeError, ValueError: arguments the compiled function would refuse.
+        """
+        term = as_term(term)
+        names = term.param_names
+        all_types = [s.type for s in term.params] + list(term.dom)
+        sig = tuple(term.in_sig)
+        if len(args) != len(sig):
+            raise TypeError(f"{term.name} takes params and {len(sig)} argument(s), got {len(args)}")
+        flat = _flatten_params(params, names)
+        flatten(args, sig, flat, "the arguments")
+        vals = [self.convert(self.cast(v, t, _what(names, k))) for k, (v, t) in enumerate(zip(flat, all_types))]
+        _check(term, names, all_types, vals)
+        return {w: self.finish(v) for w, v in self._environment(term, vals).items()}
 
     def straight_line(self, term: Term) -> Callable[..., list]:
         """``fn(*values) -> outputs``: what :meth:`run` computes, written out once as one Python

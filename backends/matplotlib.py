@@ -79,6 +79,9 @@ def _render(ax, lay: Layout, x0: float = 0.0, collapse: bool = False):
                     arrowprops=dict(arrowstyle="-|>", color=style["color"], lw=0.8), zorder=3)
         if w.label:
             _text(ax, pts[0][0] + 0.05, pts[0][1] - 0.05, w.label, fontsize=5.5, color="#666666", zorder=5)
+        if w.value:  # what the wire carries, under its start (a cotangent in the backward band)
+            _text(ax, pts[0][0] + 0.05, pts[0][1] + 0.05, w.value, fontsize=5.5, va="top",
+                  color="#08519c" if w.kind != "residual" else "#54278f", zorder=5)
     for n in lay.boxes():
         l, t, r, b = n.rect
         face = PORTS.get(n.kind, "#ffffff")
@@ -125,9 +128,18 @@ def _save(fig: Figure, path: str | None) -> str:
 class MatplotlibBackend(Backend):
     """Draws terms, lenses, optimizers and learners as string diagrams."""
 
-    def draw(self, term, path: str | None = None, *, collapse: bool = False, title: str | None = None) -> str:
-        """Draw to ``path`` (``.png`` or ``.svg``) and return it, or return the SVG text."""
-        lay = layout(term, collapse=collapse)
+    def draw(self, term, path: str | None = None, *, collapse: bool = False, title: str | None = None,
+             values=None) -> str:
+        """Draw to ``path`` (``.png`` or ``.svg``) and return it, or return the SVG text; with
+        ``values=(params, *args)``, each wire labelled with what the NumPy backend computes on it."""
+        env = None
+        if values is not None:
+            from . import get
+            if not isinstance(values, tuple) or not values:
+                raise TypeError("values must be a tuple (params, *args): the compiled term's arguments, got "
+                                f"{type(values).__name__}")
+            env = get("numpy").wire_values(term, *values)
+        lay = layout(term, collapse=collapse, values=env)
         fig, ax = _figure(lay.width, lay.height, title or lay.title)
         _render(ax, lay, collapse=collapse)
         return _save(fig, path)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from .terms import as_term
 from .types import printable
 
-__all__ = ["Node", "Wire", "Layout", "layout", "box_label", "printable"]
+__all__ = ["Node", "Wire", "Layout", "layout", "box_label", "value_label", "printable"]
 
 FORWARD, BACKWARD = 0, 1
 GAP_X, GAP_Y, BAND_GAP = 0.55, 0.3, 0.9
@@ -90,6 +90,8 @@ class Wire:
             for the others.
         points: the ``(x, y)`` points the wire runs through, from the right edge of ``src``
             through the waypoints to the left edge of ``dst``.
+        value: what the wire carries, as :func:`value_label` writes it, when the layout was made
+            with ``values``; ``""`` otherwise.
     """
 
     src: int
@@ -97,6 +99,7 @@ class Wire:
     kind: str
     label: str = ""
     points: list[tuple[float, float]] = field(default_factory=list)
+    value: str = ""
 
 
 @dataclass
@@ -195,7 +198,45 @@ def _width(label: str) -> float:
     return max(0.5, 0.085 * len(label) + 0.3)
 
 
-def layout(term, *, collapse: bool = False) -> Layout:
+def value_label(value) -> str:
+    """A wire's value as a diagram shows it: a number with 4 significant digits when it is one
+    number (of any shape of size 1), else its shape and Euclidean norm, ``(2, 3) |.|=1.234``.
+
+    Args:
+        value: an array or a number.
+
+    Returns:
+        The label.
+
+    >>> value_label(0.5), value_label([[3.0, 4.0]])
+    ('0.5', '(1, 2) |.|=5')
+    """
+    shape, flat = _shape_and_values(value)
+    if len(flat) == 1:
+        return f"{flat[0]:.4g}"
+    return f"{shape} |.|={sum(v * v for v in flat) ** 0.5:.4g}"
+
+
+def _shape_and_values(value) -> tuple[tuple, list[float]]:
+    """``value``'s shape and its entries as Python floats (an array of any library, or nested
+    lists); a complex entry counts by its modulus."""
+    shape = tuple(value.shape) if hasattr(value, "shape") else None
+    items = value.tolist() if hasattr(value, "tolist") else value
+    flat: list[float] = []
+    dims: list[int] = []
+    todo = [(items, 0)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, (list, tuple)):
+            if len(dims) <= d:
+                dims.append(len(v))
+            todo.extend((u, d + 1) for u in reversed(v))
+        else:
+            flat.append(abs(v) if isinstance(v, complex) else float(v))
+    return (shape if shape is not None else tuple(dims)), flat
+
+
+def layout(term, *, collapse: bool = False, values: dict | None = None) -> Layout:
     """Lay ``term`` out (see the module's docstring); ``collapse=True`` shows each layer as one box.
 
     Args:
@@ -204,6 +245,8 @@ def layout(term, *, collapse: bool = False) -> Layout:
         collapse: draw each layer instance (in each band and part) as one box labelled with its
             name; a box outside any layer folds into the innermost part it belongs to (an
             optimizer's transform), and one outside both stays a box of its own.
+        values: ``{wire: value}`` (what a backend's ``wire_values`` returns): each drawn wire is
+            labelled with its value (:func:`value_label`); ``None`` for none.
 
     Returns:
         The :class:`Layout`: nodes placed in columns, ordered to uncross wires, forward band
@@ -273,7 +316,8 @@ def layout(term, *, collapse: bool = False) -> Layout:
         src, dst = nodes[s], nodes[t]
         kind = "residual" if src.band == FORWARD and dst.band == BACKWARD and dst.kind == "box" else \
             "param" if w in param_wires else "data"
-        wires.append(Wire(s, t, kind, str(d.wires[w].shape) if src.kind in ("input", "param") else ""))
+        wires.append(Wire(s, t, kind, str(d.wires[w].shape) if src.kind in ("input", "param") else "",
+                          value=value_label(values[w]) if values is not None and w in values else ""))
 
     _columns(nodes, wires)
     order = _waypoints(nodes, wires)

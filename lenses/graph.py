@@ -66,7 +66,7 @@ def to_networkx(term) -> networkx.MultiDiGraph:  # noqa: F821
     return g
 
 
-def draw(term, path: str | None = None, *, collapse: bool = False, title: str | None = None) -> str:
+def draw(term, path: str | None = None, *, collapse: bool = False, title: str | None = None, values=None) -> str:
     """Draw ``term`` (a term, lens, optimizer or learner) as a string diagram.
 
     Writes ``path`` (``.png`` or ``.svg``) and returns it, or returns the SVG
@@ -80,11 +80,19 @@ def draw(term, path: str | None = None, *, collapse: bool = False, title: str | 
         collapse: draw each layer instance (``dense0``, ``relu1``) as one box instead of
             its primitives.
         title: the title over the drawing; ``None`` uses the term's name.
+        values: ``(params, *args)``, the arguments of the term's compiled function: each wire is
+            labelled with the value the NumPy backend computes on it (a number, or shape and norm),
+            so ``pl.draw(pl.R(f), values=(params, x, dy))`` shows every cotangent of the backward
+            pass beside the forward values; ``None`` (the default): structure only.
 
     Returns:
         ``path`` as a string once the file is written, or the SVG text when ``path`` is ``None``.
+
+    Raises:
+        TypeError: ``values`` is not a tuple, or holds arguments the term does not take.
+        ValueError: ``path`` ends in neither ``.png`` nor ``.svg``.
     """
-    return backends.get("matplotlib").draw(term, path, collapse=collapse, title=title)
+    return backends.get("matplotlib").draw(term, path, collapse=collapse, title=title, values=values)
 
 
 def draw_equation(lhs, rhs, path: str | None = None, *, collapse: bool = False, title: str | None = None) -> str:

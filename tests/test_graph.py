@@ -119,3 +119,38 @@ def test_an_equation_view_and_jupyter_display():
     assert ">=<" in svg and svg.count(">dx<") == 2
     for obj in (f, pl.lens(f), pl.optim.sgd(0.1), CASES["learner"](), pl.learn.L(f, 0.1)):
         assert obj._repr_svg_().lstrip().startswith("<?xml")
+
+
+def test_values_on_a_diagram_are_what_the_numpy_backend_computes():
+    """pl.draw(R(f), values=(params, x, dy)): every wire carries its value, the backward wires
+    their cotangents; the outputs' labels are what the compiled R(f) returns (a second path:
+    the generated code, not the box-by-box interpreter that labels the wires)."""
+    import numpy as np
+
+    from paralens.backends import numpy as pnp
+    from paralens.diagram import layout, value_label
+
+    rng = np.random.default_rng(0)
+    f = pl.nn.dense(3, 2) >> pl.nn.sigmoid()
+    p = {"dense.W": rng.standard_normal((3, 2)), "dense.b": rng.standard_normal(2)}
+    x, dy = rng.standard_normal((1, 3)), rng.standard_normal((1, 2))
+    r = pl.R(f)
+    dp, dx = pnp.compile(r)(p, x, dy)
+    y = pnp.compile(f)(p, x)
+    env = pl.backends.get("numpy").wire_values(r, p, x, dy)
+    lay = layout(r, values=env)
+    assert all(w.value for w in lay.wires)            # every drawn wire is labelled
+    labels = {w.value for w in lay.wires}
+    for v in (dx, dp["dense.W"], dp["dense.b"]):       # the backward pass's results, on their wires
+        assert value_label(v) in labels, (value_label(v), labels)
+    svg = pl.draw(r, values=(p, x, dy))
+    for v in (dx, dp["dense.W"], dp["dense.b"]):
+        assert value_label(v) in svg
+    # the forward value: sigmoid's output on its wire into the backward band, one number per entry
+    assert value_label(pnp.compile(f)(p, x)) in pl.draw(f, values=(p, x))
+    assert value_label(np.float64(y[0, 0])) == f"{y[0, 0]:.4g}"
+    assert value_label([[3.0, 4.0]]) == "(1, 2) |.|=5" and value_label(0.5) == "0.5"
+    with pytest.raises(TypeError, match="values must be a tuple"):
+        pl.draw(f, values=[p, x])
+    with pytest.raises(TypeError, match="takes params and 1 argument"):
+        pl.draw(f, values=(p, x, dy))
