@@ -29,6 +29,10 @@ def test_mkdocs_build_strict(tmp_path):
         assert 'class="arithmatex"' in html, f"{page} has no formulas"
     html = (site / CIRCUITS / "index.html").read_text()
     assert html.count(">backward<") >= 1 and html.count("https://matplotlib.org") >= 2
+    home = (site / "index.html").read_text()   # the first page: a diagram with values, an output, both ideas named
+    assert "https://matplotlib.org" in home and ">backward<" in home and "|.|=" in home, "the index has no diagram"
+    assert "loss " in home and " -&gt; " in home, "the index shows no executed output"
+    assert "reverse derivative ascent" in home and "Z2" in home
     assert not list(ROOT.glob("*.svg")) and not list(ROOT.glob("*.png"))  # building writes nothing beside it
     _every_public_name_has_a_reference_entry_with_its_arguments(site)
 
