@@ -520,16 +520,22 @@ class ArrayBackend(Backend):
             TypeError, ValueError: arguments the compiled function would refuse.
         """
         term = as_term(term)
-        names = term.param_names
-        all_types = [s.type for s in term.params] + list(term.dom)
-        sig = tuple(term.in_sig)
+        if not self.bits:
+            _refuse_bit_arithmetic(term, self.name)
+        names, all_types = term.param_names, [s.type for s in term.params] + list(term.dom)
+        vals = self._values(term, names, all_types, tuple(term.in_sig), params, args)
+        return {w: self.finish(v) for w, v in self._environment(term, vals).items()}
+
+    def _values(self, term: Term, names, all_types, sig, params, args) -> list:
+        """The flat input values of a call ``fn(params, *args)``: flattened by the calling
+        convention, cast to the wires' types and checked (what :meth:`compile`'s function runs on)."""
         if len(args) != len(sig):
             raise TypeError(f"{term.name} takes params and {len(sig)} argument(s), got {len(args)}")
         flat = _flatten_params(params, names)
         flatten(args, sig, flat, "the arguments")
         vals = [self.convert(self.cast(v, t, _what(names, k))) for k, (v, t) in enumerate(zip(flat, all_types))]
         _check(term, names, all_types, vals)
-        return {w: self.finish(v) for w, v in self._environment(term, vals).items()}
+        return vals
 
     def straight_line(self, term: Term) -> Callable[..., list]:
         """``fn(*values) -> outputs``: what :meth:`run` computes, written out once as one Python
@@ -562,13 +568,7 @@ class ArrayBackend(Backend):
         evaluate = self.evaluator(term)
 
         def fn(params, *args):
-            if len(args) != len(sig):
-                raise TypeError(f"{term.name} takes params and {len(sig)} argument(s), got {len(args)}")
-            flat = _flatten_params(params, names)
-            flatten(args, sig, flat, "the arguments")
-            vals = [self.convert(self.cast(v, t, _what(names, k))) for k, (v, t) in enumerate(zip(flat, all_types))]
-            _check(term, names, all_types, vals)
-            outs = [self.finish(v) for v in evaluate(vals)]
+            outs = [self.finish(v) for v in evaluate(self._values(term, names, all_types, sig, params, args))]
             # a single parameter passed bare gets its cotangent back bare too
             bare = names if len(names) == 1 and not isinstance(params, dict) else None
             return _unflatten(term.out_sig, iter(outs), bare)

@@ -30,7 +30,6 @@ import json  # noqa: E402
 import pathlib  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -44,6 +43,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import char_lm  # noqa: E402
 import references as ref  # noqa: E402
+from bench_mlp import timed  # noqa: E402  (interleaved timing, as every benchmark here)
 
 import paralens as pl  # noqa: E402
 from paralens.backends.sharding import Sharding  # noqa: E402
@@ -206,16 +206,6 @@ def per_device_bytes(tree) -> int:
     return max(held.values())
 
 
-def timed(fn, state, x, y, n: int):
-    state, loss = fn(state, x, y)
-    jax.block_until_ready(loss)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        state, loss = fn(state, x, y)
-    jax.block_until_ready((state, loss))
-    return (time.perf_counter() - t0) / n, state
-
-
 def bench(name, model, plan: Sharding, rounds: int, calls: int) -> dict:
     learner, forward, loss, x, y = model
     types = learner.step_term.input_types()
@@ -229,8 +219,8 @@ def bench(name, model, plan: Sharding, rounds: int, calls: int) -> dict:
     r_bytes = per_device_bytes(r_state)
     ratios, tp_all, tr_all = [], [], []
     for _ in range(rounds):
-        tp, p_state = timed(p_step, p_state, xd, yd, calls)
-        tr, r_state = timed(r_step, r_state, xd, yd, calls)
+        tp, p_state = timed(p_step, p_state, (xd, yd), calls)
+        tr, r_state = timed(r_step, r_state, (xd, yd), calls)
         ratios.append(tp / tr)
         tp_all.append(tp)
         tr_all.append(tr)

@@ -21,6 +21,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_processes(tmp_path, xs, ys, *, devices: int | None, timeout: int, mode=()):
+    """Run the worker in PROCESSES processes joined by jax.distributed, each with ``devices`` CPU
+    devices (``None``: one); returns what process 0 wrote."""
+    np.savez(tmp_path / "data.npz", xs=xs, ys=ys)
+    port = free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    if devices is not None:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), str(PROCESSES), str(port),
+                               str(tmp_path / "data.npz"), str(tmp_path / "out.npz"), *mode],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(PROCESSES)]
+    try:
+        logs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for i, (p, log) in enumerate(zip(procs, logs)):
+        assert p.returncode == 0, f"process {i} exited with {p.returncode}:\n{log[-3000:]}"
+    return np.load(tmp_path / "out.npz")
+
+
 def one_process(xs, ys):
     lr = learner()
     step = lr.compile("jax")
@@ -36,23 +59,7 @@ def test_two_processes_train_as_one_process_on_the_whole_batch(tmp_path):
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((STEPS, BATCH, 6)).astype(np.float32)
     ys = rng.integers(0, 3, (STEPS, BATCH)).astype(np.int32)
-    np.savez(tmp_path / "data.npz", xs=xs, ys=ys)
-    port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)                      # one CPU device per process: the mesh spans the two
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), str(PROCESSES), str(port),
-                               str(tmp_path / "data.npz"), str(tmp_path / "out.npz")],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(PROCESSES)]
-    try:
-        logs = [p.communicate(timeout=120)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for i, (p, log) in enumerate(zip(procs, logs)):
-        assert p.returncode == 0, f"process {i} exited with {p.returncode}:\n{log[-3000:]}"
-
-    out = np.load(tmp_path / "out.npz")
+    out = run_processes(tmp_path, xs, ys, devices=None, timeout=120)  # one CPU device each: the mesh spans the two
     params, losses = one_process(xs, ys)
     np.testing.assert_allclose(out["losses"], losses, rtol=1e-6, atol=1e-6)
     for k, v in params.items():
@@ -68,21 +75,7 @@ def test_two_processes_of_four_devices_train_fsdp_x_tensor_and_a_pipeline_as_one
     rng = np.random.default_rng(1)
     xs = rng.standard_normal((STEPS, 16, 6)).astype(np.float32)
     ys = rng.integers(0, 3, (STEPS, 16)).astype(np.int32)
-    np.savez(tmp_path / "data.npz", xs=xs, ys=ys)
-    port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), str(PROCESSES), str(port),
-                               str(tmp_path / "data.npz"), str(tmp_path / "out.npz"), "sharded"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(PROCESSES)]
-    try:
-        logs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for i, (p, log) in enumerate(zip(procs, logs)):
-        assert p.returncode == 0, f"process {i} exited with {p.returncode}:\n{log[-3000:]}"
-    out = np.load(tmp_path / "out.npz")
+    out = run_processes(tmp_path, xs, ys, devices=4, timeout=300, mode=["sharded"])
     lr = sharded_learner()
     step, state = lr.compile("jax"), lr.init(0, backend="jax")
     losses = []
