@@ -77,5 +77,5 @@ def test_a_random_key_has_no_formula_and_unknown_names_are_refused():
     v = sorted((s for s in symbols if s.name.startswith("v_")), key=lambda s: int(s.name[3:-1]))
     for e, vk in zip(formulas.values(), v):
         assert sp.simplify(e - vk * (v[0] * sp.diff(f, w) + v[1] * sp.diff(f, b))) == 0
-    with pytest.raises(KeyError, match=r"no input or parameter is named \['key'\]"):
-        pl.formulas(estimate, key=np.array([0, 1], np.uint32))
+    with pytest.raises(KeyError, match=r"no input or parameter is named \['seed'\]"):
+        pl.formulas(estimate, seed=np.array([0, 1], np.uint32))
