@@ -33,8 +33,27 @@ def test_mkdocs_build_strict(tmp_path):
     assert "https://matplotlib.org" in home and ">backward<" in home and "|.|=" in home, "the index has no diagram"
     assert "loss " in home and " -&gt; " in home, "the index shows no executed output"
     assert "reverse derivative ascent" in home and "Z2" in home
+    _content_defects_stay_fixed(site)
     assert not list(ROOT.glob("*.svg")) and not list(ROOT.glob("*.png"))  # building writes nothing beside it
     _every_public_name_has_a_reference_entry_with_its_arguments(site)
+
+
+def _content_defects_stay_fixed(site):
+    """The built pages show what issue 22 found missing (each page's blocks also assert it)."""
+    import re
+
+    page = (site / "categorical-foundations" / "index.html").read_text()  # printed lines in a table, not one paragraph
+    assert re.search(r"<td>4 -&gt; 3</td>\s*<td>0\.9\d\d</td>", page), "the Iris accuracies are not table rows"
+    assert re.search(r"<td>4 -&gt; 20 -&gt; 3</td>\s*<td>0\.9\d\d</td>", page)
+    page = (site / "dreaming-and-forward-gradients" / "index.html").read_text()
+    formulas = re.findall(r'class="arithmatex">(.*?)</div>', page, flags=re.S)
+    assert formulas and not any("key" in f or "x1_{" in f for f in formulas), "a formula shows the random key"
+    assert "<td>dreamed, Gaussian prior</td>" in page and page.count('src="data:image/png;base64,') >= 1
+    page = (site / CIRCUITS / "index.html").read_text()
+    for label in ("bits_of", "xor", "and", "sum", "carry", "dsum", "dcarry"):
+        assert f">{label}<" in page, f"the circuit's drawing has no {label}"
+    assert re.search(r"<td>setosa against versicolor</td>\s*<td>0\.980</td>", page)
+    assert re.search(r"<td>three classes, one-hot</td>\s*<td>0\.747</td>", page)
 
 
 def _every_public_name_has_a_reference_entry_with_its_arguments(site):
