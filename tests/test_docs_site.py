@@ -1,8 +1,9 @@
 """The docs site builds with --strict: every page's blocks run while it builds (diagrams, formulas,
 checked laws), and each page on an idea shows a diagram and formulas."""
 
+import html.parser
 import pathlib
-import shutil
+import re
 import subprocess
 import sys
 
@@ -15,14 +16,8 @@ CIRCUITS = "boolean-circuits"  # diagrams of a circuit and its reverse derivativ
 
 
 @pytest.mark.slow
-def test_mkdocs_build_strict(tmp_path):
-    if shutil.which("mkdocs") is None and subprocess.run([sys.executable, "-m", "mkdocs", "--version"],
-                                                         capture_output=True).returncode != 0:
-        pytest.fail("mkdocs is not installed: pip install -e '.[docs]'")
-    site = tmp_path / "site"
-    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=ROOT,
-                       capture_output=True, text=True)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+def test_mkdocs_build_strict(built_site):
+    site = built_site   # conftest.py: built once with --strict, its output shown if it fails
     for page in IDEAS:
         html = (site / page / "index.html").read_text()
         assert "https://matplotlib.org" in html and ">forward<" in html, f"{page} has no diagram"
@@ -35,6 +30,46 @@ def test_mkdocs_build_strict(tmp_path):
     assert "reverse derivative ascent" in home and "Z2" in home
     assert not list(ROOT.glob("*.svg")) and not list(ROOT.glob("*.png"))  # building writes nothing beside it
     _every_public_name_has_a_reference_entry_with_its_arguments(site)
+
+
+class _Loads(html.parser.HTMLParser):
+    """The addresses a page loads on its own: scripts, styles, images, frames, media, preloads and
+    url(...) in style attributes (a hyperlink is followed only when the reader clicks it)."""
+
+    LOADS = {"script": "src", "img": "src", "iframe": "src", "embed": "src", "source": "src", "audio": "src",
+             "video": "src", "track": "src", "input": "src", "object": "data", "image": "href", "use": "href"}
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "link" and attrs.get("rel") not in ("canonical", None):
+            self.urls.append(attrs.get("href") or "")
+        if tag in self.LOADS:
+            self.urls.append(attrs.get(self.LOADS[tag]) or attrs.get("xlink:href") or "")
+        self.urls += attrs.get("srcset", "").split()
+        self.urls += re.findall(r"url\(\s*['\"]?([^'\")]+)", attrs.get("style") or "")
+
+
+@pytest.mark.slow
+def test_no_page_loads_anything_from_outside(built_site):
+    """Read offline, the site is whole: no page loads a script, style, font or image from another
+    host (MathJax and its fonts come with the site, docs/_hooks/mathjax.py), and no stylesheet
+    imports one. tests/test_site_browser.py checks the same on the requests Chromium makes."""
+    outside = re.compile(r"^\s*(https?:)?//", re.I)
+    found = []
+    for page in sorted(built_site.rglob("*.html")):
+        parser = _Loads()
+        parser.feed(page.read_text())
+        found += [(str(page.relative_to(built_site)), u) for u in parser.urls if outside.match(u)]
+    for sheet in sorted(built_site.rglob("*.css")):
+        found += [(str(sheet.relative_to(built_site)), u) for u in
+                  re.findall(r"(?:@import\s+|url\(\s*)['\"]?((?:https?:)?//[^'\")\s]+)", sheet.read_text())]
+    assert not found, found[:20]
+    mathjax = built_site / "javascripts" / "mathjax"
+    assert (mathjax / "tex-chtml.js").is_file() and list(mathjax.glob("output/chtml/fonts/woff-v2/*.woff"))
 
 
 def _every_public_name_has_a_reference_entry_with_its_arguments(site):

@@ -1,6 +1,6 @@
 """A MkDocs hook: MathJax served from the built site, so formulas typeset offline.
 
-MathJax 3 (its ES5 components: the ``tex-mml-chtml`` bundle, the TeX extensions it loads on
+MathJax 3 (its ES5 components: the ``tex-chtml`` bundle, the TeX extensions it loads on
 demand, the accessibility and menu components, and the CHTML output's WOFF fonts) is taken
 at build time from the npm registry's ``mathjax`` package, the MathJax Consortium's own
 distribution of those files, pinned to one version and checked against the registry's
@@ -24,7 +24,10 @@ VERSION = "3.2.2"
 CACHE = ROOT / "build" / f"mathjax-{VERSION}"
 PACKAGE = CACHE / "node_modules" / "mathjax"
 TARGET = "javascripts/mathjax"  # under the site; mkdocs.yml's extra_javascript names TARGET/BUNDLE
-BUNDLE = "tex-mml-chtml.js"
+# TeX in, CommonHTML out: the pages' formulas are all TeX (pymdownx.arithmatex). tex-mml-chtml would
+# also read MathML, and then typeset again the hidden MathML copy MathJax puts beside each formula
+# for screen readers when the page typesets a second time (docs/javascripts/mathjax.js)
+BUNDLE = "tex-chtml.js"
 # what the bundle loads at view time, relative to es5/: TeX extensions (autoload), the menu, the
 # accessibility tools and the speech-rule engine they load, and the CHTML fonts
 PARTS = [BUNDLE, "input", "output", "ui", "a11y", "sre", "adaptors"]
