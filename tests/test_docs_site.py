@@ -104,3 +104,24 @@ def test_a_broken_cross_reference_fails_the_strict_build(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode != 0 and "paralens.no_such_thing" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+
+
+def test_a_build_without_mathjax_fails_naming_it(tmp_path, monkeypatch):
+    """Without npm, or with an npm that fails, the MathJax hook stops the build with a message naming
+    MathJax (the site would otherwise show raw TeX); it never falls back to a CDN."""
+    import importlib.util
+
+    from mkdocs.exceptions import PluginError
+
+    spec = importlib.util.spec_from_file_location("mathjax_hook", ROOT / "docs" / "_hooks" / "mathjax.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    monkeypatch.setattr(hook, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(hook, "PACKAGE", tmp_path / "cache" / "node_modules" / "mathjax")
+    monkeypatch.setattr(hook.shutil, "which", lambda name: None)
+    with pytest.raises(PluginError, match="MathJax 3.2.2 from the npm registry, and npm is not installed"):
+        hook.install()
+    monkeypatch.setattr(hook.shutil, "which", lambda name: "/bin/false")
+    with pytest.raises(PluginError, match="npm install mathjax@3.2.2 failed"):
+        hook.install()
+    assert not (tmp_path / "cache").exists()
