@@ -5,6 +5,7 @@ what the page shows: its diagrams as HTML, its formulas as Markdown."""
 import json
 import pathlib
 import sys
+import time
 
 import pytest
 
@@ -46,19 +47,46 @@ def test_a_page_becomes_cells_with_its_output_modes():
         notebooks.notebook("```python\nx = 1\n", "t.md")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("src", IDEAS)
-def test_each_idea_notebook_runs_and_shows_the_page(built_site, src, tmp_path):
+@pytest.fixture(scope="module")
+def executed(built_site, tmp_path_factory):
+    """Every idea notebook of the built site, run top to bottom in its own fresh kernel (two at a
+    time: the machine has two cores): the notebook with its outputs, or the error that stopped it."""
+    import asyncio
+
     import nbclient
     import nbformat
 
+    async def run(src, limit):
+        nb = nbformat.reads((built_site / notebooks.notebook_name(src)).read_text(), as_version=4)
+        nbformat.validate(nb)
+        client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                         resources={"metadata": {"path": str(tmp_path_factory.mktemp("nb"))}})
+        async with limit:
+            start = time.perf_counter()
+            try:
+                await client.async_execute()   # raises on a cell's error
+            except Exception as e:  # noqa: BLE001 - reported by the notebook's test
+                return src, e, time.perf_counter() - start
+            return src, nb, time.perf_counter() - start
+
+    async def run_all():
+        limit = asyncio.Semaphore(2)
+        return await asyncio.gather(*(run(src, limit) for src in IDEAS))
+
+    results = asyncio.run(run_all())
+    print("\nnotebooks executed:", ", ".join(f"{pathlib.Path(s).stem} {t:.1f} s" for s, _, t in results))
+    return {src: nb for src, nb, _ in results}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("src", IDEAS)
+def test_each_idea_notebook_runs_and_shows_the_page(built_site, executed, src):
     name = notebooks.notebook_name(src)
     page = (built_site / pathlib.PurePosixPath(src).stem / "index.html").read_text()
     assert f'href="../{name}"' in page, f"{src} has no link to its notebook"
-    nb = nbformat.reads((built_site / name).read_text(), as_version=4)
-    nbformat.validate(nb)
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()   # raises on a cell's error
+    nb = executed[src]
+    if isinstance(nb, Exception):
+        pytest.fail(f"{name} failed:\n{nb}"[-6000:])
     shown = {"%%printed_html": "text/html", "%%printed_markdown": "text/markdown"}
     for cell in nb.cells:
         kind = shown.get(cell.source.split("\n", 1)[0]) if cell.cell_type == "code" else None
