@@ -8,6 +8,7 @@ error; and the smallest text of every diagram, as rendered, is at least 9 CSS px
 each page is saved (the folder is printed, and named in each failure).
 """
 
+import base64
 import contextlib
 import functools
 import http.server
@@ -187,3 +188,26 @@ def test_diagram_text_is_at_least_9_css_px(pages_read):
                      else None)
     assert not small, {p: f"{s['px']:.2f} px: {s['label']!r} ({s['where']}; {pages_read[p]['screenshot']})"
                        for p, s in small.items()}
+
+
+@pytest.mark.slow
+def test_the_measure_reads_text_as_rendered():
+    """MEASURE against sizes known by construction: 12-unit text in an SVG whose 400-unit viewBox is
+    drawn 200 px wide is 6 px, and 3 px under a further scale(0.5); the same SVG shown by <img> at
+    100 px wide gives 3 and 1.5 px; text in a hidden SVG is not counted."""
+    from playwright.sync_api import sync_playwright
+
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 400 100" width="{w}">'
+           '<text x="10" y="50" style="font-size: 12px">six</text>'
+           '<g transform="scale(0.5)"><text x="10" y="150" font-size="12">three</text></g></svg>')
+    src = "data:image/svg+xml;base64," + base64.b64encode(svg.format(w=400).encode()).decode()
+    html = (f'<div style="width:200px">{svg.format(w="100%")}</div><img src="{src}" style="width:100px">'
+            f'<div style="display:none">{svg.format(w=400)}</div>')
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS, chromium_sandbox=False)
+        page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+        page.set_content(html)
+        page.wait_for_function("() => document.querySelector('img').complete")
+        found = sorted((t["where"].split()[0], t["label"], round(t["px"], 3)) for t in page.evaluate(MEASURE))
+        browser.close()
+    assert found == [("img", "six", 3.0), ("img", "three", 1.5), ("svg", "six", 6.0), ("svg", "three", 3.0)]
