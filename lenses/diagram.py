@@ -128,6 +128,9 @@ class Wire:
             through the waypoints to the left edge of ``dst``.
         value: what the wire carries, as :func:`value_label` writes it, when the layout was made
             with ``values``; ``""`` otherwise.
+        into: for a bundle's wire into a group, the group's path: the one wire stands for all the
+            bundle's wires into that group, and ends at its frame (``()`` for other wires).
+        out_of: for a bundle's wire out of a group, the group's path (``()`` for other wires).
     """
 
     src: int
@@ -136,6 +139,8 @@ class Wire:
     label: str = ""
     points: list = field(default_factory=list)
     value: str = ""
+    into: tuple[str, ...] = ()
+    out_of: tuple[str, ...] = ()
 
 
 @dataclass
@@ -584,6 +589,7 @@ def layout(term, *, collapse=False, values: dict | None = None, expand=False) ->
         face = "mono" if n.kind == "box" else "sans"
         tw, _ = text_size(n.label, FONTS["box" if n.kind == "box" else "port"], face)
         n.w, n.h = max(0.4, tw + 0.2), BOX_H if n.kind == "box" else PORT_H
+    wires = _merge_bundles(nodes, wires, bundled)
     frames, labels = [], []
     blocks = _blocks(nodes, unit_paths)
     y = 0.0
@@ -605,7 +611,15 @@ def layout(term, *, collapse=False, values: dict | None = None, expand=False) ->
     for wire in wires:
         src, dst = nodes[wire.src], nodes[wire.dst]
         via = [(nodes[i].x, nodes[i].y) for i in wire.points]
-        wire.points = [(src.x + src.w / 2, src.y)] + via + [(dst.x - dst.w / 2, dst.y)]
+        start, end = (src.x + src.w / 2, src.y), (dst.x - dst.w / 2, dst.y)
+        rects = {(f.band, f.path): f.rect for f in frames}
+        if wire.into:  # a bundle's wire ends at the frame of the group it enters
+            l, t, _, b = rects[(dst.band, wire.into)]
+            end = (l, (t + b) / 2)
+        if wire.out_of:
+            _, t, r, b = rects[(src.band, wire.out_of)]
+            start = (r, (t + b) / 2)
+        wire.points = [start] + via + [end]
 
     for n in nodes:
         if n.kind != "dummy":
@@ -629,6 +643,27 @@ def layout(term, *, collapse=False, values: dict | None = None, expand=False) ->
     extent = (min(r[0] for r in rects) - MARGIN, min(r[1] for r in rects) - MARGIN,
               max(r[2] for r in rects) + MARGIN, max(r[3] for r in rects) + MARGIN)
     return Layout(nodes, wires, width, height, bands, title, frames, labels, extent)
+
+
+def _merge_bundles(nodes: list[Node], wires: list[Wire], bundled: set[int]) -> list[Wire]:
+    """One wire per bundle and outermost group it enters (or leaves), in each band, in place of
+    one per box: a state tree (``opt0 (9)``) feeds the optimizer as one wire."""
+    out, seen = [], set()
+    for w in wires:
+        src, dst = nodes[w.src], nodes[w.dst]
+        if w.src in bundled and dst.path:
+            key = ("in", w.src, dst.band, dst.path[:1])
+            w.into = dst.path[:1]
+        elif w.dst in bundled and src.path:
+            key = ("out", w.dst, src.band, src.path[:1])
+            w.out_of = src.path[:1]
+        else:
+            out.append(w)
+            continue
+        if key not in seen:
+            seen.add(key)
+            out.append(w)
+    return out
 
 
 class _Block:

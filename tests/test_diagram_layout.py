@@ -271,3 +271,35 @@ def test_a_drawing_scales_to_its_column_and_scrolls_at_the_floor():
         assert smallest_text_px(svg, least) == pytest.approx(FLOOR, abs=0.01)
         assert least == pytest.approx(vb * FLOOR / min(map(float, re.findall(r"font-size: ([0-9.]+)px", svg))),
                                       abs=0.02)
+
+
+def test_the_checks_find_what_they_look_for():
+    """The checks above fail on a layout spoiled on purpose: a box moved onto another, a frame
+    grown over a box of another group, a frame moved across a sibling, a port label dropped."""
+    import copy
+
+    learner = pl.Learner(pl.nn.mlp([3, 4, 2]), loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-2))
+    good = layout(learner)
+    assert not problems(good, learner)
+    boxes = [n for n in good.nodes if n.kind == "box"]
+
+    lay = copy.deepcopy(good)  # a box onto another
+    a, b = lay.nodes[boxes[0].id], lay.nodes[boxes[1].id]
+    a.x, a.y = b.x, b.y
+    assert any("overlaps box" in p for p in problems(lay, learner))
+
+    lay = copy.deepcopy(good)  # the loss frame grown over the model's boxes (the defect of the issue)
+    (loss,) = [f for f in lay.frames if f.path == ("loss",) and f.band == pl.diagram.FORWARD]
+    (model,) = [f for f in lay.frames if f.path == ("model",) and f.band == pl.diagram.FORWARD]
+    loss.rect = (min(loss.rect[0], model.rect[0]), min(loss.rect[1], model.rect[1]), loss.rect[2], loss.rect[3])
+    found = problems(lay, learner)
+    assert any("frame loss overlaps box" in p for p in found) and any("overlaps frame" in p for p in found)
+
+    lay = copy.deepcopy(good)  # a port's label gone
+    lay.labels = [lab for lab in lay.labels if lab.text != "x"]
+    assert any("'x' has no label" in p for p in problems(lay, learner))
+
+    lay = copy.deepcopy(good)  # a bundle that forgot a wire
+    (params,) = [n for n in lay.nodes if n.label == "params (4)" and n.kind == "input"]
+    params.members = params.members[:-1]
+    assert any("input ports show" in p for p in problems(lay, learner))
