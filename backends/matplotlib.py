@@ -31,7 +31,7 @@ from matplotlib.patches import FancyBboxPatch, PathPatch, Rectangle  # noqa: E40
 from matplotlib.path import Path  # noqa: E402
 
 from paralens.backends import Backend  # noqa: E402
-from paralens.diagram import MARGIN, UNIT_PT, Layout, _label, layout, responsive  # noqa: E402
+from paralens.diagram import COLUMN_PX, FLOOR_PX, MARGIN, MIN_FONT_PT, UNIT_PT, Layout, _label, layout, responsive  # noqa: E402
 
 __all__ = ["backend", "draw", "draw_equation"]
 
@@ -103,16 +103,16 @@ def _figure(extent) -> tuple[Figure, object]:
 
 
 def _titled(lay: Layout, title: str | None) -> Layout:
+    """``lay`` with ``title`` over it in place of its own (``""``: none); ``None``: ``lay`` as it is."""
     if title is None:
         return lay
-    lab = next((x for x in lay.labels if x.kind == "title"), None)
-    keep = [x for x in lay.labels if x.kind != "title"]
-    new = _label(title, "title", lay.width / 2, -0.08, ha="center", va="bottom")
-    rects = [x.rect for x in keep] + [new.rect, (0.0, 0.0, lay.width, lay.height)]
+    labels = [x for x in lay.labels if x.kind != "title"]
+    if title:
+        labels.append(_label(title, "title", lay.left + lay.width / 2, -0.08, ha="center", va="bottom"))
+    rects = [x.rect for x in labels] + [(lay.left, 0.0, lay.left + lay.width, lay.height)]
     extent = (min(r[0] for r in rects) - MARGIN, min(r[1] for r in rects) - MARGIN,
               max(r[2] for r in rects) + MARGIN, max(r[3] for r in rects) + MARGIN)
-    del lab
-    return replace(lay, labels=keep + [new], title=new.text, extent=extent)
+    return replace(lay, labels=labels, title=title, extent=extent)
 
 
 def _save(fig: Figure, path: str | None) -> str:
@@ -159,16 +159,25 @@ class MatplotlibBackend(Backend):
 
     def draw_equation(self, lhs, rhs, path: str | None = None, *, collapse=False,
                       title: str | None = None, expand=False) -> str:
-        """The two sides of a law, side by side with ``=`` between them."""
+        """The two sides of a law, side by side with ``=`` between them, or one over the other
+        where side by side would be too wide for the docs' column at the text floor."""
         left = layout(lhs, collapse=collapse, expand=expand)
         right = layout(rhs, collapse=collapse, expand=expand)
         left, right = (_titled(left, ""), _titled(right, ""))
         gap = 0.8
-        right = right.shifted(left.extent[2] - right.extent[0] + gap)
-        height = max(left.height, right.height)
-        equals = _label("=", "equals", (left.extent[2] + right.extent[0]) / 2, height / 2, ha="center")
+        wide = left.extent[2] - left.extent[0] + gap + right.extent[2] - right.extent[0]
+        tall = max(left.extent[2] - left.extent[0], right.extent[2] - right.extent[0])
+        if wide * UNIT_PT * FLOOR_PX / MIN_FONT_PT > COLUMN_PX and tall < wide:
+            # side by side it would scroll: the right side under the left, "=" between them
+            right = right.shifted(left.extent[0] - right.extent[0], left.extent[3] - right.extent[1] + gap)
+            equals = _label("=", "equals", (left.extent[0] + left.extent[2]) / 2,
+                            (left.extent[3] + right.extent[1]) / 2, ha="center")
+        else:
+            right = right.shifted(left.extent[2] - right.extent[0] + gap)
+            equals = _label("=", "equals", (left.extent[2] + right.extent[0]) / 2,
+                            (max(left.height, right.height)) / 2, ha="center")
         head = _label(title if title is not None else f"{left_title(lhs)}  =  {left_title(rhs)}", "title",
-                      (left.extent[0] + right.extent[2]) / 2, -0.08, ha="center", va="bottom")
+                      (left.extent[0] + max(left.extent[2], right.extent[2])) / 2, -0.08, ha="center", va="bottom")
         rects = [left.extent, right.extent, equals.rect, head.rect]
         extent = (min(r[0] for r in rects) - MARGIN, min(r[1] for r in rects) - MARGIN,
                   max(r[2] for r in rects) + MARGIN, max(r[3] for r in rects) + MARGIN)

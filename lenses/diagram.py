@@ -55,7 +55,9 @@ UNIT_PT = 57.6
 FONTS = {"box": 8.0, "port": 8.0, "part": 8.0, "group": 7.0, "unit": 7.0, "wire": 7.0, "value": 7.0,
          "band": 7.0, "title": 10.0, "equals": 20.0}
 MIN_FONT_PT = 7.0
-GAP_X, GAP_Y, BAND_GAP = 0.45, 0.22, 0.35
+#: the width of the docs' column in CSS px, and the smallest a text may be shown there
+COLUMN_PX, FLOOR_PX = 690.0, 9.0
+GAP_X, GAP_Y, BAND_GAP = 0.36, 0.2, 0.3
 BOX_H, PORT_H, DUMMY_H = 0.42, 0.36, 0.08
 PAD, MARGIN = 0.08, 0.1
 _EM = {"mono": 0.61, "sans": 0.63, "bold": 0.7}  # a character's advance, in ems (DejaVu fonts, rounded up)
@@ -273,30 +275,32 @@ class Layout:
             cur[:] = [min(cur[0], l), min(cur[1], t), max(cur[2], r), max(cur[3], b)]
         return {k: tuple(v) for k, v in out.items()}
 
-    def shifted(self, dx: float) -> Layout:
-        """This layout moved right (to draw two side by side).
+    def shifted(self, dx: float, dy: float = 0.0) -> Layout:
+        """This layout moved (to draw two side by side, or one over the other).
 
         Args:
-            dx: how far to move it, in layout units.
+            dx: how far to move it right, in layout units.
+            dy: how far to move it down, in layout units.
 
         Returns:
-            A new :class:`Layout`, every coordinate ``dx`` further right; this one is unchanged.
+            A new :class:`Layout`, every coordinate moved by ``(dx, dy)``; this one is unchanged.
         """
         import copy
 
         out = copy.deepcopy(self)
 
         def move(r):
-            return (r[0] + dx, r[1], r[2] + dx, r[3])
+            return (r[0] + dx, r[1] + dy, r[2] + dx, r[3] + dy)
         for n in out.nodes:
-            n.x += dx
+            n.x, n.y = n.x + dx, n.y + dy
         for w in out.wires:
-            w.points = [(x + dx, y) for x, y in w.points]
+            w.points = [(x + dx, y + dy) for x, y in w.points]
         for f in out.frames:
             f.rect = move(f.rect)
         for lab in out.labels:
-            lab.x += dx
+            lab.x, lab.y = lab.x + dx, lab.y + dy
             lab.rect = move(lab.rect)
+        out.bands = [(name, top + dy, bottom + dy) for name, top, bottom in out.bands]
         out.extent = move(out.extent)
         out.left += dx
         return out
