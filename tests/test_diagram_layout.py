@@ -120,18 +120,37 @@ def docs_diagrams():
     pl.draw, pl.draw_equation = draw, draw_equation
     try:
         for path in sorted((ROOT / "docs").glob("*.md")):
-            blocks = re.findall(r"```python[^\n]*\n(.*?)```", path.read_text(), flags=re.S)
-            last = max((i for i, b in enumerate(blocks) if "pl.draw" in b), default=None)
-            if last is None:
-                continue
-            page, namespace = path.name, {}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for block in blocks[:last + 1]:
-                    exec(compile(block, str(path), "exec"), namespace)
+            page = path.name
+            for blocks in _sessions(path):
+                namespace = {}
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for block in blocks:
+                        exec(compile(block, str(path), "exec"), namespace)
     finally:
         pl.draw, pl.draw_equation = real
     return calls
+
+
+def _sessions(path) -> list[list[str]]:
+    """The blocks to run for the drawings of a page: for a block the site runs in a session
+    (```python exec="on" session="s"), the page's blocks of that session up to the last that draws;
+    for the plain blocks (which the docs test runs as one namespace), every block up to the last
+    plain one that draws."""
+    blocks = re.findall(r"```python([^\n]*)\n(.*?)```", path.read_text(), flags=re.S)
+
+    def session(head):
+        if "exec=" not in head:
+            return None
+        m = re.search(r'session="([^"]+)"', head)
+        return m.group(1) if m else object()  # a block without a session runs alone
+    keys = [session(h) for h, _ in blocks]
+    out = []
+    for key in dict.fromkeys(keys):
+        last = max((i for i, (k, (_, b)) in enumerate(zip(keys, blocks)) if k == key and "pl.draw" in b), default=None)
+        if last is not None:
+            out.append([b for k, (_, b) in zip(keys[:last + 1], blocks) if key is None or k == key])
+    return out
 
 
 @pytest.fixture(scope="module")
