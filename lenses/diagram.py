@@ -46,7 +46,7 @@ from .terms import DictSig, _labels, as_term
 from .types import printable
 
 __all__ = ["Node", "Wire", "Frame", "Label", "Layout", "layout", "box_label", "value_label", "printable",
-           "smallest_text_px"]
+           "smallest_text_px", "responsive", "text_size"]
 
 FORWARD, BACKWARD = 0, 1
 #: points per layout unit (the renderer draws one unit as this many points)
@@ -64,8 +64,21 @@ _EM = {"mono": 0.61, "sans": 0.63, "bold": 0.7}  # a character's advance, in ems
 
 
 def text_size(text: str, size: float, face: str = "sans") -> tuple[float, float]:
-    """The width and height of one line of ``text`` at ``size`` points, in layout units
-    (an upper estimate from the DejaVu fonts' advances: ``face`` is ``mono``, ``sans`` or ``bold``)."""
+    """The width and height of one line of ``text`` at ``size`` points, in layout units: an upper
+    estimate from the DejaVu fonts' advances, so a label fits the box made for it.
+
+    Args:
+        text: the line.
+        size: the font size in points.
+        face: ``"mono"``, ``"sans"`` or ``"bold"``.
+
+    Returns:
+        ``(width, height)`` in layout units (``UNIT_PT`` points each).
+
+    >>> w, h = text_size("einsum", 8.0, "mono")
+    >>> round(w * UNIT_PT, 1), round(h * UNIT_PT, 1)    # points
+    (29.3, 10.0)
+    """
     return len(text) * size * _EM[face] / UNIT_PT, size * 1.25 / UNIT_PT
 
 
@@ -957,6 +970,10 @@ def responsive(svg: str, floor_px: float = 9.0) -> str:
 
     Returns:
         The SVG text with its root element's ``width``, ``height`` and ``style`` set.
+
+    Raises:
+        ValueError: the SVG has no ``viewBox``, or its texts cannot be measured (see
+            :func:`smallest_text_px`).
     """
     start = svg.find("<svg")
     end = svg.find(">", start)
