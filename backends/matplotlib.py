@@ -31,7 +31,18 @@ from matplotlib.patches import FancyBboxPatch, PathPatch, Rectangle  # noqa: E40
 from matplotlib.path import Path  # noqa: E402
 
 from paralens.backends import Backend  # noqa: E402
-from paralens.diagram import COLUMN_PX, FLOOR_PX, MARGIN, MIN_FONT_PT, UNIT_PT, Layout, _label, layout, responsive  # noqa: E402
+from paralens.diagram import (  # noqa: E402
+    COLUMN_PX,
+    FLOOR_PX,
+    MARGIN,
+    MIN_FONT_PT,
+    UNIT_PT,
+    Layout,
+    _extent,
+    _label,
+    layout,
+    responsive,
+)
 
 __all__ = ["backend", "draw", "draw_equation"]
 
@@ -45,12 +56,16 @@ TEXT = {"box": dict(family="monospace"), "part": dict(fontweight="bold"), "group
         "band": dict(color="#888888", style="italic")}
 
 
-def _curve(points):
-    """A smooth path through ``points``: horizontal tangents at each point."""
+def _curve(points, ends=(1, 1)):
+    """A smooth path through ``points``: horizontal tangents at each point, heading ``ends[0]``
+    (``1`` right, ``-1`` left) as it leaves the first and ``ends[1]`` as it enters the last."""
     verts, codes = [points[0]], [Path.MOVETO]
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        dx = (x1 - x0) / 2
-        verts += [(x0 + dx, y0), (x1 - dx, y1), (x1, y1)]
+    last = len(points) - 2
+    for k, ((x0, y0), (x1, y1)) in enumerate(zip(points, points[1:])):
+        a = ends[0] if k == 0 else (1 if x1 >= x0 else -1)
+        b = ends[1] if k == last else (1 if x1 >= x0 else -1)
+        reach = max(abs(x1 - x0) / 2, 0.25)
+        verts += [(x0 + a * reach, y0), (x1 - b * reach, y1), (x1, y1)]
         codes += [Path.CURVE4] * 3
     return Path(verts, codes)
 
@@ -76,9 +91,9 @@ def _render(ax, lay: Layout, colours: dict | None = None):
     for w in lay.wires:
         style = WIRES[w.kind]
         pts = list(w.points)
-        ax.add_patch(PathPatch(_curve(pts), facecolor="none", edgecolor=style["color"], lw=style["lw"],
+        ax.add_patch(PathPatch(_curve(pts, w.ends), facecolor="none", edgecolor=style["color"], lw=style["lw"],
                                ls=style["ls"], zorder=3))
-        ax.annotate("", xy=pts[-1], xytext=(pts[-1][0] - 0.05, pts[-1][1]),
+        ax.annotate("", xy=pts[-1], xytext=(pts[-1][0] - 0.05 * w.ends[1], pts[-1][1]),
                     arrowprops=dict(arrowstyle="-|>", color=style["color"], lw=0.8), zorder=3)
     for n in lay.boxes():
         l, t, r, b = n.rect
@@ -109,10 +124,7 @@ def _titled(lay: Layout, title: str | None) -> Layout:
     labels = [x for x in lay.labels if x.kind != "title"]
     if title:
         labels.append(_label(title, "title", lay.left + lay.width / 2, -0.08, ha="center", va="bottom"))
-    rects = [x.rect for x in labels] + [(lay.left, 0.0, lay.left + lay.width, lay.height)]
-    extent = (min(r[0] for r in rects) - MARGIN, min(r[1] for r in rects) - MARGIN,
-              max(r[2] for r in rects) + MARGIN, max(r[3] for r in rects) + MARGIN)
-    return replace(lay, labels=labels, title=title, extent=extent)
+    return replace(lay, labels=labels, title=title, extent=_extent(labels, lay.wires, lay.left, lay.width, lay.height))
 
 
 def _save(fig: Figure, path: str | None) -> str:

@@ -1,4 +1,4 @@
-"""String diagrams laid out in our own code: boxes on wires flowing left to right.
+"""String diagrams laid out in our own code: boxes on wires, forward left to right, backward right to left.
 
 :func:`layout` places a term (a lens, an optimizer or a learner: their term) as
 nested blocks. Every group of boxes (a learner's parts, an optimizer's
@@ -6,9 +6,11 @@ transforms, the layer instances) is a rectangle of its own, laid out inside its
 parent: its children (boxes and smaller groups) in columns by how they read each
 other, each column stacked. So frames of different groups never overlap, nested
 groups nest, and no box overlaps another. A reverse derivative's or a lens's
-backward boxes go in a second band under the forward ones; a wire from the
-forward band into the backward band is a *residual*: a value the forward pass
-keeps for the backward pass.
+backward boxes go in a second band under the forward ones, running right to left
+as a lens is drawn (``dy`` comes in on the right, ``dx`` leaves on the left, each
+layer's backward boxes under its forward ones); a wire from the forward band into
+the backward band is a *residual*: a value the forward pass keeps for the
+backward pass.
 
 Ports carry their names (``x``, ``dy``, ``dW``, ``dx``). A learner's or an
 optimizer's state arrives as trees (``params``, ``opt0``, ``hyper``); each tree
@@ -49,6 +51,7 @@ __all__ = ["Node", "Wire", "Frame", "Label", "Layout", "layout", "box_label", "v
            "smallest_text_px", "responsive", "text_size"]
 
 FORWARD, BACKWARD = 0, 1
+_HEADING = {FORWARD: 1, BACKWARD: -1}
 #: points per layout unit (the renderer draws one unit as this many points)
 UNIT_PT = 57.6
 #: font sizes in points, by what a label names; the smallest is at least ``MIN_FONT_PT``
@@ -139,13 +142,16 @@ class Wire:
             into a backward box).
         label: the shape of the value, for a wire leaving an input or a parameter port; ``""``
             for the others (and for a bundle's).
-        points: the ``(x, y)`` points the wire runs through, from the right edge of ``src``
-            through the waypoints to the left edge of ``dst``.
+        points: the ``(x, y)`` points the wire runs through, from the output side of ``src`` (its
+            right edge in the forward band, its left edge in the backward band) through the
+            waypoints to the input side of ``dst``.
         value: what the wire carries, as :func:`value_label` writes it, when the layout was made
             with ``values``; ``""`` otherwise.
         into: for a bundle's wire into a group, the group's path: the one wire stands for all the
             bundle's wires into that group, and ends at its frame (``()`` for other wires).
         out_of: for a bundle's wire out of a group, the group's path (``()`` for other wires).
+        ends: the way the wire heads as it leaves ``src`` and as it enters ``dst``: ``1`` rightwards
+            (the forward band), ``-1`` leftwards (the backward band, which runs right to left).
     """
 
     src: int
@@ -156,6 +162,7 @@ class Wire:
     value: str = ""
     into: tuple[str, ...] = ()
     out_of: tuple[str, ...] = ()
+    ends: tuple[int, int] = (1, 1)
 
 
 @dataclass
@@ -620,22 +627,31 @@ def layout(term, *, collapse=False, values: dict | None = None, expand=False) ->
         name = "forward" if band == FORWARD else "backward"
         head = text_size(name, FONTS["band"])[1] + 0.04
         labels.append(_label(name, "band", 0.05, y + 0.02, va="top"))
+        placed = len(frames)
         _position(root, MARGIN, y + head, nodes, frames)
+        if band == BACKWARD:  # the backward pass runs right to left, under the forward boxes it reverses
+            for n in nodes:
+                if n.band == BACKWARD:
+                    n.x = width - n.x
+            for f in frames[placed:]:
+                f.rect = (width - f.rect[2], f.rect[1], width - f.rect[0], f.rect[3])
         bottom = y + head + root.h + MARGIN
         bands.append((name, y, bottom))
         y = bottom + BAND_GAP
     height = bands[-1][2]
+    rects = {(f.band, f.path): f.rect for f in frames}
     for wire in wires:
         src, dst = nodes[wire.src], nodes[wire.dst]
+        out, into = _HEADING[src.band], _HEADING[dst.band]  # left by its output side, entered by its input side
+        wire.ends = (out, into)
         via = [(nodes[i].x, nodes[i].y) for i in wire.points]
-        start, end = (src.x + src.w / 2, src.y), (dst.x - dst.w / 2, dst.y)
-        rects = {(f.band, f.path): f.rect for f in frames}
+        start, end = (src.x + out * src.w / 2, src.y), (dst.x - into * dst.w / 2, dst.y)
         if wire.into:  # a bundle's wire ends at the frame of the group it enters
-            l, t, _, b = rects[(dst.band, wire.into)]
-            end = (l, (t + b) / 2)
+            l, t, r, b = rects[(dst.band, wire.into)]
+            end = (l if into > 0 else r, (t + b) / 2)
         if wire.out_of:
-            _, t, r, b = rects[(src.band, wire.out_of)]
-            start = (r, (t + b) / 2)
+            l, t, r, b = rects[(src.band, wire.out_of)]
+            start = (r if out > 0 else l, (t + b) / 2)
         wire.points = [start] + via + [end]
 
     for n in nodes:
@@ -652,13 +668,12 @@ def layout(term, *, collapse=False, values: dict | None = None, expand=False) ->
             k = stacked[(w.src, text)] = sum(1 for s, _ in stacked if s == w.src)
             step = text_size(text, FONTS[kind])[1]
             yy = y0 - 0.02 - k * step if kind == "wire" else y0 + 0.02 + k * step
-            labels.append(_label(text, kind, x0 + 0.04, yy, va="bottom" if kind == "wire" else "top"))
+            labels.append(_label(text, kind, x0 + 0.04 * w.ends[0], yy, ha="left" if w.ends[0] > 0 else "right",
+                                 va="bottom" if kind == "wire" else "top"))
     title = printable(term.name, 150)
     if title:
         labels.append(_label(title, "title", width / 2, -0.08, ha="center", va="bottom"))
-    rects = [lab.rect for lab in labels] + [(0.0, 0.0, width, height)]
-    extent = (min(r[0] for r in rects) - MARGIN, min(r[1] for r in rects) - MARGIN,
-              max(r[2] for r in rects) + MARGIN, max(r[3] for r in rects) + MARGIN)
+    extent = _extent(labels, wires, 0.0, width, height)
     return Layout(nodes, wires, width, height, bands, title, frames, labels, extent)
 
 
@@ -681,6 +696,15 @@ def _merge_bundles(nodes: list[Node], wires: list[Wire], bundled: set[int]) -> l
             seen.add(key)
             out.append(w)
     return out
+
+
+def _extent(labels, wires, left: float, width: float, height: float) -> tuple[float, float, float, float]:
+    """The rectangle around the bands, the labels and the wires (a curve bulges past its ends), with a margin."""
+    rects = [lab.rect for lab in labels] + [(left, 0.0, left + width, height)]
+    rects += [(min(x for x, _ in w.points) - 0.3, min(y for _, y in w.points),
+               max(x for x, _ in w.points) + 0.3, max(y for _, y in w.points)) for w in wires]
+    return (min(r[0] for r in rects) - MARGIN, min(r[1] for r in rects) - MARGIN,
+            max(r[2] for r in rects) + MARGIN, max(r[3] for r in rects) + MARGIN)
 
 
 class _Block:
