@@ -64,8 +64,10 @@ def _curve(points, ends=(1, 1)):
     for k, ((x0, y0), (x1, y1)) in enumerate(zip(points, points[1:])):
         a = ends[0] if k == 0 else (1 if x1 >= x0 else -1)
         b = ends[1] if k == last else (1 if x1 >= x0 else -1)
-        reach = max(abs(x1 - x0) / 2, 0.25)
-        verts += [(x0 + a * reach, y0), (x1 - b * reach, y1), (x1, y1)]
+        ahead = max(abs(x1 - x0) / 2, 0.25)  # an end that heads against the way to go turns round tightly
+        ra = ahead if a * (x1 - x0) >= 0 else 0.35
+        rb = ahead if b * (x1 - x0) >= 0 else 0.35
+        verts += [(x0 + a * ra, y0), (x1 - b * rb, y1), (x1, y1)]
         codes += [Path.CURVE4] * 3
     return Path(verts, codes)
 
