@@ -322,3 +322,17 @@ def test_the_checks_find_what_they_look_for():
     (params,) = [n for n in lay.nodes if n.label == "params (4)" and n.kind == "input"]
     params.members = params.members[:-1]
     assert any("input ports show" in p for p in problems(lay, learner))
+
+
+def test_every_optimizer_in_a_learner_is_legible_collapsed_and_expanded():
+    """Each optimizer of pl.optim once (hypothesis above samples some of them with deeper models)."""
+    model = pl.nn.mlp([3, 4, 2])
+    found = []
+    for name in OPTIMIZERS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            learner = pl.Learner(model, loss=pl.losses.mse(), optimizer=getattr(pl.optim, name)(0.1))
+        for collapse, expand in ((False, True), (True, False)):
+            lay = layout(learner, collapse=collapse, expand=expand)
+            found += [f"{name}: {p}" for p in problems(lay, learner, expand)]
+    assert not found, found[:5]
