@@ -1011,6 +1011,6 @@ def responsive(svg: str, floor_px: float = 9.0) -> str:
     smallest = min(_font_sizes(ET.fromstring(svg[start:]), vb_w))
     tag = re.sub(r'\s(width|height|style)="[^"]*"', "", tag)
     natural = vb_w * 4 / 3
-    least = math.ceil(vb_w * floor_px / smallest * 100) / 100
+    least = math.ceil(vb_w * floor_px / smallest) + 1  # a whole px more: browsers lay out in fractions of one
     style = f"width: 100%; height: auto; max-width: {max(natural, least):.2f}px; min-width: {least:.2f}px"
     return svg[:start] + tag + f' width="100%" style="{style}"' + svg[end:]

@@ -140,11 +140,13 @@ def pages_read(built_site, tmp_path_factory):
                 page.screenshot(path=str(shot), full_page=True, clip=dict(x=0, y=0, width=WIDTH, height=height),
                                 type="jpeg", quality=80)
                 smallest = min(texts, key=lambda t: t["px"]) if texts else None
+                sideways = page.evaluate(SIDEWAYS)
                 results[path or "/"] = dict(outside=list(outside), errors=errors, math=math, texts=len(texts),
-                                            smallest=smallest, screenshot=str(shot))
+                                            smallest=smallest, screenshot=str(shot), sideways=sideways)
                 page.close()
             browser.close()
             results["(any page, late)"] = dict(outside=everywhere, errors=[], texts=0, smallest=None, screenshot="",
+                                               sideways=dict(page=0, diagrams=0),
                                                math=dict(formulas=0, typeset=0, untypeset=[], raw=[], twice=[]))
     finally:
         server.shutdown()
@@ -157,6 +159,13 @@ def pages_read(built_site, tmp_path_factory):
               + (f"{s['px']:.2f} px ({s['label']!r})" if s else "-")
               + f"; {r['math']['typeset']}/{r['math']['formulas']} formulas typeset")
     return results
+
+
+#: how far the page overflows the window sideways, and how many diagram boxes scroll instead
+SIDEWAYS = """() => ({
+    page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    diagrams: [...document.querySelectorAll('.paralens-diagram')].filter(d => d.scrollWidth > d.clientWidth).length,
+})"""
 
 
 def _failing(results, check):
@@ -190,6 +199,14 @@ def test_diagram_text_is_at_least_9_css_px(pages_read):
                      else None)
     assert not small, {p: f"{s['px']:.2f} px: {s['label']!r} ({s['where']}; {pages_read[p]['screenshot']})"
                        for p, s in small.items()}
+
+
+@pytest.mark.slow
+def test_wide_diagrams_scroll_in_their_own_box(pages_read):
+    """A diagram wider than the column (its text kept at 9 px) scrolls inside its box
+    (docs/_hooks/diagrams.py); the page itself never scrolls sideways."""
+    assert not _failing(pages_read, lambda r: r["sideways"]["page"] > 0 and r["sideways"])
+    assert any(r["sideways"]["diagrams"] for r in pages_read.values()), "no diagram is wider than the column"
 
 
 @pytest.mark.slow
