@@ -49,6 +49,8 @@ def _content_defects_stay_fixed(site):
         assert f">{label}<" in page, f"the circuit's drawing has no {label}"
     assert re.search(r"<td>setosa against versicolor</td>\s*<td>0\.980</td>", page)
     assert re.search(r"<td>three classes, one-hot</td>\s*<td>0\.747</td>", page)
+    page = (site / "backprop-as-functor" / "index.html").read_text()   # L(f)'s wires with their numbers
+    assert page.count("|.|=2.232") >= 2, "L(f) is not drawn with values (the request r, its norm 2.232)"
 
 
 class _Loads(html.parser.HTMLParser):
