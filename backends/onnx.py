@@ -91,8 +91,7 @@ _DTYPES = {"bool": TensorProto.BOOL, "uint32": TensorProto.UINT32, "int32": Tens
 
 _UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Tanh", "sigmoid": "Sigmoid",
           "relu": "Relu", "cos": "Cos", "sin": "Sin", "tan": "Tan", "arctan": "Atan", "floor": "Floor",
-          "sign": "Sign", "abs": "Abs", "stop_gradient": "Identity", "conj": "Identity", "real": "Identity",
-          "softplus": "Softplus"}
+          "sign": "Sign", "abs": "Abs", "stop_gradient": "Identity", "conj": "Identity", "real": "Identity"}
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "power": "Pow"}
 _COMPARE = {"greater": "Greater", "equal": "Equal"}
 
@@ -245,6 +244,19 @@ def _compare(op_type):
 
 def _step(g, ins, outs, x):
     return g.op("Cast", [g.op("Greater", [x, g.const(0, ins[0].dtype)])], to=_elem(outs[0].dtype))
+
+
+def _softplus(g, ins, outs, x):
+    """``max(x, 0) + log1p(exp(-|x|))``, as JAX's ``logaddexp(x, 0)`` (onnxruntime's Softplus has no
+    float64 kernel, and takes ``log(1 + u)``, which loses the small ``u`` of a very negative ``x``).
+    ONNX has no log1p: ``log(w) * u / (w - 1)`` with ``w = 1 + u`` corrects ``w``'s rounding."""
+    dtype = ins[0].dtype
+    u = g.op("Exp", [g.op("Neg", [g.op("Abs", [x])])])
+    one = g.const(1, dtype)
+    w = g.op("Add", [one, u])
+    exact = g.op("Div", [g.op("Mul", [g.op("Log", [w]), u]), g.op("Sub", [w, one])])
+    log1p = g.op("Where", [g.op("Equal", [w, one]), u, exact])
+    return g.op("Add", [g.op("Relu", [x]), log1p])
 
 
 def _where(g, ins, outs, c, x, y):
@@ -576,7 +588,7 @@ RULES: dict[str, Callable] = {
     **{k: _unary(v) for k, v in _UNARY.items()},
     **{k: _binary(v) for k, v in _BINARY.items()},
     **{k: _compare(v) for k, v in _COMPARE.items()},
-    "step": _step, "where": _where, "cast": _cast, "scale": _scale, "shift": _shift, "pow": _pow,
+    "step": _step, "softplus": _softplus, "where": _where, "cast": _cast, "scale": _scale, "shift": _shift, "pow": _pow,
     "reduce_sum": _reduce("ReduceSum"), "reduce_max": _reduce("ReduceMax"),
     "broadcast": _broadcast, "reshape": _reshape, "transpose": _transpose, "einsum": _einsum,
     "softmax": _softmax, "logsumexp": _logsumexp, "zeros": _zeros, "const": _const,
@@ -651,7 +663,7 @@ def _session(model: onnx.ModelProto):
 
 
 def _feed(names, types, values) -> dict:
-    return {n: np.ascontiguousarray(np.asarray(v, dtype=np.dtype(t.dtype))) for n, t, v in zip(names, types, values)}
+    return {n: np.asarray(v, dtype=np.dtype(t.dtype), order="C") for n, t, v in zip(names, types, values)}
 
 
 class _Compiled:
@@ -723,21 +735,72 @@ class OnnxStep:
         new, loss = unflatten(tuple(self.term.out_sig), iter(outs))
         return {**state, **new}, loss
 
-    def export(self, path: str | os.PathLike | None = None) -> bytes:
+    def export(self, path: str | os.PathLike | None = None, *, state: dict | None = None) -> bytes:
         """The serialized ONNX model; written to ``path`` atomically, with its checksum beside it
         (``path + ".sha256"``), which :func:`load` verifies.
 
+        With ``state``, the state is written beside the model too, for a runtime without Python:
+        ``<stem>.state.bin`` holds every state leaf's bytes, little-endian, one after another, and
+        ``<stem>.state.json`` says for each leaf its input name, dtype, shape and byte range, and the
+        output that holds its next value (``null`` for a leaf the step only reads, such as a
+        hyperparameter); it lists the data inputs ``x``, ``y`` and the output ``loss`` with their
+        dtypes and shapes (``"batch"`` for the batch axis). Both get checksums too.
+
         Args:
             path: the file to write (``.onnx`` by custom); ``None``: write nothing.
+            state: a training state (``learner.init()``) to write beside the model; needs ``path``.
 
         Returns:
             The model's bytes (what ``onnx.load_model_from_string`` and onnxruntime read).
+
+        Raises:
+            ValueError: ``state`` without ``path``.
         """
+        from .artifacts import write_export
+
         blob = self.model.SerializeToString()
+        if state is not None and path is None:
+            raise ValueError("state= is written beside the model: give a path")
         if path is not None:
-            from .artifacts import write_export
             write_export(path, blob)
+        if state is not None:
+            stem = os.path.splitext(os.fspath(path))[0]
+            data, manifest = self.state_files(state, os.path.basename(stem) + ".state.bin")
+            write_export(stem + ".state.bin", data)
+            write_export(stem + ".state.json", manifest)
         return blob
+
+    def state_files(self, state: dict, data_name: str = "state.bin") -> tuple[bytes, bytes]:
+        """The two files :meth:`export` writes for ``state``: its leaves' bytes and the JSON manifest.
+
+        Args:
+            state: the training state.
+            data_name: the data file's name, recorded in the manifest.
+
+        Returns:
+            ``(data, manifest)``, both bytes.
+        """
+        import json
+
+        n_state = len(flatten(state, self.term.in_sig[0], None, "the state"))
+        leaves = flatten(state, self.term.in_sig[0], None, "the state")
+        types = list(self.term.dom)
+        outputs = dict(zip(self.output_names, self.term.cod))
+        chunks, entries, offset = [], [], 0
+        for name, t, v in zip(self.input_names[:n_state], types, leaves):
+            raw = np.asarray(v, dtype=np.dtype(t.dtype).newbyteorder("<")).tobytes(order="C")
+            new = _join("new", name)
+            entries.append({"name": name, "dtype": t.dtype, "shape": list(t.shape), "offset": offset,
+                            "bytes": len(raw), "output": new if new in outputs else None})
+            chunks.append(raw)
+            offset += len(raw)
+
+        def io(name, t):
+            return {"name": name, "dtype": t.dtype, "shape": ([BATCH] if t.batched else []) + list(t.shape)}
+        manifest = {"format": "paralens onnx step", "opset": OPSET, "data": data_name, "state": entries,
+                    "inputs": [io(n, t) for n, t in zip(self.input_names[n_state:], types[n_state:])],
+                    "outputs": [io(n, t) for n, t in outputs.items() if not n.startswith("new/")]}
+        return b"".join(chunks), (json.dumps(manifest, indent=1) + "\n").encode()
 
 
 def load(path: str | os.PathLike) -> onnx.ModelProto:
