@@ -2,6 +2,7 @@
 the JAX backend (training steps for 100 steps, every optimizer, R(f) and lenses against jax.vjp);
 what it cannot translate is refused by name; exported files are verified when loaded."""
 
+import json
 import os
 
 import jax
@@ -232,3 +233,23 @@ def test_export_is_atomic_with_a_checksum_and_a_tampered_file_is_refused(tmp_pat
     with pytest.raises(CorruptArtifactError, match="checksum file"):
         load(path)
     jax.export.deserialize(learner.export(None))  # the default format is still jax.export's
+
+
+@pytest.mark.slow
+def test_the_cli_exports_onnx_and_touches_no_onnx_file_it_did_not_write(tmp_path, capsys):
+    from paralens.backends import cli
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "step.onnx").write_bytes(b"the user's own model")
+    tiny = ["train", "--quiet", "--hidden", "8", "--epochs", "1", "--out", str(out)]
+    assert cli.main(tiny) == 0  # a JAX export leaves the user's step.onnx alone
+    assert (out / "step.onnx").read_bytes() == b"the user's own model"
+    assert cli.main([*tiny, "--export", "jax", "onnx", "--resume"]) == 2
+    assert "paralens did not write (step.onnx)" in capsys.readouterr().err
+    (out / "step.onnx").unlink()
+    assert cli.main([*tiny, "--export", "jax", "onnx", "--force"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"step.onnx", "step.onnx.sha256", "step.jaxexport"} <= set(summary["sha256"])
+    model = _checked(load(out / "step.onnx"))
+    assert [o.name for o in model.graph.output][-1] == "loss"
