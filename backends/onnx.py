@@ -788,8 +788,8 @@ class OnnxStep:
         """
         import json
 
-        n_state = len(flatten(state, self.term.in_sig[0], None, "the state"))
         leaves = flatten(state, self.term.in_sig[0], None, "the state")
+        n_state = len(leaves)
         types = list(self.term.dom)
         outputs = dict(zip(self.output_names, self.term.cod))
         chunks, entries, offset = [], [], 0
