@@ -66,8 +66,9 @@ BATCH = "batch"
 class UnsupportedPrimitive(NotImplementedError):
     """A term holds a primitive that has no ONNX form here.
 
-    Attributes:
-        primitive: the primitive's name.
+    Args:
+        primitive: the primitive's name, kept as :attr:`primitive`.
+        why: the message, which names the primitive and says why it has no ONNX form.
     """
 
     def __init__(self, primitive: str, why: str):
