@@ -52,7 +52,8 @@ from paralens.types import ArrayType
 from ._interpret import _refuse_bit_arithmetic
 from .numpy import backend as host
 
-__all__ = ["backend", "OPSET", "UnsupportedPrimitive", "OnnxStep", "to_onnx", "load", "BATCH"]
+__all__ = ["backend", "OPSET", "UnsupportedPrimitive", "OnnxStep", "to_onnx", "load", "BATCH", "write_arrays",
+           "read_arrays"]
 
 #: The ONNX opset every model is written in (onnxruntime 1.18 and later run it, in Python, C, C++,
 #: C#, Java, Node and the browser).
@@ -836,6 +837,53 @@ def load(path: str | os.PathLike) -> onnx.ModelProto:
         raise CorruptArtifactError(f"{os.fspath(path)} matches its checksum but is not a valid ONNX model: "
                                    f"{type(e).__name__}: {e}") from e
     return model
+
+
+def write_arrays(stem: str | os.PathLike, arrays: dict) -> None:
+    """Write NumPy arrays for a runtime without Python: ``<stem>.bin`` holds their bytes,
+    little-endian, one after another, and ``<stem>.json`` gives each name its dtype, shape and
+    byte range; both atomically, each with its ``.sha256`` (the layout of a step's state files).
+
+    Args:
+        stem: the files' path without the extension.
+        arrays: ``{name: array}``.
+    """
+    import json
+
+    from .artifacts import write_export
+
+    stem = os.fspath(stem)
+    entries, chunks, offset = {}, [], 0
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        raw = a.astype(a.dtype.newbyteorder("<")).tobytes(order="C")
+        entries[name] = {"dtype": str(a.dtype), "shape": list(a.shape), "offset": offset, "bytes": len(raw)}
+        chunks.append(raw)
+        offset += len(raw)
+    write_export(stem + ".bin", b"".join(chunks))
+    write_export(stem + ".json", (json.dumps(entries, indent=1) + "\n").encode())
+
+
+def read_arrays(stem: str | os.PathLike) -> dict:
+    """The arrays :func:`write_arrays` wrote, after checking both files against their checksums.
+
+    Args:
+        stem: the files' path without the extension.
+
+    Returns:
+        ``{name: array}``.
+
+    Raises:
+        paralens.backends.artifacts.CorruptArtifactError: a file does not match its checksum.
+    """
+    import json
+
+    from .artifacts import read_verified
+
+    stem = os.fspath(stem)
+    entries, data = json.loads(read_verified(stem + ".json")), read_verified(stem + ".bin")
+    return {name: np.frombuffer(data[e["offset"]:e["offset"] + e["bytes"]], np.dtype(e["dtype"]).newbyteorder("<"))
+            .reshape(e["shape"]).astype(e["dtype"]) for name, e in entries.items()}
 
 
 class OnnxBackend(Backend):

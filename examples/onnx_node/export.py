@@ -27,6 +27,7 @@ import paralens as pl
 from paralens import backends
 from paralens.backends import datasets
 from paralens.backends.artifacts import read_verified, write_export
+from paralens.backends.onnx import read_arrays, write_arrays
 
 
 def export(out: str, hidden=(32,), learning_rate: float = 1e-2, seed: int = 0) -> dict:
@@ -39,26 +40,8 @@ def export(out: str, hidden=(32,), learning_rate: float = 1e-2, seed: int = 0) -
     learner.export(os.path.join(out, "step.onnx"), format="onnx", state=state)
     model = backends.get("onnx").to_onnx(learner.inference_model)
     write_export(os.path.join(out, "model.onnx"), model.SerializeToString())
-    arrays = dict(zip(("x_train", "y_train", "x_test", "y_test"), datasets.digits()))
-    entries, chunks, offset = {}, [], 0
-    for name, a in arrays.items():
-        raw = np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes()
-        entries[name] = {"dtype": str(a.dtype), "shape": list(a.shape), "offset": offset, "bytes": len(raw)}
-        chunks.append(raw)
-        offset += len(raw)
-    write_export(os.path.join(out, "digits.bin"), b"".join(chunks))
-    write_export(os.path.join(out, "digits.json"), json.dumps(entries, indent=1).encode())
+    write_arrays(os.path.join(out, "digits"), dict(zip(("x_train", "y_train", "x_test", "y_test"), datasets.digits())))
     return {"learner": learner, "state": state}
-
-
-def _read(folder: str, manifest: str, data: str) -> tuple[dict, bytes]:
-    """A manifest and the data file it describes, both checked against their checksums."""
-    return json.loads(read_verified(os.path.join(folder, manifest))), read_verified(os.path.join(folder, data))
-
-
-def _array(data: bytes, entry: dict) -> np.ndarray:
-    raw = data[entry["offset"]:entry["offset"] + entry["bytes"]]
-    return np.frombuffer(raw, np.dtype(entry["dtype"]).newbyteorder("<")).reshape(entry["shape"])
 
 
 def train(folder: str, epochs: int = 3, batch_size: int = 32) -> dict:
@@ -77,10 +60,11 @@ def train(folder: str, epochs: int = 3, batch_size: int = 32) -> dict:
                                 providers=["CPUExecutionProvider"])
     model = ort.InferenceSession(load(os.path.join(folder, "model.onnx")).SerializeToString(), options,
                                  providers=["CPUExecutionProvider"])
-    meta, blob = _read(folder, "step.state.json", "step.state.bin")
-    state = {e["name"]: _array(blob, e) for e in meta["state"]}
-    digits, blob = _read(folder, "digits.json", "digits.bin")
-    d = {k: _array(blob, e) for k, e in digits.items()}
+    meta = json.loads(read_verified(os.path.join(folder, "step.state.json")))
+    blob = read_verified(os.path.join(folder, meta["data"]))
+    state = {e["name"]: np.frombuffer(blob[e["offset"]:e["offset"] + e["bytes"]], e["dtype"]).reshape(e["shape"])
+             for e in meta["state"]}
+    d = read_arrays(os.path.join(folder, "digits"))
     losses = []
     for _ in range(epochs):
         total, n = 0.0, len(d["x_train"]) // batch_size
