@@ -35,7 +35,8 @@ def _checked(model):
 
 
 def _models():
-    """(name, model, loss, x, y): the digits MLP, digits CNN and char-LM transformer, small."""
+    """(name, model, loss, x, y): the digits MLP, digits CNN and char-LM transformer, small (the
+    examples' own builders)."""
     mlp, cnn, lm = load_example("digits_mlp"), load_example("digits_cnn"), load_example("char_lm")
     x, y, _, _ = datasets.digits()
     xi = x.reshape(-1, 8, 8, 1)
@@ -67,16 +68,23 @@ def _train_both(learner, x, y, steps, batch=16):
     return a, b
 
 
+RUNS = [("mlp", "adam"), ("cnn", "adam"), ("char_lm", "adam"), ("mlp", "sgd")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", [pl.optim.adam(3e-3, eps=1e-3), pl.optim.sgd(0.05)], ids=["adam", "sgd"])
-def test_100_steps_of_the_mlp_cnn_and_char_lm_in_onnxruntime_equal_jax_float32(optimizer):
-    for _name, model, loss, x, y in _models():
-        learner = pl.Learner(model, loss=loss, optimizer=optimizer)
-        _checked(learner.compile("onnx").model)
-        a, b = _train_both(learner, x, y, 100)
-        _close_params(a["params"], b["params"], 1e-5)
+@pytest.mark.parametrize("model_name, optimizer", RUNS, ids=[f"{m}-{o}" for m, o in RUNS])
+def test_100_steps_in_onnxruntime_equal_jax_float32(model_name, optimizer):
+    """Adam with eps=1e-3 (its default 1e-8 divides summation-order noise in a near-zero gradient by
+    its square root, which tests that noise rather than the export), and SGD beside it."""
+    name, model, loss, x, y = next(m for m in _models() if m[0] == model_name)
+    opt = pl.optim.adam(3e-3, eps=1e-3) if optimizer == "adam" else pl.optim.sgd(0.05)
+    learner = pl.Learner(model, loss=loss, optimizer=opt)
+    _checked(learner.compile("onnx").model)
+    a, b = _train_both(learner, x, y, 100)
+    _close_params(a["params"], b["params"], 1e-5)
 
 
+@pytest.mark.slow
 def test_float64_steps_equal_jax_to_1e_12():
     """Double precision where onnxruntime's CPU kernels take it: the MLP and the transformer (its
     Conv and MaxPool kernels are float32 only, so the CNN is not run in float64)."""
@@ -123,7 +131,7 @@ def _onnx_vs_vjp(term, p, x, dy):
     return out, vjp(dy)
 
 
-@settings(max_examples=10)  # each example builds a model and an onnxruntime session
+@settings(max_examples=6)  # each example builds a model and an onnxruntime session
 @given(endo_terms(A, 3))
 def test_r_of_random_terms_in_onnx_equals_jax_vjp(f):
     rng = np.random.default_rng(0)
@@ -135,7 +143,7 @@ def test_r_of_random_terms_in_onnx_equals_jax_vjp(f):
         np.testing.assert_allclose(dp[k], dp_ref[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
-@settings(max_examples=10)
+@settings(max_examples=6)
 @given(hom_terms(A, pl.Array(2, dtype="float64")))
 def test_lenses_of_random_terms_in_onnx_equal_jax_vjp(f):
     rng = np.random.default_rng(1)

@@ -18,19 +18,16 @@ pytest.importorskip("onnxruntime")
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="needs node and npm")
 def test_node_trains_the_exported_step_as_python_onnxruntime_does(tmp_path):
-    work = tmp_path / "node"
-    work.mkdir()
-    for name in ("package.json", "package-lock.json", ".npmrc", "train.mjs"):
-        shutil.copy(EXAMPLE / name, work / name)
-    # onnxruntime-node ships its CPU binaries; its install script would fetch CUDA ones from the network
-    env = dict(os.environ, ONNXRUNTIME_NODE_INSTALL="skip")
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=work, env=env, check=True, capture_output=True,
-                   timeout=300)
+    # onnxruntime-node into the example's own (ignored) node_modules, once; it ships its CPU binaries, and
+    # its install script would fetch CUDA ones from the network
+    if not (EXAMPLE / "node_modules" / "onnxruntime-node" / "package.json").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE, check=True, capture_output=True,
+                       timeout=300, env=dict(os.environ, ONNXRUNTIME_NODE_INSTALL="skip"))
     example = load("onnx_node/export")
     out = tmp_path / "export"
     example.export(str(out))
     r = subprocess.run(["node", "train.mjs", str(out), "--epochs", "2", "--json", str(tmp_path / "node.json")],
-                       cwd=work, capture_output=True, text=True, timeout=300)
+                       cwd=EXAMPLE, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("epoch 1: loss ") and lines[-1].startswith("test accuracy ")
@@ -46,5 +43,5 @@ def test_node_trains_the_exported_step_as_python_onnxruntime_does(tmp_path):
     data = bytearray((out / "step.state.bin").read_bytes())
     data[0] ^= 1
     (out / "step.state.bin").write_bytes(bytes(data))
-    r = subprocess.run(["node", "train.mjs", str(out)], cwd=work, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(["node", "train.mjs", str(out)], cwd=EXAMPLE, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "does not match its checksum" in r.stderr
