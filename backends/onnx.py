@@ -45,7 +45,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from paralens.backends import Backend
-from paralens.prims import dilated_size, parse_einsum, rhs_cotangent_padding
+from paralens.prims import dilated_size, parse_einsum, promote, rhs_cotangent_padding
 from paralens.terms import DictSig, Term, as_term, flatten, unflatten
 from paralens.types import ArrayType
 
@@ -238,7 +238,7 @@ def _binary(op_type):
 
 def _compare(op_type):
     def rule(g, ins, outs, *vals):
-        common = max((t.dtype for t in ins), key=lambda d: list(_DTYPES).index(d))
+        common = promote(ins)
         mask = g.op(op_type, _aligned(g, ins, outs[0], vals, common))
         return g.op("Cast", [mask], to=_elem(outs[0].dtype))
     return rule
@@ -578,13 +578,6 @@ def _scatter_add(g, ins, outs, v, idx, *, size, batched_out=None):
     return g.op("ScatterND", [g.zeros(out, ref), where, v], reduction="add")
 
 
-def _refused(name):
-    def rule(g, ins, outs, *vals, **attrs):
-        raise UnsupportedPrimitive(name, f"the onnx backend cannot translate the primitive {name!r}: it "
-                                         f"{_REFUSED[name]}")
-    return rule
-
-
 #: One entry per primitive: the ONNX nodes it becomes.
 RULES: dict[str, Callable] = {
     **{k: _unary(v) for k, v in _UNARY.items()},
@@ -599,8 +592,19 @@ RULES: dict[str, Callable] = {
     "conv": _conv, "conv_weight": _conv_weight, "window_max": _window_max, "window_sum": _window_sum,
     "select_and_scatter_add": _select_and_scatter_add, "select_and_gather_add": _select_and_gather_add,
     "take": _take, "scatter_add": _scatter_add,
-    **{k: _refused(k) for k in _REFUSED},
 }
+
+
+def _refuse_untranslatable(term: Term):
+    """Refuse, before building anything, a term with a primitive that has no ONNX form here."""
+    for e in term.eqns:
+        name = e.prim.name
+        if name in _REFUSED:
+            raise UnsupportedPrimitive(name, f"{term.name}: the onnx backend cannot translate the primitive "
+                                             f"{name!r}: it {_REFUSED[name]}")
+        if name not in RULES:
+            raise UnsupportedPrimitive(name, f"{term.name}: the onnx backend has no ONNX form for the primitive "
+                                             f"{name!r}")
 
 
 def _value_info(name: str, t: ArrayType):
@@ -626,9 +630,7 @@ def to_onnx(term, *, check: bool = True) -> onnx.ModelProto:
     """
     term = as_term(term)
     _refuse_bit_arithmetic(term, "onnx")
-    for e in term.eqns:  # refuse before building anything
-        if e.prim.name not in RULES or e.prim.name in _REFUSED:
-            RULES.get(e.prim.name, _unknown(e.prim.name))(None, [], [])
+    _refuse_untranslatable(term)
     in_names, out_names = io_names(term)
     g = _Graph(in_names + out_names)
     wires = term.wires
@@ -648,12 +650,6 @@ def to_onnx(term, *, check: bool = True) -> onnx.ModelProto:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     return model
-
-
-def _unknown(name):
-    def rule(*_):
-        raise UnsupportedPrimitive(name, f"the onnx backend has no ONNX form for the primitive {name!r}")
-    return rule
 
 
 def _session(model: onnx.ModelProto, threads: int | None = None):

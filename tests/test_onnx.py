@@ -204,6 +204,12 @@ def test_a_hostile_name_is_data_in_the_protobuf():
     np.testing.assert_array_equal(out, [[2.0, 2.0]])
 
 
+def test_every_primitive_is_translated_or_refused_by_name():
+    from paralens.backends.onnx import _REFUSED, RULES
+
+    assert set(pl.PRIMS) == set(RULES) | set(_REFUSED) and not set(RULES) & set(_REFUSED)
+
+
 def test_refused_terms_name_their_primitive():
     drop = pl.nn.dropout(0.5).at([pl.Array[4], pl.prims.KEY])
     with pytest.raises(UnsupportedPrimitive, match="'uniform'.*key-driven randomness") as e:
