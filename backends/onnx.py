@@ -307,13 +307,51 @@ def _transpose(g, ins, outs, x, *, perm):
 
 
 def _einsum(g, ins, outs, a, b, *, spec, batched_out=None):
+    """A contraction as one MatMul: each operand transposed to (batch, kept, contracted) axes and
+    reshaped to three groups (the batch axes stay apart, MatMul broadcasts over them), then the
+    product reshaped and transposed to the output's axes, as ``np.einsum(optimize=True)`` plans it.
+    An outer product (nothing contracted) stays an Einsum node."""
     (sa, sb), so = parse_einsum(spec)
     z = next(ch for ch in "zyxwvutsrqponmlkjihgfedcba" if ch not in spec.lower())
     sa, sb = (z + sa if ins[0].batched else sa), (z + sb if ins[1].batched else sb)
     so = z + so if outs[0].batched else so
     dtype = outs[0].dtype
-    return g.op("Einsum", [g.cast(a, ins[0].dtype, dtype), g.cast(b, ins[1].dtype, dtype)],
-                equation=f"{sa},{sb}->{so}")
+    a, b = g.cast(a, ins[0].dtype, dtype), g.cast(b, ins[1].dtype, dtype)
+    shape_a = (None, *ins[0].shape) if ins[0].batched else ins[0].shape
+    shape_b = (None, *ins[1].shape) if ins[1].batched else ins[1].shape
+    size = {**dict(zip(sa, shape_a)), **dict(zip(sb, shape_b))}
+
+    def alone(x, sx, other):  # an index of one operand only (a batch summed with batched_out=False)
+        gone = [k for k, i in enumerate(sx) if i not in other and i not in so]
+        if not gone:
+            return x, sx
+        return g.op("ReduceSum", [x, g.ints(gone)], keepdims=0), "".join(i for i in sx if i in other or i in so)
+    a, sa = alone(a, sa, sb)
+    b, sb = alone(b, sb, sa)
+    bat = [i for i in sa if i in sb and i in so]
+    con = [i for i in sa if i in sb and i not in so]
+    keep_a, keep_b = [i for i in sa if i not in sb], [i for i in sb if i not in sa]
+    if not con:
+        return g.op("Einsum", [a, b], equation=f"{sa},{sb}->{so}")
+
+    def group(letters):  # one axis for a group of indices; -1 for the one holding the batch
+        sizes = [size[i] for i in letters]
+        return -1 if None in sizes else int(np.prod(sizes, dtype=np.int64))
+
+    def arrange(x, have, order, groups):
+        if list(have) != order:
+            x = g.op("Transpose", [x], perm=[have.index(i) for i in order])
+        if any(len(gr) != 1 for gr in groups):
+            x = g.op("Reshape", [x, g.ints([group([i]) for i in bat] + [group(gr) for gr in groups])])
+        return x
+
+    left = arrange(a, sa, bat + keep_a + con, [keep_a, con])
+    right = arrange(b, sb, bat + con + keep_b, [con, keep_b])
+    y = g.op("MatMul", [left, right])
+    made = bat + keep_a + keep_b
+    if len(keep_a) != 1 or len(keep_b) != 1:
+        y = g.op("Reshape", [y, g.ints([group([i]) for i in made])])
+    return y if made == list(so) else g.op("Transpose", [y], perm=[made.index(i) for i in so])
 
 
 def _softmax(g, ins, outs, x, *, axis):
