@@ -391,7 +391,7 @@ def _zeros(g, ins, outs, *vals, types):
 
 
 def _const(g, ins, outs, *, value, shape, dtype):
-    return g.op("Identity", [g.const(np.asarray(value).reshape(shape), dtype)])
+    return g.const(np.asarray(value).reshape(shape), dtype)
 
 
 def _batch_sum(g, ins, outs, x):
