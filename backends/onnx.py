@@ -109,8 +109,12 @@ def _join(base: str, key) -> str:
     return str(key) if not base else f"{base}/{key}"
 
 
-def _names(sig, base: str) -> list[str]:
-    """The leaf names of one argument with signature ``sig``, below ``base``."""
+def _names(sig, base) -> list[str]:
+    """The leaf names of one argument with signature ``sig``, below ``base`` (a name, or one per
+    entry of a tuple; ``d{}`` names a dict of parameter cotangents ``dparams/...``)."""
+    if isinstance(base, tuple):
+        return [n for s, b in zip(sig, base) for n in _names(s, b)]
+    base = base.replace("{}", "params")
     if sig is None:
         return [base]
     if isinstance(sig, DictSig):
@@ -138,7 +142,7 @@ def io_names(term: Term) -> tuple[list[str], list[str]]:
     outs = outs or (("y",) if len(out_sigs) == 1 else tuple(f"y{i}" for i in range(len(out_sigs))))
     inputs = [_join("params", n) for n in term.param_names]
     inputs += [n for sig, base in zip(in_sigs, ins) for n in _names(sig, base)]
-    outputs = [n for sig, base in zip(out_sigs, outs) for n in _names(sig, base.replace("{}", "params"))]
+    outputs = [n for sig, base in zip(out_sigs, outs) for n in _names(sig, base)]
     taken = set(inputs)
     outputs = [_join("new", n) if n in taken else n for n in outputs]
     for what, names in (("inputs", inputs), ("outputs", outputs)):

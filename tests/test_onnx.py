@@ -165,7 +165,9 @@ def test_r_of_the_cnn_layers_equals_jax_vjp():
               pl.nn.conv2d(4, 4, 3, stride=2, groups=2).at(pl.Array[7, 7, 4]),
               pl.nn.conv2d(2, 3, 2, dilation=2).at(pl.Array[6, 6, 2]),
               pl.nn.max_pool().at(pl.Array[6, 6, 3]),
-              pl.nn.avg_pool(3, 2).at(pl.Array[7, 7, 2])]
+              pl.nn.max_pool(3, 2, padding=1).at(pl.Array[7, 7, 2]),
+              pl.nn.avg_pool(3, 2).at(pl.Array[7, 7, 2]),
+              pl.nn.avg_pool(2, 1, padding=1).at(pl.Array[5, 5, 2])]
     rng = np.random.default_rng(0)
     for f in layers:
         p = {k: v.astype(np.float32) for k, v in f.init(0).items()}
@@ -267,3 +269,26 @@ def test_the_cli_exports_onnx_and_touches_no_onnx_file_it_did_not_write(tmp_path
     assert {"step.onnx", "step.onnx.sha256", "step.jaxexport"} <= set(summary["sha256"])
     model = _checked(load(out / "step.onnx"))
     assert [o.name for o in model.graph.output][-1] == "loss"
+
+
+def _random_like(types, rng, batch=3):
+    if isinstance(types, dict):
+        return {k: _random_like(v, rng, batch) for k, v in types.items()}
+    if isinstance(types, tuple):
+        return tuple(_random_like(t, rng, batch) for t in types)
+    return rng.standard_normal(((batch,) if types.batched else ()) + types.shape).astype(types.dtype)
+
+
+def test_second_reverse_derivatives_of_windows_and_strided_convolutions_equal_numpy():
+    """R(R(f)) reaches select_and_gather_add (max pooling's tangent) and convolutions of the
+    cotangents with dilated inputs; against the NumPy backend, the reference semantics."""
+    rng = np.random.default_rng(0)
+    for f in [pl.nn.max_pool(3, 2, padding=1).at(pl.Array[7, 7, 2]),
+              pl.nn.conv2d(2, 3, 3, stride=2, padding="same").at(pl.Array[7, 7, 2])]:
+        term = pl.R(pl.R(f))
+        params = {k: rng.standard_normal(t.shape).astype(np.float32) for k, t in term.param_types.items()}
+        args = _random_like(term.input_types(), rng)
+        want = backends.get("numpy").compile(term)(params, *args)
+        got = ONNX.compile(term)(params, *args)
+        _checked(ONNX.to_onnx(term))
+        jax.tree_util.tree_map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-4), got, want)
