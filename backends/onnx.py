@@ -752,15 +752,21 @@ class OnnxStep:
         term: a learner's step term (``learner.step_term``).
         threads: onnxruntime's intra-op threads; ``None``: its default (one per core). Small
             models on a busy machine run faster on one.
+        classes: the labels are class indices into this many classes, checked on the host before
+            each step (as the other backends check them); ``None``: no check.
     """
 
-    def __init__(self, term: Term, threads: int | None = None):
+    def __init__(self, term: Term, threads: int | None = None, classes: int | None = None):
+        from ._interpret import batch_check
+        from .validate import labels_check
+
         self.term = term
         self.model = to_onnx(term)
         self.input_names, self.output_names = io_names(term)
         self._types = list(term.dom)
         self._threads = threads
         self._session = None
+        self._same_batch, self._labels = batch_check(term, False), labels_check(classes)
 
     def __call__(self, state, x, y):
         """One step.
@@ -773,7 +779,13 @@ class OnnxStep:
         Returns:
             ``(new state, loss)``; the state's parts the step does not rewrite (``hyper``) are
             passed through.
+
+        Raises:
+            ValueError: ``x`` and ``y`` differ in batch size, or a class label is out of range.
         """
+        self._same_batch(x, y)
+        if self._labels is not None:
+            self._labels(x, np.asarray(y))
         flat = flatten((state, x, y), tuple(self.term.in_sig), None, "the step's arguments")
         if self._session is None:
             self._session = _session(self.model, self._threads)
@@ -958,7 +970,7 @@ class OnnxBackend(Backend):
 
         Args:
             step: a learner's step term.
-            classes: accepted for the learner's sake; onnxruntime itself refuses an index out of range.
+            classes: the labels are class indices into this many classes, checked before each step.
             **options: ``threads``, onnxruntime's intra-op threads (default: one per core).
 
         Returns:
@@ -970,7 +982,7 @@ class OnnxBackend(Backend):
         threads = options.pop("threads", None)
         if options:
             raise TypeError(f"the onnx backend takes only threads= for steps, got {sorted(options)}")
-        return OnnxStep(as_term(step), threads)
+        return OnnxStep(as_term(step), threads, classes)
 
     def init(self, term, seed: int = 0) -> dict:
         """The NumPy backend's initial values (see :func:`paralens.backends.numpy.init`)."""

@@ -226,6 +226,15 @@ def test_refused_terms_name_their_primitive():
         opaque.compile("onnx")
 
 
+def test_a_step_checks_its_labels_as_the_other_backends_do():
+    learner = pl.Learner(pl.nn.dense(2, 3), loss=CE, optimizer=pl.optim.sgd(0.1))
+    step, state = learner.compile("onnx"), learner.init(0)
+    with pytest.raises(ValueError, match="labels"):
+        step(state, np.ones((2, 2), np.float32), np.array([0, 3], np.int32))
+    with pytest.raises(ValueError, match="leading sizes differ"):
+        step(state, np.ones((2, 2), np.float32), np.array([0], np.int32))
+
+
 def test_export_is_atomic_with_a_checksum_and_a_tampered_file_is_refused(tmp_path):
     learner = pl.Learner(pl.nn.mlp([4, 8, 3]), loss=CE, optimizer=pl.optim.adam(1e-2))
     path = tmp_path / "step.onnx"
