@@ -701,7 +701,14 @@ def _session(model: onnx.ModelProto, threads: int | None = None):
     options.log_severity_level = 3
     if threads is not None:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own classes
+        if "NOT_IMPLEMENTED" not in str(e):
+            raise
+        raise NotImplementedError(f"the model is valid ONNX, but onnxruntime's CPU kernels do not cover one of its "
+                                  f"nodes ({e}); float64 convolutions and pooling have none: build the model in "
+                                  "float32") from e
 
 
 def _feed(names, types, values) -> dict:

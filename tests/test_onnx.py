@@ -226,6 +226,13 @@ def test_refused_terms_name_their_primitive():
         opaque.compile("onnx")
 
 
+def test_a_node_onnxruntime_has_no_kernel_for_is_refused_with_a_clear_error():
+    f = pl.astype(pl.nn.conv2d(1, 2, 3).at(pl.Array[4, 4, 1]), "float64")
+    _checked(ONNX.to_onnx(f))  # valid ONNX: only onnxruntime's CPU lacks a float64 Conv
+    with pytest.raises(NotImplementedError, match="float64 convolutions"):
+        ONNX.compile(f)(f.init(0), np.ones((1, 4, 4, 1)))
+
+
 def test_a_step_checks_its_labels_as_the_other_backends_do():
     learner = pl.Learner(pl.nn.dense(2, 3), loss=CE, optimizer=pl.optim.sgd(0.1))
     step, state = learner.compile("onnx"), learner.init(0)
