@@ -2,7 +2,7 @@
 
 A backend is a functor: each primitive becomes a few ONNX nodes, and composition
 does the rest. Any term (a model, ``pl.R(f)``, a lens, an optimizer's update, a
-learner's whole training step) becomes one :class:`onnx.ModelProto` of opset
+learner's whole training step) becomes one ``onnx.ModelProto`` of opset
 :data:`OPSET`, with inputs and outputs named by the calling convention:
 
 * a term's parameters ``params/<name>``; its arguments by the term's own names
@@ -68,7 +68,7 @@ class UnsupportedPrimitive(NotImplementedError):
     """A term holds a primitive that has no ONNX form here.
 
     Args:
-        primitive: the primitive's name, kept as :attr:`primitive`.
+        primitive: the primitive's name, kept as the attribute ``primitive``.
         why: the message, which names the primitive and says why it has no ONNX form.
     """
 
@@ -653,7 +653,7 @@ def _value_info(name: str, t: ArrayType):
     return helper.make_tensor_value_info(name, _elem(t.dtype), ([BATCH] if t.batched else []) + list(t.shape))
 
 
-def to_onnx(term, *, check: bool = True) -> onnx.ModelProto:
+def to_onnx(term, *, check: bool = True):
     """``term`` (or a lens, optimizer or learner: its term) as an ONNX model of opset :data:`OPSET`.
 
     Args:
@@ -750,8 +750,8 @@ class OnnxStep:
     """A learner's training step as an ONNX model, run by onnxruntime (CPU).
 
     ``step(state, x, y) -> (state, loss)``, as the other backends' steps; the state is
-    ``learner.init()``'s (NumPy arrays). :attr:`model` is the ``onnx.ModelProto``;
-    :meth:`export` writes it.
+    ``learner.init()``'s (NumPy arrays). Its attribute ``model`` is the ``onnx.ModelProto``;
+    :meth:`OnnxStep.export` writes it.
 
     Made by ``learner.compile("onnx")``.
 
@@ -836,7 +836,7 @@ class OnnxStep:
         return blob
 
     def state_files(self, state: dict, data_name: str = "state.bin") -> tuple[bytes, bytes]:
-        """The two files :meth:`export` writes for ``state``: its leaves' bytes and the JSON manifest.
+        """The two files :meth:`OnnxStep.export` writes for ``state``: its leaves' bytes and the JSON manifest.
 
         Args:
             state: the training state.
@@ -868,7 +868,7 @@ class OnnxStep:
         return b"".join(chunks), (json.dumps(manifest, indent=1) + "\n").encode()
 
 
-def load(path: str | os.PathLike) -> onnx.ModelProto:
+def load(path: str | os.PathLike):
     """An exported ONNX model, after verifying its checksum (``path + ".sha256"``)::
 
         model = load("step.onnx")
@@ -949,7 +949,7 @@ class OnnxBackend(Backend):
 
     name = "onnx"
 
-    def to_onnx(self, term, **options) -> onnx.ModelProto:
+    def to_onnx(self, term, **options):
         """``term`` as an ``onnx.ModelProto`` (see :func:`to_onnx`)."""
         return to_onnx(term, **options)
 
@@ -996,7 +996,7 @@ class OnnxBackend(Backend):
         return host.init(term, seed)
 
     def array(self, value, type: ArrayType):
-        """A NumPy array of ``type`` (see :meth:`paralens.backends.numpy.NumpyBackend.array`)."""
+        """A NumPy array of ``type`` (see :meth:`paralens.backends._interpret.ArrayBackend.array`)."""
         return host.array(value, type)
 
 
