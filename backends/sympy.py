@@ -27,6 +27,7 @@ import re
 import numpy as np
 import sympy as sp
 
+from paralens.prims import KEY
 from paralens.terms import as_term
 from paralens.types import ArrayType, printable
 
@@ -338,15 +339,22 @@ class SympyBackend(ArrayBackend):
     def formulas(self, term, **values) -> Formulas:
         """``term``'s outputs as formulas in symbols named after its ports and parameters (one
         example: batched wires are shown per example). ``values`` fixes inputs or parameters
-        by name (``dy=1``)."""
+        by name (``dy=1``); a name that is neither raises ``KeyError``. Random keys
+        (``prims.KEY`` wires, as :func:`~paralens.forward_gradient` and dropout pass on) are not
+        numbers of the maths: a key output has no formula, and draws from a key are symbols."""
         term = as_term(term)
         in_labels, out_labels = term.port_labels()
         locals_ = [s.local or s.layer for s in term.params]
         short = locals_ if len(set(locals_)) == len(locals_) else [n.replace(".", "_") for n in term.param_names]
+        unknown = sorted(set(values) - set(short) - set(term.param_names) - set(in_labels))
+        if unknown:
+            raise KeyError(f"formulas of {term.name}: no input or parameter is named {unknown}; the inputs are "
+                           f"{list(in_labels)} and the parameters {list(term.param_names)}")
         args, names = [], {}
         for name, full, spec in zip(short, term.param_names, term.params):
             v = values.get(full, values.get(name))
-            args.append(_convert(v) if v is not None else _symbols(name, spec.type.shape, names))
+            v = _convert(v) if v is not None else _symbols(name, spec.type.shape, names)
+            args.append(np.asarray(v, dtype=object)[None] if spec.type.batched else v)  # a label: one example's
         for label, t in zip(in_labels, term.dom):
             v = values.get(label)
             v = np.asarray(_convert(v) if v is not None else _symbols(label, t.shape, names), dtype=object)
@@ -355,7 +363,7 @@ class SympyBackend(ArrayBackend):
             args.append(v[None] if t.batched else v)  # one example
         outs = self.run(term, [np.asarray(a, dtype=object) for a in args])
         return Formulas(((label, _finish(np.asarray(v, dtype=object)[0] if t.batched else v))
-                         for label, v, t in zip(out_labels, outs, term.cod)), names)
+                         for label, v, t in zip(out_labels, outs, term.cod) if t != KEY), names)
 
     def init(self, term, seed: int = 0) -> dict:
         """Each parameter as an array of symbols named ``name[i,j]`` (``seed`` is not used);

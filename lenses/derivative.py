@@ -263,7 +263,10 @@ def D(f: Term) -> Term:
     dps = [b.input(t) for t in f.param_types.values()]
     dxs = [b.input(t) for t in f.dom]
     zero_dy = b.emit(P.ZEROS, xs, types=tuple(f.cod)) if len(f.cod) else []
+    first = len(b.eqns)
     outs = b.inline(rrf, xs + zero_dy + dps + dxs, params=dict(zip(rrf.param_wires, pw)))
+    # R's backward boxes, run twice, compute a forward derivative: D has no backward pass
+    b.eqns[first:] = [e.replace(backward=False) if e.backward else e for e in b.eqns[first:]]
     dy = outs[len(outs) - len(f.cod):]
     x_sig = _arg_sig(f)
     (x, y), (dp, dx) = _d_names(f)
@@ -321,5 +324,7 @@ def forward_gradient(f: Term, wrt=None) -> Term:
     dps = [tangents[n] if n in tangents else P.zeros_like(b, w) for n, w in zip(names, pw)]
     (dy,) = b.inline(d, xs + dps + [P.zeros_like(b, x) for x in xs], params=dict(zip(d.param_wires, pw)))
     grads = [P.mul(b, tangents[n], dy) for n in wrt]
+    (x, _), _ = _d_names(f)
     return b.build(xs + [key_in], grads + [key], in_sig=(_arg_sig(f), None),
-                   out_sig=(DictSig(tuple(wrt)), None), name=f"forward_gradient({f.name})")
+                   out_sig=(DictSig(tuple(wrt)), None), name=f"forward_gradient({f.name})",
+                   arg_names=((x, "key"), ("d{}", "key'")))

@@ -66,36 +66,57 @@ def to_networkx(term) -> networkx.MultiDiGraph:  # noqa: F821
     return g
 
 
-def draw(term, path: str | None = None, *, collapse: bool = False, title: str | None = None, values=None) -> str:
+def draw(term, path: str | None = None, *, collapse=False, title: str | None = None, values=None,
+         expand=False) -> str:
     """Draw ``term`` (a term, lens, optimizer or learner) as a string diagram.
 
     Writes ``path`` (``.png`` or ``.svg``) and returns it, or returns the SVG
-    text when ``path`` is ``None``. ``collapse=True`` draws each layer as one box.
+    text when ``path`` is ``None``. The SVG scales to the width of the page it is
+    put in (``width="100%"``, its height from its ``viewBox``), no larger than its
+    natural size and no smaller than the width at which its smallest text is 9 CSS px
+    (put it in a container with ``overflow-x: auto`` and a narrower page scrolls).
 
     Args:
         term: a :class:`~paralens.Term`, a lens, an optimizer or a learner (anything
             :func:`~paralens.as_term` accepts).
         path: the file to write, ending in ``.png`` or ``.svg`` (any other ending raises
             ``ValueError``); ``None`` writes no file.
-        collapse: draw each layer instance (``dense0``, ``relu1``) as one box instead of
-            its primitives.
+        collapse: ``False``: every primitive box. ``True``: a learner's four parts (model, loss,
+            learning rate, optimizer) as one box each per band, the way "Categorical Foundations"
+            draws its lenses, and a term without parts one box per layer instance (``dense0``,
+            ``relu1``). ``"layers"``: one box per layer instance, inside the frames of the parts.
         title: the title over the drawing; ``None`` uses the term's name.
         values: ``(params, *args)``, the arguments of the term's compiled function: each wire is
             labelled with the value the NumPy backend computes on it (a number, or shape and norm),
             so ``pl.draw(pl.R(f), values=(params, x, dy))`` shows every cotangent of the backward
             pass beside the forward values; ``None`` (the default): structure only.
+        expand: ``False``: a learner's (or an optimizer's) state trees, ``params``, ``opt0``,
+            ``hyper``, are drawn as one wire each, labelled with their number of wires
+            (``params (4)``). ``True``: every state wire on its own. A list of names
+            (``["opt0"]``): those trees wire by wire, the others bundled.
 
     Returns:
         ``path`` as a string once the file is written, or the SVG text when ``path`` is ``None``.
 
     Raises:
-        TypeError: ``values`` is not a tuple, or holds arguments the term does not take.
-        ValueError: ``path`` ends in neither ``.png`` nor ``.svg``.
+        TypeError: ``values`` is not a tuple, or holds arguments the term does not take; ``expand``
+            is neither a bool nor a list of names.
+        ValueError: ``path`` ends in neither ``.png`` nor ``.svg``; ``collapse`` is not one of the
+            above; ``expand`` names a state tree the term does not have.
+
+    >>> import paralens as pl
+    >>> step = pl.Learner(pl.nn.mlp([3, 4, 2]), loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-2))
+    >>> svg = pl.draw(step, collapse=True)
+    >>> ">params (4)<" in svg and ">model<" in svg and ">optimizer<" in svg
+    True
+    >>> pl.diagram.smallest_text_px(svg, column=690) >= 9
+    True
     """
-    return backends.get("matplotlib").draw(term, path, collapse=collapse, title=title, values=values)
+    return backends.get("matplotlib").draw(term, path, collapse=collapse, title=title, values=values, expand=expand)
 
 
-def draw_equation(lhs, rhs, path: str | None = None, *, collapse: bool = False, title: str | None = None) -> str:
+def draw_equation(lhs, rhs, path: str | None = None, *, collapse=False, title: str | None = None,
+                  expand=False) -> str:
     """Draw the two sides of a law next to each other, ``lhs = rhs``.
 
     For example ``pl.lens(f >> g)`` and ``pl.lens(f) >> pl.lens(g)``.
@@ -106,10 +127,11 @@ def draw_equation(lhs, rhs, path: str | None = None, *, collapse: bool = False, 
             between them.
         path: the file to write, ending in ``.png`` or ``.svg`` (any other ending raises
             ``ValueError``); ``None`` writes no file.
-        collapse: draw each layer instance as one box on both sides.
+        collapse: as :func:`draw`'s, on both sides.
         title: the title over the drawing; ``None`` uses ``"<lhs name>  =  <rhs name>"``.
+        expand: as :func:`draw`'s, on both sides.
 
     Returns:
         ``path`` as a string once the file is written, or the SVG text when ``path`` is ``None``.
     """
-    return backends.get("matplotlib").draw_equation(lhs, rhs, path, collapse=collapse, title=title)
+    return backends.get("matplotlib").draw_equation(lhs, rhs, path, collapse=collapse, title=title, expand=expand)

@@ -28,6 +28,10 @@ def formulas(term, **values):
     Nonlinearities stay named (``\\sigma(z)(1 - \\sigma(z))``). The result is a dict
     of SymPy expressions with ``.latex()``; a notebook shows it as LaTeX.
 
+    A random key (a ``prims.KEY`` wire, such as :func:`~paralens.forward_gradient` takes and
+    passes on) is not a number of the maths: a key output has no formula, and each draw from
+    a key is a fresh symbol (``v_{k}``).
+
     Args:
         term: a :class:`~paralens.Term`, a lens, an optimizer or a learner (anything
             :func:`~paralens.as_term` accepts); a polymorphic layer needs a type first.
@@ -37,7 +41,10 @@ def formulas(term, **values):
 
     Returns:
         A dict (``Formulas``) from each output port's label (``dw``, ``dx``) to its SymPy
-        expression (a SymPy ``Array`` of expressions for an array output); its ``latex()`` method
-        gives all of them as one LaTeX ``aligned`` block.
+        expression (a SymPy ``Array`` of expressions for an array output), random keys left out;
+        its ``latex()`` method gives all of them as one LaTeX ``aligned`` block.
+
+    Raises:
+        KeyError: a name of ``values`` is neither an input port's label nor a parameter's name.
     """
     return backends.get("sympy").formulas(term, **values)

@@ -481,6 +481,41 @@ class Term:
         return Term(self.dom, self.cod, diagram=self._diagram, node=self._node, in_sig=self.in_sig,
                     out_sig=self.out_sig, name=name, arg_names=self.arg_names)
 
+    def with_ports(self, inputs=None, outputs=None) -> Term:
+        """The same term with its ports named: what its diagrams, its formulas and its reverse
+        derivative's ports (``d<name>``) show instead of ``x``/``y`` (``x0``, ``y1``, ...).
+
+        Args:
+            inputs: one name per input argument (a ``str`` for a term of one argument); ``None``:
+                keep the current names.
+            outputs: one name per output (a ``str`` for a term of one output); ``None``: keep them.
+
+        Returns:
+            The term with those port names, equal to this one in everything else.
+
+        Raises:
+            TypeError: a name is not a ``str``.
+            ValueError: a name is empty, or the names are not as many as the arguments or outputs.
+
+        >>> import paralens as pl
+        >>> @pl.para
+        ... def half_adder(x: pl.z2.Bits(2)):
+        ...     a, b = pl.z2.bits_of(x)
+        ...     return a + b, a * b
+        >>> half_adder.with_ports(outputs=("sum", "carry")).port_labels()
+        (('x',), ('sum', 'carry'))
+        >>> pl.R(half_adder.with_ports(outputs=("sum", "carry"))).port_labels()[0]
+        ('x', 'dsum', 'dcarry')
+        """
+        n_in, n_out = len(tuple(self.in_sig)), len(self.out_sig) if isinstance(self.out_sig, tuple) else 1
+        old_in, old_out = self.arg_names or (None, None)  # the defaults, as port_labels makes them
+        old_in = old_in or (("x",) if n_in == 1 else tuple(f"x{i}" for i in range(n_in)))
+        old_out = old_out or (("y",) if n_out == 1 else tuple(f"y{i}" for i in range(n_out)))
+        return Term(self.dom, self.cod, diagram=self._diagram, node=self._node, in_sig=self.in_sig,
+                    out_sig=self.out_sig, name=self._name, arg_names=(
+                        _port_names(inputs, n_in, "input") if inputs is not None else old_in,
+                        _port_names(outputs, n_out, "output") if outputs is not None else old_out))
+
     def then(self, *others: Term) -> Term:
         """``f.then(g, h)`` is ``f >> g >> h``.
 
@@ -532,6 +567,20 @@ class Term:
             ImportError: the backend needs a library that is not installed.
         """
         return _backend(backend).init(self, seed)
+
+
+def _port_names(names, n: int, what: str) -> tuple[str, ...]:
+    """``names`` (a ``str`` or a sequence of them) as ``n`` port names, checked: names are data."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    for name in names:
+        if type(name) is not str:
+            raise TypeError(f"an {what} port's name must be a str, got {type(name).__name__}")
+        if not name:
+            raise ValueError(f"an {what} port's name must not be empty")
+    if len(names) != n:
+        raise ValueError(f"the term has {n} {what} argument{'s' if n != 1 else ''}, got {len(names)} names "
+                         f"{list(names)}")
+    return names
 
 
 def _labels(sig, base) -> list[str]:

@@ -29,6 +29,7 @@ from .learner import Learner
 from .optics import Lens
 from .optim import Leaf, Transform
 from .terms import Builder, Poly, Term
+from .tracer import term_on
 from .types import ArrayType, Ty, as_ty
 from .wires import Wire, tracing
 
@@ -69,9 +70,9 @@ def xor(a: Wire, b: Wire) -> Wire:
         b: a wire of bits, combined with ``a`` elementwise.
 
     Returns:
-        The wire of ``a`` XOR ``b``.
+        The wire of ``a`` XOR ``b``, made by one box named ``xor`` (what a collapsed drawing shows).
     """
-    return a + b
+    return _gate("xor", lambda u, v: u + v, a, b)
 
 
 def and_(a: Wire, b: Wire) -> Wire:
@@ -82,9 +83,9 @@ def and_(a: Wire, b: Wire) -> Wire:
         b: a wire of bits, combined with ``a`` elementwise.
 
     Returns:
-        The wire of ``a`` AND ``b``.
+        The wire of ``a`` AND ``b``, made by one box named ``and`` (what a collapsed drawing shows).
     """
-    return a * b
+    return _gate("and", lambda u, v: u * v, a, b)
 
 
 def not_(a: Wire) -> Wire:
@@ -94,13 +95,27 @@ def not_(a: Wire) -> Wire:
         a: a wire of bits, inside a function traced by :func:`~paralens.para`.
 
     Returns:
-        The wire of NOT ``a``, each bit flipped.
+        The wire of NOT ``a``, each bit flipped, made by one box named ``not``.
     """
-    return a + 1
+    return _gate("not", lambda u: u + 1, a)
+
+
+def _gate(name: str, fn, *args) -> Wire:
+    """``fn(*args)`` as one named layer, so that a collapsed drawing shows the gate by its name;
+    a number among the arguments (``xor(a, 1)``) stays a number, as in ``a + 1``."""
+    wires = [a for a in args if isinstance(a, Wire)]
+    if not wires:
+        return fn(*args)
+
+    def on_wires(*ws):
+        it = iter(ws)
+        return fn(*(next(it) if isinstance(a, Wire) else a for a in args))
+    return term_on([w.type for w in wires], on_wires, name)(*wires)
 
 
 def bits_of(x: Wire) -> list[Wire]:
-    """The bits of a vector wire, one wire each (a contraction with a one-hot constant).
+    """The bits of a vector wire, one wire each (a contraction with a one-hot constant each, in
+    one layer named ``bits_of``: a collapsed drawing shows one box).
 
     Args:
         x: a wire of per-example shape ``(n,)`` (``Bits(n)``), inside a function traced by
@@ -110,8 +125,12 @@ def bits_of(x: Wire) -> list[Wire]:
         ``n`` scalar wires, bit ``k`` of ``x`` at index ``k``.
     """
     n = x.shape[-1]
-    return [W.einsum("i,i->", x, W.constant([int(i == k) for i in range(n)], (n,), "bool", like=x))
-            for k in range(n)]
+
+    def split(v: Wire) -> list[Wire]:
+        return [W.einsum("i,i->", v, W.constant([int(i == k) for i in range(n)], (n,), "bool", like=v))
+                for k in range(n)]
+    outs = term_on([x.type], split, "bits_of")(x)  # one layer, so a drawing shows it as one box, bits_of
+    return list(outs) if isinstance(outs, tuple) else [outs]
 
 
 def dense(n_in: int, n_out: int, *, bias: bool = True, init: tuple = bits(0.5)) -> Term:

@@ -3,6 +3,7 @@
 import importlib.util
 import pathlib
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,10 +31,12 @@ def test_iris_hidden_layer(seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("source, target", [(3, 8), (0, 6)])
 def test_dreaming_turns_a_digit_into_another_and_leaves_the_parameters_alone(tmp_path, source, target):
-    before, after, unchanged, x = load("dream_digits").main(source, target, out=str(tmp_path / "dream.png"),
-                                                            progress=False)
+    before, after, unchanged, x, corr = load("dream_digits").main(source, target, out=str(tmp_path / "dream.png"),
+                                                                  progress=False)
     assert before < 0.1 and after >= 0.9
     assert unchanged
+    # recognisable without the model: of the class means (centred), the target's is the nearest, and by far
+    assert corr.argmax() == target and corr[target] >= 0.8 and np.sort(corr)[-2] <= 0.6, corr
     assert (tmp_path / "dream.png").read_bytes().startswith(b"\x89PNG")
 
 

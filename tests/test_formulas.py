@@ -1,6 +1,7 @@
 """Formulas: the SymPy backend's expressions for a term and its reverse derivative, as LaTeX."""
 
 import numpy as np
+import pytest
 import sympy as sp
 from sympy.parsing.latex import parse_latex
 
@@ -56,3 +57,25 @@ def test_formulas_of_optimizers_and_lenses():
     assert sp.Symbol("eta") in adam["w'"].free_symbols and sp.Symbol("dw") in adam["w'"].free_symbols
     lens = pl.formulas(pl.lens(neuron))
     assert set(lens) == {"y", "dw", "db", "dx"}
+
+
+def test_a_random_key_has_no_formula_and_unknown_names_are_refused():
+    """forward_gradient passes its key on; the key is not a number of the maths, so the formulas
+    are the gradient estimates only (each v_k (v . grad f), checked against sympy.diff), and a
+    value given under a name that no input or parameter has is refused, not ignored."""
+    @pl.para
+    def tanh_neuron(x: pl.Array[()], w: pl.Param[()], b: pl.Param[()]):
+        return pl.tanh(w * x + b)
+    estimate = pl.forward_gradient(tanh_neuron >> pl.losses.mse().at(pl.Array[()]))  # the label: a batched param
+    formulas = pl.formulas(estimate)
+    assert len(formulas) == 2 and len(estimate.cod) == 3  # dw, db; the next key has no row
+    key = estimate.port_labels()[0][1]
+    symbols = set().union(*(e.free_symbols for e in formulas.values()))
+    assert not any(s.name.startswith(key) for s in symbols)
+    x, w, b, label = (sp.Symbol(n) for n in (estimate.port_labels()[0][0], "w", "b", "mse"))
+    f = 0.5 * (sp.tanh(w * x + b) - label) ** 2
+    v = sorted((s for s in symbols if s.name.startswith("v_")), key=lambda s: int(s.name[3:-1]))
+    for e, vk in zip(formulas.values(), v):
+        assert sp.simplify(e - vk * (v[0] * sp.diff(f, w) + v[1] * sp.diff(f, b))) == 0
+    with pytest.raises(KeyError, match=r"no input or parameter is named \['seed'\]"):
+        pl.formulas(estimate, seed=np.array([0, 1], np.uint32))

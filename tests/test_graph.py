@@ -64,12 +64,12 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_diagrams_have_no_overlapping_boxes_and_every_port_label(name, collapse, tmp_path):
     obj = CASES[name]()
-    layout = pl.diagram.layout(obj, collapse=collapse)
+    layout = pl.diagram.layout(obj, collapse=collapse, expand=True)  # every state wire a port of its own
     assert not overlaps(layout), overlaps(layout)[:5]
     ins, outs = pl.as_term(obj).port_labels()
     labels = [n.label for n in layout.boxes() if n.kind in ("input", "output")]
     assert sorted(labels) == sorted(ins + outs)
-    svg = pl.draw(obj, collapse=collapse)
+    svg = pl.draw(obj, collapse=collapse, expand=True)
     for label in set(ins + outs):
         assert f">{label}<" in svg, label
     assert all(len(w.points) >= 2 for w in layout.wires)

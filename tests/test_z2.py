@@ -247,3 +247,28 @@ def test_bits_on_numpy_and_jax_get_a_clear_error_never_or_for_plus():
     np.testing.assert_array_equal(z2.compile(f)(p, x), [[False, True]])  # Z2: x*w + x, not OR
     with pytest.raises(TypeError, match="every wire bool"):
         z2.compile(pl.nn.dense(2, 1))
+
+
+# ---------------------------------------------------------------- named gates and ports
+
+def test_gates_and_bits_of_are_named_boxes_and_ports_carry_their_names():
+    """Collapsed, a half adder draws as bits_of -> xor, and -> sum, carry (not an einsum with
+    one-hot constants, not y0/y1); R's ports are dsum, dcarry -> dx; the gates compute as before."""
+    @pl.para
+    def half_adder(x: pl.z2.Bits(2)):
+        a, b = pl.z2.bits_of(x)
+        return pl.z2.xor(a, b), pl.z2.and_(a, pl.z2.not_(pl.z2.not_(b)))
+    named = half_adder.with_ports(outputs=("sum", "carry"))
+    labels = [n.label for n in pl.diagram.layout(named, collapse=True).nodes if n.kind != "dummy"]
+    assert sorted(labels) == sorted(["x", "bits_of", "xor", "and", "not0", "not1", "sum", "carry"]), labels
+    assert pl.R(named).port_labels() == (("x", "dsum", "dcarry"), ("dx",))
+    x = np.array(list(itertools.product([0, 1], repeat=2)), bool)
+    s, c = z2.compile(named)({}, x)
+    np.testing.assert_array_equal(s, x[:, 0] ^ x[:, 1])
+    np.testing.assert_array_equal(c, x[:, 0] & x[:, 1])
+    with pytest.raises(ValueError, match="2 output arguments, got 1"):
+        half_adder.with_ports(outputs="sum")
+    with pytest.raises(TypeError, match="must be a str"):
+        half_adder.with_ports(inputs=(3,))
+    with pytest.raises(ValueError, match="must not be empty"):
+        half_adder.with_ports(inputs="")
