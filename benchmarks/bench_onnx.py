@@ -30,12 +30,12 @@ import paralens as pl
 
 
 def models() -> dict:
-    """The digits MLP and CNN of ``examples/``: (model, one example's input shape)."""
+    """The digits MLP and CNN of ``examples/``: {key: (title, model, one example's input shape)}."""
     features = (pl.nn.conv2d(1, 16, 3, padding="same").at(pl.Array[8, 8, 1]) >> pl.nn.relu()
                 >> pl.nn.max_pool() >> pl.nn.conv2d(16, 32, 3, padding="same") >> pl.nn.relu()
                 >> pl.nn.max_pool() >> pl.nn.flatten())
-    return {"MLP [64, 128, 128, 10]": (pl.nn.mlp([64, 128, 128, 10], activation=pl.nn.relu), (64,)),
-            "CNN 8x8 (16, 32 channels)": (features >> pl.nn.dense(features.cod[0].size, 10), (8, 8, 1))}
+    return {"mlp": ("MLP [64, 128, 128, 10]", pl.nn.mlp([64, 128, 128, 10], activation=pl.nn.relu), (64,)),
+            "cnn": ("CNN 8x8 (16, 32 channels)", features >> pl.nn.dense(features.cod[0].size, 10), (8, 8, 1))}
 
 
 def timed(step, state, x, y, calls: int):
@@ -85,13 +85,15 @@ def main(argv=None) -> int:
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--threads", type=int, nargs="+", default=[0, 1],
                     help="onnxruntime intra-op threads, each a run (0: its default, one per core)")
+    ap.add_argument("--models", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     import onnxruntime
 
     print(f"onnxruntime {onnxruntime.__version__} (CPU) vs jax {jax.__version__} on {jax.devices()[0]}")
     results = {}
-    for (name, (model, shape)), threads in ((m, t) for m in models().items() for t in a.threads):
+    chosen = [models()[k] for k in a.models]
+    for (name, model, shape), threads in ((m, t) for m in chosen for t in a.threads):
         r = bench(model, shape, a.batch, a.rounds, a.calls, threads=threads or None)
         results[f"{name}, {threads or 'default'} threads"] = r
         print(f"{name} batch {r['batch']} Adam, onnxruntime {threads or 'default'} threads: "
