@@ -15,12 +15,13 @@ A backend that lacks one of these says so when it is asked; so it does for
 the optional ``compile_bilevel``, ``to_optax`` and ``from_optax`` (JAX has
 them). The built-in backends are ``numpy`` (the eager reference), ``jax``
 (compiled, exportable, shardable), ``sympy`` (symbolic formulas), ``z2``
-(boolean circuits: ``+`` is XOR, ``*`` is AND) and ``matplotlib`` (diagrams:
+(boolean circuits: ``+`` is XOR, ``*`` is AND), ``onnx`` (terms as ONNX models, run by
+onnxruntime in Python, C++, C#, Java, Node and browsers) and ``matplotlib`` (diagrams:
 terms as pictures, and nothing else); :func:`register` adds one.
 
 >>> from paralens import backends
 >>> backends.available()
-('jax', 'matplotlib', 'numpy', 'sympy', 'z2')
+('jax', 'matplotlib', 'numpy', 'onnx', 'sympy', 'z2')
 >>> backends.get("numpy").name
 'numpy'
 """
@@ -34,7 +35,8 @@ from typing import Any
 __all__ = ["Backend", "get", "available", "register", "of"]
 
 _BUILTIN = {"numpy": "paralens.backends.numpy", "jax": "paralens.backends.jax", "sympy": "paralens.backends.sympy",
-            "matplotlib": "paralens.backends.matplotlib", "z2": "paralens.backends.z2"}
+            "matplotlib": "paralens.backends.matplotlib", "z2": "paralens.backends.z2",
+            "onnx": "paralens.backends.onnx"}
 _FACTORIES: dict[str, Callable[[], Backend]] = {}
 _LOADED: dict[str, Backend] = {}
 

@@ -2,6 +2,7 @@
 
     paralens train            train the built-in default (an MLP on the bundled 8x8 digits, JAX)
     paralens train --help     options: model, epochs, learning rate, output folder, ...
+    paralens train --export jax onnx    the step exported for jax.export and as an ONNX model
 
 The command owns the files it writes, and only those. Its output folder holds a run record
 (``.paralens-run.json``): the run's id, its options and the names of its files. A file the
@@ -32,10 +33,21 @@ __all__ = ["main", "train", "ARTIFACTS", "RECORD"]
 #: what ``paralens train`` writes into its output folder, besides ``summary.json`` (written last, with
 #: each artifact's sha256), ``checkpoints/`` (orbax) and the run record
 ARTIFACTS = ("loss.png", "model.svg", "step.jaxexport", "step.jaxexport.sha256", "params.npz")
+#: the files of each export format (``--export``; the default is jax)
+EXPORTS = {"jax": ("step.jaxexport", "step.jaxexport.sha256"), "onnx": ("step.onnx", "step.onnx.sha256")}
 #: the run record: which run the folder holds, with which options, and its files
 RECORD = ".paralens-run.json"
-#: the names in the output folder a run writes (and so may replace, when they are its own)
+#: the names in the output folder a run of the default export writes (and so may replace, when they
+#: are its own)
 OWNED = ARTIFACTS + ("summary.json", "checkpoints")
+
+
+def _owned(export) -> tuple[str, ...]:
+    """The names a run exporting ``export`` (formats of :data:`EXPORTS`) writes: a format not asked
+    for leaves its files alone, so a user's ``step.onnx`` does not stand in the way of a JAX run."""
+    other = tuple(n for fmt in EXPORTS if fmt not in export for n in EXPORTS[fmt])
+    return tuple(n for n in OWNED if n not in other) + tuple(n for fmt in export for n in EXPORTS[fmt]
+                                                              if n not in OWNED)
 #: the options a run is resumed with: they must be those it was started with
 RESUMED_WITH = ("model", "hidden", "batch_size", "learning_rate", "seed")
 
@@ -93,16 +105,21 @@ class _Folder:
                                  "another --out")
         return record
 
-    def claim(self, options: dict, *, resume: bool, force: bool) -> bool:
-        """Make the folder this run's, or refuse; returns whether the run continues an earlier one
-        of the same record (``--resume``)."""
+    def claim(self, options: dict, *, resume: bool, force: bool, owned: tuple[str, ...] = OWNED) -> bool:
+        """Make the folder this run's (its files ``owned``), or refuse; returns whether the run
+        continues an earlier one of the same record (``--resume``)."""
         from paralens.backends.artifacts import remove_leftovers
 
         record = self._record()
-        in_the_way = [n for n in OWNED if os.path.lexists(self.path(n))]
+        in_the_way = [n for n in owned if os.path.lexists(self.path(n))]
         continues = False
         if record is not None:
             earlier = record["options"]
+            theirs = record.get("files") if isinstance(record.get("files"), list) else list(OWNED)
+            foreign = [n for n in in_the_way if n not in theirs]  # this run writes more than the earlier one
+            if foreign and not force:
+                raise RunFolderError(f"--out {self.out} holds files paralens did not write ({', '.join(foreign)}); "
+                                     "choose another --out, or pass --force to replace them")
             if resume:
                 changed = [k for k in RESUMED_WITH if earlier.get(k) != options[k]]
                 if changed:
@@ -129,7 +146,7 @@ class _Folder:
         self.run = record["run"] if continues else uuid.uuid4().hex[:16]
         remove_leftovers(self.out, self.run)
         remove_leftovers(self.out, "probe")  # the writability probe of a run killed at its start
-        self.write(RECORD, json.dumps({"run": self.run, "options": options, "files": list(OWNED)},
+        self.write(RECORD, json.dumps({"run": self.run, "options": options, "files": list(owned)},
                                       indent=2).encode())
         return continues
 
@@ -188,7 +205,8 @@ def _shown(value) -> str:
 
 def train(model: str = "mlp", hidden=(128, 128), epochs: int = 30, batch_size: int = 32,
           learning_rate: float = 1e-3, seed: int = 0, out: str = "paralens-out", progress: bool = True,
-          resume: bool = False, checkpoint_every: int | None = None, force: bool = False) -> dict:
+          resume: bool = False, checkpoint_every: int | None = None, force: bool = False,
+          export=("jax",)) -> dict:
     """Train on the bundled digits and write the artifacts into ``out``.
 
     The run is checkpointed in ``out/checkpoints`` (each epoch, or every ``checkpoint_every``
@@ -209,6 +227,8 @@ def train(model: str = "mlp", hidden=(128, 128), epochs: int = 30, batch_size: i
         checkpoint_every: save a checkpoint every so many steps (default: each epoch).
         force: replace files in ``out`` that are in the way (an earlier run's, or files paralens
             did not write); a ``checkpoints/`` folder paralens did not write is never deleted.
+        export: the formats the trained step is exported in: ``"jax"`` (``step.jaxexport``) and
+            ``"onnx"`` (``step.onnx``), each with its ``.sha256``.
 
     Returns:
         The summary: model, epochs, steps, final loss, test accuracy, seconds, files and their sha256.
@@ -235,10 +255,14 @@ def train(model: str = "mlp", hidden=(128, 128), epochs: int = 30, batch_size: i
     from paralens.backends.training import train_classifier
 
     t0 = time.perf_counter()
+    export = tuple(dict.fromkeys(export))
+    unknown = [f for f in export if f not in EXPORTS]
+    if unknown or not export:
+        raise ValueError(f"export formats are {', '.join(EXPORTS)}, got {', '.join(map(repr, export)) or 'none'}")
     folder = _Folder(out)
     options = {"model": model, "hidden": list(hidden), "batch_size": batch_size, "learning_rate": learning_rate,
                "seed": seed}
-    continues = folder.claim(options, resume=resume, force=force)
+    continues = folder.claim(options, resume=resume, force=force, owned=_owned(export))
     net, images = _build(model, hidden)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonFiniteLossWarning)
@@ -260,11 +284,13 @@ def train(model: str = "mlp", hidden=(128, 128), epochs: int = 30, batch_size: i
     png = io.BytesIO()
     fig.savefig(png, format="png")
     plt.close(fig)
-    blob = learner.compile("jax").export()
     npz = io.BytesIO()
     np.savez(npz, **{k: np.asarray(v) for k, v in state["params"].items()})
-    files = {"loss.png": png.getvalue(), "model.svg": pl.draw(net).encode(), "step.jaxexport": blob,
-             "step.jaxexport.sha256": export_digest("step.jaxexport", blob), "params.npz": npz.getvalue()}
+    files = {"loss.png": png.getvalue(), "model.svg": pl.draw(net).encode(), "params.npz": npz.getvalue()}
+    for fmt in export:
+        name, _ = EXPORTS[fmt]
+        blob = bytes(learner.export(None, format=fmt))
+        files.update({name: blob, f"{name}.sha256": export_digest(name, blob)})
     final = float(losses[-1]) if len(losses) else None
     summary = {"model": net.name, "epochs": epochs, "steps": int(len(losses)),
                "final_loss": final if final is not None and np.isfinite(final) else None,
@@ -338,6 +364,10 @@ def main(argv=None) -> int:
                          "not write")
     tr.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="STEPS",
                     help="save a checkpoint every STEPS steps (default: each epoch)")
+    tr.add_argument("--export", nargs="+", choices=list(EXPORTS), default=["jax"], metavar="FORMAT",
+                    help="export the training step as jax (step.jaxexport: StableHLO, needs JAX to run) and/or "
+                         "onnx (step.onnx: an ONNX model onnxruntime runs from C++, C#, Java, JavaScript and "
+                         "Python), each with its .sha256 (default: jax)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if args.command is None:
@@ -349,7 +379,7 @@ def main(argv=None) -> int:
     try:
         s = train(args.model, tuple(args.hidden), args.epochs, args.batch_size, args.learning_rate, args.seed,
                   args.out, progress=not args.quiet, resume=args.resume, checkpoint_every=args.checkpoint_every,
-                  force=args.force)
+                  force=args.force, export=tuple(args.export))
     except TrainingInterrupted as e:
         print(f"\n{e.signal_name} after step {e.step}; the run is checkpointed in {e.checkpoint}.\n"
               f"resume with: {_resume_command(argv)}", file=sys.stderr)

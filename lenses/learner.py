@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 
 from . import backends
@@ -497,6 +498,41 @@ class Learner:
                 raise TypeError(f"sharding= is an option of the JAX backend, not of {backend!r}")
             options = {**self._layout(options["sharding"]), **options}
         return backends.get(backend).compile_step(self.step_term, classes=self.classes, **options)
+
+    def export(self, path: str | os.PathLike | None, format: str = "jax", **options) -> bytes | bytearray:
+        """The training step, serialized to run without paralens; written to ``path`` atomically with
+        its checksum beside it (``path + ".sha256"``).
+
+        ``format="jax"`` (the default) is ``jax.export``'s StableHLO, which needs JAX to run
+        (``self.compile("jax").export(path)``; :func:`paralens.backends.artifacts.load_export`
+        loads it); ``format="onnx"`` is an ONNX model, which onnxruntime runs from C, C++, C#,
+        Java, JavaScript (Node and browsers) and Python (:func:`paralens.backends.onnx.load` loads it).
+
+        >>> import paralens as pl
+        >>> learner = pl.Learner(pl.nn.dense(2, 1), loss=pl.losses.mse(), optimizer=pl.optim.sgd(0.1))
+        >>> blob = learner.export(None, format="onnx")  # the bytes only
+        >>> blob[:2]
+        b'\\x08\\n'
+
+        Args:
+            path: the file to write; ``None``: write nothing, return the bytes.
+            format: ``"jax"`` or ``"onnx"``.
+            **options: the exporter's options: JAX's ``batch`` and ``batch_size``
+                (:meth:`paralens.backends.jax.CompiledStep.export`); ONNX's ``state`` (write the
+                initial state beside the model, see :meth:`paralens.backends.onnx.OnnxStep.export`).
+
+        Returns:
+            The serialized step.
+
+        Raises:
+            ValueError: ``format`` is neither ``"jax"`` nor ``"onnx"``.
+            NotImplementedError: the ONNX export of a step with a primitive ONNX cannot express (a random
+                key: dropout, forward gradients), named in the message.
+        """
+        if format not in ("jax", "onnx"):
+            raise ValueError(f"format must be 'jax' or 'onnx', got {format!r}")
+        step = self.compile(format, donate=False) if format == "jax" else self.compile(format)
+        return step.export(path, **options)
 
     def _layout(self, sharding) -> dict:
         """The options a sharded step takes from the learner: its state's axes and, where the

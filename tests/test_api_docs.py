@@ -24,7 +24,7 @@ PUBLIC = {
     "paralens.backends.numpy": ["compile", "init"], "paralens.backends.jax": ["compile", "init", "CompiledStep"],
     "paralens.backends.sympy": ["compile", "init", "Formulas"], "paralens.backends.z2": ["compile"],
     "paralens.backends.fitting": None, "paralens.backends.artifacts": None, "paralens.backends.checkpoint": None,
-    "paralens.backends.sharding": None, "paralens.backends.pipeline": None,
+    "paralens.backends.sharding": None, "paralens.backends.pipeline": None, "paralens.backends.onnx": None,
 }
 _HEADER = re.compile(r"^\s*(Args|Attributes|Returns|Yields|Raises|Examples?|Note|Notes|Warning):\s*$")
 

@@ -71,11 +71,11 @@ def test_no_import_circle_among_the_core_modules():
 
 
 def test_unknown_backends_are_refused_with_the_list_of_available_ones():
-    available = r"unknown backend 'torch'; available backends: (.*, )?jax, matplotlib, numpy, sympy"
+    available = r"unknown backend 'torch'; available backends: (.*, )?jax, matplotlib, numpy, onnx, sympy"
     with pytest.raises(ValueError, match=available):
         backends.get("torch")
     learner = pl.Learner(pl.nn.dense(2, 1), loss=pl.losses.mse(), optimizer=pl.optim.sgd(0.1))
-    with pytest.raises(ValueError, match="available backends: (.*, )?jax, matplotlib, numpy, sympy"):
+    with pytest.raises(ValueError, match="available backends: (.*, )?jax, matplotlib, numpy, onnx, sympy"):
         learner.compile("torch")
     with pytest.raises(ValueError, match="available backends"):
         pl.nn.dense(2, 1).init(backend="torch")

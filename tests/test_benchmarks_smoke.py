@@ -50,3 +50,10 @@ def test_sharding_benchmark_runs_every_sharding_on_8_devices():
                              out, re.M), (model, kind, out)
     fsdp = re.search(r"^mlp +fsdp +step .* per device ([\d.]+) of the state", out, re.M)
     assert float(fsdp.group(1)) <= 1 / 8 * 1.05, out
+
+
+@pytest.mark.slow
+def test_onnx_benchmark_reports_step_time_and_size():
+    out = run("bench_onnx.py", "--models", "mlp", "--rounds", "1", "--calls", "2", "--threads", "1")
+    assert re.search(r"^MLP .* step [\d.]+x of JAX \([\d.]+ ms vs [\d.]+ ms.*size [\d.]+x \([\d.]+ KiB \.onnx", out,
+                     re.M), out
