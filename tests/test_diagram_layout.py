@@ -118,6 +118,8 @@ def docs_diagrams():
         calls.append((page, "equation", (lhs, rhs), kw, real[1](lhs, rhs, **kw)))
         return real[1](lhs, rhs, path, **kw) if path is not None else calls[-1][-1]
     pl.draw, pl.draw_equation = draw, draw_equation
+    from paralens import backends
+    registry = dict(backends._FACTORIES), dict(backends._LOADED)   # pages register backends (architecture.md)
     try:
         for path in sorted((ROOT / "docs").glob("*.md")):
             page = path.name
@@ -129,6 +131,9 @@ def docs_diagrams():
                         exec(compile(block, str(path), "exec"), namespace)
     finally:
         pl.draw, pl.draw_equation = real
+        for table, before in zip((backends._FACTORIES, backends._LOADED), registry):
+            table.clear()
+            table.update(before)
     return calls
 
 
