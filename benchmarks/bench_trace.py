@@ -71,7 +71,9 @@ def hand_state(depth: int, tx):
 
 
 def bench(depths=(16, 64, 256), rounds=5, clock=time.process_time, injected: bool = False) -> dict:
-    """``{depth: paralens / hand-written}``, each side's fastest round; with ``injected``,
+    """``{depth: paralens / hand-written}``, each side's fastest of ``rounds`` rounds (of
+    ``rounds * 64 // depth`` below depth 64, where a round is short and one disturbed round in few
+    decides the minimum); with ``injected``,
     ``{depth: (paralens / hand-written, paralens / hand-written with injected hyperparameters)}``,
     the three sides interleaved."""
     x = np.zeros((BATCH, WIDTH), np.float32)
@@ -97,7 +99,7 @@ def bench(depths=(16, 64, 256), rounds=5, clock=time.process_time, injected: boo
         for run in side.values():  # warm: imports, first-call caches of each
             run()
         times = {name: [] for name in side}
-        for k in range(rounds):
+        for k in range(rounds * max(1, 64 // depth)):  # as many seconds at a small depth as at 64
             for name in (reversed(side) if k % 2 else side):
                 times[name].append(side[name]())
         ratio = min(times["ours"]) / min(times["theirs"])
