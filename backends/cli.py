@@ -259,6 +259,9 @@ def train(model: str = "mlp", hidden=(128, 128), epochs: int = 30, batch_size: i
     unknown = [f for f in export if f not in EXPORTS]
     if unknown or not export:
         raise ValueError(f"export formats are {', '.join(EXPORTS)}, got {', '.join(map(repr, export)) or 'none'}")
+    from paralens import backends
+    for fmt in export:  # before training: an export whose library is missing (onnx) fails first, not last
+        backends.get(fmt)
     folder = _Folder(out)
     options = {"model": model, "hidden": list(hidden), "batch_size": batch_size, "learning_rate": learning_rate,
                "seed": seed}
@@ -391,7 +394,7 @@ def main(argv=None) -> int:
     except FileExistsError as e:
         print(f"paralens train: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError, CheckpointError) as e:
+    except (ValueError, TypeError, OSError, CheckpointError, ImportError) as e:
         print(f"paralens train: error: {e}", file=sys.stderr)
         return 2
     if s["stopped"]:

@@ -85,6 +85,19 @@ def test_out_in_a_read_only_place_fails_first(tmp_path, capsys):
     _fails_cleanly(capsys, ["train", "--quiet", "--out", out], "cannot be written")
 
 
+def test_an_export_whose_library_is_missing_fails_first(tmp_path, monkeypatch, capsys):
+    """--export onnx without onnx installed: one line naming it, before training, nothing written."""
+    import sys
+
+    from paralens import backends
+    monkeypatch.setitem(sys.modules, "onnx", None)   # import onnx raises ImportError
+    monkeypatch.delitem(sys.modules, "paralens.backends.onnx", raising=False)
+    monkeypatch.delitem(backends._LOADED, "onnx", raising=False)
+    _fails_cleanly(capsys, ["train", "--quiet", "--export", "onnx", "--out", str(tmp_path / "out")],
+                   "the onnx backend needs a library that is not installed")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.finding(9)
 def test_empty_out_fails_first(capsys):
     _fails_cleanly(capsys, ["train", "--quiet", "--out", ""], "--out must name a folder")
