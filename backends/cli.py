@@ -255,7 +255,7 @@ def train(model: str = "mlp", hidden=(128, 128), epochs: int = 30, batch_size: i
     from paralens.backends.training import train_classifier
 
     t0 = time.perf_counter()
-    export = tuple(dict.fromkeys(export))
+    export = tuple(dict.fromkeys((export,) if isinstance(export, str) else export))
     unknown = [f for f in export if f not in EXPORTS]
     if unknown or not export:
         raise ValueError(f"export formats are {', '.join(EXPORTS)}, got {', '.join(map(repr, export)) or 'none'}")

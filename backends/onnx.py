@@ -712,7 +712,12 @@ def _session(model: onnx.ModelProto, threads: int | None = None):
 
 
 def _feed(names, types, values) -> dict:
-    return {n: np.asarray(v, dtype=np.dtype(t.dtype), order="C") for n, t, v in zip(names, types, values)}
+    """onnxruntime's inputs, each cast to its wire's dtype by :func:`~paralens.backends.validate.cast`,
+    which refuses what the cast would change (fractional labels, integers out of range), as the
+    other backends do."""
+    from .validate import cast
+
+    return {n: np.ascontiguousarray(cast(v, t, f"input {n!r}")) for n, t, v in zip(names, types, values)}
 
 
 class _Compiled:
@@ -826,11 +831,12 @@ class OnnxStep:
         blob = self.model.SerializeToString()
         if state is not None and path is None:
             raise ValueError("state= is written beside the model: give a path")
+        if state is not None:  # a state that does not fit is refused before any file is replaced
+            stem = os.path.splitext(os.fspath(path))[0]
+            data, manifest = self.state_files(state, os.path.basename(stem) + ".state.bin")
         if path is not None:
             write_export(path, blob)
         if state is not None:
-            stem = os.path.splitext(os.fspath(path))[0]
-            data, manifest = self.state_files(state, os.path.basename(stem) + ".state.bin")
             write_export(stem + ".state.bin", data)
             write_export(stem + ".state.json", manifest)
         return blob
@@ -971,6 +977,14 @@ class OnnxBackend(Backend):
         if options:
             raise TypeError(f"the onnx backend takes only threads=, got {sorted(options)}")
         return _Compiled(as_term(term), threads)
+
+    def fit(self, *args, **kwargs):
+        """Not supported: train with ``learner.compile("onnx")``'s step in a loop, or fit on JAX and export.
+
+        Raises:
+            NotImplementedError: always.
+        """
+        self._lacks("fit a learner (call learner.compile('onnx')'s step in a loop)")
 
     def compile_step(self, step, *, classes: int | None = None, **options) -> OnnxStep:
         """The training step as an :class:`OnnxStep`.

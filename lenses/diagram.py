@@ -363,10 +363,6 @@ def box_label(e, constants: int = 4) -> str:
     return name
 
 
-def _width(label: str) -> float:
-    return max(0.5, 0.085 * len(label) + 0.3)
-
-
 def value_label(value) -> str:
     """A wire's value as a diagram shows it: a number with 4 significant digits when it is one
     number (of any shape of size 1), else its shape and Euclidean norm, ``(2, 3) |.|=1.234``.
@@ -659,13 +655,14 @@ def layout(term, *, collapse=False, values: dict | None = None, expand=False) ->
             labels.append(_label(n.label, "box" if n.kind == "box" else "port", n.x, n.y, ha="center", node=n.id))
     for f in frames:
         labels.append(_label(f.name, f.kind, f.rect[0] + PAD, f.rect[1] + PAD / 2, va="top"))
-    stacked: dict[tuple, int] = {}
+    shown, stacked = set(), {}  # each text once per source; shapes stack up, values down, each on its own
     for w in wires:
         (x0, y0) = w.points[0]
         for text, kind in ((w.label, "wire"), (w.value, "value")):
-            if not text or (w.src, text) in stacked:
+            if not text or (w.src, text) in shown:
                 continue
-            k = stacked[(w.src, text)] = sum(1 for s, _ in stacked if s == w.src)
+            shown.add((w.src, text))
+            k = stacked[(w.src, kind)] = stacked.get((w.src, kind), -1) + 1
             step = text_size(text, FONTS[kind])[1]
             yy = y0 - 0.02 - k * step if kind == "wire" else y0 + 0.02 + k * step
             labels.append(_label(text, kind, x0 + 0.04 * w.ends[0], yy, ha="left" if w.ends[0] > 0 else "right",
@@ -816,7 +813,8 @@ def _measure(block: _Block, nodes: list[Node], wires: list[Wire], blocks):
         x += cw + gap.get(c, GAP_X)
     content_w = max(x - gap.get(max(columns), GAP_X), 0.0) if columns else 0.0
     if block.path:  # a frame: padding, and its name inside its top edge
-        lw, lh = text_size(block.path[-1], FONTS[block.kind], "bold" if block.kind == "part" else "sans")
+        name = _label(block.path[-1], block.kind, 0.0, 0.0, va="top").rect  # as drawn: escaped, cut
+        lw, lh = name[2] - name[0], name[3] - name[1]
         head = PAD / 2 + lh + 0.03
         inner_w = max(content_w, lw + PAD)
         block.w, block.h = inner_w + 2 * PAD, content_h + head + PAD
@@ -915,7 +913,7 @@ def _px(length: str | None, column: float) -> float | None:
     return v * {"px": 1.0, "pt": 4 / 3, "%": column / 100}[unit]
 
 
-def smallest_text_px(svg: str, column: float = 690.0) -> float:
+def smallest_text_px(svg: str, column: float = COLUMN_PX) -> float:
     """The height in CSS px of the smallest text of ``svg`` as a page shows it in a column
     ``column`` px wide, the way a browser sizes an inline SVG (with ``max-width: 100%``, as
     MkDocs Material sets it): its width from its ``width`` attribute or style, limited by
@@ -982,7 +980,7 @@ def _font_sizes(root, column: float) -> list[float]:
     return sizes
 
 
-def responsive(svg: str, floor_px: float = 9.0) -> str:
+def responsive(svg: str, floor_px: float = FLOOR_PX) -> str:
     """Make a matplotlib SVG scale to its column: ``width="100%"`` and no fixed height, so its
     ``viewBox`` keeps its aspect; at most its natural size (points as CSS points), and at least
     the width at which its smallest text is ``floor_px`` CSS px, so a page too narrow for that

@@ -495,7 +495,8 @@ class Term:
 
         Raises:
             TypeError: a name is not a ``str``.
-            ValueError: a name is empty, or the names are not as many as the arguments or outputs.
+            ValueError: a name is empty or holds ``{`` or ``}``, two names are the same, or the names
+                are not as many as the arguments or outputs.
 
         >>> import paralens as pl
         >>> @pl.para
@@ -580,6 +581,12 @@ def _port_names(names, n: int, what: str) -> tuple[str, ...]:
     if len(names) != n:
         raise ValueError(f"the term has {n} {what} argument{'s' if n != 1 else ''}, got {len(names)} names "
                          f"{list(names)}")
+    if len(set(names)) != n:
+        raise ValueError(f"two {what} ports would have one name: {list(names)}")
+    bad = [name for name in names if "{" in name or "}" in name]
+    if bad:
+        raise ValueError(f"an {what} port's name must not hold braces (they mark a wire's place in "
+                         f"a name): {bad}")
     return names
 
 

@@ -70,7 +70,8 @@ def xor(a: Wire, b: Wire) -> Wire:
         b: a wire of bits, combined with ``a`` elementwise.
 
     Returns:
-        The wire of ``a`` XOR ``b``, made by one box named ``xor`` (what a collapsed drawing shows).
+        The wire of ``a`` XOR ``b``, made by one box named ``xor`` (numbered when repeated):
+        what a collapsed drawing shows.
     """
     return _gate("xor", lambda u, v: u + v, a, b)
 
@@ -83,7 +84,8 @@ def and_(a: Wire, b: Wire) -> Wire:
         b: a wire of bits, combined with ``a`` elementwise.
 
     Returns:
-        The wire of ``a`` AND ``b``, made by one box named ``and`` (what a collapsed drawing shows).
+        The wire of ``a`` AND ``b``, made by one box named ``and`` (numbered when repeated):
+        what a collapsed drawing shows.
     """
     return _gate("and", lambda u, v: u * v, a, b)
 
@@ -95,7 +97,7 @@ def not_(a: Wire) -> Wire:
         a: a wire of bits, inside a function traced by :func:`~paralens.para`.
 
     Returns:
-        The wire of NOT ``a``, each bit flipped, made by one box named ``not``.
+        The wire of NOT ``a``, each bit flipped, made by one box named ``not`` (numbered when repeated).
     """
     return _gate("not", lambda u: u + 1, a)
 

@@ -75,6 +75,7 @@ def test_a_random_key_has_no_formula_and_unknown_names_are_refused():
     x, w, b, label = (sp.Symbol(n) for n in (estimate.port_labels()[0][0], "w", "b", "mse"))
     f = 0.5 * (sp.tanh(w * x + b) - label) ** 2
     v = sorted((s for s in symbols if s.name.startswith("v_")), key=lambda s: int(s.name[3:-1]))
+    assert len(v) == 2   # the draws v_0, v_1, else the loop below checks nothing
     for e, vk in zip(formulas.values(), v):
         assert sp.simplify(e - vk * (v[0] * sp.diff(f, w) + v[1] * sp.diff(f, b))) == 0
     with pytest.raises(KeyError, match=r"no input or parameter is named \['seed'\]"):

@@ -243,6 +243,19 @@ def test_a_step_checks_its_labels_as_the_other_backends_do():
         step(state, np.ones((2, 2), np.float32), np.array([0, 3], np.int32))
     with pytest.raises(ValueError, match="leading sizes differ"):
         step(state, np.ones((2, 2), np.float32), np.array([0], np.int32))
+    with pytest.raises(ValueError, match="fractional"):   # not truncated to 0 and 1 in silence
+        step(state, np.ones((2, 2), np.float32), np.array([0.5, 1.7]))
+    with pytest.raises(NotImplementedError, match="onnx backend cannot fit"):
+        learner.fit(np.ones((2, 2), np.float32), np.array([0, 1], np.int32), backend="onnx")
+
+
+def test_a_state_that_does_not_fit_is_refused_before_the_model_is_replaced(tmp_path):
+    learner = pl.Learner(pl.nn.dense(2, 3), loss=CE, optimizer=pl.optim.sgd(0.1))
+    step, path = learner.compile("onnx"), tmp_path / "step.onnx"
+    path.write_bytes(b"the user's")
+    with pytest.raises((TypeError, KeyError, ValueError)):
+        step.export(path, state={"params": {}})
+    assert path.read_bytes() == b"the user's" and sorted(os.listdir(tmp_path)) == ["step.onnx"]
 
 
 def test_export_is_atomic_with_a_checksum_and_a_tampered_file_is_refused(tmp_path):

@@ -272,3 +272,7 @@ def test_gates_and_bits_of_are_named_boxes_and_ports_carry_their_names():
         half_adder.with_ports(inputs=(3,))
     with pytest.raises(ValueError, match="must not be empty"):
         half_adder.with_ports(inputs="")
+    with pytest.raises(ValueError, match="one name"):   # two outputs called sum: one would be lost
+        half_adder.with_ports(outputs=("sum", "sum"))
+    with pytest.raises(ValueError, match="braces"):
+        half_adder.with_ports(outputs=("s{0.__class__}", "carry"))
