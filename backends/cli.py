@@ -146,7 +146,9 @@ class _Folder:
         self.run = record["run"] if continues else uuid.uuid4().hex[:16]
         remove_leftovers(self.out, self.run)
         remove_leftovers(self.out, "probe")  # the writability probe of a run killed at its start
-        self.write(RECORD, json.dumps({"run": self.run, "options": options, "files": list(owned)},
+        # files an earlier run wrote and this one does not (another --export) stay paralens's own
+        kept = [n for n in theirs if n not in owned and os.path.lexists(self.path(n))] if record is not None else []
+        self.write(RECORD, json.dumps({"run": self.run, "options": options, "files": list(owned) + kept},
                                       indent=2).encode())
         return continues
 

@@ -301,6 +301,9 @@ def test_the_cli_exports_onnx_and_touches_no_onnx_file_it_did_not_write(tmp_path
     assert {"step.onnx", "step.onnx.sha256", "step.jaxexport"} <= set(summary["sha256"])
     model = _checked(load(out / "step.onnx"))
     assert [o.name for o in model.graph.output][-1] == "loss"
+    # resumed with one format, then the other: the files of the format left out stay paralens's own
+    assert cli.main([*tiny, "--export", "onnx", "--resume"]) == 0
+    assert cli.main([*tiny, "--export", "jax", "--resume"]) == 0, capsys.readouterr().err
 
 
 def _random_like(types, rng, batch=3):

@@ -91,6 +91,11 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def _page(folder) -> str:
+    """The URL path of a page's folder in the site: ``""`` for the top page (``.``)."""
+    return "" if str(folder) == "." else str(folder)
+
+
 @pytest.fixture(scope="module")
 def pages_read(built_site, tmp_path_factory):
     """Every page of the site opened in Chromium: what each requested, logged and rendered."""
@@ -105,7 +110,7 @@ def pages_read(built_site, tmp_path_factory):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(built_site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
-    paths = sorted(str(p.parent.relative_to(built_site)).replace(".", "") for p in built_site.rglob("index.html"))
+    paths = sorted(_page(p.parent.relative_to(built_site)) for p in built_site.rglob("index.html"))
     results = {}
     try:
         with sync_playwright() as p:
