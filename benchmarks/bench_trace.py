@@ -14,6 +14,7 @@ its clock) only lengthens a round, so each side's fastest round is its least dis
     python benchmarks/bench_trace.py                  # depths 16, 64, 256
     python benchmarks/bench_trace.py --check          # exit 1 unless every ratio <= 1.1
     python benchmarks/bench_trace.py --injected       # also against optax.inject_hyperparams(adam)
+    python benchmarks/bench_trace.py --breakdown      # also trace+lower and XLA compile apart
 
 paralens's hyperparameters are run-time inputs (in the learner's state), where ``optax.adam(1e-3)``
 makes them constants of the program; ``--injected`` also times the hand-written step with
@@ -70,26 +71,33 @@ def hand_state(depth: int, tx):
     return ws, tx.init(ws)
 
 
-def bench(depths=(16, 64, 256), rounds=5, clock=time.process_time, injected: bool = False) -> dict:
+def bench(depths=(16, 64, 256), rounds=5, clock=time.process_time, injected: bool = False,
+          parts: dict | None = None) -> dict:
     """``{depth: paralens / hand-written}``, each side's fastest of ``rounds`` rounds (of
     ``rounds * 64 // depth`` below depth 64, where a round is short and one disturbed round in few
     decides the minimum); with ``injected``,
     ``{depth: (paralens / hand-written, paralens / hand-written with injected hyperparameters)}``,
-    the three sides interleaved."""
+    the three sides interleaved. A round times two parts, tracing and lowering to StableHLO (Python:
+    paralens's is building the step term and emitting it), then XLA compiling the module; given a
+    dict ``parts``, each side's fastest time of each part goes in it, ``{depth: {side: (lower, xla)}}``."""
     x = np.zeros((BATCH, WIDTH), np.float32)
     y = np.zeros((BATCH, WIDTH), np.float32)
 
-    def ours(depth, state):
+    def ours(depth, state):  # (trace and lower, XLA compile)
         t0 = clock()
         learner = paralens_step(depth)
-        learner.compile("jax").lower(state, x, y).compile()
-        return clock() - t0
+        lowered = learner.compile("jax").lower(state, x, y)
+        t1 = clock()
+        lowered.compile()
+        return t1 - t0, clock() - t1
 
     def theirs(depth, state, injected=False):
         t0 = clock()
         fn, _ = hand_step(depth, injected)
-        jax.jit(fn, donate_argnums=(0,)).lower(state, x, y).compile()
-        return clock() - t0
+        lowered = jax.jit(fn, donate_argnums=(0,)).lower(state, x, y)
+        t1 = clock()
+        lowered.compile()
+        return t1 - t0, clock() - t1
     out = {}
     for depth in depths:
         side = {"ours": functools.partial(ours, depth, paralens_step(depth).init(0, backend="jax")),  # states untimed
@@ -102,8 +110,11 @@ def bench(depths=(16, 64, 256), rounds=5, clock=time.process_time, injected: boo
         for k in range(rounds * max(1, 64 // depth)):  # as many seconds at a small depth as at 64
             for name in (reversed(side) if k % 2 else side):
                 times[name].append(side[name]())
-        ratio = min(times["ours"]) / min(times["theirs"])
-        out[depth] = (ratio, min(times["ours"]) / min(times["injected"])) if injected else ratio
+        best = {name: min(sum(t) for t in ts) for name, ts in times.items()}
+        ratio = best["ours"] / best["theirs"]
+        out[depth] = (ratio, best["ours"] / best["injected"]) if injected else ratio
+        if parts is not None:  # each part's fastest round, for --breakdown
+            parts[depth] = {name: tuple(min(t[i] for t in ts) for i in (0, 1)) for name, ts in times.items()}
     return out
 
 
@@ -114,8 +125,18 @@ def main(argv=None):
     ap.add_argument("--wall", action="store_true", help="time wall-clock, not process CPU time")
     ap.add_argument("--injected", action="store_true",
                     help="also against hand-written JAX with optax.inject_hyperparams (reported, not checked)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also print each side's fastest trace+lower and XLA compile times")
     a = ap.parse_args(argv)
-    r = bench(rounds=a.rounds, clock=time.perf_counter if a.wall else time.process_time, injected=a.injected)
+    parts = {} if a.breakdown else None
+    r = bench(rounds=a.rounds, clock=time.perf_counter if a.wall else time.process_time, injected=a.injected,
+              parts=parts)
+    for depth, sides in (parts or {}).items():
+        mine = sides["ours"]
+        print(f"depth {depth}: " + "; ".join(
+            f"{name} trace+lower {lo * 1e3:.1f} ms, XLA {xla * 1e3:.1f} ms" for name, (lo, xla) in sides.items())
+            + f"; paralens / hand-written: trace+lower {mine[0] / sides['theirs'][0]:.2f}x,"
+              f" XLA {mine[1] / sides['theirs'][1]:.2f}x")
     if a.injected:
         print("residual MLP trace+compile, paralens / hand-written with injected hyperparameters: "
               + ", ".join(f"depth {d}: {v[1]:.2f}x" for d, v in r.items()))
