@@ -90,10 +90,13 @@ def check_equal(make):
             fraction = per_device_fraction(sharded)
             step_n = lr.compile("jax", sharding=plan)
             if name == "fsdp":
+                assert fraction <= 1 / 8 * 1.05, fraction
+            # the program's collectives do not depend on the dtype: read them once (each read
+            # compiles the step a second time)
+            if dtype == "float32" and name == "fsdp":
                 hlo = step_n.lower(sharded, xs[0], ys[0]).compile().as_text()
                 assert "all-gather" in hlo, "FSDP without an all-gather of the parameters"
-                assert fraction <= 1 / 8 * 1.05, fraction
-            if name.startswith("pipeline"):
+            if dtype == "float32" and name.startswith("pipeline"):
                 hlo = step_n.lower(sharded, xs[0], ys[0]).compile().as_text()
                 assert "collective-permute" in hlo, "a pipeline that hands nothing from stage to stage"
             for x, y in zip(xs, ys):
