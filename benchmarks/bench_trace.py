@@ -15,6 +15,7 @@ its clock) only lengthens a round, so each side's fastest round is its least dis
     python benchmarks/bench_trace.py --check          # exit 1 unless every ratio <= 1.1
     python benchmarks/bench_trace.py --injected       # also against optax.inject_hyperparams(adam)
     python benchmarks/bench_trace.py --breakdown      # also trace+lower and XLA compile apart
+    python benchmarks/bench_trace.py --kernels        # also the LLVM modules XLA:CPU builds for each
 
 paralens's hyperparameters are run-time inputs (in the learner's state), where ``optax.adam(1e-3)``
 makes them constants of the program; ``--injected`` also times the hand-written step with
@@ -23,7 +24,10 @@ makes them constants of the program; ``--injected`` also times the hand-written 
 
 import argparse
 import functools
+import glob
+import os
 import sys
+import tempfile
 import time
 
 import jax
@@ -118,6 +122,33 @@ def bench(depths=(16, 64, 256), rounds=5, clock=time.process_time, injected: boo
     return out
 
 
+def object_files(lowered) -> int:
+    """How many object files XLA:CPU builds for a lowered program: one per distinct kernel (fusions
+    of identical body and buffer aliasing share one) and per small computation it compiles apart.
+    Each is an LLVM module compiled on its own, the largest fixed part of a small program's compile
+    time; unlike a time, the count does not vary from run to run. Read from XLA's dump (the
+    ``xla_dump_to`` option of this one compile)."""
+    with tempfile.TemporaryDirectory() as folder:
+        lowered.compile(compiler_options={"xla_dump_to": folder})
+        return len(glob.glob(os.path.join(folder, "*.o")))
+
+
+def kernels(depths=(16, 64, 256)) -> dict:
+    """``{depth: {side: object files}}`` for paralens's step, the hand-written one and the
+    hand-written one with injected hyperparameters (see :func:`object_files`)."""
+    x = np.zeros((BATCH, WIDTH), np.float32)
+    y = np.zeros((BATCH, WIDTH), np.float32)
+    out = {}
+    for depth in depths:
+        learner = paralens_step(depth)
+        sides = {"ours": learner.compile("jax").lower(learner.init(0, backend="jax"), x, y)}
+        for name, injected in (("theirs", False), ("injected", True)):
+            fn, tx = hand_step(depth, injected)
+            sides[name] = jax.jit(fn, donate_argnums=(0,)).lower(hand_state(depth, tx), x, y)
+        out[depth] = {name: object_files(lowered) for name, lowered in sides.items()}
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true")
@@ -127,7 +158,13 @@ def main(argv=None):
                     help="also against hand-written JAX with optax.inject_hyperparams (reported, not checked)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also print each side's fastest trace+lower and XLA compile times")
+    ap.add_argument("--kernels", action="store_true",
+                    help="also print how many object files (LLVM modules) XLA:CPU builds for each side")
     a = ap.parse_args(argv)
+    if a.kernels:
+        for depth, sides in kernels().items():
+            print(f"depth {depth}: object files XLA builds: "
+                  + ", ".join(f"{name} {n}" for name, n in sides.items()))
     parts = {} if a.breakdown else None
     r = bench(rounds=a.rounds, clock=time.perf_counter if a.wall else time.process_time, injected=a.injected,
               parts=parts)

@@ -57,3 +57,18 @@ def test_onnx_benchmark_reports_step_time_and_size():
     out = run("bench_onnx.py", "--models", "mlp", "--rounds", "1", "--calls", "2", "--threads", "1")
     assert re.search(r"^MLP .* step [\d.]+x of JAX \([\d.]+ ms vs [\d.]+ ms.*size [\d.]+x \([\d.]+ KiB \.onnx", out,
                      re.M), out
+
+
+def test_trace_benchmark_counts_the_object_files_xla_builds():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_trace
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    counts = bench_trace.kernels(depths=(4,))[4]
+    assert set(counts) == {"ours", "theirs", "injected"}, counts
+    # every side builds several kernels; paralens's step, with the same layers, loss and optimizer,
+    # builds no more than a few more than the hand-written one (its hyperparameters are inputs, and
+    # it counts its steps: 19 against 17 with jax 0.10.2)
+    assert all(n >= 5 for n in counts.values()), counts
+    assert counts["ours"] <= counts["theirs"] + 4, counts
