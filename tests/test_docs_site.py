@@ -9,8 +9,6 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.xdist_group("site")  # one worker builds the site (conftest built_site) for all three files
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IDEAS = ["terms-and-para", "reverse-derivative", "categorical-foundations", "backprop-as-functor",
          "learners-languages", "optimizers", "bilevel", "dreaming-and-forward-gradients"]

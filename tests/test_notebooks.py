@@ -13,8 +13,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docs" / "_hooks"))
 import notebooks  # noqa: E402  (the hook that makes them)
 
-pytestmark = pytest.mark.xdist_group("site")  # one worker builds the site (conftest built_site) for all three files
-
 sys.path.pop(0)
 
 

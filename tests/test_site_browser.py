@@ -20,8 +20,6 @@ import urllib.parse
 
 import pytest
 
-pytestmark = pytest.mark.xdist_group("site")  # one worker builds the site (conftest built_site) for all three files
-
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 WIDTH, HEIGHT = 1280, 900
 SMALLEST_TEXT_PX = 9.0

@@ -12,7 +12,9 @@ cannot get it fails, naming what is missing: the site would otherwise show raw T
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -40,8 +42,29 @@ def _installed() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _one_at_a_time():
+    """Held by one build at a time (builds run side by side in the test workers): an exclusive lock
+    on a file beside the cache, where the platform has ``fcntl``."""
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with open(CACHE.with_name(CACHE.name + ".lock"), "w") as lock:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): builds side by side are the caller's to avoid
+            yield
+            return
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def install() -> pathlib.Path:
     """The directory ``es5/`` of MathJax ``VERSION``, installed from npm into the cache if it is not there.
+
+    Builds running at once install it once: the first, holding a lock, installs it into a staging
+    folder of its own and moves that into place; the others then find it there.
 
     Returns:
         The path of the package's ``es5`` directory.
@@ -50,24 +73,33 @@ def install() -> pathlib.Path:
         PluginError: npm is missing, or the install failed or left no bundle.
     """
     if not _installed():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise PluginError(f"the docs need MathJax {VERSION} from the npm registry, and npm is not installed "
-                              "(Debian: apt-get install npm)")
-        staging = CACHE.with_name(CACHE.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        with _one_at_a_time():
+            if not _installed():
+                _install_into_cache()
+    es5 = PACKAGE / "es5"
+    if not _installed() or not (es5 / BUNDLE).is_file():
+        raise PluginError(f"MathJax {VERSION} is not in {PACKAGE} after installing it")
+    return es5
+
+
+def _install_into_cache() -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise PluginError(f"the docs need MathJax {VERSION} from the npm registry, and npm is not installed "
+                          "(Debian: apt-get install npm)")
+    staging = CACHE.with_name(f"{CACHE.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
         r = subprocess.run([npm, "install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund",
                             "--ignore-scripts", "--prefix", str(staging), f"mathjax@{VERSION}"],
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise PluginError(f"npm install mathjax@{VERSION} failed:\n{(r.stdout + r.stderr)[-2000:]}")
-        shutil.rmtree(CACHE, ignore_errors=True)
+        shutil.rmtree(CACHE, ignore_errors=True)  # another version's
         staging.rename(CACHE)
-    es5 = PACKAGE / "es5"
-    if not _installed() or not (es5 / BUNDLE).is_file():
-        raise PluginError(f"MathJax {VERSION} is not in {PACKAGE} after installing it")
-    return es5
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def on_config(config, **kwargs):
