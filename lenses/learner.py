@@ -58,7 +58,8 @@ class Learner:
     :func:`~paralens.hyperparameter` in the model or the loss; set a new value
     there with :meth:`set_hyper` to change it between steps without
     recompiling), ``step`` the steps taken (an int32 the step term counts, which
-    tells :meth:`fit` where in its data order a state stands).
+    tells :meth:`fit` where in its data order a state stands; it stays at int32's
+    largest value rather than wrapping, as optax's counts).
 
     ``learning_rate`` is the learning-rate lens, a costate on the loss's output:
     by default the constant 1 (the step size lives in the optimizer, as in
@@ -307,7 +308,7 @@ class Learner:
             new_state["key"] = keys[0]
         if self.counts_steps:
             b.group = ("optimizer",)  # the step count, as optax counts in its optimizers' states
-            new_state["step"] = P.add(b, state["step"], P.emit_const(b, 1, (), STEP.dtype))
+            new_state["step"] = P.increment(b, state["step"])
             b.group = ()
         in_sig = (sig_of(state), self.inference_model.in_sig[0], plain_sig(len(ys)))
         out_sig = (sig_of(new_state), None)
@@ -339,7 +340,7 @@ class Learner:
         new_state = {"params": tree_map(lambda _: next(new), state["params"]), "opt": new_opt}
         if self.counts_steps:
             b.group = ("optimizer",)
-            new_state["step"] = P.add(b, state["step"], P.emit_const(b, 1, (), STEP.dtype))
+            new_state["step"] = P.increment(b, state["step"])
             b.group = ()
         return b.build(leaves(state) + leaves(grads), leaves(new_state), in_sig=(sig_of(state), sig_of(grads)),
                        out_sig=sig_of(new_state), name=f"update({self.optimizer.name})")

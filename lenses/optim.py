@@ -181,7 +181,8 @@ class Hyper:
 
 
 def counter() -> Callable:
-    """A state field: the int32 step count, from 0 (optax's ``count``).
+    """A state field: the int32 step count, from 0 (optax's ``count``); the built-in optimizers
+    increment it as optax's ``safe_increment``, stopping at int32's largest value.
 
     Returns:
         A field for :class:`State`: a function of the parameters' types giving one unbatched int32
@@ -706,7 +707,7 @@ def _lowest(ptypes: Mapping[str, ArrayType]) -> str:
 
 
 def _increment(n: Wire) -> Wire:
-    return n + W.constant(1, (), "int32", like=n)
+    return Wire(n.builder, P.increment(n.builder, n.id))  # saturating, as optax's safe_increment
 
 
 def _as_float(n: Wire, like: Mapping[str, Wire]) -> Wire:

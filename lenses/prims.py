@@ -874,6 +874,16 @@ BATCH_BROADCAST = define("batch_broadcast", _batch_broadcast_rule, lambda p, x, 
 BATCH_COUNT = define("batch_count", _batch_count_rule, lambda p, x, y, dy: [None])
 
 
+def increment(b, n) -> int:
+    """``n + 1`` for a step count ``n`` (an int32 scalar), saturating at int32's largest value
+    rather than wrapping to a negative count, as optax's ``safe_increment``. Learners' and
+    optimizers' counts all increment this way, so that XLA builds one kernel for them all (an
+    increment read in place, where a plain ``n + 1`` fuses into each reader of the new count and
+    makes XLA copy the old one)."""
+    top = emit_const(b, 2**31 - 1, (), "int32")
+    return b.emit1(WHERE, b.emit1(GREATER, top, n), add(b, n, emit_const(b, 1, (), "int32")), top)
+
+
 def emit_const(b, value, shape=(), dtype="float32") -> int:
     """Emit a constant from a Python number or nested lists (no array library needed)."""
     conv = float if dtype in FLOATS else int

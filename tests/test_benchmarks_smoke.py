@@ -68,7 +68,9 @@ def test_trace_benchmark_counts_the_object_files_xla_builds():
     counts = bench_trace.kernels(depths=(4,))[4]
     assert set(counts) == {"ours", "theirs", "injected"}, counts
     # every side builds several kernels; paralens's step, with the same layers, loss and optimizer,
-    # builds no more than a few more than the hand-written one (its hyperparameters are inputs, and
-    # it counts its steps: 19 against 17 with jax 0.10.2)
+    # builds no more than the hand-written one with the same run-time hyperparameters, though it also
+    # counts its steps (its count and Adam's increment alike, and share one kernel), and one more
+    # than the one whose hyperparameters are constants (18, 18 and 17 with jax 0.10.2)
     assert all(n >= 5 for n in counts.values()), counts
-    assert counts["ours"] <= counts["theirs"] + 4, counts
+    assert counts["ours"] <= counts["injected"], counts
+    assert counts["ours"] <= counts["theirs"] + 1, counts

@@ -52,6 +52,36 @@ def test_twenty_steps_equal_hand_written_jax_and_optax(name, opt, tx, loss, ref_
             np.testing.assert_allclose(ours["nu"][k], adam_state.nu[k], rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("count", [0, 41, 2**31 - 2, 2**31 - 1])
+def test_step_and_adam_count_saturate_at_the_int32_maximum_as_optax(backend, count):
+    # the learner's step count and Adam's count increment as optax's safe_increment: at int32's
+    # largest value they stay there (a wrapped count would be negative, and Adam's bias correction
+    # would divide by 1 - b1**-2**31); the update there equals optax's from the same state (Adam with
+    # injected hyperparameters, whose 1 - b2 is, as paralens's, a float32 computed at run time)
+    learner = pl.Learner(pl.nn.mlp([3, 4, 2]), loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-2))
+    state = learner.init(0, backend=backend)
+    as_array = jnp.asarray if backend == "jax" else np.asarray
+    state["step"] = as_array(count, np.int32)
+    state["opt"][0]["count"] = as_array(count, np.int32)
+    rng = np.random.default_rng(count % 7)
+    x, y = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((5, 2)).astype(np.float32)
+    params = {k: jnp.array(v) for k, v in state["params"].items()}  # before the step takes the state
+    new, _ = learner.compile(backend)(state, x, y)
+    expect = int(optax.safe_increment(jnp.asarray(count, jnp.int32)))
+    assert expect == min(count + 1, 2**31 - 1)
+    for got in (new["step"], new["opt"][0]["count"]):
+        assert np.asarray(got).dtype == np.int32 and int(got) == expect
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
+    ostate = tx.init(params)
+    adam = ostate.inner_state[0]._replace(count=jnp.asarray(count, jnp.int32))
+    ostate = ostate._replace(inner_state=(adam, *ostate.inner_state[1:]))
+    params, ostate, _ = hand_written_step(pl.nn.mlp([3, 4, 2]), tx, mse)(params, ostate, x, y)
+    assert int(ostate.inner_state[0].count) == expect
+    for k in params:
+        np.testing.assert_allclose(new["params"][k], params[k], rtol=1e-6, atol=1e-8)
+
+
 def test_one_compile_for_ten_calls_with_changing_learning_rate(caplog):
     learner = pl.Learner(pl.nn.mlp([4, 8, 2]), loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-3))
     state = learner.init(0, backend="jax")
