@@ -146,21 +146,19 @@ class Checkpoints:
                               f"({'No space left on device' if full else _first_line(e)}); the earlier checkpoints "
                               "are as they were") from None
 
-    def restore(self, like, step: int | None = None):
-        """The checkpoint of ``step`` (the latest by default), shaped as ``like``.
+    def record(self, step: int | None = None) -> dict:
+        """The record of the run a checkpoint saved (its seed, batch size, data fingerprint, ...),
+        without its state: what a resume checks before reading the state.
 
         Args:
-            like: a state of this learner: the restored state takes its structure, dtypes and
-                array type (NumPy or JAX).
             step: which checkpoint; ``None``: the latest.
 
         Returns:
-            ``(state, losses, record)``.
+            The record, a dict with the checkpoint's ``step``.
 
         Raises:
             FileNotFoundError: there is no checkpoint.
-            CheckpointError: the checkpoint cannot be read (a damaged or edited file), or it holds
-                another learner's state; the message names its folder and what differs.
+            CheckpointError: the record cannot be read, or is not a paralens run's.
         """
         step = self.latest() if step is None else step
         if step is None:
@@ -177,6 +175,29 @@ class Checkpoints:
             if not isinstance(record, dict) or not isinstance(record.get("step"), int) or record["step"] != step:
                 raise CheckpointError(f"the checkpoint {where} holds a record that is not a paralens run's, or "
                                       f"of another step ({str(record)[:120]})")
+        return record
+
+    def restore(self, like, step: int | None = None):
+        """The checkpoint of ``step`` (the latest by default), shaped as ``like``.
+
+        Args:
+            like: a state of this learner: the restored state takes its structure, dtypes and
+                array type (NumPy or JAX).
+            step: which checkpoint; ``None``: the latest.
+
+        Returns:
+            ``(state, losses, record)``.
+
+        Raises:
+            FileNotFoundError: there is no checkpoint.
+            CheckpointError: the checkpoint cannot be read (a damaged or edited file), or it holds
+                another learner's state; the message names its folder and what differs.
+        """
+        record = self.record(step)
+        step = record["step"]
+        where = os.path.join(self.directory, f"{STEP_PREFIX}_{step}")
+        args = self._ocp.args
+        with _quiet_orbax():
             template = {"state": _storable(like),
                         "losses": np.zeros(record["step"], record.get("losses_dtype", "float32"))}
             try:

@@ -62,7 +62,8 @@ class NonFiniteLossWarning(RuntimeWarning):
 
 def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, progress: bool,
         desc: str = "training", checkpoint_dir=None, every: int | None = None, keep: int = 3, resume: bool = False,
-        on_nonfinite: str = "stop", classes: int | None = None, step_options: dict | None = None):
+        on_nonfinite: str = "stop", classes: int | None = None, step_options: dict | None = None,
+        static_hyper: dict | None = None):
     """Run ``step`` (a learner's step term) from ``state`` until ``epochs`` epochs are done.
 
     Args:
@@ -83,6 +84,9 @@ def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, 
         on_nonfinite: ``"stop"``, ``"raise"`` or ``"continue"`` when a loss is NaN or infinite.
         classes: the labels are class indices, checked to lie in ``0..classes-1``.
         step_options: more options of ``backend.compile_step`` (JAX: ``sharding``, ``state_axes``).
+        static_hyper: the hyperparameters the step compiled in, by name (a learner's
+            ``static_hyper`` and their values): recorded in each checkpoint; a resume whose values
+            differ is refused.
 
     Returns:
         ``(state, losses)``, one loss per step of this run.
@@ -112,7 +116,7 @@ def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, 
     if not counted:
         state = {**state, "step": np.asarray(start, np.int32)}
     record = {"seed": seed, "batch_size": batch_size, "examples": n, "data_crc": _fingerprint(x, y),
-              "backend": backend.name}
+              "backend": backend.name, "static_hyper": {k: float(v) for k, v in sorted((static_hyper or {}).items())}}
     history = []
     ckpt = None
     if checkpoint_dir is not None:
@@ -126,7 +130,9 @@ def fit(backend, step, state, x, y, *, epochs: int, batch_size: int, seed: int, 
                     raise FileExistsError(f"{ckpt.directory} holds checkpoints up to step {latest} of an earlier "
                                           "run; pass resume=True to continue it, or choose an empty checkpoint_dir")
                 given = state
-                state, done, saved = ckpt.restore(state)
+                saved = ckpt.record(latest)  # the run's own checks first: they name what differs
+                _same_static(saved.get("static_hyper", {}), record["static_hyper"], ckpt.directory)
+                state, done, saved = ckpt.restore(state, latest)
                 _same_run(saved, record, ckpt.directory)
                 _same_hyper(state, given, ckpt.directory)
                 start, history = saved["start"], [done]
@@ -224,6 +230,18 @@ def _same_run(saved: dict, now: dict, where: str):
         if saved.get(key) != now[key]:
             raise ValueError(f"cannot resume from {where}: {what} differs from the checkpointed run's "
                              f"({saved.get(key)} then, {now[key]} now)")
+
+
+def _same_static(saved: dict, now: dict, where: str):
+    """A resumed run goes on with the hyperparameters its step compiled in (a learner's
+    ``static_hyper``, by name): a learner built with others is refused, naming them."""
+    changed = [f"{k}={saved.get(k, 'run-time')} there, {now.get(k, 'run-time')} here"
+               for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if changed:
+        raise ValueError(f"cannot resume from {where}: its run compiled in other hyperparameters than this "
+                         f"learner's static_hyper ({'; '.join(changed)}). Resume with the learner it was started "
+                         "with; to go on with new values, restore the state and fit(state=...) into a new "
+                         "checkpoint_dir")
 
 
 def _same_hyper(restored: dict, given: dict, where: str):

@@ -117,23 +117,38 @@ class Learner:
             ``store(eqn) -> bool``.
         fuse_optimizer: ``True`` to update each parameter inside the backward pass, as soon as its
             cotangent is complete; ``False`` (the default) updates them all after it.
+        static_hyper: the optimizer's hyperparameters compiled into the step as constants, as
+            ``optax.adam(1e-3)`` compiles them, rather than read from ``state["hyper"]`` (as
+            ``optax.inject_hyperparams``): ``False`` (the default: none), ``True`` (all) or their
+            names. A static one leaves ``state["hyper"]``, and :meth:`set_hyper` refuses it; XLA
+            then folds it into the update's kernels, which compile in less time (the residual MLP
+            of ``benchmarks/bench_trace.py`` builds 17 LLVM modules at depth 4 where it builds 18
+            with run-time hyperparameters). The model's and the loss's hyperparameters stay run-time.
 
     Raises:
         TypeError: ``model`` is not a term, ``optimizer`` not a paralens optimizer, ``loss`` not a
             term or a loss, or not taking the model's outputs; without ``learning_rate``, a loss
             that does not return one unbatched scalar; a ``learning_rate`` that is not a costate
             on the loss's output; ``residuals`` of another kind; ``fuse_optimizer`` not a bool;
-            ``compute_dtype`` with a model of more than one float dtype.
+            ``compute_dtype`` with a model of more than one float dtype; ``static_hyper`` neither a
+            bool nor names.
         ValueError: ``gradient`` neither ``"reverse"`` nor ``"forward"``; ``gradient="forward"``
             with a keyed model, with ``compute_dtype`` or with ``fuse_optimizer=True``;
             ``compute_dtype`` not a floating-point dtype; an unknown ``residuals`` policy name, or
             ``"segments"`` given for one layer; a hyperparameter name that the optimizer, the
-            model and the loss declare more than once.
+            model and the loss declare more than once; ``static_hyper`` naming something that is
+            not one of the optimizer's hyperparameters.
+
+    >>> import paralens as pl
+    >>> fixed = pl.Learner(pl.nn.mlp([3, 4, 2]), loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-2),
+    ...                    static_hyper=True)
+    >>> sorted(fixed.init(0)["hyper"]), sorted(fixed.static_hyper)
+    ([], ['b1', 'b2', 'eps', 'eps_root', 'learning_rate'])
     """
 
     def __init__(self, model: Term, loss: Term | Poly, optimizer: Transform, *, gradient: str = "reverse",
                  learning_rate: Lens | None = None, compute_dtype: str | None = None, residuals=None,
-                 fuse_optimizer: bool = False):
+                 fuse_optimizer: bool = False, static_hyper=False):
         if not isinstance(model, Term):
             raise TypeError(f"the model must be a term (e.g. pl.nn.mlp([...])), got {type(model).__name__}")
         if not isinstance(optimizer, Transform):
@@ -185,6 +200,7 @@ class Learner:
         if clash:
             raise ValueError(f"hyperparameter names {clash} occur twice among the optimizer's, the model's "
                              "and the loss's; rename a layer")
+        self.static_hyper = _static_hyper(static_hyper, self.optimizer)
 
     # ---------------------------------------------------------------- names and types
     @cached_property
@@ -211,7 +227,8 @@ class Learner:
 
     @cached_property
     def hyper_defaults(self) -> dict[str, float]:
-        """Every hyperparameter wire of the step and its default value."""
+        """Every hyperparameter of the step and its default value (a static one's, the value
+        compiled in; see ``static_hyper``)."""
         out = {k: v for k, v in self.optimizer.hyper.items() if k not in self.optimizer.extra}
         for term in (self.model, self.loss):
             out.update({n: p.init[1] for n, p in zip(term.param_names, term.params) if p.hyper})
@@ -224,7 +241,7 @@ class Learner:
         opt_hyper = hyper_type(self.param_types.values())
         out = {"params": dict(self.param_types),
                "opt": tree_map(lambda s: s.type, self.optimizer.state(self.param_types)),
-               "hyper": {k: declared.get(k, opt_hyper) for k in self.hyper_defaults}}
+               "hyper": {k: declared.get(k, opt_hyper) for k in self.hyper_defaults if k not in self.static_hyper}}
         if self.gradient == "forward" or self.keyed:
             out["key"] = KEY
         if self.counts_steps:
@@ -256,6 +273,10 @@ class Learner:
         return walk(self.state_types)
 
     @cached_property
+    def _static_values(self) -> dict[str, float]:
+        return {k: self.hyper_defaults[k] for k in self.static_hyper}
+
+    @cached_property
     def counts_steps(self) -> bool:
         """Whether the step term counts its steps in ``state["step"]``: every learner but a
         circuit's, whose parameters are all bits (the Z2 backend holds bits only; ``fit``
@@ -273,7 +294,8 @@ class Learner:
         state = b.inputs(self.state_types)
         xs, ys = [b.input(t) for t in self.data_dom], [b.input(t) for t in self.label_types]
         p, h = state["params"], state["hyper"]
-        seen, opt_res = opt.forward(b, _opt_inputs(b, state, self.optimizer), [], group="optimizer")  # get
+        opt_in = _opt_inputs(b, state, self.optimizer, self._static_values)
+        seen, opt_res = opt.forward(b, opt_in, [], group="optimizer")  # get
         seen = dict(zip(p, seen))
         low = self.compute_model  # mixed precision: into the compute dtype, and back for the loss
         keys = [state["key"]] if self.keyed else []  # a keyed model draws from the state's key
@@ -334,7 +356,7 @@ class Learner:
         b = Builder()
         state = b.inputs(self.state_types)
         grads = b.inputs(dict(self.param_types))
-        _, opt_res = opt.forward(b, _opt_inputs(b, state, self.optimizer), [], group="optimizer")
+        _, opt_res = opt.forward(b, _opt_inputs(b, state, self.optimizer, self._static_values), [], group="optimizer")
         new = iter(opt.backward(b, opt_res, list(grads.values()), group="optimizer")[1])
         new_opt = tree_map(lambda _: next(new), state["opt"])  # the optimizer lens puts its state first
         new_state = {"params": tree_map(lambda _: next(new), state["params"]), "opt": new_opt}
@@ -567,11 +589,16 @@ class Learner:
             The state with those values in ``state["hyper"]`` (the other entries shared).
 
         Raises:
-            KeyError: a name is not a hyperparameter of this learner.
+            KeyError: a name is not a hyperparameter of this learner, or is one of its
+                ``static_hyper``.
             ValueError: a value is out of its range or not finite.
             TypeError: a value is not a number.
         """
         types = self.state_types["hyper"]
+        static = sorted(set(values) & self.static_hyper)
+        if static:
+            raise KeyError(f"{static} are compiled into the step (static_hyper); build a learner with new "
+                           f"values to change them")
         unknown = sorted(set(values) - set(types))
         if unknown:
             raise KeyError(f"unknown hyperparameters {unknown}; this learner has {sorted(types)}")
@@ -713,7 +740,8 @@ class Learner:
         return backends.get(backend).fit(self.step_term, state, x, y, epochs=epochs, batch_size=batch_size,
                                          seed=seed, progress=progress, desc=f"training {self.model.name[:40]}",
                                          checkpoint_dir=checkpoint_dir, every=every, keep=keep, resume=resume,
-                                         on_nonfinite=on_nonfinite, classes=self.classes, **layout)
+                                         on_nonfinite=on_nonfinite, classes=self.classes,
+                                         static_hyper=self._static_values, **layout)
 
 
 def _float_dtype(term: Term) -> str:
@@ -732,12 +760,33 @@ def _cast_wires(b: Builder, wires: list[int], types) -> list[int]:
     return out
 
 
-def _opt_inputs(b: Builder, state: dict, optimizer: Transform) -> list[int]:
-    """The optimizer lens's inputs ``(s, p, h)`` off the state, in its order; an extra input (the
-    loss ``value``) is a placeholder here, replaced by :func:`_with_extra` once the loss is known."""
+def _opt_inputs(b: Builder, state: dict, optimizer: Transform, static: dict[str, float]) -> list[int]:
+    """The optimizer lens's inputs ``(s, p, h)`` off the state, in its order; a static
+    hyperparameter is a constant of its value; an extra input (the loss ``value``) is a placeholder
+    here, replaced by :func:`_with_extra` once the loss is known."""
     t = hyper_type(b.type_of(w) for w in state["params"].values())
-    h = {k: P.emit_const(b, 0.0, (), t.dtype) if k in optimizer.extra else state["hyper"][k] for k in optimizer.hyper}
+    h = {k: P.emit_const(b, static.get(k, 0.0), (), t.dtype) if k in optimizer.extra or k in static
+         else state["hyper"][k] for k in optimizer.hyper}
     return leaves((state["opt"], state["params"], h))
+
+
+def _static_hyper(names, optimizer: Transform) -> frozenset[str]:
+    """``Learner``'s ``static_hyper``, checked: the names of the optimizer's hyperparameters it
+    compiles in."""
+    own = [k for k in optimizer.hyper if k not in optimizer.extra]
+    if isinstance(names, bool):
+        return frozenset(own if names else ())
+    try:
+        given = None if isinstance(names, str) else list(names)
+    except TypeError:
+        given = None
+    if given is None or not all(isinstance(n, str) for n in given):
+        raise TypeError(f"static_hyper must be True, False or a list of hyperparameter names, got {names!r}")
+    other = sorted(set(given) - set(own))
+    if other:
+        raise ValueError(f"static_hyper names {other}, which are not the optimizer's hyperparameters "
+                         f"({sorted(own)}); a model's or a loss's hyperparameter stays run-time")
+    return frozenset(given)
 
 
 def _with_extra(b: Builder, residuals: list[int], optimizer: Transform, loss: int) -> list[int]:

@@ -149,6 +149,24 @@ def test_resume_refuses_another_run(tmp_path):
                   resume=True)
 
 
+def test_a_run_with_static_hyperparameters_resumes_only_with_the_same_values(tmp_path):
+    x, y = _data()
+
+    def learner(lr, static=True):
+        return pl.Learner(pl.nn.mlp([4, 5, 3]), loss=pl.losses.softmax_cross_entropy_with_integer_labels(),
+                          optimizer=pl.optim.adam(lr), static_hyper=static)
+    fit = dict(batch_size=5, backend="numpy", progress=False, checkpoint_dir=tmp_path)
+    _, first = learner(0.05).fit(x, y, epochs=1, **fit)
+    with pytest.raises(ValueError, match=r"compiled in other.*learning_rate=0.05 there, 0.5 here"):
+        learner(0.5).fit(x, y, epochs=2, resume=True, **fit)
+    with pytest.raises(ValueError, match=r"learning_rate=0.05 there, run-time here"):
+        learner(0.05, ["b1"]).fit(x, y, epochs=2, resume=True, **fit)
+    state, losses = learner(0.05).fit(x, y, epochs=2, resume=True, **fit)
+    _, straight = learner(0.05).fit(x, y, epochs=2, batch_size=5, backend="numpy", progress=False)
+    np.testing.assert_array_equal(losses, straight)  # resumed as if never stopped
+    assert len(first) == len(losses) // 2 and int(state["step"]) == len(losses) and state["hyper"] == {}
+
+
 @pytest.mark.finding(34)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_diverging_run_stops_with_the_last_good_state(backend, tmp_path):

@@ -82,6 +82,58 @@ def test_step_and_adam_count_saturate_at_the_int32_maximum_as_optax(backend, cou
         np.testing.assert_allclose(new["params"][k], params[k], rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_static_hyperparameters_are_compiled_in_and_train_as_run_time_ones_and_as_optax(backend):
+    def learner(static):
+        return pl.Learner(pl.nn.mlp([3, 5, 2], activation=pl.nn.tanh), loss=pl.losses.mse(),
+                          optimizer=pl.optim.adam(1e-2, b1=0.8), static_hyper=static)
+    fixed, free, part = learner(True), learner(False), learner(["b1", "b2", "eps"])
+    assert fixed.static_hyper == {"learning_rate", "b1", "b2", "eps", "eps_root"} and free.static_hyper == set()
+    states = {name: lr.init(0, backend=backend) for name, lr in (("fixed", fixed), ("free", free), ("part", part))}
+    assert states["fixed"]["hyper"] == {} and sorted(states["part"]["hyper"]) == ["eps_root", "learning_rate"]
+    # the step reads no hyperparameter input: its program takes only params, opt state, step, x, y
+    assert set(fixed.step_term.input_types()[0]["hyper"]) == set()
+    params = {k: jnp.array(v) for k, v in states["free"]["params"].items()}
+    tx = optax.adam(1e-2, b1=0.8)
+    ostate, ref = tx.init(params), hand_written_step(pl.nn.mlp([3, 5, 2], activation=pl.nn.tanh), tx, mse)
+    steps = {name: lr.compile(backend) for name, lr in (("fixed", fixed), ("free", free), ("part", part))}
+    rng = np.random.default_rng(3)
+    for _ in range(7):  # batch 7, an odd size
+        x, y = rng.standard_normal((7, 3)).astype(np.float32), rng.standard_normal((7, 2)).astype(np.float32)
+        losses = {}
+        for name in steps:
+            states[name], losses[name] = steps[name](states[name], x, y)
+        params, ostate, l_ref = ref(params, ostate, x, y)
+        assert float(losses["fixed"]) == float(losses["free"]) == float(losses["part"])
+        np.testing.assert_allclose(losses["fixed"], l_ref, rtol=1e-5)
+    for k in params:  # compiled in or read at run time, the same float32 arithmetic: equal
+        np.testing.assert_array_equal(states["fixed"]["params"][k], states["free"]["params"][k])
+        np.testing.assert_array_equal(states["part"]["params"][k], states["free"]["params"][k])
+        np.testing.assert_allclose(states["fixed"]["params"][k], params[k], rtol=1e-5, atol=1e-6)
+    # a run-time one still changes without a rebuild; a static one is refused by name
+    a, b = part.set_hyper(states["part"], learning_rate=0.5), free.set_hyper(states["free"], learning_rate=0.5)
+    (a, la), (b, lb) = steps["part"](a, x, y), steps["free"](b, x, y)
+    assert float(la) == float(lb)
+    for k in params:
+        np.testing.assert_array_equal(a["params"][k], b["params"][k])
+    with pytest.raises(KeyError, match=r"\['b1'\] are compiled into the step"):
+        part.set_hyper(states["part"], b1=0.5)
+
+
+def test_static_hyper_is_checked_when_the_learner_is_built():
+    def build(static, loss=None):
+        return pl.Learner(pl.nn.mlp([3, 2]), loss=loss or pl.losses.mse(), optimizer=pl.optim.sgd(0.1),
+                          static_hyper=static)
+    for bad in ("learning_rate", 3, [1], None):
+        with pytest.raises(TypeError, match="static_hyper must be True, False or a list"):
+            build(bad)
+    with pytest.raises(ValueError, match=r"static_hyper names \['b1'\], which are not the optimizer's"):
+        build(["b1"])
+    with pytest.raises(ValueError, match=r"\['huber.delta'\].*a model's or a loss's hyperparameter stays run-time"):
+        build(["huber.delta"], pl.losses.huber(delta=1.0))
+    assert build(("learning_rate",)).static_hyper == {"learning_rate"} == build(iter(["learning_rate"])).static_hyper
+
+
 def test_one_compile_for_ten_calls_with_changing_learning_rate(caplog):
     learner = pl.Learner(pl.nn.mlp([4, 8, 2]), loss=pl.losses.mse(), optimizer=pl.optim.adam(1e-3))
     state = learner.init(0, backend="jax")
