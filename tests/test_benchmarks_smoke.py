@@ -66,11 +66,13 @@ def test_trace_benchmark_counts_the_object_files_xla_builds():
     finally:
         sys.path.remove(str(BENCHMARKS))
     counts = bench_trace.kernels(depths=(4,))[4]
-    assert set(counts) == {"ours", "theirs", "injected"}, counts
+    assert set(counts) == {"ours", "static", "theirs", "injected"}, counts
     # every side builds several kernels; paralens's step, with the same layers, loss and optimizer,
-    # builds no more than the hand-written one with the same run-time hyperparameters, though it also
-    # counts its steps (its count and Adam's increment alike, and share one kernel), and one more
-    # than the one whose hyperparameters are constants (18, 18 and 17 with jax 0.10.2)
+    # builds no more than the hand-written one of the same program, though it also counts its steps
+    # (its count and Adam's increment alike, and share one kernel): with run-time hyperparameters as
+    # optax.inject_hyperparams (18 and 18 with jax 0.10.2), compiled in as optax.adam(1e-3) (17 and
+    # 17); run-time ones cost at most one more than constants
     assert all(n >= 5 for n in counts.values()), counts
     assert counts["ours"] <= counts["injected"], counts
-    assert counts["ours"] <= counts["theirs"] + 1, counts
+    assert counts["static"] <= counts["theirs"], counts
+    assert counts["ours"] <= counts["static"] + 1, counts

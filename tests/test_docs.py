@@ -25,11 +25,6 @@ def test_docstring_examples(name):
     assert result.failed == 0
 
 
-def blocks(path):
-    """The python blocks of a page: plain ones and those the site runs (```python exec="on" ...)."""
-    return re.findall(r"```python[^\n]*\n(.*?)```", path.read_text(), flags=re.S)
-
-
 def markdown_blocks(path) -> list[tuple[str, bool]]:
     """Each python block with whether the site prints its output as Markdown (``exec="on"``
     without ``html="1"``)."""
