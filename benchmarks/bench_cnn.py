@@ -4,10 +4,11 @@ image sizes: step time, trace + compile time, XLA temporaries and the compiled p
 The model is two 3x3 "same" convolutions (16 and 32 channels), ReLU and 2x2 max pooling each,
 then a dense readout to 10 classes; Adam; batch 32; images of 8, 16, 32 and 64 pixels a side.
 Each side is built in this process from the same initial parameters (the first losses must
-agree), timed interleaved (paralens, plain, paralens, ...), and the median of the per-round
-ratios is reported. Trace + compile builds everything afresh each round (paralens: the learner,
-its step term and the JAX program; plain JAX: tracing) and is timed in process CPU time, so
-another job on the machine does not move it.
+agree), timed interleaved (paralens, plain, plain, paralens, ...: who goes first alternates),
+each sample at least 50 ms of calls, and the median of the per-round ratios is reported. Trace +
+compile builds everything afresh each round (paralens: the learner, its step term and the JAX
+program; plain JAX: tracing) and is timed in process CPU time, so another job on the machine
+does not move it.
 
     python benchmarks/bench_cnn.py                 # 8, 16, 32, 64 px
     python benchmarks/bench_cnn.py --check         # exit 1 unless step <= 1.02x, trace + compile
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -80,12 +82,18 @@ def bench(size: int, batch: int = 32, rounds: int = 11, calls: int = 10, lr: flo
         if not np.allclose(float(p_loss), float(loss), rtol=1e-4):  # the same model, or the figures mean nothing
             raise AssertionError(f"{size}px: first losses differ, paralens {float(p_loss)} vs {who} {float(loss)}")
 
+    one, p_state = timed(p_step, p_state, (x, y), 3)
+    calls = max(calls, math.ceil(0.05 / one))  # a sample of at least 50 ms: small images step in ~1 ms
     step_ratios = {who: [] for who in refs}
     times = {who: [] for who in ("paralens", *refs)}
-    for _ in range(rounds):
+    for r in range(rounds):
         for who in refs:
-            tp, p_state = timed(p_step, p_state, (x, y), calls)
-            tr, states[who] = timed(steps[who], states[who], (x, y), calls)
+            if r % 2:  # who goes first alternates
+                tr, states[who] = timed(steps[who], states[who], (x, y), calls)
+                tp, p_state = timed(p_step, p_state, (x, y), calls)
+            else:
+                tp, p_state = timed(p_step, p_state, (x, y), calls)
+                tr, states[who] = timed(steps[who], states[who], (x, y), calls)
             step_ratios[who].append(tp / tr)
             times["paralens"].append(tp)
             times[who].append(tr)
