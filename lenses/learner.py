@@ -54,10 +54,10 @@ class Learner:
     The training state is a plain pytree ``{"params": ..., "opt": ..., "hyper": ..., "step": ...}``:
     ``params`` the model's trainable parameters by name, ``opt`` the optimizer's
     state (named fields), ``hyper`` every hyperparameter wire (the optimizer's,
-    such as ``learning_rate``, and those declared with
-    :func:`~paralens.hyperparameter` in the model or the loss; set a new value
-    there with :meth:`set_hyper` to change it between steps without
-    recompiling), ``step`` the steps taken (an int32 the step term counts, which
+    such as ``learning_rate``, but for those compiled in with ``static_hyper``,
+    and those declared with :func:`~paralens.hyperparameter` in the model or the
+    loss; set a new value there with :meth:`set_hyper` to change it between steps
+    without recompiling), ``step`` the steps taken (an int32 the step term counts, which
     tells :meth:`fit` where in its data order a state stands; it stays at int32's
     largest value rather than wrapping, as optax's counts).
 
