@@ -1,5 +1,7 @@
 """Shared test helpers: random well-typed terms (hypothesis strategies), sampling, evaluation."""
 
+import contextlib
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -112,3 +114,18 @@ def xent(logits, labels):
     """Mean softmax cross-entropy with integer labels, by optax."""
     import optax
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+@contextlib.contextmanager
+def backends_as_they_were():
+    """Run a docs page's blocks and put the backend registry back as it was: a page registers
+    backends of its own (architecture.md's ``doubling``), which a later page's run, in the same
+    test process, would otherwise find registered already."""
+    from paralens import backends
+    before = dict(backends._FACTORIES), dict(backends._LOADED)
+    try:
+        yield
+    finally:
+        for table, kept in zip((backends._FACTORIES, backends._LOADED), before):
+            table.clear()
+            table.update(kept)

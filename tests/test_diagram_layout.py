@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import paralens as pl
+from helpers import backends_as_they_were
 from paralens.diagram import layout, smallest_text_px
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -118,22 +119,18 @@ def docs_diagrams():
         calls.append((page, "equation", (lhs, rhs), kw, real[1](lhs, rhs, **kw)))
         return real[1](lhs, rhs, path, **kw) if path is not None else calls[-1][-1]
     pl.draw, pl.draw_equation = draw, draw_equation
-    from paralens import backends
-    registry = dict(backends._FACTORIES), dict(backends._LOADED)   # pages register backends (architecture.md)
     try:
-        for path in sorted((ROOT / "docs").glob("*.md")):
-            page = path.name
-            for blocks in _sessions(path):
-                namespace = {}
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    for block in blocks:
-                        exec(compile(block, str(path), "exec"), namespace)
+        with backends_as_they_were():  # pages register backends (architecture.md)
+            for path in sorted((ROOT / "docs").glob("*.md")):
+                page = path.name
+                for blocks in _sessions(path):
+                    namespace = {}
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        for block in blocks:
+                            exec(compile(block, str(path), "exec"), namespace)
     finally:
         pl.draw, pl.draw_equation = real
-        for table, before in zip((backends._FACTORIES, backends._LOADED), registry):
-            table.clear()
-            table.update(before)
     return calls
 
 

@@ -11,6 +11,7 @@ import re
 import pytest
 
 import paralens
+from helpers import backends_as_they_were
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODULES = ["paralens"] + [f"paralens.{m.name}" for m in pkgutil.iter_modules(paralens.__path__)] + \
@@ -65,13 +66,14 @@ def test_markdown_code_blocks_run(path, tmp_path, monkeypatch):
     code = markdown_blocks(path)
     assert code, f"{path.name} has no python blocks"
     namespace = {}
-    for block, as_markdown in code:  # blocks of one page share a namespace, like a notebook
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(block, str(path), "exec"), namespace)
-        if as_markdown:  # two printed lines without a blank line between read as one paragraph
-            assert not merged_lines(out.getvalue()), f"{path.name}: printed lines run together: " \
-                f"{merged_lines(out.getvalue())}"
+    with backends_as_they_were():  # a page may register a backend (architecture.md)
+        for block, as_markdown in code:  # blocks of one page share a namespace, like a notebook
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(compile(block, str(path), "exec"), namespace)
+            if as_markdown:  # two printed lines without a blank line between read as one paragraph
+                assert not merged_lines(out.getvalue()), f"{path.name}: printed lines run together: " \
+                    f"{merged_lines(out.getvalue())}"
 
 
 EXCERPT = re.compile(r"<!-- excerpt: (\S+) -->\n```py\n(.*?)```", flags=re.S)
