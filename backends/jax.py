@@ -151,9 +151,48 @@ def _window_sum(x, *, window, strides, padding, base_dilation, window_dilation):
 
 @_one_batch
 def _select_and_scatter_add(source, operand, *, window, strides, padding):
-    """The cotangent of a max window, as JAX computes it: XLA's select-and-scatter."""
+    """The cotangent of a max window: each ``source`` value added at its window's first maximum.
+
+    Windows that tile the input (stride = window, no padding: pooling's default) take
+    :func:`_to_first_maxima`, elementwise and bit for bit XLA's select-and-scatter; others take
+    XLA's select-and-scatter itself, as JAX's ``jax.vjp`` of ``lax.reduce_window``.
+    """
+    source = source.astype(operand.dtype)
+    if tuple(strides) == tuple(window) and all(tuple(p) == (0, 0) for p in padding):
+        return _to_first_maxima(source, operand, tuple(window))
     _, pullback = jax.vjp(_max_windows(window, strides, padding), operand)
-    return pullback(source.astype(operand.dtype))[0]
+    return pullback(source)[0]
+
+
+def _to_first_maxima(source, operand, window):
+    """Select-and-scatter over windows that tile ``operand`` (B, *S, C), stride = window, written
+    as elementwise selects that XLA fuses into one loop.
+
+    XLA's select-and-scatter (``select=ge``) walks each window in row-major order and moves its
+    choice to an element only where ``not chosen >= element``: the first maximum wins ties, and a
+    NaN is passed over. The same walk over the window's K slots gives each output the index of its
+    chosen slot, and the cotangent goes to that slot, zeros elsewhere (and on the rows and columns
+    past the last whole window, as VALID pooling leaves them). On XLA:CPU select-and-scatter
+    becomes a variadic reduce-window over iotas and a scatter: 4.5x to 20x slower than this on
+    (32, 8..64, 8..64, 16..32) images.
+    """
+    b, *sizes, c = operand.shape
+    n = len(window)
+    outs = [s // k for s, k in zip(sizes, window)]
+    whole = operand[(slice(None), *(slice(0, o * k) for o, k in zip(outs, window)), slice(None))]
+    split = whole.reshape(b, *(d for o, k in zip(outs, window) for d in (o, k)), c)
+    # (B, O1, K1, ..., On, Kn, C) -> (B, O1, ..., On, C, K1, ..., Kn): the window's slots last
+    perm = (0, *range(1, 2 * n, 2), 2 * n + 1, *range(2, 2 * n + 1, 2))
+    slots = split.transpose(perm).reshape(b, *outs, c, -1)
+    chosen, at = slots[..., 0], jnp.zeros(slots.shape[:-1], jnp.int32)
+    for k in range(1, slots.shape[-1]):
+        move = ~(chosen >= slots[..., k])
+        chosen, at = jnp.where(move, slots[..., k], chosen), jnp.where(move, k, at)
+    zero = jnp.zeros((), source.dtype)
+    spread = jnp.stack([jnp.where(at == k, source, zero) for k in range(slots.shape[-1])], axis=-1)
+    dx = spread.reshape(b, *outs, c, *window).transpose(np.argsort(perm)).reshape(whole.shape)
+    rest = [(0, s - o * k) for s, o, k in zip(sizes, outs, window)]
+    return jnp.pad(dx, [(0, 0), *rest, (0, 0)]) if any(hi for _, hi in rest) else dx
 
 
 @_one_batch

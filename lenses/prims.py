@@ -774,7 +774,8 @@ def _select_rule(name, source_is_window: bool):
 #: ``window_max(x; window, strides, padding)``: the maximum of each window over the spatial axes of
 #: ``x`` (*S, C), padded with -inf (``lax.reduce_window`` with ``max``; max pooling). Its reverse
 #: derivative routes each window's cotangent to the window's first maximum (XLA's
-#: select-and-scatter, as JAX's own rule).
+#: select-and-scatter, as JAX's own rule; the JAX backend computes it elementwise where the
+#: windows tile the input).
 WINDOW_MAX = define("window_max", _window_max_rule,
                     lambda p, x, y, dy: [SELECT_AND_SCATTER_ADD(dy[0], x[0], **p)])
 #: ``window_sum(x; window, strides, padding, base_dilation, window_dilation)``: the sum of each

@@ -955,7 +955,8 @@ def _pool(fn: str, x: Wire, window, stride, padding):
 def max_pool(x: Wire, window=(2, 2), stride=None, padding=0) -> Wire:
     """Max pooling over ``window`` (stride defaults to the window): (*S, C) -> (*S', C), over as
     many spatial axes as ``window`` has entries (an int: all but the channels). One
-    ``window_max`` box: ``lax.reduce_window`` on JAX, its derivative XLA's select-and-scatter.
+    ``window_max`` box: ``lax.reduce_window`` on JAX, its derivative XLA's select-and-scatter
+    (computed elementwise where the windows tile the input: stride = window, no padding).
 
     Args:
         x: a wire of per-example arrays (*S, C), e.g. images (H, W, C).

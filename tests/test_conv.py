@@ -267,3 +267,56 @@ def test_unbatched_inputs_and_sympy_formulas():
 def test_bad_arguments_are_refused_with_their_names(build, message):
     with pytest.raises((TypeError, ValueError), match=message):
         build()
+
+
+@st.composite
+def tilings(draw):
+    """Max pools whose windows tile the input (stride = window, no padding), which the JAX backend
+    differentiates elementwise; sizes need not divide (VALID pooling leaves a remainder)."""
+    n = draw(st.sampled_from([1, 2, 2, 3]))
+    window = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    size = tuple(k * draw(st.integers(1, 3)) + draw(st.integers(0, k - 1)) for k in window)
+    return dict(size=size, window=window, channels=draw(st.integers(1, 3)), batch=draw(st.sampled_from([0, 1, 2, 5])),
+                dtype=draw(st.sampled_from(["float32", "float64", "bfloat16", "float16"])))
+
+
+@settings(max_examples=25, deadline=None)
+@given(tilings())
+def test_tiling_max_pool_cotangent_is_xla_select_and_scatter_bit_for_bit(c):
+    """The JAX backend's elementwise select-and-scatter (windows that tile the input) gives exactly
+    ``jax.vjp`` of ``lax.reduce_window``'s numbers: ties go to the first maximum, NaN is passed
+    over, -inf and inf windows, the rows past the last whole window get zeros; batched and not."""
+    n, batched = len(c["size"]), c["batch"] > 0
+    shape = ((c["batch"],) if batched else ()) + c["size"] + (c["channels"],)
+    t = pl.Array(*shape[batched:], dtype=c["dtype"])
+    term = pl.para(lambda x: pl.max_pool(x, c["window"]), dom=[t if batched else t.unbatched])
+    rng = np.random.default_rng(sum(shape))
+    x = rng.integers(-2, 2, shape).astype(np.float32)  # small integers: many ties
+    for value in (np.nan, -np.inf, np.inf):
+        x.flat[rng.integers(0, x.size, max(1, x.size // 10))] = value
+    x = jnp.asarray(x, c["dtype"])
+
+    def ref(x):
+        xb = x if batched else x[None]
+        y = lax.reduce_window(xb, jnp.asarray(-jnp.inf, x.dtype), lax.max, (1, *c["window"], 1), (1, *c["window"], 1),
+                              ((0, 0),) * (n + 2))
+        return y if batched else y[0]
+    y, vjp = jax.vjp(ref, x)
+    dy = jnp.asarray(rng.standard_normal(y.shape), c["dtype"])
+    (want,) = vjp(dy)
+    got = get("jax").compile(pl.R(term))({}, x, dy)[1]
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(np.asarray(got, np.float64), np.asarray(want, np.float64))
+
+
+def test_tiling_max_pool_cotangent_compiles_without_scatters():
+    """Tiling windows: no select-and-scatter and no scatter in XLA's program (on CPU select-and-scatter
+    becomes a reduce-window over iotas and a scatter); overlapping windows keep XLA's own."""
+    x = jax.ShapeDtypeStruct((4, 8, 8, 3), jnp.float32)
+    for stride, scatters in ((2, 0), (1, 1)):
+        term = pl.R(pl.nn.max_pool(2, stride).at(pl.Array[8, 8, 3]))
+        out = 8 // stride - (stride == 1)
+        dy = jax.ShapeDtypeStruct((4, out, out, 3), jnp.float32)
+        text = jax.jit(lambda x, dy, f=get("jax").compile(term): f({}, x, dy)).lower(x, dy).compile().as_text()
+        ops = [line.split("=", 1)[1] for line in text.splitlines() if "=" in line]
+        assert sum(" scatter(" in o or " select-and-scatter(" in o for o in ops) == scatters, stride
