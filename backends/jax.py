@@ -550,6 +550,7 @@ class CompiledStep:
         self._fn = many if scan else step
 
         def paralens_step(updated, kept, x, y):
+            self._same_batch(x, y)  # at trace time, on static shapes: a call pays nothing for it
             new, loss = self._fn({**updated, **kept}, x, y)
             return {k: new[k] for k in self.updated}, loss
 
@@ -598,8 +599,7 @@ class CompiledStep:
                 sharded step's batch does not divide into its data shards (and microbatches).
             TypeError: data that cannot be cast to the step's dtypes.
         """
-        if not (self._plain and type(x) is _DEVICE_ARRAY and type(y) is _DEVICE_ARRAY
-                and x.shape[:self._lead] == y.shape[:self._lead]):
+        if not (self._plain and type(x) is _DEVICE_ARRAY and type(y) is _DEVICE_ARRAY):  # their batches: the trace's
             x, y = self._arrays(x, 1), self._arrays(y, 2)
             self._same_batch(x, y)  # labels on a device are not range-checked (no read back)
             if self._check is not None:

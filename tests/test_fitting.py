@@ -238,7 +238,8 @@ def test_a_step_refuses_one_label_for_a_batch(backend, scan):
 @pytest.mark.finding(18)
 @pytest.mark.parametrize("scan", [False, True])
 def test_a_jax_step_refuses_mismatched_device_arrays(scan):
-    """Data already on the device takes the step's quick path, which compares leading sizes too."""
+    """Data already on the device takes the step's quick path: the program's trace compares the
+    leading sizes (static shapes), so each mismatched call is refused, before a good call and after."""
     x, y = _data()
     learner = _learner()
     step = learner.compile("jax", scan=scan)
@@ -253,6 +254,10 @@ def test_a_jax_step_refuses_mismatched_device_arrays(scan):
     state, loss = step(learner.init(backend="jax"), *map(jax.device_put, good))
     want = learner.compile("jax", scan=scan)(learner.init(backend="jax"), *good)[1]
     np.testing.assert_array_equal(np.asarray(loss), np.asarray(want))
+    for xs, ys in cases + cases:  # a refused trace is not cached: refused again
+        with pytest.raises(ValueError, match="share a batch"):
+            step(state, jax.device_put(xs), jax.device_put(ys))
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree.leaves(state["params"]))
 
 
 @pytest.mark.finding(19)
