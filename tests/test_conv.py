@@ -280,7 +280,7 @@ def tilings(draw):
                 dtype=draw(st.sampled_from(["float32", "float64", "bfloat16", "float16"])))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(tilings())
 def test_tiling_max_pool_cotangent_is_xla_select_and_scatter_bit_for_bit(c):
     """The JAX backend's elementwise select-and-scatter (windows that tile the input) gives exactly
