@@ -32,6 +32,9 @@ from bench_memory import memory_stats
 from bench_mlp import timed
 from references import AUDITED, adam_step, cnn_forward, cnn_learner, cross_entropy, op_counts
 
+# compile times are measured here: never read a compile from a persistent cache
+jax.config.update("jax_enable_compilation_cache", False)
+
 BOUNDS = {"step": 1.02, "compile": 1.1, "temp": 1.0}
 
 

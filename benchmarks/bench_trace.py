@@ -42,6 +42,9 @@ import optax
 
 import paralens as pl
 
+# compile times and object files are measured here: never read a compile from a persistent cache
+jax.config.update("jax_enable_compilation_cache", False)
+
 WIDTH, BATCH = 64, 32
 
 

@@ -55,6 +55,9 @@ from references import (
 
 import paralens as pl
 
+# compile times are measured here: never read a compile from a persistent cache
+jax.config.update("jax_enable_compilation_cache", False)
+
 #: dense bfloat16 tensor-core peak, FLOP/s, by a substring of ``device.device_kind``
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12}
 
