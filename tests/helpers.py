@@ -1,5 +1,6 @@
 """Shared test helpers: random well-typed terms (hypothesis strategies), sampling, evaluation."""
 
+import ast
 import contextlib
 
 import numpy as np
@@ -129,3 +130,15 @@ def backends_as_they_were():
         for table, kept in zip((backends._FACTORIES, backends._LOADED), before):
             table.clear()
             table.update(kept)
+
+
+def parse(source: str) -> ast.Module:
+    """``ast.parse``, retried where CPython 3.11 reports "AST constructor recursion depth mismatch":
+    its AST conversion keeps the depth in the interpreter, not the thread, so another thread's ast
+    work at the same moment trips it (python/cpython#106905; seen once in CI)."""
+    for attempt in range(3):
+        try:
+            return ast.parse(source)
+        except SystemError as e:
+            if "recursion depth mismatch" not in str(e) or attempt == 2:
+                raise

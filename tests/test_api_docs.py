@@ -16,6 +16,8 @@ import textwrap
 
 import pytest
 
+from helpers import parse
+
 #: module -> the names it makes public (``None``: its ``__all__``)
 PUBLIC = {
     "paralens": None, "paralens.nn": None, "paralens.losses": None, "paralens.optim": None, "paralens.init": None,
@@ -43,10 +45,9 @@ def _sections(doc: str) -> dict[str, str]:
 
 def _body(obj):
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+        return parse(textwrap.dedent(inspect.getsource(obj))).body[0]
     except (OSError, TypeError, SyntaxError):
         return None
-    return tree.body[0]
 
 
 def _own(node):

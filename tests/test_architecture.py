@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import paralens as pl
+from helpers import parse
 from paralens import backends
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -18,7 +19,7 @@ DOOR = {"get", "of", "available", "Backend"}  # what lenses/ may take from paral
 
 def _imports(path):
     """``(node, imported module, names)`` for every import in ``path`` (function bodies too)."""
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse(path.read_text())):
         if isinstance(node, ast.Import):
             for a in node.names:
                 yield node, a.name, []
@@ -30,7 +31,7 @@ def _imports(path):
 def test_lenses_reach_backends_only_through_the_door():
     offences = []
     for path in LENSES:
-        tree = ast.parse(path.read_text())
+        tree = parse(path.read_text())
         for node, module, names in _imports(path):
             where = f"{path.name}:{node.lineno}"
             if module.lstrip(".") in ("importlib",) or module.startswith("importlib"):
