@@ -91,15 +91,15 @@ def bench(size: int, batch: int = 32, rounds: int = 11, calls: int = 10, lr: flo
     times = {who: [] for who in ("paralens", *refs)}
     for r in range(rounds):
         for who in refs:
-            if r % 2:  # who goes first alternates
-                tr, states[who] = timed(steps[who], states[who], (x, y), calls)
-                tp, p_state = timed(p_step, p_state, (x, y), calls)
-            else:
-                tp, p_state = timed(p_step, p_state, (x, y), calls)
-                tr, states[who] = timed(steps[who], states[who], (x, y), calls)
-            step_ratios[who].append(tp / tr)
-            times["paralens"].append(tp)
-            times[who].append(tr)
+            t = {}
+            for side in ((who, "paralens") if r % 2 else ("paralens", who)):  # who goes first alternates
+                if side == "paralens":
+                    t[side], p_state = timed(p_step, p_state, (x, y), calls)
+                else:
+                    t[side], states[who] = timed(steps[who], states[who], (x, y), calls)
+            step_ratios[who].append(t["paralens"] / t[who])
+            times["paralens"].append(t["paralens"])
+            times[who].append(t[who])
 
     compile_ratios = {who: [] for who in refs}
     for _ in range(max(3, rounds // 2)):
